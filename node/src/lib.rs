@@ -1,0 +1,7 @@
+//! Synergia: a federation node for signed STIX 2.1 threat-intelligence sharing.
+//!
+//! The crate is a library with a thin binary (`src/main.rs`): every behaviour lives in
+//! a module named after the domain thing it handles.
+#![forbid(unsafe_code)]
+
+pub mod stix;

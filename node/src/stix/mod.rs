@@ -1,0 +1,3 @@
+//! STIX 2.1: object models, validation, patterning, observables and TLP markings.
+
+pub mod timestamp;
