@@ -4,4 +4,7 @@
 //! a module named after the domain thing it handles.
 #![forbid(unsafe_code)]
 
+pub mod envelope;
+pub mod json;
+pub mod roster;
 pub mod stix;

@@ -1,0 +1,487 @@
+//! Origin-signed envelopes: the unit of exchange between nodes (SPEC section 3).
+//!
+//! An envelope is signed once, by its origin, over the RFC 8785 canonical form of the
+//! envelope without its `signature` member. Relays never re-sign: a node forwards the
+//! JSON value it received and every node verifies it against the roster unchanged.
+//! The envelope id is `sha256:` of the same canonical bytes, so whitespace and key
+//! order a relay introduces change neither the id nor the signature.
+
+pub mod canonical;
+mod error;
+
+pub use canonical::EnvelopeId;
+pub use error::{SignError, VerifyError};
+
+use crate::roster::{Roster, TrustedKey};
+use crate::stix::timestamp::Timestamp;
+use crate::stix::tlp::{TlpLevel, TlpResolver};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use canonical::{Without, canonical_bytes};
+use ed25519_dalek::{Signature, Signer as _, SigningKey};
+use serde_json::{Map, Value};
+
+/// The `type` member of every envelope.
+pub const ENVELOPE_TYPE: &str = "synergia-envelope";
+/// The envelope format version this code reads and writes.
+pub const ENVELOPE_VERSION: u64 = 1;
+
+const MEMBERS: [&str; 11] = [
+    "type",
+    "version",
+    "origin",
+    "origin_identity",
+    "key_id",
+    "seq",
+    "signed_at",
+    "tlp",
+    "recipients",
+    "bundle",
+    "signature",
+];
+
+/// The signed metadata of an envelope, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Member that signed it.
+    pub origin: String,
+    /// That member's STIX identity.
+    pub origin_identity: String,
+    /// The roster key that signed it.
+    pub key_id: String,
+    /// Per-origin sequence number, from 1, increasing by one per envelope.
+    pub seq: u64,
+    /// Signing instant, as written.
+    pub signed_at: String,
+    /// Signing instant, parsed.
+    pub signed_at_ts: Timestamp,
+    /// Most restrictive TLP level of the objects inside.
+    pub tlp: TlpLevel,
+    /// For `red`: the members allowed to receive it.
+    pub recipients: Vec<String>,
+}
+
+/// A member's signing key with the identity it signs as.
+pub struct Signer {
+    /// Member name.
+    pub origin: String,
+    /// STIX identity of the member.
+    pub origin_identity: String,
+    /// Roster id of `key`.
+    pub key_id: String,
+    /// The private key.
+    pub key: SigningKey,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("Signer")
+            .field("origin", &self.origin)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the signer decides per envelope.
+#[derive(Debug, Clone)]
+pub struct EnvelopeMeta {
+    /// Next sequence number of this origin.
+    pub seq: u64,
+    /// Signing instant (rendered with millisecond precision).
+    pub signed_at: Timestamp,
+    /// The envelope's TLP level.
+    pub tlp: TlpLevel,
+    /// Recipients (red only).
+    pub recipients: Vec<String>,
+}
+
+/// Knobs of verification that depend on the verifier, not on the envelope.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOptions {
+    /// The verifier's clock.
+    pub now: Timestamp,
+    /// How far in the future `signed_at` may be (clock skew between members).
+    pub max_future_skew_secs: i64,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            now: Timestamp::now(),
+            max_future_skew_secs: 300,
+        }
+    }
+}
+
+/// A parsed envelope: the JSON value as received plus its header, signed bytes and id.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    doc: Map<String, Value>,
+    header: Header,
+    signed: Vec<u8>,
+    id: EnvelopeId,
+    signature: Signature,
+}
+
+fn malformed(msg: impl Into<String>) -> VerifyError {
+    VerifyError::Malformed(msg.into())
+}
+
+fn str_member<'a>(doc: &'a Map<String, Value>, name: &str) -> Result<&'a str, VerifyError> {
+    match doc.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(malformed(format!("{name} must be a string"))),
+        None => Err(malformed(format!("missing member {name}"))),
+    }
+}
+
+impl Envelope {
+    /// Parses an envelope from JSON bytes. Checks shape only; see [`Envelope::verify`].
+    pub fn from_slice(bytes: &[u8]) -> Result<Envelope, VerifyError> {
+        let value: Value = crate::json::from_slice_strict(bytes)
+            .map_err(|e| malformed(format!("not valid JSON: {e}")))?;
+        Envelope::from_value(value)
+    }
+
+    /// Parses an envelope from a JSON value. Checks shape only.
+    pub fn from_value(value: Value) -> Result<Envelope, VerifyError> {
+        let Value::Object(doc) = value else {
+            return Err(malformed("an envelope is a JSON object"));
+        };
+        if let Some(extra) = doc.keys().find(|k| !MEMBERS.contains(&k.as_str())) {
+            return Err(malformed(format!("unknown member {extra:?}")));
+        }
+        if str_member(&doc, "type")? != ENVELOPE_TYPE {
+            return Err(malformed(format!("type must be {ENVELOPE_TYPE:?}")));
+        }
+        if doc.get("version").and_then(Value::as_u64) != Some(ENVELOPE_VERSION) {
+            return Err(malformed(format!("version must be {ENVELOPE_VERSION}")));
+        }
+        let origin = str_member(&doc, "origin")?.to_string();
+        let origin_identity = str_member(&doc, "origin_identity")?.to_string();
+        let key_id = str_member(&doc, "key_id")?.to_string();
+        let seq = match doc.get("seq") {
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(s) if s >= 1 && s <= (1u64 << 53) => s,
+                _ => return Err(VerifyError::BadSeq(n.to_string())),
+            },
+            Some(other) => return Err(VerifyError::BadSeq(other.to_string())),
+            None => return Err(malformed("missing member seq")),
+        };
+        let signed_at = str_member(&doc, "signed_at")?.to_string();
+        let signed_at_ts =
+            Timestamp::parse(&signed_at).map_err(|e| malformed(format!("signed_at: {e}")))?;
+        let tlp = TlpLevel::parse(str_member(&doc, "tlp")?)
+            .map_err(|e| malformed(format!("tlp: {e}")))?;
+        if tlp.as_str() != str_member(&doc, "tlp")? {
+            return Err(malformed(
+                "tlp must be one of clear, green, amber, amber+strict, red",
+            ));
+        }
+        let recipients = match doc.get("recipients") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| malformed("recipients must be an array of member names"))?,
+            Some(_) => return Err(malformed("recipients must be an array")),
+            None => return Err(malformed("missing member recipients")),
+        };
+        match doc.get("bundle") {
+            Some(Value::Object(b)) => {
+                if b.get("type").and_then(Value::as_str) != Some("bundle") {
+                    return Err(malformed("bundle.type must be \"bundle\""));
+                }
+                if !matches!(b.get("objects"), Some(Value::Array(_))) {
+                    return Err(malformed("bundle.objects must be an array"));
+                }
+            }
+            Some(_) => return Err(malformed("bundle must be a STIX bundle object")),
+            None => return Err(malformed("missing member bundle")),
+        }
+        let sig_text = str_member(&doc, "signature")?;
+        let sig_bytes = URL_SAFE_NO_PAD
+            .decode(sig_text)
+            .map_err(|e| VerifyError::BadBase64(e.to_string()))?;
+        let sig_arr: [u8; 64] = sig_bytes.as_slice().try_into().map_err(|_| {
+            VerifyError::BadBase64(format!(
+                "signature must be 64 bytes, got {}",
+                sig_bytes.len()
+            ))
+        })?;
+        let signature = Signature::from_bytes(&sig_arr);
+        let signed = canonical_bytes(&Without {
+            map: &doc,
+            skip: "signature",
+        })
+        .map_err(|e| malformed(e.to_string()))?;
+        let id = EnvelopeId::of_signed_bytes(&signed);
+        Ok(Envelope {
+            doc,
+            header: Header {
+                origin,
+                origin_identity,
+                key_id,
+                seq,
+                signed_at,
+                signed_at_ts,
+                tlp,
+                recipients,
+            },
+            signed,
+            id,
+            signature,
+        })
+    }
+
+    /// Signs `bundle` as `signer`. The bundle value is signed as given: it is not
+    /// re-serialised through typed models.
+    pub fn sign(bundle: Value, signer: &Signer, meta: EnvelopeMeta) -> Result<Envelope, SignError> {
+        if !bundle.is_object() {
+            return Err(SignError::NotAnObject);
+        }
+        let mut doc = Map::new();
+        doc.insert("type".into(), ENVELOPE_TYPE.into());
+        doc.insert("version".into(), ENVELOPE_VERSION.into());
+        doc.insert("origin".into(), signer.origin.clone().into());
+        doc.insert(
+            "origin_identity".into(),
+            signer.origin_identity.clone().into(),
+        );
+        doc.insert("key_id".into(), signer.key_id.clone().into());
+        doc.insert("seq".into(), meta.seq.into());
+        let signed_at = meta.signed_at.to_millis_string();
+        doc.insert("signed_at".into(), signed_at.clone().into());
+        doc.insert("tlp".into(), meta.tlp.as_str().into());
+        doc.insert(
+            "recipients".into(),
+            Value::Array(meta.recipients.iter().cloned().map(Value::from).collect()),
+        );
+        doc.insert("bundle".into(), bundle);
+        let signed = canonical_bytes(&doc)?;
+        let signature = signer.key.sign(&signed);
+        doc.insert(
+            "signature".into(),
+            URL_SAFE_NO_PAD.encode(signature.to_bytes()).into(),
+        );
+        let id = EnvelopeId::of_signed_bytes(&signed);
+        let signed_at_ts = Timestamp::parse(&signed_at).unwrap_or(meta.signed_at);
+        Ok(Envelope {
+            doc,
+            header: Header {
+                origin: signer.origin.clone(),
+                origin_identity: signer.origin_identity.clone(),
+                key_id: signer.key_id.clone(),
+                seq: meta.seq,
+                signed_at,
+                signed_at_ts,
+                tlp: meta.tlp,
+                recipients: meta.recipients,
+            },
+            signed,
+            id,
+            signature,
+        })
+    }
+
+    /// The envelope id (`sha256:` of the signed canonical form).
+    pub fn id(&self) -> &EnvelopeId {
+        &self.id
+    }
+
+    /// The parsed signed metadata.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The STIX bundle inside.
+    pub fn bundle(&self) -> &Value {
+        // Presence and shape were checked when the envelope was built.
+        static EMPTY: Value = Value::Null;
+        self.doc.get("bundle").unwrap_or(&EMPTY)
+    }
+
+    /// The objects of the bundle.
+    pub fn objects(&self) -> &[Value] {
+        self.bundle()
+            .get("objects")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The whole envelope as a JSON object (as received).
+    pub fn as_json(&self) -> &Map<String, Value> {
+        &self.doc
+    }
+
+    /// The canonical bytes the signature covers.
+    pub fn signed_bytes(&self) -> &[u8] {
+        &self.signed
+    }
+
+    /// RFC 8785 form of the whole envelope, signature included: what we store and
+    /// forward (a lossless, whitespace-free encoding of the value received).
+    pub fn to_canonical_bytes(&self) -> Vec<u8> {
+        canonical_bytes(&self.doc).unwrap_or_default()
+    }
+
+    /// Full verification against the roster: authority, signature, content.
+    pub fn verify(&self, roster: &Roster, opts: &VerifyOptions) -> Result<(), VerifyError> {
+        let key = self.check_authority(roster, opts)?;
+        key.verifying_key
+            .verify_strict(&self.signed, &self.signature)
+            .map_err(|_| VerifyError::BadSignature)?;
+        self.check_content(roster)
+    }
+
+    /// Origin, identity and key checks: is this key allowed to sign this envelope?
+    fn check_authority<'r>(
+        &self,
+        roster: &'r Roster,
+        opts: &VerifyOptions,
+    ) -> Result<&'r TrustedKey, VerifyError> {
+        let h = &self.header;
+        let member = roster
+            .member(&h.origin)
+            .ok_or_else(|| VerifyError::UnknownOrigin(h.origin.clone()))?;
+        if member.identity != h.origin_identity {
+            return Err(VerifyError::IdentityMismatch {
+                origin: h.origin.clone(),
+                expected: member.identity.clone(),
+                got: h.origin_identity.clone(),
+            });
+        }
+        let key = roster
+            .key(&h.origin, &h.key_id)
+            .ok_or_else(|| VerifyError::UnknownKey {
+                origin: h.origin.clone(),
+                key_id: h.key_id.clone(),
+            })?;
+        if key.verifying_key.is_weak() {
+            return Err(VerifyError::WeakKey(h.key_id.clone()));
+        }
+        let at = h.signed_at_ts;
+        if at < key.not_before {
+            return Err(VerifyError::KeyNotYetValid {
+                key_id: h.key_id.clone(),
+                not_before: key.not_before.to_string(),
+                signed_at: h.signed_at.clone(),
+            });
+        }
+        if at > key.not_after {
+            return Err(VerifyError::KeyExpired {
+                key_id: h.key_id.clone(),
+                not_after: key.not_after.to_string(),
+                signed_at: h.signed_at.clone(),
+            });
+        }
+        if let Some(revoked) = key.revoked_at
+            && at >= revoked
+        {
+            return Err(VerifyError::KeyRevoked {
+                key_id: h.key_id.clone(),
+                revoked_at: revoked.to_string(),
+                signed_at: h.signed_at.clone(),
+            });
+        }
+        if at.as_secs() > opts.now.as_secs() + opts.max_future_skew_secs {
+            return Err(VerifyError::SignedInFuture {
+                signed_at: h.signed_at.clone(),
+            });
+        }
+        Ok(key)
+    }
+
+    /// What the signature cannot vouch for: STIX validity, TLP consistency, recipients.
+    fn check_content(&self, roster: &Roster) -> Result<(), VerifyError> {
+        let h = &self.header;
+        if !h.recipients.is_empty() && h.tlp != TlpLevel::Red {
+            return Err(VerifyError::BadRecipients(format!(
+                "only red envelopes name recipients (this one is {})",
+                h.tlp
+            )));
+        }
+        if let Some(r) = h.recipients.iter().find(|r| roster.member(r).is_none()) {
+            return Err(VerifyError::BadRecipients(format!(
+                "{r:?} is not a member of the roster"
+            )));
+        }
+        crate::stix::check_bundle(self.bundle()).map_err(VerifyError::InvalidBundle)?;
+        let objects = self.objects();
+        let resolver = TlpResolver::for_objects(objects);
+        for obj in objects {
+            if let Some(level) = resolver.object_level(obj)
+                && level > h.tlp
+            {
+                return Err(VerifyError::TlpMismatch {
+                    object_id: obj
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_string(),
+                    object_tlp: level,
+                    envelope_tlp: h.tlp,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Verifies many envelopes at once (bulk catch-up): authority and content checks per
+/// envelope, signatures with one ed25519 batch equation.
+///
+/// Batch verification is not strict verification: the dalek documentation asks
+/// callers to reject weak keys themselves, which `check_authority` does for every key.
+/// When the batch equation fails, each signature is re-checked with `verify_strict`
+/// so the result names exactly the envelopes at fault.
+pub fn verify_batch(
+    envelopes: &[Envelope],
+    roster: &Roster,
+    opts: &VerifyOptions,
+) -> Vec<Result<(), VerifyError>> {
+    let mut results: Vec<Result<(), VerifyError>> = Vec::with_capacity(envelopes.len());
+    let mut idx = Vec::new();
+    let mut msgs: Vec<&[u8]> = Vec::new();
+    let mut sigs = Vec::new();
+    let mut keys = Vec::new();
+    for (i, e) in envelopes.iter().enumerate() {
+        match e.check_authority(roster, opts) {
+            Ok(k) => {
+                idx.push(i);
+                msgs.push(&e.signed);
+                sigs.push(e.signature);
+                keys.push(k.verifying_key);
+                results.push(Ok(()));
+            }
+            Err(err) => results.push(Err(err)),
+        }
+    }
+    // verify_strict also refuses small-order R; the batch equation does not, so the
+    // same check runs here to keep both paths accepting exactly the same envelopes.
+    let r_ok: Vec<bool> = sigs.iter().map(r_is_acceptable).collect();
+    let batch_ok = !idx.is_empty()
+        && r_ok.iter().all(|&ok| ok)
+        && ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
+    for (n, &i) in idx.iter().enumerate() {
+        let sig_ok = batch_ok || keys[n].verify_strict(msgs[n], &sigs[n]).is_ok();
+        results[i] = if sig_ok {
+            envelopes[i].check_content(roster)
+        } else {
+            Err(VerifyError::BadSignature)
+        };
+    }
+    results
+}
+
+/// Whether a signature's R decompresses to a point that is not of small order.
+fn r_is_acceptable(sig: &Signature) -> bool {
+    curve25519_dalek::edwards::CompressedEdwardsY(*sig.r_bytes())
+        .decompress()
+        .is_some_and(|r| !r.is_small_order())
+}
+
+#[cfg(test)]
+mod tests;

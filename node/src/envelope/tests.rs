@@ -1,0 +1,484 @@
+//! Every rejection has its own test asserting the precise error.
+
+use super::*;
+use crate::roster::{Member, RosterDocument, RosterKey, encode_public_key};
+use serde_json::json;
+
+const IDENTITY: &str = "identity--6b0a0f36-5b0e-4d8a-9f0a-0d6f8c3a1b2c";
+
+pub(crate) fn signer(seed: u8, key_id: &str) -> Signer {
+    Signer {
+        origin: "kaspersky".into(),
+        origin_identity: IDENTITY.into(),
+        key_id: key_id.into(),
+        key: SigningKey::from_bytes(&[seed; 32]),
+    }
+}
+
+fn roster_key(s: &Signer) -> RosterKey {
+    RosterKey {
+        key_id: s.key_id.clone(),
+        public_key: encode_public_key(&s.key.verifying_key()),
+        not_before: "2026-01-01T00:00:00Z".into(),
+        not_after: "2027-01-01T00:00:00Z".into(),
+        revoked_at: None,
+    }
+}
+
+fn roster(keys: Vec<RosterKey>) -> Roster {
+    let member = |name: &str, identity: &str, keys| Member {
+        name: name.into(),
+        identity: identity.into(),
+        node_url: "https://127.0.0.1:7443".into(),
+        tls_san: format!("synergia://member/{name}"),
+        keys,
+    };
+    Roster::from_document(RosterDocument {
+        kind: "synergia-roster".into(),
+        federation: "test".into(),
+        members: vec![
+            member("kaspersky", IDENTITY, keys),
+            member(
+                "interpol",
+                "identity--0b0a0f36-5b0e-4d8a-9f0a-0d6f8c3a1b2c",
+                vec![],
+            ),
+        ],
+    })
+    .unwrap()
+}
+
+fn indicator(n: u32, marking: Option<TlpLevel>) -> Value {
+    let mut o = json!({
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": format!("indicator--{n:08x}-0000-4000-8000-000000000000"),
+        "created": "2026-03-01T00:00:00.000Z",
+        "modified": "2026-03-01T00:00:00.000Z",
+        "pattern": format!("[ipv4-addr:value = '203.0.113.{}']", n % 250),
+        "pattern_type": "stix",
+        "valid_from": "2026-03-01T00:00:00Z"
+    });
+    if let Some(l) = marking {
+        o["object_marking_refs"] = json!([l.marking_id()]);
+    }
+    o
+}
+
+fn bundle(objects: Vec<Value>) -> Value {
+    json!({"type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d", "objects": objects})
+}
+
+fn meta(seq: u64) -> EnvelopeMeta {
+    EnvelopeMeta {
+        seq,
+        signed_at: Timestamp::parse("2026-11-27T03:44:23.123Z").unwrap(),
+        tlp: TlpLevel::Green,
+        recipients: vec![],
+    }
+}
+
+fn opts() -> VerifyOptions {
+    VerifyOptions {
+        now: Timestamp::parse("2026-11-27T04:00:00Z").unwrap(),
+        max_future_skew_secs: 300,
+    }
+}
+
+fn good() -> (Envelope, Roster) {
+    let s = signer(1, "kaspersky-2026a");
+    let r = roster(vec![roster_key(&s)]);
+    let e = Envelope::sign(
+        bundle(vec![indicator(1, Some(TlpLevel::Green))]),
+        &s,
+        meta(1),
+    )
+    .unwrap();
+    (e, r)
+}
+
+/// Re-parse an envelope after editing its JSON.
+fn edited(e: &Envelope, f: impl FnOnce(&mut Map<String, Value>)) -> Result<Envelope, VerifyError> {
+    let mut doc = e.as_json().clone();
+    f(&mut doc);
+    Envelope::from_value(Value::Object(doc))
+}
+
+#[test]
+fn signed_envelope_verifies_and_survives_reserialisation() {
+    let (e, r) = good();
+    e.verify(&r, &opts()).unwrap();
+    let pretty = serde_json::to_vec_pretty(&Value::Object(e.as_json().clone())).unwrap();
+    let back = Envelope::from_slice(&pretty).unwrap();
+    assert_eq!(back.id(), e.id());
+    back.verify(&r, &opts()).unwrap();
+    let canon = Envelope::from_slice(&e.to_canonical_bytes()).unwrap();
+    assert_eq!(canon.id(), e.id());
+}
+
+#[test]
+fn malformed_envelopes() {
+    let (e, _) = good();
+    assert!(matches!(
+        Envelope::from_slice(b"[1]"),
+        Err(VerifyError::Malformed(_))
+    ));
+    assert!(matches!(
+        Envelope::from_slice(b"{"),
+        Err(VerifyError::Malformed(_))
+    ));
+    for member in ["origin", "bundle", "signature", "recipients", "tlp"] {
+        let r = edited(&e, |d| {
+            d.remove(member);
+        });
+        assert!(
+            matches!(r, Err(VerifyError::Malformed(ref m)) if m.contains(member)),
+            "{member}: {r:?}"
+        );
+    }
+    let r = edited(&e, |d| {
+        d.insert("extra".into(), json!(1));
+    });
+    assert!(matches!(r, Err(VerifyError::Malformed(ref m)) if m.contains("unknown member")));
+    let r = edited(&e, |d| {
+        d.insert("version".into(), json!(2));
+    });
+    assert!(matches!(r, Err(VerifyError::Malformed(ref m)) if m.contains("version")));
+    let r = edited(&e, |d| {
+        d.insert("tlp".into(), json!("orange"));
+    });
+    assert!(matches!(r, Err(VerifyError::Malformed(ref m)) if m.contains("tlp")));
+    let r = edited(&e, |d| {
+        d.insert("signed_at".into(), json!("yesterday"));
+    });
+    assert!(matches!(r, Err(VerifyError::Malformed(ref m)) if m.contains("signed_at")));
+}
+
+#[test]
+fn duplicate_keys_are_malformed() {
+    let (e, _) = good();
+    let text = String::from_utf8(e.to_canonical_bytes()).unwrap();
+    let dup = text.replacen("{", "{\"origin\":\"interpol\",", 1);
+    assert!(
+        matches!(Envelope::from_slice(dup.as_bytes()), Err(VerifyError::Malformed(m)) if m.contains("duplicate"))
+    );
+}
+
+#[test]
+fn wrong_seq_type() {
+    let (e, _) = good();
+    for bad in [json!("1"), json!(1.5), json!(-1), json!(0), json!(null)] {
+        let r = edited(&e, |d| {
+            d.insert("seq".into(), bad.clone());
+        });
+        assert!(matches!(r, Err(VerifyError::BadSeq(_))), "{bad}: {r:?}");
+    }
+}
+
+#[test]
+fn bad_base64() {
+    let (e, _) = good();
+    let sig = e.as_json()["signature"].as_str().unwrap().to_string();
+    for bad in [
+        format!("{sig}=="),
+        sig.replace(|c: char| c == '_' || c == '-', "+"),
+        "!!!".into(),
+        sig[..40].to_string(),
+    ] {
+        if bad == sig {
+            continue;
+        }
+        let r = edited(&e, |d| {
+            d.insert("signature".into(), json!(bad));
+        });
+        assert!(matches!(r, Err(VerifyError::BadBase64(_))), "{bad}: {r:?}");
+    }
+}
+
+#[test]
+fn unknown_origin() {
+    let s = Signer {
+        origin: "mallory".into(),
+        ..signer(1, "k")
+    };
+    let r = roster(vec![]);
+    let e = Envelope::sign(bundle(vec![indicator(1, None)]), &s, meta(1)).unwrap();
+    assert_eq!(
+        e.verify(&r, &opts()),
+        Err(VerifyError::UnknownOrigin("mallory".into()))
+    );
+}
+
+#[test]
+fn origin_identity_mismatch() {
+    let s = Signer {
+        origin_identity: "identity--0b0a0f36-5b0e-4d8a-9f0a-0d6f8c3a1b2c".into(),
+        ..signer(1, "kaspersky-2026a")
+    };
+    let r = roster(vec![roster_key(&signer(1, "kaspersky-2026a"))]);
+    let e = Envelope::sign(bundle(vec![indicator(1, None)]), &s, meta(1)).unwrap();
+    assert!(matches!(
+        e.verify(&r, &opts()),
+        Err(VerifyError::IdentityMismatch { .. })
+    ));
+}
+
+#[test]
+fn unknown_key() {
+    let r = roster(vec![roster_key(&signer(1, "kaspersky-2026a"))]);
+    let e = Envelope::sign(
+        bundle(vec![indicator(1, None)]),
+        &signer(1, "kaspersky-2099"),
+        meta(1),
+    )
+    .unwrap();
+    assert_eq!(
+        e.verify(&r, &opts()),
+        Err(VerifyError::UnknownKey {
+            origin: "kaspersky".into(),
+            key_id: "kaspersky-2099".into()
+        })
+    );
+}
+
+#[test]
+fn key_not_yet_valid_expired_and_revoked() {
+    let s = signer(1, "kaspersky-2026a");
+    let b = bundle(vec![indicator(1, None)]);
+    let mut k = roster_key(&s);
+    k.not_before = "2026-12-01T00:00:00Z".into();
+    let e = Envelope::sign(b.clone(), &s, meta(1)).unwrap();
+    assert!(matches!(
+        e.verify(&roster(vec![k]), &opts()),
+        Err(VerifyError::KeyNotYetValid { .. })
+    ));
+
+    let mut k = roster_key(&s);
+    k.not_before = "2025-01-01T00:00:00Z".into();
+    k.not_after = "2026-06-01T00:00:00Z".into();
+    assert!(matches!(
+        e.verify(&roster(vec![k]), &opts()),
+        Err(VerifyError::KeyExpired { .. })
+    ));
+
+    let mut k = roster_key(&s);
+    k.revoked_at = Some("2026-11-01T00:00:00Z".into());
+    assert!(matches!(
+        e.verify(&roster(vec![k.clone()]), &opts()),
+        Err(VerifyError::KeyRevoked { .. })
+    ));
+    // Signed before the revocation: still valid.
+    let mut early = meta(1);
+    early.signed_at = Timestamp::parse("2026-10-01T00:00:00Z").unwrap();
+    let e = Envelope::sign(b, &s, early).unwrap();
+    e.verify(&roster(vec![k]), &opts()).unwrap();
+}
+
+#[test]
+fn weak_key() {
+    // The identity point: small order, every "signature" with R = identity would pass
+    // a non-strict check.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let weak = ed25519_dalek::VerifyingKey::from_bytes(&identity).unwrap();
+    assert!(weak.is_weak());
+    let s = signer(1, "kaspersky-2026a");
+    let mut k = roster_key(&s);
+    k.public_key = encode_public_key(&weak);
+    let e = Envelope::sign(bundle(vec![indicator(1, None)]), &s, meta(1)).unwrap();
+    assert_eq!(
+        e.verify(&roster(vec![k]), &opts()),
+        Err(VerifyError::WeakKey("kaspersky-2026a".into()))
+    );
+}
+
+#[test]
+fn forged_signature() {
+    let (e, r) = good();
+    let mallory = signer(9, "kaspersky-2026a");
+    let forged = Envelope::sign(e.bundle().clone(), &mallory, meta(1)).unwrap();
+    assert_eq!(forged.verify(&r, &opts()), Err(VerifyError::BadSignature));
+}
+
+#[test]
+fn tampered_object() {
+    let (e, r) = good();
+    let t = edited(&e, |d| {
+        d["bundle"]["objects"][0]["pattern"] = json!("[ipv4-addr:value = '198.51.100.1']");
+    })
+    .unwrap();
+    assert_ne!(t.id(), e.id());
+    assert_eq!(t.verify(&r, &opts()), Err(VerifyError::BadSignature));
+}
+
+#[test]
+fn tampered_metadata() {
+    let (e, r) = good();
+    for (k, v) in [
+        ("seq", json!(2)),
+        ("tlp", json!("clear")),
+        ("signed_at", json!("2026-11-27T03:44:24.123Z")),
+    ] {
+        let t = edited(&e, |d| {
+            d.insert(k.into(), v.clone());
+        })
+        .unwrap();
+        assert_eq!(t.verify(&r, &opts()), Err(VerifyError::BadSignature), "{k}");
+    }
+}
+
+#[test]
+fn bundle_not_valid_stix() {
+    let s = signer(1, "kaspersky-2026a");
+    let r = roster(vec![roster_key(&s)]);
+    let mut bad = indicator(1, None);
+    bad["id"] = json!("malware--00000001-0000-4000-8000-000000000000");
+    let e = Envelope::sign(bundle(vec![bad]), &s, meta(1)).unwrap();
+    assert!(matches!(
+        e.verify(&r, &opts()),
+        Err(VerifyError::InvalidBundle(_))
+    ));
+}
+
+#[test]
+fn tlp_more_restrictive_than_envelope() {
+    let s = signer(1, "kaspersky-2026a");
+    let r = roster(vec![roster_key(&s)]);
+    let e = Envelope::sign(bundle(vec![indicator(1, Some(TlpLevel::Red))]), &s, meta(1)).unwrap();
+    assert!(matches!(
+        e.verify(&r, &opts()),
+        Err(VerifyError::TlpMismatch {
+            object_tlp: TlpLevel::Red,
+            envelope_tlp: TlpLevel::Green,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn signed_in_future() {
+    let (e, r) = good();
+    let mut o = opts();
+    o.now = Timestamp::parse("2026-11-27T03:00:00Z").unwrap();
+    assert!(matches!(
+        e.verify(&r, &o),
+        Err(VerifyError::SignedInFuture { .. })
+    ));
+}
+
+#[test]
+fn recipients_rules() {
+    let s = signer(1, "kaspersky-2026a");
+    let r = roster(vec![roster_key(&s)]);
+    let mut m = meta(1);
+    m.recipients = vec!["interpol".into()];
+    let e = Envelope::sign(bundle(vec![indicator(1, None)]), &s, m.clone()).unwrap();
+    assert!(
+        matches!(e.verify(&r, &opts()), Err(VerifyError::BadRecipients(_))),
+        "green with recipients"
+    );
+    m.tlp = TlpLevel::Red;
+    let e = Envelope::sign(
+        bundle(vec![indicator(1, Some(TlpLevel::Red))]),
+        &s,
+        m.clone(),
+    )
+    .unwrap();
+    e.verify(&r, &opts()).unwrap();
+    m.recipients = vec!["nobody".into()];
+    let e = Envelope::sign(bundle(vec![indicator(1, None)]), &s, m).unwrap();
+    assert!(matches!(
+        e.verify(&r, &opts()),
+        Err(VerifyError::BadRecipients(_))
+    ));
+}
+
+#[test]
+fn batch_verification_finds_exactly_the_bad_ones() {
+    let s = signer(1, "kaspersky-2026a");
+    let r = roster(vec![roster_key(&s)]);
+    let mut envs: Vec<Envelope> = (1..=64)
+        .map(|i| Envelope::sign(bundle(vec![indicator(i as u32, None)]), &s, meta(i)).unwrap())
+        .collect();
+    assert!(verify_batch(&envs, &r, &opts()).iter().all(Result::is_ok));
+    envs[17] = Envelope::sign(
+        envs[17].bundle().clone(),
+        &signer(9, "kaspersky-2026a"),
+        meta(18),
+    )
+    .unwrap();
+    envs[40] = Envelope::sign(envs[40].bundle().clone(), &signer(1, "nope"), meta(41)).unwrap();
+    let res = verify_batch(&envs, &r, &opts());
+    for (i, res) in res.iter().enumerate() {
+        match i {
+            17 => assert_eq!(res, &Err(VerifyError::BadSignature)),
+            40 => assert!(matches!(res, Err(VerifyError::UnknownKey { .. }))),
+            _ => assert!(res.is_ok(), "{i}: {res:?}"),
+        }
+    }
+}
+
+#[test]
+fn batch_refuses_small_order_r_like_strict() {
+    let (e, r) = good();
+    // A signature whose R is the identity point and whose s is zero.
+    let mut sig = [0u8; 64];
+    sig[0] = 1;
+    let t = edited(&e, |d| {
+        d.insert("signature".into(), json!(URL_SAFE_NO_PAD.encode(sig)));
+    })
+    .unwrap();
+    assert_eq!(t.verify(&r, &opts()), Err(VerifyError::BadSignature));
+    assert_eq!(
+        verify_batch(&[t], &r, &opts())[0],
+        Err(VerifyError::BadSignature)
+    );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_bundle() -> impl Strategy<Value = Value> {
+        proptest::collection::vec((1u32..5000, "[a-z ]{0,20}", 0u8..=100), 1..8).prop_map(|items| {
+            let objs = items
+                .into_iter()
+                .map(|(n, name, conf)| {
+                    let mut o = indicator(n, Some(TlpLevel::Green));
+                    o["name"] = json!(name);
+                    o["confidence"] = json!(conf);
+                    o
+                })
+                .collect();
+            bundle(objs)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn sign_serialise_parse_verify(b in arb_bundle(), flip in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let s = signer(1, "kaspersky-2026a");
+            let r = roster(vec![roster_key(&s)]);
+            let e = Envelope::sign(b, &s, meta(1)).unwrap();
+            let bytes = serde_json::to_vec(&Value::Object(e.as_json().clone())).unwrap();
+            let back = Envelope::from_slice(&bytes).unwrap();
+            prop_assert!(back.verify(&r, &opts()).is_ok());
+
+            // Flip one bit of one byte: it must fail, unless the canonical form is
+            // unchanged (the byte was insignificant).
+            let mut t = bytes.clone();
+            let i = flip.index(t.len());
+            t[i] ^= 1 << bit;
+            match Envelope::from_slice(&t) {
+                Err(_) => {}
+                Ok(te) => {
+                    if te.to_canonical_bytes() != e.to_canonical_bytes() {
+                        prop_assert!(te.verify(&r, &opts()).is_err(), "flip at {} accepted", i);
+                    }
+                }
+            }
+        }
+    }
+}
