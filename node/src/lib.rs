@@ -4,7 +4,10 @@
 //! a module named after the domain thing it handles.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod envelope;
+pub mod workload;
 pub mod json;
+pub mod keys;
 pub mod roster;
 pub mod stix;

@@ -1,0 +1,75 @@
+//! Command-line interface. One file per command; each returns an exit status.
+//!
+//! Exit codes: 0 success; 1 the command ran and found a problem in its input (an
+//! invalid bundle, an envelope that does not verify); 2 the command could not run
+//! (bad arguments, unreadable file, bad config).
+
+mod gen_cmd;
+mod keys_cmd;
+mod verify_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Synergia: a federation node for signed STIX 2.1 threat-intelligence sharing.
+#[derive(Debug, Parser)]
+#[command(name = "synergia", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "SYNERGIA_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate deterministic synthetic indicator bundles (demos, tests, benchmarks).
+    Gen(gen_cmd::Args),
+    /// Create and manage federation keys: CA, node certificates, signing keys, roster.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
+    /// Verify a signed envelope offline against a roster.
+    Verify(verify_cmd::Args),
+}
+
+/// Exit status: the command found a problem in its input.
+pub const EXIT_INVALID: u8 = 1;
+/// Exit status: the command could not run.
+pub const EXIT_ERROR: u8 = 2;
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SYNERGIA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Parses arguments, runs the command, reports errors.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Gen(a) => gen_cmd::run(a),
+        Command::Keys(c) => keys_cmd::run(c),
+        Command::Verify(a) => verify_cmd::run(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

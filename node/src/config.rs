@@ -1,0 +1,204 @@
+//! The node's configuration file (TOML, `schema/config.schema.json`).
+//!
+//! One documented struct with `#[serde(default)]` everywhere a safe default exists, so
+//! a minimal config names only who the node is and where its keys are. Relative paths
+//! are resolved against the directory of the config file, so a federation directory
+//! can be moved as a whole.
+
+use crate::stix::tlp::TlpLevel;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Why a config cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML does not match the format (the message names the key).
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with the key and position.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config {path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The offending key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A node's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's member name (must be in the roster).
+    pub member: String,
+    /// Where the evidence log and indexes live.
+    pub data_dir: PathBuf,
+    /// The federation roster (JSON).
+    pub roster: PathBuf,
+    /// TLP level for objects that carry no TLP marking.
+    #[serde(default = "default_tlp")]
+    pub default_tlp: TlpLevel,
+    /// Listening socket.
+    pub listen: Listen,
+    /// TLS material.
+    pub tls: Tls,
+    /// The key this node signs its own publishes with.
+    pub signing: Signing,
+    /// Peer members this node exchanges envelopes with.
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    /// Local clients (pipelines, analysts, operators).
+    #[serde(default)]
+    pub clients: Vec<Client>,
+}
+
+fn default_tlp() -> TlpLevel {
+    TlpLevel::Amber
+}
+
+/// Listening socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// `host:port`, e.g. `127.0.0.1:7443`.
+    pub address: String,
+}
+
+/// TLS material (PEM files).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The federation CA certificate: the only root for peers and clients.
+    pub ca: PathBuf,
+    /// This node's certificate chain.
+    pub cert: PathBuf,
+    /// This node's TLS private key (mode 0600).
+    pub key: PathBuf,
+}
+
+/// The signing key this node uses for its own envelopes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    /// Roster key id of `key_file`.
+    pub key_id: String,
+    /// PKCS#8 PEM ed25519 private key (mode 0600).
+    pub key_file: PathBuf,
+}
+
+/// A peer member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Member name in the roster.
+    pub name: String,
+    /// Base URL of its node; defaults to the roster's `node_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Whether this node's own amber and amber+strict envelopes go to this peer.
+    #[serde(default)]
+    pub amber: bool,
+}
+
+/// A role a local client can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Publish bundles as this member.
+    Publish,
+    /// Read the consolidated view, lookups and feeds.
+    Read,
+    /// See peer status, stats and metrics.
+    Operate,
+}
+
+/// A local client, identified by certificate or bearer token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    /// Client name: matches the certificate SAN `synergia://client/<name>`.
+    pub name: String,
+    /// What it may do.
+    pub roles: Vec<Role>,
+    /// SHA-256 (hex) of its bearer token, if it uses one. Tokens are never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+}
+
+impl Config {
+    /// Reads a config file and resolves relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        cfg.check().map_err(|(key, message)| ConfigError::Invalid {
+            path: p,
+            key,
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for p in [
+            &mut self.data_dir,
+            &mut self.roster,
+            &mut self.tls.ca,
+            &mut self.tls.cert,
+            &mut self.tls.key,
+            &mut self.signing.key_file,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        if !crate::roster::is_member_name(&self.member) {
+            return Err(("member".into(), "must be lower-case letters, digits or '-'".into()));
+        }
+        if self.listen.address.parse::<std::net::SocketAddr>().is_err() {
+            return Err((
+                "listen.address".into(),
+                format!("{:?} is not host:port (e.g. 127.0.0.1:7443)", self.listen.address),
+            ));
+        }
+        for (i, c) in self.clients.iter().enumerate() {
+            if let Some(h) = &c.token_sha256
+                && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err((
+                    format!("clients[{i}].token_sha256"),
+                    "must be 64 hex digits (sha256 of the token)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
