@@ -181,12 +181,18 @@ impl Config {
 
     fn check(&self) -> Result<(), (String, String)> {
         if !crate::roster::is_member_name(&self.member) {
-            return Err(("member".into(), "must be lower-case letters, digits or '-'".into()));
+            return Err((
+                "member".into(),
+                "must be lower-case letters, digits or '-'".into(),
+            ));
         }
         if self.listen.address.parse::<std::net::SocketAddr>().is_err() {
             return Err((
                 "listen.address".into(),
-                format!("{:?} is not host:port (e.g. 127.0.0.1:7443)", self.listen.address),
+                format!(
+                    "{:?} is not host:port (e.g. 127.0.0.1:7443)",
+                    self.listen.address
+                ),
             ));
         }
         for (i, c) in self.clients.iter().enumerate() {

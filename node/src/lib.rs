@@ -6,8 +6,8 @@
 
 pub mod config;
 pub mod envelope;
-pub mod workload;
 pub mod json;
 pub mod keys;
 pub mod roster;
 pub mod stix;
+pub mod workload;

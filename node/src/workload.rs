@@ -85,13 +85,28 @@ impl Rng {
 
 const WORDS: &[&str] = &[
     "alpha", "bravo", "cobalt", "delta", "ember", "falcon", "granite", "harbor", "indigo",
-    "jasper", "krypton", "lumen", "magnet", "nimbus", "onyx", "pixel", "quartz", "raven",
-    "sierra", "tango", "umber", "vector", "willow", "xenon", "yonder", "zephyr",
+    "jasper", "krypton", "lumen", "magnet", "nimbus", "onyx", "pixel", "quartz", "raven", "sierra",
+    "tango", "umber", "vector", "willow", "xenon", "yonder", "zephyr",
 ];
-const TLDS: &[&str] = &["com", "net", "org", "info", "biz", "xyz", "top", "ru", "cn", "io"];
+const TLDS: &[&str] = &[
+    "com", "net", "org", "info", "biz", "xyz", "top", "ru", "cn", "io",
+];
 const FAMILIES: &[&str] = &[
-    "Emotet", "TrickBot", "QakBot", "IcedID", "Cobalt Strike", "AsyncRAT", "RedLine",
-    "AgentTesla", "Formbook", "Remcos", "njRAT", "Raccoon", "Lumma", "DarkGate", "Pikabot",
+    "Emotet",
+    "TrickBot",
+    "QakBot",
+    "IcedID",
+    "Cobalt Strike",
+    "AsyncRAT",
+    "RedLine",
+    "AgentTesla",
+    "Formbook",
+    "Remcos",
+    "njRAT",
+    "Raccoon",
+    "Lumma",
+    "DarkGate",
+    "Pikabot",
     "SystemBC",
 ];
 
@@ -119,19 +134,33 @@ pub fn observable_value(opts: &GenOptions, i: u64) -> (ObservableKind, String) {
     // of different origins differ (up to a 1-in-1023 clash of origin hashes, which the
     // example federation's names do not have) and values within an origin are unique
     // by index.
-    let class = if shared { 0 } else { 1 + hash_str(&opts.origin) % 1023 };
+    let class = if shared {
+        0
+    } else {
+        1 + hash_str(&opts.origin) % 1023
+    };
     let mut r = if shared {
         Rng::new(&[opts.seed, i, 3])
     } else {
         Rng::new(&[opts.seed, i, 4, hash_str(&opts.origin)])
     };
     let word = |r: &mut Rng| WORDS[r.below(WORDS.len() as u64) as usize];
-    let tag = if shared { String::new() } else { format!("{class:03x}") };
+    let tag = if shared {
+        String::new()
+    } else {
+        format!("{class:03x}")
+    };
     let value = match kind {
         ObservableKind::Ipv4 => {
             // 10 bits of class and 21 bits of index above 32.0.0.0: unique up to 2M.
             let n = 0x2000_0000u64 + ((class << 21) | (i & 0x1F_FFFF));
-            format!("{}.{}.{}.{}", (n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
+            format!(
+                "{}.{}.{}.{}",
+                (n >> 24) & 255,
+                (n >> 16) & 255,
+                (n >> 8) & 255,
+                n & 255
+            )
         }
         ObservableKind::Ipv6 => format!("2001:db8:{class:x}:{:x}::{:x}", i >> 16, i & 0xffff),
         ObservableKind::Domain => format!(
@@ -183,15 +212,20 @@ fn kind_label(kind: ObservableKind) -> &'static str {
 /// The identity id an origin's objects are created by.
 pub fn identity_of(opts: &GenOptions) -> String {
     opts.identity.clone().unwrap_or_else(|| {
-        let u = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("synergia:{}", opts.origin).as_bytes());
+        let u = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("synergia:{}", opts.origin).as_bytes(),
+        );
         format!("identity--{u}")
     })
 }
 
 /// A STIX timestamp with millisecond precision, `offset_ms` after 2026-01-01.
 fn ts(offset_ms: u64) -> String {
-    crate::stix::timestamp::Timestamp::from_micros(1_767_225_600_000_000 + (offset_ms as i64) * 1000)
-        .to_millis_string()
+    crate::stix::timestamp::Timestamp::from_micros(
+        1_767_225_600_000_000 + (offset_ms as i64) * 1000,
+    )
+    .to_millis_string()
 }
 
 fn tlp_for(opts: &GenOptions, r: &mut Rng) -> TlpLevel {
@@ -312,7 +346,11 @@ pub fn bundle_id(opts: &GenOptions) -> String {
 
 /// Writes the bundle as compact JSON, streaming (constant memory for any count).
 pub fn write_bundle(opts: &GenOptions, out: &mut impl Write) -> io::Result<u64> {
-    write!(out, "{{\"type\":\"bundle\",\"id\":\"{}\",\"objects\":[", bundle_id(opts))?;
+    write!(
+        out,
+        "{{\"type\":\"bundle\",\"id\":\"{}\",\"objects\":[",
+        bundle_id(opts)
+    )?;
     let mut n = 0u64;
     let mut err = None;
     for_each_object(opts, |o| {
@@ -357,7 +395,9 @@ mod tests {
     }
 
     fn values(opts: &GenOptions) -> HashSet<String> {
-        (0..opts.count).map(|i| observable_value(opts, i).1).collect()
+        (0..opts.count)
+            .map(|i| observable_value(opts, i).1)
+            .collect()
     }
 
     #[test]
@@ -386,7 +426,13 @@ mod tests {
 
     #[test]
     fn example_members_have_distinct_private_classes() {
-        let names = ["groupib", "trendmicro", "kaspersky", "teamcymru", "interpol"];
+        let names = [
+            "groupib",
+            "trendmicro",
+            "kaspersky",
+            "teamcymru",
+            "interpol",
+        ];
         let classes: HashSet<u64> = names.iter().map(|n| hash_str(n) % 1023).collect();
         assert_eq!(classes.len(), names.len());
     }

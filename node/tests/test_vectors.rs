@@ -85,15 +85,44 @@ fn published_vectors_match() {
     };
     let env = Envelope::sign(bundle(), &signer, meta).unwrap();
     let files: Vec<(&str, Vec<u8>)> = vec![
-        ("seed.hex", seed().iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes()),
-        ("signing-key.pem", key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes().to_vec()),
-        ("public-key.txt", encode_public_key(&key.verifying_key()).into_bytes()),
-        ("roster.json", serde_json::to_vec_pretty(&roster(&key)).unwrap()),
-        ("envelope.json", serde_json::to_vec_pretty(&Value::Object(env.as_json().clone())).unwrap()),
+        (
+            "seed.hex",
+            seed()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into_bytes(),
+        ),
+        (
+            "signing-key.pem",
+            key.to_pkcs8_pem(LineEnding::LF)
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "public-key.txt",
+            encode_public_key(&key.verifying_key()).into_bytes(),
+        ),
+        (
+            "roster.json",
+            serde_json::to_vec_pretty(&roster(&key)).unwrap(),
+        ),
+        (
+            "envelope.json",
+            serde_json::to_vec_pretty(&Value::Object(env.as_json().clone())).unwrap(),
+        ),
         ("signed-canonical.json", env.signed_bytes().to_vec()),
         ("envelope-canonical.json", env.to_canonical_bytes()),
         ("envelope-id.txt", env.id().as_str().as_bytes().to_vec()),
-        ("signature.txt", env.as_json()["signature"].as_str().unwrap().as_bytes().to_vec()),
+        (
+            "signature.txt",
+            env.as_json()["signature"]
+                .as_str()
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        ),
     ];
     if std::env::var_os("SYNERGIA_WRITE_VECTORS").is_some() {
         std::fs::create_dir_all(&dir).unwrap();
@@ -103,14 +132,24 @@ fn published_vectors_match() {
     }
     for (name, bytes) in &files {
         let published = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(&published, bytes, "{name} differs from the published vector");
+        assert_eq!(
+            &published, bytes,
+            "{name} differs from the published vector"
+        );
     }
     // The published envelope verifies against the published roster.
     let r = Roster::from_document(roster(&key)).unwrap();
-    let published = Envelope::from_slice(&std::fs::read(dir.join("envelope.json")).unwrap()).unwrap();
-    let opts = VerifyOptions { now: Timestamp::parse("2026-11-27T04:00:00Z").unwrap(), ..Default::default() };
+    let published =
+        Envelope::from_slice(&std::fs::read(dir.join("envelope.json")).unwrap()).unwrap();
+    let opts = VerifyOptions {
+        now: Timestamp::parse("2026-11-27T04:00:00Z").unwrap(),
+        ..Default::default()
+    };
     published.verify(&r, &opts).unwrap();
-    assert_eq!(published.id().as_str(), std::str::from_utf8(&std::fs::read(dir.join("envelope-id.txt")).unwrap()).unwrap());
+    assert_eq!(
+        published.id().as_str(),
+        std::str::from_utf8(&std::fs::read(dir.join("envelope-id.txt")).unwrap()).unwrap()
+    );
 }
 
 #[test]

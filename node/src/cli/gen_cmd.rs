@@ -53,9 +53,15 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             let f = std::fs::File::create(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-            let n = write_bundle(&opts, &mut w).with_context(|| format!("writing {}", path.display()))?;
-            w.flush().with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("wrote {n} objects ({} indicators) to {}", opts.count, path.display());
+            let n = write_bundle(&opts, &mut w)
+                .with_context(|| format!("writing {}", path.display()))?;
+            w.flush()
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "wrote {n} objects ({} indicators) to {}",
+                opts.count,
+                path.display()
+            );
         }
         None => {
             let stdout = std::io::stdout();

@@ -113,11 +113,18 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                 example: a.example,
             };
             let report = federation::init_federation(&opts)?;
-            println!("federation {:?} created in {}", opts.federation, opts.out.display());
+            println!(
+                "federation {:?} created in {}",
+                opts.federation,
+                opts.out.display()
+            );
             for (name, path) in &report.configs {
                 println!("  {name:<14} config {}", path.display());
             }
-            println!("admin bearer tokens are in {}/<member>/admin-token", opts.out.display());
+            println!(
+                "admin bearer tokens are in {}/<member>/admin-token",
+                opts.out.display()
+            );
             Ok(0)
         }
         KeysCommand::Rotate(a) => {
@@ -130,7 +137,10 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                 "next: distribute {}/roster.json to every member, then set [signing] key_id = \"{}\" and key_file = \"{}\" in {}'s config",
                 a.dir.display(),
                 key.key_id,
-                a.dir.join(&a.member).join(format!("signing-{}.pem", key.key_id)).display(),
+                a.dir
+                    .join(&a.member)
+                    .join(format!("signing-{}.pem", key.key_id))
+                    .display(),
                 a.member
             );
             Ok(0)
@@ -138,22 +148,32 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
         KeysCommand::Revoke(a) => {
             let at = a.at.unwrap_or_else(Timestamp::now);
             federation::revoke(&a.dir, &a.member, &a.key_id, at)?;
-            println!("revoked {} of {} from {at}; distribute the roster to every member", a.key_id, a.member);
+            println!(
+                "revoked {} of {} from {at}; distribute the roster to every member",
+                a.key_id, a.member
+            );
             Ok(0)
         }
         KeysCommand::Show(a) => {
             if let Some(path) = a.key {
                 let k = signing::load(&path)?;
-                println!("public key  {}", synergia::roster::encode_public_key(&k.verifying_key()));
+                println!(
+                    "public key  {}",
+                    synergia::roster::encode_public_key(&k.verifying_key())
+                );
                 println!("fingerprint {}", signing::fingerprint(&k.verifying_key()));
             } else if let Some(path) = a.cert {
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read {}", path.display()))?;
-                let s = tls::summarise(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let s = tls::summarise(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 let days = (s.not_after - Timestamp::now().as_secs()) / 86_400;
                 println!("subject   {}", s.subject);
                 println!("identity  {}", s.uris.join(", "));
-                println!("expires   {} ({days} days)", Timestamp::from_micros(s.not_after * 1_000_000));
+                println!(
+                    "expires   {} ({days} days)",
+                    Timestamp::from_micros(s.not_after * 1_000_000)
+                );
             } else {
                 let path = a.roster.unwrap_or_else(|| PathBuf::from("roster.json"));
                 let r = Roster::load(&path)?;

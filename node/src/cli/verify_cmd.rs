@@ -24,7 +24,8 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     let roster = Roster::load(&a.roster)?;
     let bytes = if a.file.as_os_str() == "-" {
         let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading standard input")?;
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+            .context("reading standard input")?;
         b
     } else {
         std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?

@@ -163,7 +163,7 @@ impl Envelope {
         let key_id = str_member(&doc, "key_id")?.to_string();
         let seq = match doc.get("seq") {
             Some(Value::Number(n)) => match n.as_u64() {
-                Some(s) if s >= 1 && s <= (1u64 << 53) => s,
+                Some(s) if (1..=(1u64 << 53)).contains(&s) => s,
                 _ => return Err(VerifyError::BadSeq(n.to_string())),
             },
             Some(other) => return Err(VerifyError::BadSeq(other.to_string())),

@@ -181,7 +181,7 @@ fn bad_base64() {
     let sig = e.as_json()["signature"].as_str().unwrap().to_string();
     for bad in [
         format!("{sig}=="),
-        sig.replace(|c: char| c == '_' || c == '-', "+"),
+        sig.replace(['_', '-'], "+"),
         "!!!".into(),
         sig[..40].to_string(),
     ] {

@@ -132,7 +132,9 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
         }
     }
     if usize::from(u16::MAX - opts.base_port) < opts.members.len() {
-        return Err(KeyError::Usage("--base-port leaves no room for every member".into()));
+        return Err(KeyError::Usage(
+            "--base-port leaves no room for every member".into(),
+        ));
     }
     let out = abs(&opts.out)?;
     let config_out = abs(&opts.config_out)?;
@@ -151,7 +153,13 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
         let node = tls::issue(&ca, CertRole::Node, name, &[], validity)?;
         write_public(&dir.join("node.pem"), node.cert_pem.as_bytes())?;
         write_private(&dir.join("node-key.pem"), node.key_pem.as_bytes())?;
-        let admin = tls::issue(&ca, CertRole::Client, &format!("{name}-admin"), &[], validity)?;
+        let admin = tls::issue(
+            &ca,
+            CertRole::Client,
+            &format!("{name}-admin"),
+            &[],
+            validity,
+        )?;
         write_public(&dir.join("admin.pem"), admin.cert_pem.as_bytes())?;
         write_private(&dir.join("admin-key.pem"), admin.key_pem.as_bytes())?;
         let token = random_token()?;
@@ -177,7 +185,16 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
     let mut configs = Vec::new();
     for (i, m) in roster.members().iter().enumerate() {
         let path = config_out.join(format!("{}.toml", m.name));
-        let text = render_config(opts, &roster, m, i, &out, &config_out, &data_root, &tokens[i].1);
+        let text = render_config(
+            opts,
+            &roster,
+            m,
+            i,
+            &out,
+            &config_out,
+            &data_root,
+            &tokens[i].1,
+        );
         write_public(&path, text.as_bytes())?;
         configs.push((m.name.clone(), path));
     }
@@ -289,7 +306,12 @@ pub fn rotate(
         .members
         .iter_mut()
         .find(|m| m.name == member)
-        .ok_or_else(|| KeyError::Usage(format!("member {member:?} is not in {}", roster_path.display())))?;
+        .ok_or_else(|| {
+            KeyError::Usage(format!(
+                "member {member:?} is not in {}",
+                roster_path.display()
+            ))
+        })?;
     let latest = m
         .keys
         .iter()
@@ -342,7 +364,10 @@ pub fn show(roster: &Roster, now: Timestamp) -> String {
                 Some(t) if t.revoked_at.is_some_and(|r| r <= now) => "revoked".to_string(),
                 Some(t) if now < t.not_before => "not yet valid".to_string(),
                 Some(t) if now > t.not_after => "expired".to_string(),
-                Some(t) => format!("valid, {} days left", (t.not_after.as_secs() - now.as_secs()) / 86_400),
+                Some(t) => format!(
+                    "valid, {} days left",
+                    (t.not_after.as_secs() - now.as_secs()) / 86_400
+                ),
                 None => "invalid".to_string(),
             };
             let fp = roster
@@ -396,15 +421,26 @@ mod tests {
                 assert_eq!(mode, 0o600, "{}", f.display());
             }
             let cert = std::fs::read_to_string(&cfg.tls.cert).unwrap();
-            assert_eq!(tls::summarise(&cert).unwrap().uris, vec![format!("synergia://member/{name}")]);
+            assert_eq!(
+                tls::summarise(&cert).unwrap().uris,
+                vec![format!("synergia://member/{name}")]
+            );
             assert_eq!(cfg.peers.len(), 2);
             // Vendors share amber with the hub only; the hub with everyone.
             for p in &cfg.peers {
-                assert_eq!(p.amber, name == "hub" || p.name == "hub", "{name} -> {}", p.name);
+                assert_eq!(
+                    p.amber,
+                    name == "hub" || p.name == "hub",
+                    "{name} -> {}",
+                    p.name
+                );
             }
-            assert_eq!(cfg.clients[0].token_sha256.as_deref(), Some(
-                token_hash(&report.tokens.iter().find(|(n, _)| n == name).unwrap().1).as_str()
-            ));
+            assert_eq!(
+                cfg.clients[0].token_sha256.as_deref(),
+                Some(
+                    token_hash(&report.tokens.iter().find(|(n, _)| n == name).unwrap().1).as_str()
+                )
+            );
         }
         let text = std::fs::read_to_string(&report.configs[0].1).unwrap();
         assert!(text.starts_with("# EXAMPLE ONLY"));
@@ -420,21 +456,37 @@ mod tests {
         let old = before.member("alpha").unwrap().keys[0].clone();
         let new = rotate(&o.out, "alpha", None, 2).unwrap();
         assert_ne!(new.key_id, old.key_id);
-        assert!(Timestamp::parse(&new.not_before).unwrap() > Timestamp::parse(&old.not_before).unwrap());
-        assert!(o.out.join("alpha").join(format!("signing-{}.pem", new.key_id)).exists());
+        assert!(
+            Timestamp::parse(&new.not_before).unwrap() > Timestamp::parse(&old.not_before).unwrap()
+        );
+        assert!(
+            o.out
+                .join("alpha")
+                .join(format!("signing-{}.pem", new.key_id))
+                .exists()
+        );
         revoke(&o.out, "alpha", &old.key_id, Timestamp::now()).unwrap();
         let after = Roster::load(&o.out.join("roster.json")).unwrap();
         let m = after.member("alpha").unwrap();
         assert_eq!(m.keys.len(), 2);
         assert!(m.keys[0].revoked_at.is_some());
         let table = show(&after, Timestamp::now());
-        assert!(table.contains("revoked") && table.contains(&new.key_id), "{table}");
+        assert!(
+            table.contains("revoked") && table.contains(&new.key_id),
+            "{table}"
+        );
         assert!(rotate(&o.out, "nobody", None, 2).is_err());
     }
 
     #[test]
     fn relative_paths() {
-        assert_eq!(relative(Path::new("/a/b/c"), Path::new("/a/d")), PathBuf::from("../b/c"));
-        assert_eq!(relative(Path::new("/a/b"), Path::new("/a/b")), PathBuf::new());
+        assert_eq!(
+            relative(Path::new("/a/b/c"), Path::new("/a/d")),
+            PathBuf::from("../b/c")
+        );
+        assert_eq!(
+            relative(Path::new("/a/b"), Path::new("/a/b")),
+            PathBuf::new()
+        );
     }
 }

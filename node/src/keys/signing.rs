@@ -1,7 +1,9 @@
 //! ed25519 signing keys: generation, PKCS#8 PEM files, fingerprints.
 
 use super::{KeyError, read_private, write_private};
-use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, spki::der::pem::LineEnding};
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey as _, EncodePrivateKey as _, spki::der::pem::LineEnding,
+};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -9,16 +11,19 @@ use std::path::Path;
 /// A fresh signing key from the operating system's CSPRNG.
 pub fn generate() -> Result<SigningKey, KeyError> {
     let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| KeyError::Usage(format!("no system randomness: {e}")))?;
+    getrandom::fill(&mut seed)
+        .map_err(|e| KeyError::Usage(format!("no system randomness: {e}")))?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
 /// Writes a signing key as PKCS#8 PEM, mode 0600.
 pub fn save(key: &SigningKey, path: &Path) -> Result<(), KeyError> {
-    let pem = key.to_pkcs8_pem(LineEnding::LF).map_err(|e| KeyError::Format {
-        path: path.to_path_buf(),
-        message: format!("cannot encode key: {e}"),
-    })?;
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| KeyError::Format {
+            path: path.to_path_buf(),
+            message: format!("cannot encode key: {e}"),
+        })?;
     write_private(path, pem.as_bytes())
 }
 

@@ -6,8 +6,8 @@
 
 use super::{KeyError, io_err, read_private};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, date_time_ymd,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, date_time_ymd,
 };
 use std::path::Path;
 
@@ -210,7 +210,10 @@ mod tests {
         assert_eq!(s.uris, vec!["synergia://member/kaspersky".to_string()]);
         assert!(s.not_after > crate::stix::timestamp::Timestamp::now().as_secs());
         let client = issue(&ca, CertRole::Client, "pipeline", &[], v).unwrap();
-        assert_eq!(summarise(&client.cert_pem).unwrap().uris, vec!["synergia://client/pipeline".to_string()]);
+        assert_eq!(
+            summarise(&client.cert_pem).unwrap().uris,
+            vec!["synergia://client/pipeline".to_string()]
+        );
         assert!(summarise("nonsense").is_err());
     }
 }
