@@ -447,7 +447,9 @@ impl<'a> Lexer<'a> {
                     match (hex_value(pair[0]), hex_value(pair[1])) {
                         (Some(h), Some(l)) => out.push(h << 4 | l),
                         _ => {
-                            return Err(self.error_at(start, "hex literal contains a non-hex digit"));
+                            return Err(
+                                self.error_at(start, "hex literal contains a non-hex digit")
+                            );
                         }
                     }
                 }
