@@ -242,8 +242,8 @@ impl<'a> Lexer<'a> {
             };
             if is_ws(c) {
                 self.pos += c.len_utf8();
-            } else if rest.starts_with("/*") {
-                match rest[2..].find("*/") {
+            } else if let Some(body) = rest.strip_prefix("/*") {
+                match body.find("*/") {
                     Some(end) => self.pos += 2 + end + 2,
                     // Unterminated: leave it; `/` is then an unexpected character.
                     None => return,
@@ -437,7 +437,7 @@ impl<'a> Lexer<'a> {
         let tok = match prefix {
             b'h' => {
                 let b = body.as_bytes();
-                if b.len() % 2 != 0 {
+                if !b.len().is_multiple_of(2) {
                     return Err(
                         self.error_at(start, "hex literal must have an even number of digits")
                     );
@@ -485,7 +485,7 @@ impl<'a> Lexer<'a> {
 /// `(B64{4})* (B64{4} | B64{3}= | B64{2}==)` — the grammar's `BinaryLiteral` body.
 fn valid_base64_shape(b: &[u8]) -> bool {
     let is_char = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
-    if b.is_empty() || b.len() % 4 != 0 {
+    if b.is_empty() || !b.len().is_multiple_of(4) {
         return false;
     }
     let (head, last) = b.split_at(b.len() - 4);
