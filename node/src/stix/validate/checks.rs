@@ -156,7 +156,7 @@ pub(crate) fn uuid_version(id: &str) -> Option<u8> {
 }
 
 /// Checks `<type>--<uuid>`; returns the type prefix when the syntax is right.
-pub(crate) fn identifier<'v>(s: &'v str) -> Result<&'v str, String> {
+pub(crate) fn identifier(s: &str) -> Result<&str, String> {
     let Some((ty, uuid)) = s.split_once("--") else {
         return Err(format!("'{s}' is not an identifier (<type>--<uuid>)"));
     };

@@ -968,14 +968,14 @@ pub(crate) fn object(v: &Value, base: &str, report: &mut Report) {
     match m.get("id") {
         Some(Value::String(s)) => match checks::identifier(s) {
             Ok(p) => {
-                if let Some(t) = ty {
-                    if p != t {
-                        cx.error(
-                            "id-type-mismatch",
-                            at.key("id"),
-                            format!("the id prefix '{p}' does not match the type '{t}'"),
-                        );
-                    }
+                if let Some(t) = ty
+                    && p != t
+                {
+                    cx.error(
+                        "id-type-mismatch",
+                        at.key("id"),
+                        format!("the id prefix '{p}' does not match the type '{t}'"),
+                    );
                 }
             }
             Err(e) => cx.error("invalid-identifier", at.key("id"), e),
@@ -1162,29 +1162,29 @@ fn reference(cx: &mut Ctx, at: Ptr, name: &str, v: &Value, targets: &[&str]) {
 }
 
 fn vocab(cx: &mut Ctx, at: Ptr, name: &str, v: &Value, vocab_name: &str, values: &[&str]) {
-    if let Some(s) = str_of(cx, at, name, v) {
-        if !values.contains(&s) {
-            cx.warn(
-                "vocabulary-value",
-                at,
-                format!("'{s}' is not in the {vocab_name} vocabulary"),
-            );
-        }
+    if let Some(s) = str_of(cx, at, name, v)
+        && !values.contains(&s)
+    {
+        cx.warn(
+            "vocabulary-value",
+            at,
+            format!("'{s}' is not in the {vocab_name} vocabulary"),
+        );
     }
 }
 
 fn closed(cx: &mut Ctx, at: Ptr, name: &str, v: &Value, values: &[&str]) {
-    if let Some(s) = str_of(cx, at, name, v) {
-        if !values.contains(&s) {
-            cx.error(
-                "invalid-enum-value",
-                at,
-                format!(
-                    "'{s}' is not allowed for '{name}'; use one of {}",
-                    values.join(", ")
-                ),
-            );
-        }
+    if let Some(s) = str_of(cx, at, name, v)
+        && !values.contains(&s)
+    {
+        cx.error(
+            "invalid-enum-value",
+            at,
+            format!(
+                "'{s}' is not allowed for '{name}'; use one of {}",
+                values.join(", ")
+            ),
+        );
     }
 }
 
@@ -1237,10 +1237,10 @@ fn value(cx: &mut Ctx, at: Ptr, name: &str, v: &Value, k: K, obj: &Obj) {
             ),
         },
         K::Ts | K::TsMs => {
-            if let Some(s) = str_of(cx, at, name, v) {
-                if let Err(e) = checks::timestamp(s, matches!(k, K::TsMs)) {
-                    cx.error("invalid-timestamp", at, format!("'{name}': {e}"));
-                }
+            if let Some(s) = str_of(cx, at, name, v)
+                && let Err(e) = checks::timestamp(s, matches!(k, K::TsMs))
+            {
+                cx.error("invalid-timestamp", at, format!("'{name}': {e}"));
             }
         }
         K::Ref(t) => reference(cx, at, name, v, t),
@@ -1305,10 +1305,10 @@ fn value(cx: &mut Ctx, at: Ptr, name: &str, v: &Value, k: K, obj: &Obj) {
             list_of(cx, at, name, v);
         }
         K::Hex => {
-            if let Some(s) = str_of(cx, at, name, v) {
-                if s.len() % 2 != 0 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
-                    cx.error("invalid-hex", at, format!("'{name}' must be hexadecimal"));
-                }
+            if let Some(s) = str_of(cx, at, name, v)
+                && (s.len() % 2 != 0 || !s.bytes().all(|c| c.is_ascii_hexdigit()))
+            {
+                cx.error("invalid-hex", at, format!("'{name}' must be hexadecimal"));
             }
         }
         K::Binary => {
@@ -1320,25 +1320,25 @@ fn value(cx: &mut Ctx, at: Ptr, name: &str, v: &Value, k: K, obj: &Obj) {
             }
         }
         K::Lang => {
-            if let Some(s) = str_of(cx, at, name, v) {
-                if !checks::language_tag_ok(s) {
-                    cx.error(
-                        "invalid-language",
-                        at,
-                        format!("'{s}' is not an RFC 5646 language tag"),
-                    );
-                }
+            if let Some(s) = str_of(cx, at, name, v)
+                && !checks::language_tag_ok(s)
+            {
+                cx.error(
+                    "invalid-language",
+                    at,
+                    format!("'{s}' is not an RFC 5646 language tag"),
+                );
             }
         }
         K::SpecVersion => {
-            if let Some(s) = str_of(cx, at, name, v) {
-                if s != "2.1" {
-                    cx.error(
-                        "invalid-spec-version",
-                        at,
-                        format!("spec_version must be '2.1', not '{s}'"),
-                    );
-                }
+            if let Some(s) = str_of(cx, at, name, v)
+                && s != "2.1"
+            {
+                cx.error(
+                    "invalid-spec-version",
+                    at,
+                    format!("spec_version must be '2.1', not '{s}'"),
+                );
             }
         }
         K::ExtRefs => {
@@ -1376,17 +1376,16 @@ fn kill_chain_phase(cx: &mut Ctx, at: Ptr, v: &Value) {
                 format!("kill chain phase needs '{p}'"),
             ),
             Some(v) => {
-                if let Some(s) = str_of(cx, at.key(p), p, v) {
-                    if !s
+                if let Some(s) = str_of(cx, at.key(p), p, v)
+                    && !s
                         .bytes()
                         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-                    {
-                        cx.warn(
-                            "kill-chain-name-format",
-                            at.key(p),
-                            format!("'{s}' should be all lowercase with hyphens"),
-                        );
-                    }
+                {
+                    cx.warn(
+                        "kill-chain-name-format",
+                        at.key(p),
+                        format!("'{s}' should be all lowercase with hyphens"),
+                    );
                 }
             }
         }
@@ -1502,14 +1501,14 @@ fn granular_marking(cx: &mut Ctx, at: Ptr, v: &Value, obj: &Obj) {
     let sp = at.key("selectors");
     if let Some(a) = list_of(cx, sp, "selectors", sel) {
         for (i, s) in a.iter().enumerate() {
-            if let Some(s) = str_of(cx, sp.idx(i), "selectors", s) {
-                if !selector_resolves(obj, s) {
-                    cx.error(
-                        "invalid-selector",
-                        sp.idx(i),
-                        format!("selector '{s}' does not select a property of this object"),
-                    );
-                }
+            if let Some(s) = str_of(cx, sp.idx(i), "selectors", s)
+                && !selector_resolves(obj, s)
+            {
+                cx.error(
+                    "invalid-selector",
+                    sp.idx(i),
+                    format!("selector '{s}' does not select a property of this object"),
+                );
             }
         }
     }
@@ -1648,16 +1647,15 @@ fn seen(cx: &mut Ctx, at: Ptr, m: &Obj) {
 
 fn indicator(cx: &mut Ctx, at: Ptr, m: &Obj) {
     order(cx, at, m, "valid_from", "valid_until", true);
-    if m.get("pattern_type").and_then(Value::as_str) == Some("stix") {
-        if let Some(p) = m.get("pattern").and_then(Value::as_str) {
-            if let Some((offset, msg)) = stix_pattern_error(p) {
-                cx.error(
-                    "invalid-pattern",
-                    at.key("pattern"),
-                    format!("pattern does not parse at offset {offset}: {msg}"),
-                );
-            }
-        }
+    if m.get("pattern_type").and_then(Value::as_str) == Some("stix")
+        && let Some(p) = m.get("pattern").and_then(Value::as_str)
+        && let Some((offset, msg)) = stix_pattern_error(p)
+    {
+        cx.error(
+            "invalid-pattern",
+            at.key("pattern"),
+            format!("pattern does not parse at offset {offset}: {msg}"),
+        );
     }
 }
 
@@ -1733,18 +1731,17 @@ fn observed_data(cx: &mut Ctx, at: Ptr, m: &Obj) {
 
 fn relationship(cx: &mut Ctx, at: Ptr, m: &Obj) {
     order(cx, at, m, "start_time", "stop_time", true);
-    if let Some(t) = m.get("relationship_type").and_then(Value::as_str) {
-        if t.is_empty()
+    if let Some(t) = m.get("relationship_type").and_then(Value::as_str)
+        && (t.is_empty()
             || !t
                 .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-        {
-            cx.error(
-                "invalid-relationship-type",
-                at.key("relationship_type"),
-                format!("'{t}' may only contain a-z, 0-9 and '-'"),
-            );
-        }
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'))
+    {
+        cx.error(
+            "invalid-relationship-type",
+            at.key("relationship_type"),
+            format!("'{t}' may only contain a-z, 0-9 and '-'"),
+        );
     }
 }
 
@@ -1840,14 +1837,14 @@ const TLP2_EXTENSION: &str = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08
 
 fn marking_definition(cx: &mut Ctx, at: Ptr, m: &Obj) {
     let id = m.get("id").and_then(Value::as_str).unwrap_or("");
-    if let Some(Value::Array(refs)) = m.get("object_marking_refs") {
-        if refs.iter().any(|r| r.as_str() == Some(id)) {
-            cx.error(
-                "circular-marking",
-                at.key("object_marking_refs"),
-                "a marking definition must not mark itself".into(),
-            );
-        }
+    if let Some(Value::Array(refs)) = m.get("object_marking_refs")
+        && refs.iter().any(|r| r.as_str() == Some(id))
+    {
+        cx.error(
+            "circular-marking",
+            at.key("object_marking_refs"),
+            "a marking definition must not mark itself".into(),
+        );
     }
     let dt = m.get("definition_type").and_then(Value::as_str);
     let has_ext = m.contains_key("extensions");
@@ -1894,18 +1891,17 @@ fn marking_definition(cx: &mut Ctx, at: Ptr, m: &Obj) {
                 Some(_) => {}
             }
         }
-        Some("statement") => {
+        Some("statement")
             if def
                 .and_then(|d| d.get("statement"))
                 .and_then(Value::as_str)
-                .is_none()
-            {
-                cx.error(
-                    "missing-property",
-                    dp.key("statement"),
-                    "a statement marking needs definition.statement (a string)".into(),
-                );
-            }
+                .is_none() =>
+        {
+            cx.error(
+                "missing-property",
+                dp.key("statement"),
+                "a statement marking needs definition.statement (a string)".into(),
+            );
         }
         _ => {}
     }
@@ -2031,14 +2027,15 @@ fn network_traffic(cx: &mut Ctx, at: Ptr, m: &Obj) {
 }
 
 fn process(cx: &mut Ctx, at: Ptr, m: &Obj) {
-    if let Some(id) = m.get("id").and_then(Value::as_str) {
-        if checks::identifier(id).is_ok() && checks::uuid_version(id) != Some(4) {
-            cx.error(
-                "sco-id-not-v4",
-                at.key("id"),
-                "a process id must be a UUIDv4".into(),
-            );
-        }
+    if let Some(id) = m.get("id").and_then(Value::as_str)
+        && checks::identifier(id).is_ok()
+        && checks::uuid_version(id) != Some(4)
+    {
+        cx.error(
+            "sco-id-not-v4",
+            at.key("id"),
+            "a process id must be a UUIDv4".into(),
+        );
     }
     if m.len() <= 2
         || m.keys()

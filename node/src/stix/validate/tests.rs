@@ -149,3 +149,28 @@ proptest! {
         validate_object(&o, "", &mut r);
     }
 }
+
+/// Parse + validate throughput on indicator bundles; run with
+/// `cargo test --release --lib validation_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn validation_throughput() {
+    let objects: Vec<Value> = (0..1000)
+        .map(|i| {
+            let mut o = indicator();
+            o["pattern"] = json!(format!("[ipv4-addr:value = '10.0.{}.{}']", i / 256, i % 256));
+            o["indicator_types"] = json!(["malicious-activity"]);
+            o["object_marking_refs"] = json!(["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"]);
+            o
+        })
+        .collect();
+    let doc = serde_json::to_vec(&json!({"type": "bundle", "id": "bundle--44af6c39-c09b-49c5-9de2-394224b04982", "objects": objects})).unwrap();
+    let rounds = 50;
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        let v: Value = serde_json::from_slice(&doc).unwrap();
+        assert!(validate_bundle(&v).is_valid());
+    }
+    let per_sec = (rounds * 1000) as f64 / start.elapsed().as_secs_f64();
+    println!("parse + validate: {per_sec:.0} indicators/s");
+}
