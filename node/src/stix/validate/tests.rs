@@ -158,9 +158,14 @@ fn validation_throughput() {
     let objects: Vec<Value> = (0..1000)
         .map(|i| {
             let mut o = indicator();
-            o["pattern"] = json!(format!("[ipv4-addr:value = '10.0.{}.{}']", i / 256, i % 256));
+            o["pattern"] = json!(format!(
+                "[ipv4-addr:value = '10.0.{}.{}']",
+                i / 256,
+                i % 256
+            ));
             o["indicator_types"] = json!(["malicious-activity"]);
-            o["object_marking_refs"] = json!(["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"]);
+            o["object_marking_refs"] =
+                json!(["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"]);
             o
         })
         .collect();
