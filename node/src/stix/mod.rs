@@ -1,28 +1,33 @@
 //! STIX 2.1: object models, validation, patterning, observables and TLP markings.
 
+pub mod model;
 pub mod observable;
 pub mod pattern;
 pub mod timestamp;
 pub mod tlp;
+pub mod validate;
 
 use serde_json::Value;
 
 /// Checks that a bundle is valid STIX 2.1, summarising the errors in one line.
 ///
-/// Used wherever content crosses a trust boundary (publish, envelope verification).
+/// Used wherever content crosses a trust boundary (publish, envelope verification):
+/// warnings never refuse content, errors do.
 pub fn check_bundle(bundle: &Value) -> Result<(), String> {
-    // INTEGRATION: replaced by the full validator when it lands.
-    let objects = bundle
-        .get("objects")
-        .and_then(Value::as_array)
-        .ok_or("bundle has no objects array")?;
-    for (i, o) in objects.iter().enumerate() {
-        let ty = o.get("type").and_then(Value::as_str);
-        let id = o.get("id").and_then(Value::as_str);
-        match (ty, id) {
-            (Some(t), Some(id)) if id.starts_with(t) && id[t.len()..].starts_with("--") => {}
-            _ => return Err(format!("/objects/{i}: missing or inconsistent type and id")),
-        }
+    let report = validate::validate_bundle(bundle);
+    if report.is_valid() {
+        return Ok(());
     }
-    Ok(())
+    let errors: Vec<_> = report.errors().collect();
+    let mut msg = String::new();
+    for f in errors.iter().take(3) {
+        if !msg.is_empty() {
+            msg.push_str("; ");
+        }
+        msg.push_str(&format!("{} [{}] {}", f.pointer, f.code, f.message));
+    }
+    if errors.len() > 3 {
+        msg.push_str(&format!("; and {} more", errors.len() - 3));
+    }
+    Err(msg)
 }

@@ -195,6 +195,38 @@ impl ComparisonOperator {
     }
 }
 
+impl Pattern {
+    /// Every object path the pattern mentions (in comparisons and `EXISTS`), in
+    /// order of appearance.
+    pub fn object_paths(&self) -> Vec<&ObjectPath> {
+        fn obs<'a>(e: &'a ObservationExpression, out: &mut Vec<&'a ObjectPath>) {
+            match e {
+                ObservationExpression::Observation(c) => cmp(c, out),
+                ObservationExpression::And(l, r)
+                | ObservationExpression::Or(l, r)
+                | ObservationExpression::FollowedBy(l, r) => {
+                    obs(l, out);
+                    obs(r, out);
+                }
+                ObservationExpression::Qualified(inner, _) => obs(inner, out),
+            }
+        }
+        fn cmp<'a>(e: &'a ComparisonExpression, out: &mut Vec<&'a ObjectPath>) {
+            match e {
+                ComparisonExpression::And(l, r) | ComparisonExpression::Or(l, r) => {
+                    cmp(l, out);
+                    cmp(r, out);
+                }
+                ComparisonExpression::Exists(p) => out.push(p),
+                ComparisonExpression::Comparison(c) => out.push(&c.path),
+            }
+        }
+        let mut out = Vec::new();
+        obs(&self.expression, &mut out);
+        out
+    }
+}
+
 /// `object-type:property.sub[0].x` — which property of which kind of object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectPath {

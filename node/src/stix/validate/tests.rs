@@ -1,0 +1,181 @@
+use super::*;
+use proptest::prelude::*;
+use serde_json::json;
+
+fn indicator() -> Value {
+    json!({
+        "type": "indicator", "spec_version": "2.1",
+        "id": "indicator--33fe3b22-0201-47cf-85d0-97c02164528d",
+        "created": "2014-05-08T09:00:00.000Z", "modified": "2014-05-08T09:00:00.000Z",
+        "pattern": "[ipv4-addr:value = '10.0.0.0']", "pattern_type": "stix",
+        "valid_from": "2014-05-08T09:00:00.000000Z"
+    })
+}
+
+fn codes(r: &Report) -> Vec<(&'static str, String)> {
+    r.findings
+        .iter()
+        .map(|f| (f.code, f.pointer.clone()))
+        .collect()
+}
+
+#[test]
+fn valid_indicator_has_no_findings() {
+    let mut r = Report::default();
+    validate_object(&indicator(), "", &mut r);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    assert!(r.is_valid());
+}
+
+#[test]
+fn reports_every_violation_with_pointer() {
+    let mut o = indicator();
+    o["created"] = json!("2014-05-08T09:00:00Z");
+    o["confidence"] = json!(101);
+    o["valid_until"] = json!("2014-05-08T09:00:00Z");
+    o.as_object_mut().unwrap().remove("pattern_type");
+    o["created_by_ref"] = json!("malware--33fe3b22-0201-47cf-85d0-97c02164528d");
+    let doc = json!({"type": "bundle", "id": "bundle--44af6c39-c09b-49c5-9de2-394224b04982", "objects": [o]});
+    let r = validate_bundle(&doc);
+    let c = codes(&r);
+    for want in [
+        ("invalid-timestamp", "/objects/0/created"),
+        ("out-of-range", "/objects/0/confidence"),
+        ("timestamp-order", "/objects/0/valid_until"),
+        ("missing-property", "/objects/0/pattern_type"),
+        ("invalid-reference-type", "/objects/0/created_by_ref"),
+    ] {
+        assert!(
+            c.contains(&(want.0, want.1.to_string())),
+            "{want:?} not in {c:?}"
+        );
+    }
+    assert_eq!(r.errors().count(), 5);
+    assert!(
+        r.findings
+            .iter()
+            .all(|f| f.object_id.as_deref()
+                == Some("indicator--33fe3b22-0201-47cf-85d0-97c02164528d"))
+    );
+}
+
+#[test]
+fn sco_id_determinism_is_a_warning() {
+    let ok = json!({"type": "ipv4-addr", "spec_version": "2.1", "id": "ipv4-addr--28bb3599-77cd-5a82-a950-b5bc3caf07c4", "value": "198.51.100.3"});
+    let mut r = Report::default();
+    validate_object(&ok, "", &mut r);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    let bad = json!({"type": "ipv4-addr", "spec_version": "2.1", "id": "ipv4-addr--33fe3b22-0201-47cf-85d0-97c02164528d", "value": "198.51.100.3"});
+    let mut r = Report::default();
+    validate_object(&bad, "", &mut r);
+    assert!(r.is_valid());
+    assert_eq!(
+        codes(&r),
+        vec![("sco-id-not-deterministic", "/id".to_string())]
+    );
+}
+
+#[test]
+fn finding_serialises_with_stable_names() {
+    let f = Finding {
+        severity: Severity::Warning,
+        code: "x",
+        object_id: None,
+        pointer: "/a".into(),
+        message: "m".into(),
+    };
+    assert_eq!(
+        serde_json::to_value(&f).unwrap(),
+        json!({"severity": "warning", "code": "x", "object_id": null, "pointer": "/a", "message": "m"})
+    );
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        prop_oneof![
+            Just("indicator".to_string()),
+            Just("bundle".to_string()),
+            Just("file".to_string()),
+            Just("marking-definition".to_string()),
+            Just("indicator--33fe3b22-0201-47cf-85d0-97c02164528d".to_string()),
+            Just("2020-01-01T00:00:00.000Z".to_string()),
+            ".{0,12}",
+        ]
+        .prop_map(Value::from),
+    ];
+    let key = prop_oneof![
+        Just("type".to_string()),
+        Just("id".to_string()),
+        Just("objects".to_string()),
+        Just("hashes".to_string()),
+        Just("extensions".to_string()),
+        Just("granular_markings".to_string()),
+        Just("selectors".to_string()),
+        Just("external_references".to_string()),
+        Just("definition_type".to_string()),
+        Just("values".to_string()),
+        Just("body_multipart".to_string()),
+        "[a-z_]{1,8}",
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+            prop::collection::btree_map(key.clone(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #[test]
+    fn never_panics_on_arbitrary_json(v in arb_json()) {
+        let _ = validate_bundle(&v);
+        let mut r = Report::default();
+        validate_object(&v, "/x", &mut r);
+    }
+
+    #[test]
+    fn never_panics_on_mutated_objects(k in "[a-z_]{2,20}", v in arb_json(), ty in prop::sample::select(super::rules::SCO_TYPES.iter().chain(super::rules::SDO_TYPES).copied().collect::<Vec<_>>())) {
+        let mut o = indicator();
+        o["type"] = json!(ty);
+        o[k.as_str()] = v;
+        let mut r = Report::default();
+        validate_object(&o, "", &mut r);
+    }
+}
+
+/// Parse + validate throughput on indicator bundles; run with
+/// `cargo test --release --lib validation_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn validation_throughput() {
+    let objects: Vec<Value> = (0..1000)
+        .map(|i| {
+            let mut o = indicator();
+            o["pattern"] = json!(format!(
+                "[ipv4-addr:value = '10.0.{}.{}']",
+                i / 256,
+                i % 256
+            ));
+            o["indicator_types"] = json!(["malicious-activity"]);
+            o["object_marking_refs"] =
+                json!(["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"]);
+            o
+        })
+        .collect();
+    let doc = serde_json::to_vec(&json!({"type": "bundle", "id": "bundle--44af6c39-c09b-49c5-9de2-394224b04982", "objects": objects})).unwrap();
+    let rounds = 50;
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        let v: Value = serde_json::from_slice(&doc).unwrap();
+        assert!(validate_bundle(&v).is_valid());
+    }
+    let per_sec = (rounds * 1000) as f64 / start.elapsed().as_secs_f64();
+    println!("parse + validate: {per_sec:.0} indicators/s");
+}
