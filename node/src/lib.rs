@@ -10,4 +10,5 @@ pub mod json;
 pub mod keys;
 pub mod roster;
 pub mod stix;
+pub mod store;
 pub mod workload;

@@ -1,0 +1,171 @@
+//! "Who reported this?": observable lookups and per-object provenance.
+
+use super::view::{EnvMeta, LATEST, REVOKED, View};
+use super::{Store, StoreError};
+use crate::envelope::EnvelopeId;
+use crate::stix::observable::ObservableKey;
+use crate::stix::timestamp::Timestamp;
+use crate::stix::tlp::TlpLevel;
+use serde::Serialize;
+use serde_json::Value;
+
+/// One delivery of an object version: who signed it and how it reached this node.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Reporter {
+    /// Origin member.
+    pub origin: String,
+    /// Signing key.
+    pub key_id: String,
+    /// Envelope id.
+    pub envelope_id: String,
+    /// Origin sequence number.
+    pub seq: u64,
+    /// When the origin signed it.
+    pub signed_at: String,
+    /// The peer it came from (`local` for own publishes).
+    pub received_from: String,
+    /// When this node received it.
+    pub received_at: String,
+}
+
+impl Reporter {
+    pub(crate) fn of(view: &View, e: &EnvMeta) -> Reporter {
+        Reporter {
+            origin: view.origin_name(e.origin).to_string(),
+            key_id: e.key_id.clone(),
+            envelope_id: EnvelopeId::from_digest_bytes(&e.id).to_string(),
+            seq: e.seq,
+            signed_at: Timestamp::from_micros(e.signed_at).to_millis_string(),
+            received_from: e.received_from.clone(),
+            received_at: Timestamp::from_micros(e.received_at).to_micros_string(),
+        }
+    }
+}
+
+/// An object (latest version) naming a looked-up observable.
+#[derive(Debug, Clone, Serialize)]
+pub struct LookupHit {
+    /// STIX id.
+    pub id: String,
+    /// STIX type.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// The observable key that matched (a CIDR key when an IP fell inside it).
+    pub matched: String,
+    /// `name`, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `confidence`, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<i64>,
+    /// `first_seen`, else `valid_from`, else `created`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    /// `last_seen`, else `valid_until`, else `modified`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    /// Effective TLP level.
+    pub tlp: TlpLevel,
+    /// Whether the latest version is revoked.
+    pub revoked: bool,
+    /// Distinct origins that reported this version.
+    pub origins: Vec<String>,
+    /// Every delivery.
+    pub provenance: Vec<Reporter>,
+}
+
+/// The answer for one looked-up value.
+#[derive(Debug, Clone, Serialize)]
+pub struct LookupResult {
+    /// What was asked.
+    pub query: String,
+    /// Its normalised key, when it could be normalised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Why it could not be normalised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Distinct origins reporting it (over all hits).
+    pub corroboration: usize,
+    /// Objects naming it.
+    pub hits: Vec<LookupHit>,
+}
+
+fn text(v: &Value, keys: &[&str]) -> Option<String> {
+    keys.iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+impl Store {
+    /// Looks observables up: every latest object version that names each value (for an
+    /// IP, also every CIDR containing it), visible at `max_tlp` or below.
+    pub fn lookup(
+        &self,
+        values: &[String],
+        max_tlp: TlpLevel,
+    ) -> Result<Vec<LookupResult>, StoreError> {
+        let view = self.read();
+        let mut results = Vec::with_capacity(values.len());
+        for q in values {
+            let key = match ObservableKey::from_user_input(q) {
+                Ok(k) => k,
+                Err(e) => {
+                    results.push(LookupResult {
+                        query: q.clone(),
+                        key: None,
+                        error: Some(e.to_string()),
+                        corroboration: 0,
+                        hits: Vec::new(),
+                    });
+                    continue;
+                }
+            };
+            let mut keys = vec![key.clone()];
+            keys.extend(key.containing_networks());
+            let mut seen = std::collections::HashSet::new();
+            let mut hits = Vec::new();
+            let mut origins = std::collections::BTreeSet::new();
+            for k in &keys {
+                for &h in view.by_observable(k.as_str()) {
+                    let Some(ver) = view.version(h) else { continue };
+                    if !ver.has(LATEST) || ver.tlp > max_tlp || !seen.insert(h) {
+                        continue;
+                    }
+                    let body = self.object_body(ver)?;
+                    let obj: Value = serde_json::from_slice(&body)
+                        .map_err(|e| StoreError::Corrupt(format!("stored object: {e}")))?;
+                    let provenance: Vec<Reporter> = view
+                        .deliveries(h)
+                        .into_iter()
+                        .map(|e| Reporter::of(&view, e))
+                        .collect();
+                    let hit_origins: Vec<String> =
+                        view.origins_of(h).into_iter().map(str::to_string).collect();
+                    origins.extend(hit_origins.iter().cloned());
+                    hits.push(LookupHit {
+                        id: text(&obj, &["id"]).unwrap_or_default(),
+                        type_name: view.type_name(ver.type_ix).to_string(),
+                        matched: k.to_string(),
+                        name: text(&obj, &["name", "value"]),
+                        confidence: obj.get("confidence").and_then(Value::as_i64),
+                        first_seen: text(&obj, &["first_seen", "valid_from", "created"]),
+                        last_seen: text(&obj, &["last_seen", "valid_until", "modified"]),
+                        tlp: ver.tlp,
+                        revoked: ver.has(REVOKED),
+                        origins: hit_origins,
+                        provenance,
+                    });
+                }
+            }
+            results.push(LookupResult {
+                query: q.clone(),
+                key: Some(key.to_string()),
+                error: None,
+                corroboration: origins.len(),
+                hits,
+            });
+        }
+        Ok(results)
+    }
+}

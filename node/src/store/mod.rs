@@ -1,0 +1,405 @@
+//! Where the node keeps what it knows (SPEC section 4).
+//!
+//! - [`log`]: the evidence log — every accepted envelope, verbatim (RFC 8785 bytes),
+//!   append-only, fsynced before anything is acknowledged. The source of truth.
+//! - [`engine`]: a small key-value trait; [`sled_engine`] implements it on sled 0.34,
+//!   [`memory_engine`] in memory. It holds one packed [`record`] per envelope (plus peer
+//!   cursors and TAXII status resources), so writes per publish stay few.
+//! - [`view`]: the merged view in memory — versions, latest, conflicts, provenance,
+//!   type/origin/`date_added` indexes, observables, [`digest`]s — rebuilt at start from
+//!   the engine's records and, for anything the engine had not flushed, from the log.
+//!
+//! Object bodies are stored once, inside the logged envelope; the view keeps their byte
+//! ranges ([`prepare`]).
+
+pub mod digest;
+pub mod engine;
+pub mod log;
+pub mod memory_engine;
+pub mod prepare;
+pub mod record;
+pub mod sled_engine;
+pub mod view;
+
+mod lookup;
+mod rebuild;
+
+pub use lookup::{LookupHit, LookupResult, Reporter};
+pub use rebuild::RebuildReport;
+
+use crate::envelope::{Envelope, EnvelopeId};
+use crate::stix::timestamp::Timestamp;
+use crate::stix::tlp::TlpLevel;
+use digest::ViewDigest;
+use engine::{IndexEngine, Op, Space};
+use log::{EvidenceLog, RecordHeader};
+use record::EnvelopeRecord;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use view::{ApplyOutcome, View};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file operation failed (disk full, permissions, …).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The index engine failed.
+    #[error("index engine: {0}")]
+    Engine(String),
+    /// The index store cannot be opened (typically after a crash or disk fault).
+    #[error(
+        "the index store at {path} cannot be opened ({reason}); the evidence log is intact: run `synergia rebuild --config <config>` (or set store.auto_rebuild = true)"
+    )]
+    IndexUnavailable {
+        /// Where.
+        path: String,
+        /// The engine's error.
+        reason: String,
+    },
+    /// Stored data is damaged.
+    #[error("store data is damaged: {0}")]
+    Corrupt(String),
+    /// An envelope cannot be stored (content the store cannot index).
+    #[error("envelope cannot be stored: {0}")]
+    Rejected(String),
+}
+
+/// Which index engine to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    /// sled 0.34 on disk (production).
+    #[default]
+    Sled,
+    /// In memory (tests): the view is rebuilt from the log at every open.
+    Memory,
+}
+
+/// Store tuning.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Index engine.
+    pub engine: EngineKind,
+    /// Page cache of the index engine.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            engine: EngineKind::Sled,
+            cache_bytes: 32 << 20,
+        }
+    }
+}
+
+/// Result of offering one envelope to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Newly stored (durable) at this ordinal.
+    Accepted {
+        /// Log ordinal.
+        ordinal: u64,
+        /// What it changed.
+        applied: ApplyOutcome,
+    },
+    /// Already held: nothing changed.
+    Duplicate,
+}
+
+/// The store of one node.
+pub struct Store {
+    dir: PathBuf,
+    log: EvidenceLog,
+    engine: Box<dyn IndexEngine>,
+    view: RwLock<View>,
+    /// Serialises appends: ordinals and `date_added` are assigned under it.
+    ingest: Mutex<()>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+const FORMAT_KEY: &[u8] = b"record-format";
+/// Greatest log ordinal a rebuild examined: ordinals up to it that have no record were
+/// rejected by the rebuild and must not be replayed.
+const INDEXED_THROUGH_KEY: &[u8] = b"indexed-through";
+
+fn open_engine(dir: &Path, opts: &StoreOptions) -> Result<Box<dyn IndexEngine>, StoreError> {
+    Ok(match opts.engine {
+        EngineKind::Sled => Box::new(sled_engine::SledEngine::open(
+            &dir.join("index"),
+            opts.cache_bytes,
+        )?),
+        EngineKind::Memory => Box::new(memory_engine::MemoryEngine::new()),
+    })
+}
+
+fn record_from(
+    env: &Envelope,
+    header: &RecordHeader,
+    pos: log::LogPos,
+    objects: Vec<record::ObjectEntry>,
+) -> EnvelopeRecord {
+    let h = env.header();
+    EnvelopeRecord {
+        ordinal: header.ordinal,
+        id: env.id().digest_bytes(),
+        origin: h.origin.clone(),
+        key_id: h.key_id.clone(),
+        seq: h.seq,
+        signed_at: h.signed_at_ts.as_micros(),
+        tlp: h.tlp,
+        recipients: h.recipients.clone(),
+        received_from: header.received_from.clone(),
+        received_at: header.received_at,
+        date_added_base: header.date_added_base,
+        pos,
+        objects,
+    }
+}
+
+fn put_record(rec: &EnvelopeRecord) -> Op {
+    Op::Put(
+        Space::Envelopes,
+        rec.ordinal.to_be_bytes().to_vec(),
+        rec.encode(),
+    )
+}
+
+impl Store {
+    /// Opens the store in `dir` (`dir/log`, `dir/index`), loading the view from the
+    /// index and replaying any log records the index had not recorded.
+    pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let engine = open_engine(dir, opts)?;
+        match engine.get(Space::Meta, FORMAT_KEY)? {
+            Some(v) if v != [record::RECORD_FORMAT] => {
+                return Err(StoreError::IndexUnavailable {
+                    path: dir.join("index").display().to_string(),
+                    reason: format!(
+                        "index format {v:?} is not this build's {}",
+                        record::RECORD_FORMAT
+                    ),
+                });
+            }
+            Some(_) => {}
+            None => engine.apply(vec![Op::Put(
+                Space::Meta,
+                FORMAT_KEY.to_vec(),
+                vec![record::RECORD_FORMAT],
+            )])?,
+        }
+        let mut view = View::new();
+        let mut next = 0u64;
+        loop {
+            let batch = engine.scan(Space::Envelopes, &next.to_be_bytes(), 1024)?;
+            let Some(last) = batch.last() else { break };
+            let mut k = [0u8; 8];
+            k.copy_from_slice(last.0.get(..8).unwrap_or(&[0; 8]));
+            next = u64::from_be_bytes(k) + 1;
+            for (_, v) in &batch {
+                view.apply(&EnvelopeRecord::decode(v)?);
+            }
+        }
+        if let Some(v) = engine.get(Space::Meta, INDEXED_THROUGH_KEY)?
+            && let Ok(b) = <[u8; 8]>::try_from(v.as_slice())
+        {
+            next = next.max(u64::from_be_bytes(b) + 1);
+        }
+        let (log, replay) = EvidenceLog::open(&dir.join("log"), next)?;
+        if log.next_ordinal() < next {
+            return Err(StoreError::IndexUnavailable {
+                path: dir.join("index").display().to_string(),
+                reason: format!(
+                    "the index knows ordinals up to {} but the evidence log ends at {}",
+                    next - 1,
+                    log.next_ordinal()
+                ),
+            });
+        }
+        if !replay.is_empty() {
+            tracing::info!(
+                records = replay.len(),
+                "indexing evidence log records the index had not recorded"
+            );
+        }
+        let mut ops = Vec::new();
+        for r in replay {
+            let env = Envelope::from_slice(&r.envelope).map_err(|e| {
+                StoreError::Corrupt(format!("log ordinal {}: {e}", r.header.ordinal))
+            })?;
+            let p = prepare::prepare(&env)?;
+            let rec = record_from(&env, &r.header, r.pos, p.objects);
+            view.apply(&rec);
+            ops.push(put_record(&rec));
+        }
+        engine.apply(ops)?;
+        engine.flush()?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            log,
+            engine,
+            view: RwLock::new(view),
+            ingest: Mutex::new(()),
+        })
+    }
+
+    /// Stores verified envelopes. Returns once every accepted one is durable (the log
+    /// is fsynced); duplicates change nothing. `received_from` is the peer's member
+    /// name, or `local` for this node's own publishes.
+    ///
+    /// Verification is the caller's job: the store keeps what it is given.
+    pub fn ingest(
+        &self,
+        batch: &[Envelope],
+        received_from: &str,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let _serial = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Timestamp::now().as_micros();
+        let (mut ordinal, mut da_base) = {
+            let v = self.read();
+            (self.log.next_ordinal(), now.max(v.last_date_added() + 1))
+        };
+        let mut outcomes = vec![IngestOutcome::Duplicate; batch.len()];
+        let mut pending: Vec<(usize, RecordHeader, prepare::Prepared)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        {
+            let v = self.read();
+            for (i, env) in batch.iter().enumerate() {
+                let id = env.id().digest_bytes();
+                if v.has_envelope(&id) || !seen.insert(id) {
+                    continue;
+                }
+                let p = prepare::prepare(env)?;
+                let header = RecordHeader {
+                    ordinal,
+                    received_at: now,
+                    date_added_base: da_base,
+                    received_from: received_from.to_string(),
+                };
+                ordinal += 1;
+                // Gaps are fine; date_added only has to be unique and increasing.
+                da_base += p.objects.len() as i64 + 1;
+                pending.push((i, header, p));
+            }
+        }
+        if pending.is_empty() {
+            return Ok(outcomes);
+        }
+        let to_log: Vec<(RecordHeader, &[u8])> = pending
+            .iter()
+            .map(|(_, h, p)| (h.clone(), p.bytes.as_slice()))
+            .collect();
+        let positions = self.log.append(&to_log)?;
+        let mut ops = Vec::with_capacity(pending.len());
+        {
+            let mut v = self.view.write().unwrap_or_else(|p| p.into_inner());
+            for ((i, header, p), pos) in pending.into_iter().zip(positions) {
+                let rec = record_from(&batch[i], &header, pos, p.objects);
+                let applied = v.apply(&rec);
+                outcomes[i] = IngestOutcome::Accepted {
+                    ordinal: header.ordinal,
+                    applied,
+                };
+                ops.push(put_record(&rec));
+            }
+        }
+        // The log is already durable; the index catches up from it after a crash.
+        self.engine.apply(ops)?;
+        Ok(outcomes)
+    }
+
+    /// Read access to the merged view.
+    pub fn read(&self) -> RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether an envelope is held.
+    pub fn contains(&self, id: &EnvelopeId) -> bool {
+        self.read().has_envelope(&id.digest_bytes())
+    }
+
+    /// The view digest of a level.
+    pub fn digest(&self, level: TlpLevel) -> ViewDigest {
+        self.read().digest(level)
+    }
+
+    /// The canonical bytes of an object version.
+    pub fn object_body(&self, v: &view::Version) -> Result<Vec<u8>, StoreError> {
+        self.log.read_at(
+            v.pos.segment,
+            v.pos.offset + u64::from(v.body_off),
+            v.body_len,
+        )
+    }
+
+    /// The canonical bytes of an envelope, as logged.
+    pub fn envelope_bytes(&self, e: &view::EnvMeta) -> Result<Vec<u8>, StoreError> {
+        self.log.read_at(e.pos.segment, e.pos.offset, e.pos.len)
+    }
+
+    /// A small persisted value (peer cursors, status resources).
+    pub fn get_value(&self, space: Space, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.engine.get(space, key.as_bytes())
+    }
+
+    /// Persists a small value. `durable` flushes the index before returning.
+    pub fn put_value(
+        &self,
+        space: Space,
+        key: &str,
+        value: Vec<u8>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        self.engine
+            .apply(vec![Op::Put(space, key.as_bytes().to_vec(), value)])?;
+        if durable {
+            self.engine.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Every value of a space (small spaces: peers).
+    pub fn values(&self, space: Space) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .engine
+            .scan(space, &[], usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+            .collect())
+    }
+
+    /// Flushes the index (shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.engine.flush()
+    }
+
+    /// Bytes on disk: (evidence log, index).
+    pub fn disk_bytes(&self) -> (u64, u64) {
+        (self.log.disk_bytes(), self.engine.disk_bytes())
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests;

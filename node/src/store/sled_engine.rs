@@ -1,0 +1,128 @@
+//! [`IndexEngine`] on sled 0.34.
+//!
+//! sled is used for compact per-envelope records, not per-object rows: measured here,
+//! sled 0.34 sustains tens of thousands of inserts per second, so a row per object per
+//! index would cap ingest far below the target. One record per envelope keeps sled
+//! writes at a few per publish.
+
+use super::StoreError;
+use super::engine::{Entry, IndexEngine, Op, Space};
+use std::path::{Path, PathBuf};
+
+/// sled-backed index engine.
+pub struct SledEngine {
+    db: sled::Db,
+    trees: Vec<(Space, sled::Tree)>,
+    path: PathBuf,
+}
+
+fn engine_err(e: sled::Error) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+impl SledEngine {
+    /// Opens (or creates) the engine in `path`. `cache_bytes` bounds sled's page cache.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<SledEngine, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| StoreError::IndexUnavailable {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        let mut trees = Vec::new();
+        for s in Space::ALL {
+            trees.push((s, db.open_tree(s.name()).map_err(engine_err)?));
+        }
+        Ok(SledEngine {
+            db,
+            trees,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn tree(&self, space: Space) -> &sled::Tree {
+        // Every Space is opened in `open`, in Space::ALL order.
+        &self.trees[Space::ALL.iter().position(|s| *s == space).unwrap_or(0)].1
+    }
+}
+
+impl IndexEngine for SledEngine {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree(space)
+            .get(key)
+            .map_err(engine_err)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let mut batches: Vec<(Space, sled::Batch)> = Vec::new();
+        for op in ops {
+            let space = match &op {
+                Op::Put(s, ..) | Op::Delete(s, _) => *s,
+            };
+            let idx = match batches.iter().position(|(s, _)| *s == space) {
+                Some(i) => i,
+                None => {
+                    batches.push((space, sled::Batch::default()));
+                    batches.len() - 1
+                }
+            };
+            match op {
+                Op::Put(_, k, v) => batches[idx].1.insert(k, v),
+                Op::Delete(_, k) => batches[idx].1.remove(k),
+            }
+        }
+        for (space, batch) in batches {
+            self.tree(space).apply_batch(batch).map_err(engine_err)?;
+        }
+        Ok(())
+    }
+
+    fn scan(&self, space: Space, from: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.tree(space)
+            .range(from..)
+            .take(limit)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(engine_err))
+            .collect()
+    }
+
+    fn last(&self, space: Space) -> Result<Option<Entry>, StoreError> {
+        Ok(self
+            .tree(space)
+            .last()
+            .map_err(engine_err)?
+            .map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(engine_err)
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        for (_, t) in &self.trees {
+            t.clear().map_err(engine_err)?;
+        }
+        self.flush()
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        dir_size(&self.path)
+    }
+}
+
+pub(crate) fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

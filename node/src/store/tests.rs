@@ -1,0 +1,376 @@
+//! Store tests with real signed envelopes, real files and real sled.
+
+use super::*;
+use crate::envelope::{EnvelopeMeta, Signer};
+use crate::roster::{Member, Roster, RosterDocument, RosterKey, encode_public_key};
+use crate::workload::{GenOptions, bundle};
+use serde_json::{Value, json};
+
+const MEMBERS: [&str; 3] = ["groupib", "kaspersky", "interpol"];
+
+fn identity(name: &str) -> String {
+    format!(
+        "identity--{}",
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes())
+    )
+}
+
+fn signer(name: &str) -> Signer {
+    let seed = MEMBERS.iter().position(|m| *m == name).unwrap() as u8 + 1;
+    Signer {
+        origin: name.into(),
+        origin_identity: identity(name),
+        key_id: format!("{name}-k1"),
+        key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+    }
+}
+
+fn roster_with(revoked: Option<&str>) -> Roster {
+    Roster::from_document(RosterDocument {
+        kind: "synergia-roster".into(),
+        federation: "t".into(),
+        members: MEMBERS
+            .iter()
+            .map(|m| Member {
+                name: m.to_string(),
+                identity: identity(m),
+                node_url: "https://127.0.0.1:1".into(),
+                tls_san: format!("synergia://member/{m}"),
+                keys: vec![RosterKey {
+                    key_id: format!("{m}-k1"),
+                    public_key: encode_public_key(&signer(m).key.verifying_key()),
+                    not_before: "2020-01-01T00:00:00Z".into(),
+                    not_after: "2099-01-01T00:00:00Z".into(),
+                    revoked_at: (revoked == Some(*m)).then(|| "2021-01-01T00:00:00Z".into()),
+                }],
+            })
+            .collect(),
+    })
+    .unwrap()
+}
+
+fn sign(origin: &str, seq: u64, objects: Vec<Value>) -> Envelope {
+    let b = json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": objects});
+    Envelope::sign(
+        b,
+        &signer(origin),
+        EnvelopeMeta {
+            seq,
+            signed_at: Timestamp::now(),
+            tlp: TlpLevel::Amber,
+            recipients: vec![],
+        },
+    )
+    .unwrap()
+}
+
+/// `gen` objects of an origin, cut into envelopes of `per` objects.
+fn envelopes(origin: &str, count: u64, per: usize) -> Vec<Envelope> {
+    let b = bundle(&GenOptions {
+        count,
+        seed: 9,
+        origin: origin.into(),
+        identity: Some(identity(origin)),
+        overlap: 0.5,
+        tlp: None,
+    });
+    b["objects"]
+        .as_array()
+        .unwrap()
+        .chunks(per)
+        .enumerate()
+        .map(|(i, c)| sign(origin, i as u64 + 1, c.to_vec()))
+        .collect()
+}
+
+fn digests(s: &Store) -> Vec<ViewDigest> {
+    crate::stix::tlp::ALL_LEVELS
+        .iter()
+        .map(|l| s.digest(*l))
+        .collect()
+}
+
+fn sled() -> StoreOptions {
+    StoreOptions::default()
+}
+
+#[test]
+fn ingest_is_durable_idempotent_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let envs = envelopes("kaspersky", 120, 50);
+    let before;
+    {
+        let s = Store::open(dir.path(), &sled()).unwrap();
+        let out = s.ingest(&envs, "local").unwrap();
+        assert!(
+            out.iter()
+                .all(|o| matches!(o, IngestOutcome::Accepted { .. }))
+        );
+        let again = s.ingest(&envs, "groupib").unwrap();
+        assert!(again.iter().all(|o| *o == IngestOutcome::Duplicate));
+        // Duplicates inside one batch are caught too.
+        let twice = vec![envs[0].clone(), envs[0].clone()];
+        assert!(
+            s.ingest(&twice, "x")
+                .unwrap()
+                .iter()
+                .all(|o| *o == IngestOutcome::Duplicate)
+        );
+        before = digests(&s);
+        let v = s.read();
+        assert_eq!(v.envelope_count(), envs.len());
+        let objects: usize = envs.iter().map(|e| e.objects().len()).sum();
+        assert_eq!(v.version_count(), objects);
+        // Bodies come back byte-exact from the log.
+        let first = v.version(0).unwrap();
+        let body = s.object_body(first).unwrap();
+        assert_eq!(
+            body,
+            crate::envelope::canonical::canonical_bytes(&envs[0].objects()[0]).unwrap()
+        );
+        s.flush().unwrap();
+    }
+    let s = Store::open(dir.path(), &sled()).unwrap();
+    assert_eq!(digests(&s), before);
+    assert_eq!(s.read().envelope_count(), envs.len());
+    // New envelopes continue the ordinals and date_added.
+    let more = envelopes("groupib", 10, 10);
+    let last_da = s.read().last_date_added();
+    match s.ingest(&more, "groupib").unwrap()[0] {
+        IngestOutcome::Accepted { ordinal, .. } => assert_eq!(ordinal, envs.len() as u64),
+        o => panic!("{o:?}"),
+    }
+    assert!(s.read().versions().last().unwrap().date_added > last_da);
+}
+
+#[test]
+fn lost_index_is_rebuilt_from_the_log_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let envs = envelopes("groupib", 60, 20);
+    let before = {
+        let s = Store::open(dir.path(), &sled()).unwrap();
+        s.ingest(&envs, "local").unwrap();
+        digests(&s)
+    };
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let s = Store::open(dir.path(), &sled()).unwrap();
+    assert_eq!(digests(&s), before);
+}
+
+#[test]
+fn corrupted_index_says_rebuild_and_rebuild_restores_the_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut envs = envelopes("groupib", 80, 20);
+    envs.extend(envelopes("kaspersky", 80, 40));
+    let before = {
+        let s = Store::open(dir.path(), &sled()).unwrap();
+        s.ingest(&envs, "local").unwrap();
+        s.flush().unwrap();
+        digests(&s)
+    };
+    // Damage every file of the index.
+    fn scribble(p: &std::path::Path) {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            if e.path().is_dir() {
+                scribble(&e.path());
+            } else {
+                std::fs::write(e.path(), b"\xde\xad\xbe\xef garbage").unwrap();
+            }
+        }
+    }
+    scribble(&dir.path().join("index"));
+    let err = Store::open(dir.path(), &sled()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::IndexUnavailable { .. } | StoreError::Corrupt(_)
+        ),
+        "{err}"
+    );
+    let report = Store::rebuild(dir.path(), &sled(), &roster_with(None)).unwrap();
+    assert_eq!(report.envelopes, envs.len() as u64);
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    let after: Vec<ViewDigest> = report.digests.iter().map(|(_, d)| *d).collect();
+    assert_eq!(after, before);
+    let s = Store::open(dir.path(), &sled()).unwrap();
+    assert_eq!(digests(&s), before);
+}
+
+#[test]
+fn rebuild_reverifies_against_the_current_roster() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Store::open(dir.path(), &sled()).unwrap();
+        s.ingest(&envelopes("groupib", 20, 10), "local").unwrap();
+        s.ingest(&envelopes("kaspersky", 20, 10), "local").unwrap();
+    }
+    let report = Store::rebuild(dir.path(), &sled(), &roster_with(Some("kaspersky"))).unwrap();
+    assert_eq!(report.envelopes, 4 + 2);
+    assert_eq!(report.rejected.len(), 3, "{:?}", report.rejected);
+    assert!(
+        report
+            .rejected
+            .iter()
+            .all(|(_, r)| r.contains("key-revoked"))
+    );
+    let s = Store::open(dir.path(), &sled()).unwrap();
+    assert!(s.read().origin_index("kaspersky").is_none());
+}
+
+#[test]
+fn torn_log_tail_is_cut_and_the_store_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let envs = envelopes("groupib", 30, 10);
+    {
+        let s = Store::open(dir.path(), &sled()).unwrap();
+        s.ingest(&envs, "local").unwrap();
+    }
+    let seg = std::fs::read_dir(dir.path().join("log"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, b"SYNR\xff\xff\x00\x00partial").unwrap();
+    let s = Store::open(dir.path(), &sled()).unwrap();
+    assert_eq!(s.read().envelope_count(), envs.len());
+    s.ingest(&envelopes("kaspersky", 5, 5), "local").unwrap();
+}
+
+#[test]
+fn lookup_counts_corroboration_and_matches_cidrs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), &sled()).unwrap();
+    let ind = |n: u32, pattern: &str| {
+        json!({
+            "type": "indicator", "spec_version": "2.1",
+            "id": format!("indicator--{n:08x}-0000-4000-8000-000000000000"),
+            "created": "2026-03-01T00:00:00.000Z", "modified": "2026-03-01T00:00:00.000Z",
+            "pattern": pattern, "pattern_type": "stix", "valid_from": "2026-03-01T00:00:00Z",
+            "confidence": 70 + n
+        })
+    };
+    s.ingest(
+        &[sign(
+            "groupib",
+            1,
+            vec![ind(1, "[ipv4-addr:value = '203.0.113.7']")],
+        )],
+        "groupib",
+    )
+    .unwrap();
+    s.ingest(
+        &[sign(
+            "kaspersky",
+            1,
+            vec![ind(2, "[ipv4-addr:value = '203.0.113.7']")],
+        )],
+        "kaspersky",
+    )
+    .unwrap();
+    s.ingest(
+        &[sign(
+            "interpol",
+            1,
+            vec![ind(3, "[ipv4-addr:value ISSUBSET '203.0.113.0/24']")],
+        )],
+        "local",
+    )
+    .unwrap();
+    let r = s
+        .lookup(
+            &[
+                "203.0.113.7".into(),
+                "198.51.100.1".into(),
+                "not a thing!".into(),
+            ],
+            TlpLevel::Red,
+        )
+        .unwrap();
+    assert_eq!(r[0].key.as_deref(), Some("ipv4-addr:203.0.113.7"));
+    assert_eq!(r[0].hits.len(), 3, "{:?}", r[0].hits);
+    assert_eq!(r[0].corroboration, 3);
+    assert!(
+        r[0].hits
+            .iter()
+            .any(|h| h.matched == "ipv4-addr:203.0.113.0/24")
+    );
+    let g = r[0]
+        .hits
+        .iter()
+        .find(|h| h.origins == vec!["groupib".to_string()])
+        .unwrap();
+    assert_eq!(g.confidence, Some(71));
+    assert_eq!(g.provenance[0].received_from, "groupib");
+    assert!(g.provenance[0].envelope_id.starts_with("sha256:"));
+    assert!(r[1].hits.is_empty());
+    assert!(r[2].error.is_some());
+    // TLP ceiling: these envelopes are amber (objects unmarked).
+    assert!(
+        s.lookup(&["203.0.113.7".into()], TlpLevel::Green).unwrap()[0]
+            .hits
+            .is_empty()
+    );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        /// Random sets of real envelopes (overlapping ids across origins through shared
+        /// SCO-free indicators, repeated versions, conflicts and revocations), applied in
+        /// random orders with duplicates, give identical digests and latest versions.
+        #[test]
+        fn arrival_order_does_not_matter(
+            picks in proptest::collection::vec((0usize..3, 0u8..6, 0u8..3, 0u8..2, any::<bool>()), 1..14),
+            shuffle in any::<u64>(),
+        ) {
+            let envs: Vec<Envelope> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, &(m, id, modified, content, revoked))| {
+                    let mut o = json!({
+                        "type": "malware", "spec_version": "2.1",
+                        "id": format!("malware--{id:08x}-0000-4000-8000-000000000000"),
+                        "created": "2026-01-01T00:00:00.000Z",
+                        "modified": format!("2026-01-0{}T00:00:00.000Z", modified + 1),
+                        "name": format!("family {content}"), "is_family": true
+                    });
+                    if revoked {
+                        o["revoked"] = json!(true);
+                    }
+                    sign(MEMBERS[m], i as u64 + 1, vec![o])
+                })
+                .collect();
+            let mem = StoreOptions { engine: EngineKind::Memory, ..StoreOptions::default() };
+            let d1 = tempfile::tempdir().unwrap();
+            let a = Store::open(d1.path(), &mem).unwrap();
+            for e in &envs {
+                a.ingest(std::slice::from_ref(e), "x").unwrap();
+            }
+            let mut order: Vec<usize> = (0..envs.len()).chain(0..envs.len() / 2).collect();
+            let mut r = shuffle;
+            for i in (1..order.len()).rev() {
+                r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                order.swap(i, (r >> 33) as usize % (i + 1));
+            }
+            let d2 = tempfile::tempdir().unwrap();
+            let b = Store::open(d2.path(), &mem).unwrap();
+            for i in order {
+                b.ingest(std::slice::from_ref(&envs[i]), "y").unwrap();
+            }
+            prop_assert_eq!(digests(&a), digests(&b));
+            let latest = |s: &Store| {
+                let v = s.read();
+                let mut l: Vec<_> = v.versions().iter().filter(|x| x.has(view::LATEST)).map(|x| (x.uuid, x.modified, x.hash)).collect();
+                l.sort();
+                l
+            };
+            prop_assert_eq!(latest(&a), latest(&b));
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! The merged view, in memory: every object version, the latest-version index,
+//! conflicts, provenance, secondary indexes (type, origin, `date_added`), the
+//! observable index and the per-level digests.
+//!
+//! It is a pure function of the sequence of [`EnvelopeRecord`]s applied to it, and its
+//! latest versions and digests are a function of the *set* of envelopes: any arrival
+//! order gives the same result. At start it is rebuilt from the index engine's records
+//! (packed, no JSON parsing), so it never needs a per-object row in the engine.
+//!
+//! Versions are numbered in `date_added` order (the order this node first saw them);
+//! the number is a version's handle everywhere (`u32`: four billion versions).
+
+use super::digest::{ViewDigest, contribution};
+use super::log::LogPos;
+use super::record::{EnvelopeRecord, ObjectEntry};
+use crate::stix::tlp::{ALL_LEVELS, TlpLevel};
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+/// An accepted envelope's metadata.
+#[derive(Debug, Clone)]
+pub struct EnvMeta {
+    /// Local order (log ordinal).
+    pub ordinal: u64,
+    /// SHA-256 envelope id.
+    pub id: [u8; 32],
+    /// Origin member (index into [`View::origin_name`]).
+    pub origin: u16,
+    /// Signing key.
+    pub key_id: String,
+    /// Origin sequence number.
+    pub seq: u64,
+    /// `signed_at` (µs).
+    pub signed_at: i64,
+    /// Envelope TLP.
+    pub tlp: TlpLevel,
+    /// Red recipients.
+    pub recipients: Vec<String>,
+    /// Peer it came from.
+    pub received_from: String,
+    /// Receipt time (µs).
+    pub received_at: i64,
+    /// Envelope bytes in the log.
+    pub pos: LogPos,
+    /// Number of objects inside.
+    pub object_count: u32,
+}
+
+/// Version flag: the object is revoked in this version.
+pub const REVOKED: u8 = 1;
+/// Version flag: this is the latest version of its object.
+pub const LATEST: u8 = 2;
+/// Version flag: another version has the same `(id, modified)` and different content.
+pub const CONFLICT: u8 = 4;
+/// Version flag: `spec_version` 2.1.
+pub const SPEC21: u8 = 8;
+
+/// One object version.
+#[derive(Debug, Clone)]
+pub struct Version {
+    /// UUID part of the id.
+    pub uuid: u128,
+    /// `modified` (µs), `i64::MIN` when absent.
+    pub modified: i64,
+    /// TAXII `date_added` on this node (µs), unique and increasing with the handle.
+    pub date_added: i64,
+    /// Where its canonical body is: envelope ordinal's log position plus range.
+    pub pos: LogPos,
+    /// Range within the envelope bytes.
+    pub body_off: u32,
+    /// Length of the body.
+    pub body_len: u32,
+    /// First envelope that delivered it (index into the envelope table).
+    pub envelope: u32,
+    /// Content hash.
+    pub hash: [u8; 16],
+    /// Type (index into [`View::type_name`]).
+    pub type_ix: u16,
+    /// Effective TLP (least restrictive level it was delivered at).
+    pub tlp: TlpLevel,
+    /// [`REVOKED`], [`LATEST`], [`CONFLICT`], [`SPEC21`].
+    pub flags: u8,
+}
+
+impl Version {
+    /// Whether a flag is set.
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// The versions of one object id.
+#[derive(Debug, Clone, Default)]
+struct IdEntry {
+    versions: Vec<u32>,
+    latest: u32,
+}
+
+/// What applying one envelope changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Object versions seen for the first time.
+    pub new_versions: u32,
+    /// Objects that were already held (another delivery of a known version).
+    pub known_versions: u32,
+    /// New versions conflicting with a held one (same id and modified).
+    pub conflicts: u32,
+}
+
+/// Hash of a normalised observable key (128 bits: collisions are not a concern).
+pub fn observable_hash(key: &str) -> u128 {
+    let mut a = DefaultHasher::new();
+    0u8.hash(&mut a);
+    key.hash(&mut a);
+    let mut b = DefaultHasher::new();
+    1u8.hash(&mut b);
+    key.hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+fn level_ix(t: TlpLevel) -> usize {
+    ALL_LEVELS.iter().position(|l| *l == t).unwrap_or(4)
+}
+
+/// The in-memory merged view.
+#[derive(Debug, Default)]
+pub struct View {
+    types: Vec<String>,
+    type_ix: HashMap<String, u16>,
+    origins: Vec<String>,
+    origin_ix: HashMap<String, u16>,
+    envelopes: Vec<EnvMeta>,
+    env_by_id: HashMap<[u8; 32], u32>,
+    versions: Vec<Version>,
+    by_id: HashMap<(u16, u128), IdEntry>,
+    by_type: Vec<Vec<u32>>,
+    by_origin: Vec<Vec<u32>>,
+    extra_deliveries: HashMap<u32, Vec<u32>>,
+    observables: HashMap<u128, Vec<u32>>,
+    digests: [ViewDigest; 5],
+    last_date_added: i64,
+    origin_seq: HashMap<u16, u64>,
+}
+
+impl View {
+    /// An empty view.
+    pub fn new() -> View {
+        View::default()
+    }
+
+    fn intern_type(&mut self, t: &str) -> u16 {
+        if let Some(&i) = self.type_ix.get(t) {
+            return i;
+        }
+        let i = self.types.len() as u16;
+        self.types.push(t.to_string());
+        self.type_ix.insert(t.to_string(), i);
+        self.by_type.push(Vec::new());
+        i
+    }
+
+    fn intern_origin(&mut self, o: &str) -> u16 {
+        if let Some(&i) = self.origin_ix.get(o) {
+            return i;
+        }
+        let i = self.origins.len() as u16;
+        self.origins.push(o.to_string());
+        self.origin_ix.insert(o.to_string(), i);
+        self.by_origin.push(Vec::new());
+        i
+    }
+
+    /// Whether an envelope id is held.
+    pub fn has_envelope(&self, id: &[u8; 32]) -> bool {
+        self.env_by_id.contains_key(id)
+    }
+
+    /// The latest `date_added` assigned (µs).
+    pub fn last_date_added(&self) -> i64 {
+        self.last_date_added
+    }
+
+    /// Applies one envelope record (records must come in log order).
+    pub fn apply(&mut self, rec: &EnvelopeRecord) -> ApplyOutcome {
+        let mut out = ApplyOutcome::default();
+        if self.env_by_id.contains_key(&rec.id) {
+            return out;
+        }
+        let origin = self.intern_origin(&rec.origin);
+        let env_ix = self.envelopes.len() as u32;
+        self.envelopes.push(EnvMeta {
+            ordinal: rec.ordinal,
+            id: rec.id,
+            origin,
+            key_id: rec.key_id.clone(),
+            seq: rec.seq,
+            signed_at: rec.signed_at,
+            tlp: rec.tlp,
+            recipients: rec.recipients.clone(),
+            received_from: rec.received_from.clone(),
+            received_at: rec.received_at,
+            pos: rec.pos,
+            object_count: rec.objects.len() as u32,
+        });
+        self.env_by_id.insert(rec.id, env_ix);
+        let s = self.origin_seq.entry(origin).or_insert(0);
+        *s = (*s).max(rec.seq);
+        let mut next_da = rec.date_added_base.max(self.last_date_added + 1);
+        for obj in &rec.objects {
+            match self.deliver(obj, rec.pos, env_ix, origin, &mut next_da) {
+                Delivery::New { conflict } => {
+                    out.new_versions += 1;
+                    out.conflicts += u32::from(conflict);
+                }
+                Delivery::Known => out.known_versions += 1,
+            }
+        }
+        out
+    }
+
+    fn deliver(
+        &mut self,
+        obj: &ObjectEntry,
+        pos: LogPos,
+        env_ix: u32,
+        origin: u16,
+        next_da: &mut i64,
+    ) -> Delivery {
+        let type_ix = self.intern_type(&obj.type_name);
+        let key = (type_ix, obj.uuid);
+        let mut conflict = false;
+        if let Some(entry) = self.by_id.get(&key) {
+            for &v in &entry.versions {
+                let ver = &self.versions[v as usize];
+                if ver.modified != obj.modified {
+                    continue;
+                }
+                if ver.hash == obj.hash {
+                    self.add_delivery(v, env_ix, origin, obj.tlp);
+                    return Delivery::Known;
+                }
+                conflict = true;
+            }
+        }
+        let handle = self.versions.len() as u32;
+        let date_added = *next_da;
+        *next_da += 1;
+        self.last_date_added = date_added;
+        let mut flags = 0;
+        if obj.revoked {
+            flags |= REVOKED;
+        }
+        if obj.spec_21 {
+            flags |= SPEC21;
+        }
+        if conflict {
+            flags |= CONFLICT;
+            let modified = obj.modified;
+            if let Some(entry) = self.by_id.get(&key) {
+                for &v in &entry.versions {
+                    if self.versions[v as usize].modified == modified {
+                        self.versions[v as usize].flags |= CONFLICT;
+                    }
+                }
+            }
+        }
+        self.versions.push(Version {
+            uuid: obj.uuid,
+            modified: obj.modified,
+            date_added,
+            pos,
+            body_off: obj.body_off,
+            body_len: obj.body_len,
+            envelope: env_ix,
+            hash: obj.hash,
+            type_ix,
+            tlp: obj.tlp,
+            flags,
+        });
+        self.by_type[type_ix as usize].push(handle);
+        self.by_origin[origin as usize].push(handle);
+        for k in &obj.obs_keys {
+            self.observables
+                .entry(observable_hash(k))
+                .or_default()
+                .push(handle);
+        }
+        let entry = self.by_id.entry(key).or_insert_with(|| IdEntry {
+            versions: Vec::new(),
+            latest: handle,
+        });
+        entry.versions.push(handle);
+        let first = entry.versions.len() == 1;
+        let old_latest = entry.latest;
+        let new_latest = if first || self.beats(handle, old_latest) {
+            handle
+        } else {
+            old_latest
+        };
+        if let Some(e) = self.by_id.get_mut(&key) {
+            e.latest = new_latest;
+        }
+        if first {
+            self.set_latest(handle, true);
+        } else if new_latest != old_latest {
+            self.set_latest(old_latest, false);
+            self.set_latest(new_latest, true);
+        }
+        Delivery::New { conflict }
+    }
+
+    /// Whether version `a` wins over `b` as the latest: greater `modified`; for equal
+    /// `modified` (a conflict), the smaller content hash — arbitrary but the same on
+    /// every node.
+    fn beats(&self, a: u32, b: u32) -> bool {
+        let (va, vb) = (&self.versions[a as usize], &self.versions[b as usize]);
+        (va.modified, std::cmp::Reverse(va.hash)) > (vb.modified, std::cmp::Reverse(vb.hash))
+    }
+
+    fn contribution_of(&self, v: u32) -> [u64; 4] {
+        let ver = &self.versions[v as usize];
+        contribution(
+            &self.types[ver.type_ix as usize],
+            ver.uuid,
+            ver.modified,
+            &ver.hash,
+        )
+    }
+
+    fn set_latest(&mut self, v: u32, latest: bool) {
+        let c = self.contribution_of(v);
+        let ver = &mut self.versions[v as usize];
+        let d = &mut self.digests[level_ix(ver.tlp)];
+        if latest {
+            ver.flags |= LATEST;
+            d.add(&c);
+        } else {
+            ver.flags &= !LATEST;
+            d.remove(&c);
+        }
+    }
+
+    fn add_delivery(&mut self, v: u32, env_ix: u32, origin: u16, tlp: TlpLevel) {
+        let first_env = self.versions[v as usize].envelope;
+        let extra = self.extra_deliveries.entry(v).or_default();
+        if first_env == env_ix || extra.contains(&env_ix) {
+            return;
+        }
+        let origin_known = std::iter::once(first_env)
+            .chain(extra.iter().copied())
+            .any(|e| self.envelopes[e as usize].origin == origin);
+        extra.push(env_ix);
+        if !origin_known {
+            let list = &mut self.by_origin[origin as usize];
+            let at = list.partition_point(|&h| h < v);
+            list.insert(at, v);
+        }
+        // The version is shared at the least restrictive level any origin used.
+        let cur = self.versions[v as usize].tlp;
+        if tlp < cur {
+            let latest = self.versions[v as usize].has(LATEST);
+            if latest {
+                self.set_latest(v, false);
+            }
+            self.versions[v as usize].tlp = tlp;
+            if latest {
+                self.set_latest(v, true);
+            }
+        }
+    }
+
+    // ----- reads -----
+
+    /// Number of envelopes held.
+    pub fn envelope_count(&self) -> usize {
+        self.envelopes.len()
+    }
+
+    /// Number of object versions held.
+    pub fn version_count(&self) -> usize {
+        self.versions.len()
+    }
+
+    /// Number of distinct objects (ids).
+    pub fn object_count(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// The digest of latest versions at a level.
+    pub fn digest(&self, level: TlpLevel) -> ViewDigest {
+        self.digests[level_ix(level)]
+    }
+
+    /// A version by handle.
+    pub fn version(&self, h: u32) -> Option<&Version> {
+        self.versions.get(h as usize)
+    }
+
+    /// All versions, in `date_added` order.
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
+    /// An envelope by index.
+    pub fn envelope(&self, ix: u32) -> Option<&EnvMeta> {
+        self.envelopes.get(ix as usize)
+    }
+
+    /// All envelopes, in log order.
+    pub fn envelopes(&self) -> &[EnvMeta] {
+        &self.envelopes
+    }
+
+    /// Index of an envelope by id.
+    pub fn envelope_by_id(&self, id: &[u8; 32]) -> Option<u32> {
+        self.env_by_id.get(id).copied()
+    }
+
+    /// Type name of an index.
+    pub fn type_name(&self, ix: u16) -> &str {
+        self.types.get(ix as usize).map_or("", String::as_str)
+    }
+
+    /// Index of a type name.
+    pub fn type_index(&self, t: &str) -> Option<u16> {
+        self.type_ix.get(t).copied()
+    }
+
+    /// Origin name of an index.
+    pub fn origin_name(&self, ix: u16) -> &str {
+        self.origins.get(ix as usize).map_or("", String::as_str)
+    }
+
+    /// Index of an origin name.
+    pub fn origin_index(&self, o: &str) -> Option<u16> {
+        self.origin_ix.get(o).copied()
+    }
+
+    /// Every origin seen, with the greatest sequence number held from it.
+    pub fn origin_seqs(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self
+            .origin_seq
+            .iter()
+            .map(|(o, s)| (self.origin_name(*o).to_string(), *s))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Version handles of an object id (`type--uuid`), oldest first.
+    pub fn versions_of(&self, type_name: &str, uuid: u128) -> Vec<u32> {
+        let Some(t) = self.type_index(type_name) else {
+            return Vec::new();
+        };
+        let mut v = self
+            .by_id
+            .get(&(t, uuid))
+            .map(|e| e.versions.clone())
+            .unwrap_or_default();
+        v.sort_by_key(|&h| self.versions[h as usize].modified);
+        v
+    }
+
+    /// The latest version handle of an object id.
+    pub fn latest_of(&self, type_name: &str, uuid: u128) -> Option<u32> {
+        let t = self.type_index(type_name)?;
+        self.by_id.get(&(t, uuid)).map(|e| e.latest)
+    }
+
+    /// Version handles of a type, in `date_added` order.
+    pub fn by_type(&self, type_ix: u16) -> &[u32] {
+        self.by_type
+            .get(type_ix as usize)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Version handles delivered by an origin, in `date_added` order.
+    pub fn by_origin(&self, origin_ix: u16) -> &[u32] {
+        self.by_origin
+            .get(origin_ix as usize)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Version handles naming an observable key.
+    pub fn by_observable(&self, key: &str) -> &[u32] {
+        self.observables
+            .get(&observable_hash(key))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Every envelope that delivered a version, first delivery first.
+    pub fn deliveries(&self, v: u32) -> Vec<&EnvMeta> {
+        let Some(ver) = self.versions.get(v as usize) else {
+            return Vec::new();
+        };
+        std::iter::once(ver.envelope)
+            .chain(self.extra_deliveries.get(&v).into_iter().flatten().copied())
+            .filter_map(|e| self.envelopes.get(e as usize))
+            .collect()
+    }
+
+    /// Distinct origins that delivered a version.
+    pub fn origins_of(&self, v: u32) -> Vec<&str> {
+        let mut o: Vec<&str> = self
+            .deliveries(v)
+            .iter()
+            .map(|e| self.origin_name(e.origin))
+            .collect();
+        o.sort_unstable();
+        o.dedup();
+        o
+    }
+
+    /// The `date_added`-ordered position of the first version added after `t` (µs).
+    pub fn first_after(&self, t: i64) -> usize {
+        self.versions.partition_point(|v| v.date_added <= t)
+    }
+}
+
+enum Delivery {
+    New { conflict: bool },
+    Known,
+}
+
+#[cfg(test)]
+mod tests;
