@@ -67,6 +67,29 @@ pub struct Config {
     /// Local clients (pipelines, analysts, operators).
     #[serde(default)]
     pub clients: Vec<Client>,
+    /// Storage knobs.
+    #[serde(default)]
+    pub store: StoreSettings,
+}
+
+/// Storage knobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// When the index cannot be opened (after a crash or disk fault), rebuild it from
+    /// the evidence log at start instead of refusing to start.
+    pub auto_rebuild: bool,
+    /// Page cache of the index engine, in MiB.
+    pub cache_mb: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            auto_rebuild: false,
+            cache_mb: 32,
+        }
+    }
 }
 
 fn default_tlp() -> TlpLevel {

@@ -6,6 +6,7 @@
 
 mod gen_cmd;
 mod keys_cmd;
+mod rebuild_cmd;
 mod verify_cmd;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ enum Command {
     Keys(keys_cmd::KeysCommand),
     /// Verify a signed envelope offline against a roster.
     Verify(verify_cmd::Args),
+    /// Rebuild every index from the evidence log (node stopped).
+    Rebuild(rebuild_cmd::Args),
 }
 
 /// Exit status: the command found a problem in its input.
@@ -64,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Gen(a) => gen_cmd::run(a),
         Command::Keys(c) => keys_cmd::run(c),
         Command::Verify(a) => verify_cmd::run(a),
+        Command::Rebuild(a) => rebuild_cmd::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

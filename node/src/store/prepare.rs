@@ -11,11 +11,10 @@
 use super::StoreError;
 use super::record::ObjectEntry;
 use crate::envelope::Envelope;
-use crate::envelope::canonical::canonical_bytes;
 use crate::stix::observable::keys_from_object;
 use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::TlpResolver;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// An envelope ready to be logged and indexed.
@@ -40,13 +39,24 @@ fn corrupt(msg: impl Into<String>) -> StoreError {
 
 /// Prepares a (verified) envelope.
 pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
+    let signature = env
+        .as_json()
+        .get("signature")
+        .and_then(Value::as_str)
+        .ok_or_else(|| corrupt("envelope without signature"))?;
+    let (bytes, ranges) = canonical_with_object_ranges(env.signed_bytes(), signature)
+        .ok_or_else(|| corrupt("signed form is not a canonical envelope"))?;
     let objects = env.objects();
+    if ranges.len() != objects.len() {
+        return Err(corrupt(
+            "object count differs between value and signed form",
+        ));
+    }
     let resolver = TlpResolver::for_objects(objects);
     let envelope_tlp = env.header().tlp;
     let mut entries = Vec::with_capacity(objects.len());
-    let mut bodies = Vec::with_capacity(objects.len());
-    for obj in objects {
-        let body = canonical_bytes(obj).map_err(|e| corrupt(e.to_string()))?;
+    for (obj, &(off, len)) in objects.iter().zip(&ranges) {
+        let body = &bytes[off..off + len];
         let id = obj
             .get("id")
             .and_then(Value::as_str)
@@ -59,7 +69,7 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
                 .as_micros(),
             None => i64::MIN,
         };
-        let digest = Sha256::digest(&body);
+        let digest = Sha256::digest(body);
         let mut hash = [0u8; 16];
         hash.copy_from_slice(&digest[..16]);
         entries.push(ObjectEntry {
@@ -67,8 +77,8 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
             uuid,
             modified,
             hash,
-            body_off: 0,
-            body_len: body.len() as u32,
+            body_off: off as u32,
+            body_len: len as u32,
             tlp: resolver.effective_level(obj, envelope_tlp),
             revoked: obj.get("revoked").and_then(Value::as_bool) == Some(true),
             spec_21: obj
@@ -80,62 +90,168 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
                 .map(|k| k.to_string())
                 .collect(),
         });
-        bodies.push(body);
     }
-
-    // The envelope with a placeholder instead of its objects.
-    let mut nonce = [0u8; 16];
-    getrandom::fill(&mut nonce).map_err(|e| StoreError::Engine(format!("no randomness: {e}")))?;
-    let placeholder: String = std::iter::once("synergia-objects-".to_string())
-        .chain(nonce.iter().map(|b| format!("{b:02x}")))
-        .collect();
-    let mut shell = Map::new();
-    for (k, v) in env.as_json() {
-        if k == "bundle" {
-            let mut b = Map::new();
-            if let Value::Object(bm) = v {
-                for (bk, bv) in bm {
-                    if bk != "objects" {
-                        b.insert(bk.clone(), bv.clone());
-                    }
-                }
-            }
-            b.insert(
-                "objects".into(),
-                Value::Array(vec![Value::String(placeholder.clone())]),
-            );
-            shell.insert(k.clone(), Value::Object(b));
-        } else {
-            shell.insert(k.clone(), v.clone());
-        }
-    }
-    let shell = canonical_bytes(&shell).map_err(|e| corrupt(e.to_string()))?;
-    let quoted = format!("\"{placeholder}\"");
-    let at = find(&shell, quoted.as_bytes()).ok_or_else(|| corrupt("placeholder not found"))?;
-    let total: usize = bodies.iter().map(|b| b.len() + 1).sum();
-    let mut bytes = Vec::with_capacity(shell.len() + total);
-    bytes.extend_from_slice(&shell[..at]);
-    for (i, (body, entry)) in bodies.iter().zip(entries.iter_mut()).enumerate() {
-        if i > 0 {
-            bytes.push(b',');
-        }
-        entry.body_off = bytes.len() as u32;
-        bytes.extend_from_slice(body);
-    }
-    bytes.extend_from_slice(&shell[at + quoted.len()..]);
     Ok(Prepared {
         bytes,
         objects: entries,
     })
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+// ---- A scanner for canonical (whitespace-free, valid) JSON ----
+//
+// The signed form already holds every object's canonical bytes; re-canonicalising
+// each object would double the most expensive step of ingest. These helpers walk the
+// signed bytes structurally instead.
+
+fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    i += 1;
+    loop {
+        match *b.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
+fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            loop {
+                match *b.get(i)? {
+                    b'"' => {
+                        i = skip_string(b, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            while !matches!(*b.get(i)?, b',' | b'}' | b']') {
+                i += 1;
+            }
+            Some(i)
+        }
+    }
+}
+
+/// `(offset, length)` of an object's bytes.
+type ByteRange = (usize, usize);
+
+/// One member of a canonical JSON object.
+struct MemberAt<'a> {
+    /// Index of the key's opening quote.
+    start: usize,
+    /// The key, without quotes.
+    key: &'a [u8],
+    /// Index of the value's first byte.
+    value: usize,
+}
+
+/// Members of the object starting at `i`.
+fn members(b: &[u8], mut i: usize) -> Option<Vec<MemberAt<'_>>> {
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut out = Vec::new();
+    if b.get(i) == Some(&b'}') {
+        return Some(out);
+    }
+    loop {
+        let k_end = skip_string(b, i)?;
+        let key = b.get(i + 1..k_end - 1)?;
+        if b.get(k_end) != Some(&b':') {
+            return None;
+        }
+        let v_start = k_end + 1;
+        let v_end = skip_value(b, v_start)?;
+        out.push(MemberAt {
+            start: i,
+            key,
+            value: v_start,
+        });
+        match *b.get(v_end)? {
+            b',' => i = v_end + 1,
+            b'}' => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// From the signed canonical form (envelope without `signature`) and the signature,
+/// the canonical form of the whole envelope and the byte range of every object of its
+/// bundle.
+fn canonical_with_object_ranges(
+    signed: &[u8],
+    signature: &str,
+) -> Option<(Vec<u8>, Vec<ByteRange>)> {
+    let top = members(signed, 0)?;
+    // `signature` goes before the first member that sorts after it (keys are ASCII
+    // here, so byte order is RFC 8785's UTF-16 order), or before the closing brace.
+    let after = top.iter().find(|m| m.key > b"signature".as_slice());
+    let insert_at = after.map_or(signed.len() - 1, |m| m.start);
+    let member = format!("\"signature\":\"{signature}\"");
+    let mut out = Vec::with_capacity(signed.len() + member.len() + 1);
+    out.extend_from_slice(&signed[..insert_at]);
+    if after.is_some() {
+        out.extend_from_slice(member.as_bytes());
+        out.push(b',');
+    } else {
+        out.push(b',');
+        out.extend_from_slice(member.as_bytes());
+    }
+    out.extend_from_slice(&signed[insert_at..]);
+    let shift = member.len() + 1;
+
+    let bundle_at = top.iter().find(|m| m.key == b"bundle")?.value;
+    let objects_at = members(signed, bundle_at)?
+        .into_iter()
+        .find(|m| m.key == b"objects")?
+        .value;
+    if signed.get(objects_at) != Some(&b'[') {
+        return None;
+    }
+    let mut ranges = Vec::new();
+    let mut i = objects_at + 1;
+    if signed.get(i) != Some(&b']') {
+        loop {
+            let end = skip_value(signed, i)?;
+            ranges.push((i, end - i));
+            match *signed.get(end)? {
+                b',' => i = end + 1,
+                b']' => break,
+                _ => return None,
+            }
+        }
+    }
+    // Byte ranges are in `out`: shifted when the signature went in before them.
+    if insert_at <= objects_at {
+        for r in &mut ranges {
+            r.0 += shift;
+        }
+    }
+    Some((out, ranges))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::canonical::canonical_bytes;
     use crate::envelope::{EnvelopeMeta, Signer};
     use crate::stix::tlp::TlpLevel;
     use crate::workload::{GenOptions, bundle};

@@ -1,0 +1,305 @@
+//! End-to-end store benchmark (docs/benchmarks.md, "Store"):
+//!
+//! ```sh
+//! cargo run --release --example store_bench -- --count 1000000
+//! ```
+//!
+//! 1. generates `--count` indicators with `synergia gen`'s generator and signs them in
+//!    envelopes of `--per-envelope` objects (written to a file, not timed);
+//! 2. reads them back and ingests them durably, `--batch` envelopes per fsync, timing
+//!    parse + verify and the store's ingest separately;
+//! 3. measures RSS, disk (evidence log + index) against the raw JSON size, reopen time
+//!    and observable lookup latency (p50/p99 over 10,000 lookups);
+//! 4. inserts the same objects into plain sled (id → canonical body, batches of 1,000,
+//!    flushed) as a baseline, in the same run.
+//!
+//! Prints a table and one JSON line (`RESULT {...}`) for scripts.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufWriter, Write};
+use std::time::{Duration, Instant};
+use synergia::envelope::canonical::canonical_bytes;
+use synergia::envelope::{Envelope, EnvelopeMeta, Signer, VerifyOptions, verify_batch};
+use synergia::roster::{Member, Roster, RosterDocument, RosterKey, encode_public_key};
+use synergia::stix::timestamp::Timestamp;
+use synergia::stix::tlp::TlpLevel;
+use synergia::store::{Store, StoreOptions};
+use synergia::workload::{GenOptions, for_each_object, observable_value};
+
+struct Args {
+    count: u64,
+    per_envelope: usize,
+    batch: usize,
+    dir: Option<std::path::PathBuf>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        count: 100_000,
+        per_envelope: 1000,
+        batch: 10,
+        dir: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_default();
+        match k.as_str() {
+            "--count" => a.count = v.parse().expect("--count N"),
+            "--per-envelope" => a.per_envelope = v.parse().expect("--per-envelope N"),
+            "--batch" => a.batch = v.parse().expect("--batch N"),
+            "--dir" => a.dir = Some(v.into()),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn rss_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let a = args();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let identity = "identity--6b0a0f36-5b0e-4d8a-9f0a-0d6f8c3a1b2c";
+    let signer = Signer {
+        origin: "kaspersky".into(),
+        origin_identity: identity.into(),
+        key_id: "kaspersky-bench".into(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[42; 32]),
+    };
+    let roster = Roster::from_document(RosterDocument {
+        kind: "synergia-roster".into(),
+        federation: "bench".into(),
+        members: vec![Member {
+            name: "kaspersky".into(),
+            identity: identity.into(),
+            node_url: "https://127.0.0.1:1".into(),
+            tls_san: "synergia://member/kaspersky".into(),
+            keys: vec![RosterKey {
+                key_id: "kaspersky-bench".into(),
+                public_key: encode_public_key(&signer.key.verifying_key()),
+                not_before: "2020-01-01T00:00:00Z".into(),
+                not_after: "2099-01-01T00:00:00Z".into(),
+                revoked_at: None,
+            }],
+        }],
+    })
+    .expect("roster");
+    let workload = GenOptions {
+        count: a.count,
+        seed: 7,
+        origin: "kaspersky".into(),
+        identity: Some(identity.into()),
+        overlap: 0.3,
+        tlp: Some(TlpLevel::Green),
+    };
+
+    // 1. Workload: signed envelopes, one canonical envelope per line.
+    eprintln!("generating and signing {} indicators ...", a.count);
+    let envs_path = base.join("envelopes.jsonl");
+    let mut raw_json_bytes = 0u64;
+    let mut objects = 0u64;
+    {
+        let mut w = BufWriter::new(std::fs::File::create(&envs_path).expect("create"));
+        let mut chunk: Vec<Value> = Vec::with_capacity(a.per_envelope);
+        let mut seq = 0u64;
+        let mut flush = |chunk: &mut Vec<Value>, w: &mut BufWriter<std::fs::File>| {
+            if chunk.is_empty() {
+                return;
+            }
+            seq += 1;
+            let b = json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": std::mem::take(chunk)});
+            let e = Envelope::sign(
+                b,
+                &signer,
+                EnvelopeMeta {
+                    seq,
+                    signed_at: Timestamp::now(),
+                    tlp: TlpLevel::Green,
+                    recipients: vec![],
+                },
+            )
+            .expect("sign");
+            w.write_all(&e.to_canonical_bytes()).expect("write");
+            w.write_all(b"\n").expect("write");
+        };
+        for_each_object(&workload, |o| {
+            raw_json_bytes += serde_json::to_vec(&o)
+                .map(|v| v.len() as u64 + 1)
+                .unwrap_or(0);
+            objects += 1;
+            chunk.push(o);
+            if chunk.len() == a.per_envelope {
+                flush(&mut chunk, &mut w);
+            }
+        });
+        flush(&mut chunk, &mut w);
+        w.flush().expect("flush");
+    }
+
+    // 2. Durable ingest.
+    eprintln!("ingesting {objects} objects ...");
+    let store_dir = base.join("store");
+    let rss_before = rss_kb("VmRSS:");
+    let store = Store::open(&store_dir, &StoreOptions::default()).expect("open store");
+    let reader =
+        std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&envs_path).expect("open"));
+    let mut t_parse = Duration::ZERO;
+    let mut t_verify = Duration::ZERO;
+    let mut t_ingest = Duration::ZERO;
+    let mut batch = Vec::with_capacity(a.batch);
+    let vopts = VerifyOptions::default();
+    let mut lines = reader.lines();
+    loop {
+        batch.clear();
+        let t = Instant::now();
+        for line in lines.by_ref().take(a.batch) {
+            batch.push(Envelope::from_slice(line.expect("line").as_bytes()).expect("parse"));
+        }
+        t_parse += t.elapsed();
+        if batch.is_empty() {
+            break;
+        }
+        let t = Instant::now();
+        for r in verify_batch(&batch, &roster, &vopts) {
+            r.expect("verify");
+        }
+        t_verify += t.elapsed();
+        let t = Instant::now();
+        store.ingest(&batch, "local").expect("ingest");
+        t_ingest += t.elapsed();
+    }
+    drop(batch);
+    store.flush().expect("flush");
+    let rss_after_ingest = rss_kb("VmRSS:");
+    let (log_bytes, index_bytes) = store.disk_bytes();
+    drop(store);
+
+    // 3. Reopen, lookups.
+    let t = Instant::now();
+    let store = Store::open(&store_dir, &StoreOptions::default()).expect("reopen");
+    let t_reopen = t.elapsed();
+    let rss_reopened = rss_kb("VmRSS:");
+    let mut lat = Vec::with_capacity(10_000);
+    let mut found = 0usize;
+    let mut r = 12345u64;
+    for _ in 0..10_000 {
+        r = r
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let i = (r >> 33) % a.count;
+        let (_, value) = observable_value(&workload, i);
+        let t = Instant::now();
+        let res = store.lookup(&[value], TlpLevel::Red).expect("lookup");
+        lat.push(t.elapsed());
+        found += usize::from(!res[0].hits.is_empty());
+    }
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    assert_eq!(found, 10_000, "every generated observable must be found");
+    drop(store);
+
+    // 4. Baseline: plain sled, one row per object (id -> canonical body).
+    eprintln!("baseline: plain sled insert of the same objects ...");
+    let sled_dir = base.join("plain-sled");
+    let db = sled::Config::new()
+        .path(&sled_dir)
+        .cache_capacity(32 << 20)
+        .open()
+        .expect("sled");
+    let t = Instant::now();
+    let mut b = sled::Batch::default();
+    let mut n = 0;
+    for_each_object(&workload, |o| {
+        let id = o["id"].as_str().unwrap_or_default().to_string();
+        b.insert(id.as_bytes(), canonical_bytes(&o).expect("canonical"));
+        n += 1;
+        if n % 1000 == 0 {
+            db.apply_batch(std::mem::take(&mut b)).expect("batch");
+        }
+    });
+    db.apply_batch(b).expect("batch");
+    db.flush().expect("flush");
+    let t_sled = t.elapsed();
+    let sled_bytes = dir_size(&sled_dir);
+    drop(db);
+
+    let per_s = |d: Duration| objects as f64 / d.as_secs_f64();
+    let result = json!({
+        "objects": objects,
+        "raw_json_bytes": raw_json_bytes,
+        "ingest_store_objects_per_s": per_s(t_ingest),
+        "ingest_parse_verify_store_objects_per_s": per_s(t_parse + t_verify + t_ingest),
+        "parse_s": t_parse.as_secs_f64(),
+        "verify_s": t_verify.as_secs_f64(),
+        "store_s": t_ingest.as_secs_f64(),
+        "plain_sled_objects_per_s": per_s(t_sled),
+        "store_vs_plain_sled": t_sled.as_secs_f64() / t_ingest.as_secs_f64(),
+        "log_bytes": log_bytes,
+        "index_bytes": index_bytes,
+        "disk_vs_raw_json": (log_bytes + index_bytes) as f64 / raw_json_bytes as f64,
+        "plain_sled_bytes": sled_bytes,
+        "rss_kb_before": rss_before,
+        "rss_kb_after_ingest": rss_after_ingest,
+        "rss_kb_reopened": rss_reopened,
+        "reopen_s": t_reopen.as_secs_f64(),
+        "lookup_p50_us": p(0.5).as_secs_f64() * 1e6,
+        "lookup_p99_us": p(0.99).as_secs_f64() * 1e6,
+    });
+    println!("objects                         {objects}");
+    println!(
+        "durable ingest (store)          {:.0} objects/s",
+        per_s(t_ingest)
+    );
+    println!(
+        "parse + verify + ingest         {:.0} objects/s",
+        per_s(t_parse + t_verify + t_ingest)
+    );
+    println!(
+        "plain sled insert (baseline)    {:.0} objects/s  (store is {:.1}x)",
+        per_s(t_sled),
+        t_sled.as_secs_f64() / t_ingest.as_secs_f64()
+    );
+    println!(
+        "disk: log {} MB + index {} MB = {:.2}x raw JSON ({} MB); plain sled {} MB",
+        log_bytes >> 20,
+        index_bytes >> 20,
+        (log_bytes + index_bytes) as f64 / raw_json_bytes as f64,
+        raw_json_bytes >> 20,
+        sled_bytes >> 20
+    );
+    println!(
+        "RSS: {} MB after ingest, {} MB after reopen",
+        rss_after_ingest >> 10,
+        rss_reopened >> 10
+    );
+    println!(
+        "reopen {:.2} s; lookup p50 {:.1} us, p99 {:.1} us",
+        t_reopen.as_secs_f64(),
+        p(0.5).as_secs_f64() * 1e6,
+        p(0.99).as_secs_f64() * 1e6
+    );
+    println!("RESULT {result}");
+}
