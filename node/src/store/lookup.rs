@@ -3,7 +3,7 @@
 use super::view::{EnvMeta, LATEST, REVOKED, View};
 use super::{Store, StoreError};
 use crate::envelope::EnvelopeId;
-use crate::stix::observable::ObservableKey;
+use crate::stix::observable::{ObservableKey, keys_from_object};
 use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::TlpLevel;
 use serde::Serialize;
@@ -127,14 +127,21 @@ impl Store {
             let mut hits = Vec::new();
             let mut origins = std::collections::BTreeSet::new();
             for k in &keys {
-                for &h in view.by_observable(k.as_str()) {
-                    let Some(ver) = view.version(h) else { continue };
-                    if !ver.has(LATEST) || ver.tlp > max_tlp || !seen.insert(h) {
+                for h in view.by_observable(k.as_str()) {
+                    let (Some(ver), Some(at)) = (view.version(h), view.body_location(h)) else {
+                        continue;
+                    };
+                    if !ver.has(LATEST) || ver.tlp > max_tlp || seen.contains(&h) {
                         continue;
                     }
-                    let body = self.object_body(ver)?;
+                    let body = self.object_body(at)?;
                     let obj: Value = serde_json::from_slice(&body)
                         .map_err(|e| StoreError::Corrupt(format!("stored object: {e}")))?;
+                    // The index is keyed by a 64-bit hash: confirm the object names it.
+                    if !keys_from_object(&obj).contains(k) {
+                        continue;
+                    }
+                    seen.insert(h);
                     let provenance: Vec<Reporter> = view
                         .deliveries(h)
                         .into_iter()

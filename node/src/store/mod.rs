@@ -340,13 +340,9 @@ impl Store {
         self.read().digest(level)
     }
 
-    /// The canonical bytes of an object version.
-    pub fn object_body(&self, v: &view::Version) -> Result<Vec<u8>, StoreError> {
-        self.log.read_at(
-            v.pos.segment,
-            v.pos.offset + u64::from(v.body_off),
-            v.body_len,
-        )
+    /// The canonical bytes of an object version (see [`View::body_location`]).
+    pub fn object_body(&self, at: view::BodyLocation) -> Result<Vec<u8>, StoreError> {
+        self.log.read_at(at.segment, at.offset, at.len)
     }
 
     /// The canonical bytes of an envelope, as logged.

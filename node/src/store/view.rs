@@ -55,25 +55,25 @@ pub const CONFLICT: u8 = 4;
 /// Version flag: `spec_version` 2.1.
 pub const SPEC21: u8 = 8;
 
-/// One object version.
+/// One object version. Kept to 72 bytes: a node holds millions of them.
 #[derive(Debug, Clone)]
 pub struct Version {
-    /// UUID part of the id.
-    pub uuid: u128,
+    /// UUID part of the id (as two halves: 8-byte alignment keeps the struct small).
+    uuid: [u64; 2],
     /// `modified` (µs), `i64::MIN` when absent.
     pub modified: i64,
     /// TAXII `date_added` on this node (µs), unique and increasing with the handle.
     pub date_added: i64,
-    /// Where its canonical body is: envelope ordinal's log position plus range.
-    pub pos: LogPos,
-    /// Range within the envelope bytes.
+    /// Content hash.
+    pub hash: [u8; 16],
+    /// Range of the canonical body within the first delivering envelope's bytes.
     pub body_off: u32,
     /// Length of the body.
     pub body_len: u32,
     /// First envelope that delivered it (index into the envelope table).
     pub envelope: u32,
-    /// Content hash.
-    pub hash: [u8; 16],
+    /// Next version of the same object id (`NONE` at the end of the chain).
+    next_same_id: u32,
     /// Type (index into [`View::type_name`]).
     pub type_ix: u16,
     /// Effective TLP (least restrictive level it was delivered at).
@@ -82,19 +82,48 @@ pub struct Version {
     pub flags: u8,
 }
 
+const NONE: u32 = u32::MAX;
+
+fn halves(u: u128) -> [u64; 2] {
+    [(u >> 64) as u64, u as u64]
+}
+
 impl Version {
     /// Whether a flag is set.
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
+
+    /// The UUID part of the id.
+    pub fn uuid(&self) -> u128 {
+        (u128::from(self.uuid[0]) << 64) | u128::from(self.uuid[1])
+    }
 }
 
-/// The versions of one object id.
-#[derive(Debug, Clone, Default)]
+/// Where an object version's canonical bytes are in the evidence log.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLocation {
+    /// Segment.
+    pub segment: u32,
+    /// Byte offset in the segment.
+    pub offset: u64,
+    /// Length.
+    pub len: u32,
+}
+
+/// The versions of one object id: head of the chain through `next_same_id`, and the
+/// latest.
+#[derive(Debug, Clone, Copy)]
 struct IdEntry {
-    versions: Vec<u32>,
+    head: u32,
     latest: u32,
 }
+
+type IdKey = (u16, [u64; 2]);
+
+/// Observable key hash → version handle, or (high bit set) an index into the
+/// overflow lists: most observables are named by one object.
+const OVERFLOW: u32 = 1 << 31;
 
 /// What applying one envelope changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,15 +136,12 @@ pub struct ApplyOutcome {
     pub conflicts: u32,
 }
 
-/// Hash of a normalised observable key (128 bits: collisions are not a concern).
-pub fn observable_hash(key: &str) -> u128 {
+/// Hash of a normalised observable key. 64 bits: a collision only adds a candidate,
+/// which lookups discard after checking the object really names the key.
+pub fn observable_hash(key: &str) -> u64 {
     let mut a = DefaultHasher::new();
-    0u8.hash(&mut a);
     key.hash(&mut a);
-    let mut b = DefaultHasher::new();
-    1u8.hash(&mut b);
-    key.hash(&mut b);
-    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+    a.finish()
 }
 
 fn level_ix(t: TlpLevel) -> usize {
@@ -132,11 +158,12 @@ pub struct View {
     envelopes: Vec<EnvMeta>,
     env_by_id: HashMap<[u8; 32], u32>,
     versions: Vec<Version>,
-    by_id: HashMap<(u16, u128), IdEntry>,
+    by_id: HashMap<IdKey, IdEntry>,
     by_type: Vec<Vec<u32>>,
     by_origin: Vec<Vec<u32>>,
     extra_deliveries: HashMap<u32, Vec<u32>>,
-    observables: HashMap<u128, Vec<u32>>,
+    observables: HashMap<u64, u32>,
+    observable_overflow: Vec<Vec<u32>>,
     digests: [ViewDigest; 5],
     last_date_added: i64,
     origin_seq: HashMap<u16, u64>,
@@ -207,7 +234,7 @@ impl View {
         *s = (*s).max(rec.seq);
         let mut next_da = rec.date_added_base.max(self.last_date_added + 1);
         for obj in &rec.objects {
-            match self.deliver(obj, rec.pos, env_ix, origin, &mut next_da) {
+            match self.deliver(obj, env_ix, origin, &mut next_da) {
                 Delivery::New { conflict } => {
                     out.new_versions += 1;
                     out.conflicts += u32::from(conflict);
@@ -221,25 +248,27 @@ impl View {
     fn deliver(
         &mut self,
         obj: &ObjectEntry,
-        pos: LogPos,
         env_ix: u32,
         origin: u16,
         next_da: &mut i64,
     ) -> Delivery {
         let type_ix = self.intern_type(&obj.type_name);
-        let key = (type_ix, obj.uuid);
+        let key = (type_ix, halves(obj.uuid));
         let mut conflict = false;
-        if let Some(entry) = self.by_id.get(&key) {
-            for &v in &entry.versions {
+        let existing = self.by_id.get(&key).copied();
+        if let Some(entry) = existing {
+            let mut v = entry.head;
+            while v != NONE {
                 let ver = &self.versions[v as usize];
-                if ver.modified != obj.modified {
-                    continue;
+                let next = ver.next_same_id;
+                if ver.modified == obj.modified {
+                    if ver.hash == obj.hash {
+                        self.add_delivery(v, env_ix, origin, obj.tlp);
+                        return Delivery::Known;
+                    }
+                    conflict = true;
                 }
-                if ver.hash == obj.hash {
-                    self.add_delivery(v, env_ix, origin, obj.tlp);
-                    return Delivery::Known;
-                }
-                conflict = true;
+                v = next;
             }
         }
         let handle = self.versions.len() as u32;
@@ -255,24 +284,24 @@ impl View {
         }
         if conflict {
             flags |= CONFLICT;
-            let modified = obj.modified;
-            if let Some(entry) = self.by_id.get(&key) {
-                for &v in &entry.versions {
-                    if self.versions[v as usize].modified == modified {
-                        self.versions[v as usize].flags |= CONFLICT;
-                    }
+            let mut v = existing.map_or(NONE, |e| e.head);
+            while v != NONE {
+                let ver = &mut self.versions[v as usize];
+                if ver.modified == obj.modified {
+                    ver.flags |= CONFLICT;
                 }
+                v = ver.next_same_id;
             }
         }
         self.versions.push(Version {
-            uuid: obj.uuid,
+            uuid: halves(obj.uuid),
             modified: obj.modified,
             date_added,
-            pos,
+            hash: obj.hash,
             body_off: obj.body_off,
             body_len: obj.body_len,
             envelope: env_ix,
-            hash: obj.hash,
+            next_same_id: existing.map_or(NONE, |e| e.head),
             type_ix,
             tlp: obj.tlp,
             flags,
@@ -280,26 +309,22 @@ impl View {
         self.by_type[type_ix as usize].push(handle);
         self.by_origin[origin as usize].push(handle);
         for k in &obj.obs_keys {
-            self.observables
-                .entry(observable_hash(k))
-                .or_default()
-                .push(handle);
+            self.index_observable(observable_hash(k), handle);
         }
-        let entry = self.by_id.entry(key).or_insert_with(|| IdEntry {
-            versions: Vec::new(),
-            latest: handle,
-        });
-        entry.versions.push(handle);
-        let first = entry.versions.len() == 1;
-        let old_latest = entry.latest;
+        let first = existing.is_none();
+        let old_latest = existing.map_or(handle, |e| e.latest);
         let new_latest = if first || self.beats(handle, old_latest) {
             handle
         } else {
             old_latest
         };
-        if let Some(e) = self.by_id.get_mut(&key) {
-            e.latest = new_latest;
-        }
+        self.by_id.insert(
+            key,
+            IdEntry {
+                head: handle,
+                latest: new_latest,
+            },
+        );
         if first {
             self.set_latest(handle, true);
         } else if new_latest != old_latest {
@@ -317,11 +342,27 @@ impl View {
         (va.modified, std::cmp::Reverse(va.hash)) > (vb.modified, std::cmp::Reverse(vb.hash))
     }
 
+    fn index_observable(&mut self, h: u64, handle: u32) {
+        match self.observables.get(&h).copied() {
+            None => {
+                self.observables.insert(h, handle);
+            }
+            Some(v) if v & OVERFLOW != 0 => {
+                self.observable_overflow[(v & !OVERFLOW) as usize].push(handle);
+            }
+            Some(v) => {
+                let ix = self.observable_overflow.len() as u32;
+                self.observable_overflow.push(vec![v, handle]);
+                self.observables.insert(h, ix | OVERFLOW);
+            }
+        }
+    }
+
     fn contribution_of(&self, v: u32) -> [u64; 4] {
         let ver = &self.versions[v as usize];
         contribution(
             &self.types[ver.type_ix as usize],
-            ver.uuid,
+            ver.uuid(),
             ver.modified,
             &ver.hash,
         )
@@ -447,24 +488,46 @@ impl View {
         v
     }
 
-    /// Version handles of an object id (`type--uuid`), oldest first.
+    /// Version handles of an object id (`type--uuid`), oldest `modified` first (ties
+    /// in arrival order).
     pub fn versions_of(&self, type_name: &str, uuid: u128) -> Vec<u32> {
         let Some(t) = self.type_index(type_name) else {
             return Vec::new();
         };
-        let mut v = self
-            .by_id
-            .get(&(t, uuid))
-            .map(|e| e.versions.clone())
-            .unwrap_or_default();
-        v.sort_by_key(|&h| self.versions[h as usize].modified);
-        v
+        let mut out = Vec::new();
+        let mut v = self.by_id.get(&(t, halves(uuid))).map_or(NONE, |e| e.head);
+        while v != NONE {
+            out.push(v);
+            v = self.versions[v as usize].next_same_id;
+        }
+        out.reverse();
+        out.sort_by_key(|&h| self.versions[h as usize].modified);
+        out
+    }
+
+    /// Version handles of the same object as version `h`, oldest first.
+    pub fn siblings(&self, h: u32) -> Vec<u32> {
+        match self.versions.get(h as usize) {
+            Some(v) => self.versions_of(self.type_name(v.type_ix), v.uuid()),
+            None => Vec::new(),
+        }
     }
 
     /// The latest version handle of an object id.
     pub fn latest_of(&self, type_name: &str, uuid: u128) -> Option<u32> {
         let t = self.type_index(type_name)?;
-        self.by_id.get(&(t, uuid)).map(|e| e.latest)
+        self.by_id.get(&(t, halves(uuid))).map(|e| e.latest)
+    }
+
+    /// Where a version's canonical body is in the log.
+    pub fn body_location(&self, h: u32) -> Option<BodyLocation> {
+        let v = self.versions.get(h as usize)?;
+        let e = self.envelopes.get(v.envelope as usize)?;
+        Some(BodyLocation {
+            segment: e.pos.segment,
+            offset: e.pos.offset + u64::from(v.body_off),
+            len: v.body_len,
+        })
     }
 
     /// Version handles of a type, in `date_added` order.
@@ -481,11 +544,18 @@ impl View {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// Version handles naming an observable key.
-    pub fn by_observable(&self, key: &str) -> &[u32] {
-        self.observables
-            .get(&observable_hash(key))
-            .map_or(&[], Vec::as_slice)
+    /// Candidate version handles naming an observable key (a hash collision can add
+    /// an unrelated one: check the object).
+    pub fn by_observable(&self, key: &str) -> Vec<u32> {
+        match self.observables.get(&observable_hash(key)).copied() {
+            None => Vec::new(),
+            Some(v) if v & OVERFLOW != 0 => self
+                .observable_overflow
+                .get((v & !OVERFLOW) as usize)
+                .cloned()
+                .unwrap_or_default(),
+            Some(v) => vec![v],
+        }
     }
 
     /// Every envelope that delivered a version, first delivery first.

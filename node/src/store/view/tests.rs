@@ -89,7 +89,7 @@ fn summary(v: &View) -> (Latest, Vec<ViewDigest>) {
         .map(|x| {
             (
                 v.type_name(x.type_ix).to_string(),
-                x.uuid,
+                x.uuid(),
                 x.modified,
                 x.hash,
                 x.has(REVOKED),
@@ -209,5 +209,5 @@ fn second_delivery_is_provenance_not_a_new_version() {
     assert_eq!(v.version(0).unwrap().tlp, TlpLevel::Green);
     assert_eq!(v.digest(TlpLevel::Green).count, 1);
     assert_eq!(v.digest(TlpLevel::Amber).count, 0);
-    assert_eq!(v.by_observable("domain-name:d2.example"), &[0]);
+    assert_eq!(v.by_observable("domain-name:d2.example"), vec![0]);
 }
