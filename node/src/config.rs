@@ -70,6 +70,43 @@ pub struct Config {
     /// Storage knobs.
     #[serde(default)]
     pub store: StoreSettings,
+    /// Request and connection limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Request and connection limits (safe defaults; every one can be raised).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body, bytes (413 past it).
+    pub max_body_bytes: usize,
+    /// Time allowed to receive request headers, seconds (slow-loris defence).
+    pub header_timeout_secs: u64,
+    /// Time allowed for a whole request, seconds.
+    pub request_timeout_secs: u64,
+    /// Time allowed for a TLS handshake, seconds.
+    pub handshake_timeout_secs: u64,
+    /// Simultaneous connections; further ones are closed at once.
+    pub max_connections: usize,
+    /// Largest TAXII page (`limit` is capped to it).
+    pub taxii_max_page: usize,
+    /// TAXII page size when the client gives no `limit`.
+    pub taxii_default_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 64 << 20,
+            header_timeout_secs: 10,
+            request_timeout_secs: 120,
+            handshake_timeout_secs: 10,
+            max_connections: 1024,
+            taxii_max_page: 10_000,
+            taxii_default_page: 1000,
+        }
+    }
 }
 
 /// Storage knobs.
@@ -163,6 +200,14 @@ pub struct Client {
     /// SHA-256 (hex) of its bearer token, if it uses one. Tokens are never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_sha256: Option<String>,
+    /// Most restrictive TLP level this client may read (default: everything the node
+    /// holds).
+    #[serde(default = "max_tlp_default")]
+    pub max_tlp: TlpLevel,
+}
+
+fn max_tlp_default() -> TlpLevel {
+    TlpLevel::Red
 }
 
 impl Config {
@@ -217,6 +262,26 @@ impl Config {
                     self.listen.address
                 ),
             ));
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.max_body_bytes", l.max_body_bytes),
+            ("limits.max_connections", l.max_connections),
+            ("limits.taxii_max_page", l.taxii_max_page),
+            ("limits.taxii_default_page", l.taxii_default_page),
+        ] {
+            if v == 0 {
+                return Err((key.into(), "must be greater than 0".into()));
+            }
+        }
+        for (key, v) in [
+            ("limits.header_timeout_secs", l.header_timeout_secs),
+            ("limits.request_timeout_secs", l.request_timeout_secs),
+            ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
+        ] {
+            if v == 0 {
+                return Err((key.into(), "must be greater than 0".into()));
+            }
         }
         for (i, c) in self.clients.iter().enumerate() {
             if let Some(h) = &c.token_sha256

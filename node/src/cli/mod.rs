@@ -7,6 +7,7 @@
 mod gen_cmd;
 mod keys_cmd;
 mod rebuild_cmd;
+mod serve_cmd;
 mod verify_cmd;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the node: TAXII 2.1, node API and federation over mutual TLS.
+    Serve(serve_cmd::Args),
     /// Generate deterministic synthetic indicator bundles (demos, tests, benchmarks).
     Gen(gen_cmd::Args),
     /// Create and manage federation keys: CA, node certificates, signing keys, roster.
@@ -64,6 +67,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
+        Command::Serve(a) => serve_cmd::run(a),
         Command::Gen(a) => gen_cmd::run(a),
         Command::Keys(c) => keys_cmd::run(c),
         Command::Verify(a) => verify_cmd::run(a),

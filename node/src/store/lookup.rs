@@ -1,6 +1,6 @@
 //! "Who reported this?": observable lookups and per-object provenance.
 
-use super::view::{EnvMeta, LATEST, REVOKED, View};
+use super::view::{CONFLICT, EnvMeta, LATEST, REVOKED, View};
 use super::{Store, StoreError};
 use crate::envelope::EnvelopeId;
 use crate::stix::observable::{ObservableKey, keys_from_object};
@@ -174,5 +174,93 @@ impl Store {
             });
         }
         Ok(results)
+    }
+}
+
+/// One version of an object with everything known about its origin.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionProvenance {
+    /// `modified` of the version (or `date_added` for objects without one).
+    pub version: String,
+    /// When this node first held it.
+    pub date_added: String,
+    /// Whether it is the latest version.
+    pub latest: bool,
+    /// Whether it is revoked.
+    pub revoked: bool,
+    /// Whether another version has the same `modified` and different content.
+    pub conflict: bool,
+    /// Effective TLP level.
+    pub tlp: TlpLevel,
+    /// First 16 bytes of the SHA-256 of its canonical form, hex.
+    pub content_hash: String,
+    /// Distinct origins.
+    pub origins: Vec<String>,
+    /// Every delivery.
+    pub provenance: Vec<Reporter>,
+}
+
+/// Provenance of every version of an object.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectProvenance {
+    /// STIX id.
+    pub id: String,
+    /// Versions, oldest first.
+    pub versions: Vec<VersionProvenance>,
+}
+
+/// Renders a version's `modified` the way TAXII shows versions.
+pub fn version_text(modified: i64, date_added: i64) -> String {
+    let t = if modified == i64::MIN {
+        date_added
+    } else {
+        modified
+    };
+    let ts = Timestamp::from_micros(t);
+    if t % 1000 == 0 {
+        ts.to_millis_string()
+    } else {
+        ts.to_micros_string()
+    }
+}
+
+impl Store {
+    /// Every version of an object visible at `max_tlp`, with provenance. `None` when
+    /// the node holds no visible version.
+    pub fn provenance(
+        &self,
+        id: &str,
+        max_tlp: TlpLevel,
+    ) -> Result<Option<ObjectProvenance>, StoreError> {
+        let Some((t, uuid)) = super::prepare::split_id(id) else {
+            return Ok(None);
+        };
+        let view = self.read();
+        let mut versions = Vec::new();
+        for h in view.versions_of(t, uuid) {
+            let Some(v) = view.version(h) else { continue };
+            if v.tlp > max_tlp {
+                continue;
+            }
+            versions.push(VersionProvenance {
+                version: version_text(v.modified, v.date_added),
+                date_added: Timestamp::from_micros(v.date_added).to_micros_string(),
+                latest: v.has(LATEST),
+                revoked: v.has(REVOKED),
+                conflict: v.has(CONFLICT),
+                tlp: v.tlp,
+                content_hash: v.hash.iter().map(|b| format!("{b:02x}")).collect(),
+                origins: view.origins_of(h).into_iter().map(str::to_string).collect(),
+                provenance: view
+                    .deliveries(h)
+                    .into_iter()
+                    .map(|e| Reporter::of(&view, e))
+                    .collect(),
+            });
+        }
+        Ok((!versions.is_empty()).then(|| ObjectProvenance {
+            id: id.to_string(),
+            versions,
+        }))
     }
 }

@@ -24,7 +24,9 @@ pub mod view;
 mod lookup;
 mod rebuild;
 
-pub use lookup::{LookupHit, LookupResult, Reporter};
+pub use lookup::{
+    LookupHit, LookupResult, ObjectProvenance, Reporter, VersionProvenance, version_text,
+};
 pub use rebuild::RebuildReport;
 
 use crate::envelope::{Envelope, EnvelopeId};

@@ -1,0 +1,49 @@
+//! `synergia serve`.
+
+use anyhow::Context as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use synergia::config::Config;
+use synergia::node::Node;
+
+/// Run the node until SIGINT or SIGTERM.
+///
+/// Serves TAXII 2.1 at /taxii2/, the node API at /api/v1/, and the federation API at
+/// /federation/v1/ on the configured address, over TLS with client certificates from
+/// the federation CA. SIGHUP reloads the TLS certificate and CA.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The node's config file.
+    #[arg(long, env = "SYNERGIA_CONFIG")]
+    config: PathBuf,
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+    tracing::info!("shutting down");
+}
+
+pub fn run(a: Args) -> anyhow::Result<u8> {
+    let cfg = Config::load(&a.config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let address = cfg.listen.address.clone();
+        let node = Arc::new(
+            Node::open(cfg)
+                .with_context(|| format!("starting the node from {}", a.config.display()))?,
+        );
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("cannot listen on {address} (listen.address)"))?;
+        synergia::server::serve(listener, node, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(0)
+}

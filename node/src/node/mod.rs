@@ -1,0 +1,172 @@
+//! A member node: its configuration, roster, store and signing key, and the
+//! operations every interface (TAXII, node API, federation, CLI) goes through.
+
+pub mod metrics;
+pub mod publish;
+
+use crate::config::{Config, Role};
+use crate::envelope::Signer;
+use crate::keys::KeyError;
+use crate::roster::{Roster, RosterError};
+use crate::stix::timestamp::Timestamp;
+use crate::store::engine::Space;
+use crate::store::{Store, StoreError, StoreOptions};
+use metrics::Metrics;
+use std::sync::Mutex;
+
+/// Why a node cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The roster cannot be used.
+    #[error(transparent)]
+    Roster(#[from] RosterError),
+    /// A key file cannot be used.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Config and roster disagree.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// A running member node.
+pub struct Node {
+    /// Its configuration.
+    pub config: Config,
+    /// The federation roster.
+    pub roster: Roster,
+    /// Its store.
+    pub store: Store,
+    /// Its signing identity.
+    pub signer: Signer,
+    /// Counters for `/metrics` and status.
+    pub metrics: Metrics,
+    /// Next sequence number this node signs with (publishes are serialised on it).
+    next_seq: Mutex<u64>,
+    /// Key for the MAC of TAXII `next` tokens (persisted: tokens survive restarts).
+    pub token_key: [u8; 32],
+    /// When the node started.
+    pub started_at: Timestamp,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("member", &self.config.member)
+            .finish_non_exhaustive()
+    }
+}
+
+const TOKEN_KEY: &str = "taxii-token-key";
+
+impl Node {
+    /// Opens a node from its config: loads and cross-checks roster and keys, opens
+    /// (or, when configured, rebuilds) the store.
+    pub fn open(config: Config) -> Result<Node, NodeError> {
+        let roster = Roster::load(&config.roster)?;
+        let member = roster.member(&config.member).ok_or_else(|| {
+            NodeError::Inconsistent(format!(
+                "config member {:?} is not in the roster {}",
+                config.member,
+                config.roster.display()
+            ))
+        })?;
+        let key = crate::keys::signing::load(&config.signing.key_file)?;
+        let trusted = roster
+            .key(&config.member, &config.signing.key_id)
+            .ok_or_else(|| {
+                NodeError::Inconsistent(format!(
+                    "signing.key_id {:?} is not a roster key of {}",
+                    config.signing.key_id, config.member
+                ))
+            })?;
+        if trusted.verifying_key != key.verifying_key() {
+            return Err(NodeError::Inconsistent(format!(
+                "signing.key_file {} does not hold the private key of roster key {}",
+                config.signing.key_file.display(),
+                config.signing.key_id
+            )));
+        }
+        for p in &config.peers {
+            if roster.member(&p.name).is_none() {
+                return Err(NodeError::Inconsistent(format!(
+                    "peer {:?} is not in the roster",
+                    p.name
+                )));
+            }
+        }
+        let signer = Signer {
+            origin: config.member.clone(),
+            origin_identity: member.identity.clone(),
+            key_id: config.signing.key_id.clone(),
+            key,
+        };
+        let opts = StoreOptions {
+            cache_bytes: config.store.cache_mb << 20,
+            ..StoreOptions::default()
+        };
+        let store = match Store::open(&config.data_dir, &opts) {
+            Ok(s) => s,
+            Err(e @ (StoreError::IndexUnavailable { .. } | StoreError::Corrupt(_)))
+                if config.store.auto_rebuild =>
+            {
+                tracing::warn!(error = %e, "index unusable; rebuilding from the evidence log (store.auto_rebuild)");
+                let report = Store::rebuild(&config.data_dir, &opts, &roster)?;
+                tracing::info!(
+                    envelopes = report.envelopes,
+                    rejected = report.rejected.len(),
+                    "rebuild finished"
+                );
+                Store::open(&config.data_dir, &opts)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let next_seq = store
+            .read()
+            .origin_seqs()
+            .into_iter()
+            .find(|(o, _)| *o == config.member)
+            .map_or(1, |(_, s)| s + 1);
+        let token_key = match store.get_value(Space::Meta, TOKEN_KEY)? {
+            Some(v) if v.len() == 32 => {
+                let mut k = [0u8; 32];
+                k.copy_from_slice(&v);
+                k
+            }
+            _ => {
+                let mut k = [0u8; 32];
+                getrandom::fill(&mut k)
+                    .map_err(|e| NodeError::Inconsistent(format!("no system randomness: {e}")))?;
+                store.put_value(Space::Meta, TOKEN_KEY, k.to_vec(), true)?;
+                k
+            }
+        };
+        Ok(Node {
+            config,
+            roster,
+            store,
+            signer,
+            metrics: Metrics::default(),
+            next_seq: Mutex::new(next_seq),
+            token_key,
+            started_at: Timestamp::now(),
+        })
+    }
+
+    /// The member name.
+    pub fn member(&self) -> &str {
+        &self.config.member
+    }
+
+    /// Roles of a configured local client.
+    pub fn client_roles(&self, name: &str) -> Option<&[Role]> {
+        self.config
+            .clients
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.roles.as_slice())
+    }
+}

@@ -1,0 +1,294 @@
+//! Publishing as this member: validate, split by TLP, sign, make durable.
+//!
+//! One publish may become several envelopes: one per TLP level present (SPEC section
+//! 3), each cut into envelopes of at most `MAX_OBJECTS_PER_ENVELOPE` objects so that
+//! envelopes stay a manageable unit for sync. Objects this node already published with
+//! identical content are reported as held and not signed again, so repeating a publish
+//! is harmless.
+
+use super::Node;
+use super::metrics::Metrics;
+use crate::envelope::canonical::canonical_bytes;
+use crate::envelope::{Envelope, EnvelopeMeta};
+use crate::stix::timestamp::Timestamp;
+use crate::stix::tlp::{TlpLevel, TlpResolver};
+use crate::stix::validate::{Finding, Report, validate_object};
+use crate::store::prepare::split_id;
+use crate::store::{IngestOutcome, StoreError};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Objects per envelope at most.
+pub const MAX_OBJECTS_PER_ENVELOPE: usize = 1000;
+
+/// How to treat invalid objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Any invalid object refuses the whole publish (node API: nothing changes).
+    AllOrNothing,
+    /// Invalid objects are reported as failures, valid ones are published (TAXII).
+    PerObject,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The document is not a STIX bundle.
+    #[error("not a STIX bundle: {0}")]
+    NotABundle(String),
+    /// Objects are not valid STIX 2.1 (every finding).
+    #[error("the bundle is not valid STIX 2.1 ({} errors)", .0.errors().count())]
+    Invalid(Report),
+    /// Red objects without recipients, or unknown recipients.
+    #[error("{0}")]
+    Recipients(String),
+    /// The store failed: nothing was acknowledged.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing failed.
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectResult {
+    /// STIX id (empty when the object has none).
+    pub id: String,
+    /// `modified` (or `created`), when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `published`, `held` (already published, identical) or `rejected`.
+    pub status: &'static str,
+    /// TLP level it was published at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tlp: Option<TlpLevel>,
+    /// Envelope that carries it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<String>,
+    /// Why it was rejected.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<Finding>,
+}
+
+/// A signed envelope produced by a publish.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishedEnvelope {
+    /// Envelope id.
+    pub id: String,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its TLP level.
+    pub tlp: TlpLevel,
+    /// Objects inside.
+    pub objects: usize,
+}
+
+/// The answer to a publish.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishReport {
+    /// Envelopes signed and made durable.
+    pub envelopes: Vec<PublishedEnvelope>,
+    /// Objects published.
+    pub published: usize,
+    /// Objects already held with identical content.
+    pub held: usize,
+    /// Objects rejected (PerObject mode).
+    pub rejected: usize,
+    /// Per object, in input order.
+    pub objects: Vec<ObjectResult>,
+}
+
+fn text(o: &Value, k: &str) -> Option<String> {
+    o.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+impl Node {
+    /// Publishes a STIX bundle as this member. Returns once every envelope is durable.
+    pub fn publish(
+        &self,
+        bundle: &Value,
+        recipients: &[String],
+        mode: Mode,
+    ) -> Result<PublishReport, PublishError> {
+        let started = std::time::Instant::now();
+        let objects = match (
+            bundle.get("type").and_then(Value::as_str),
+            bundle.get("objects"),
+        ) {
+            (Some("bundle"), Some(Value::Array(a))) => a,
+            (Some("bundle"), None) => {
+                return Err(PublishError::NotABundle("no objects array".into()));
+            }
+            _ => {
+                return Err(PublishError::NotABundle(
+                    "type must be \"bundle\" with an objects array".into(),
+                ));
+            }
+        };
+        for r in recipients {
+            if self.roster.member(r).is_none() {
+                return Err(PublishError::Recipients(format!(
+                    "recipient {r:?} is not a member of the roster"
+                )));
+            }
+        }
+        // 1. Validate every object, reporting every finding.
+        let mut results: Vec<ObjectResult> = Vec::with_capacity(objects.len());
+        let mut bundle_report = Report::default();
+        for (i, obj) in objects.iter().enumerate() {
+            let mut r = Report::default();
+            validate_object(obj, &format!("/objects/{i}"), &mut r);
+            let valid = r.is_valid();
+            results.push(ObjectResult {
+                id: text(obj, "id").unwrap_or_default(),
+                version: text(obj, "modified").or_else(|| text(obj, "created")),
+                status: if valid { "published" } else { "rejected" },
+                tlp: None,
+                envelope: None,
+                errors: r.errors().cloned().collect(),
+            });
+            bundle_report.findings.extend(r.findings);
+        }
+        if mode == Mode::AllOrNothing && !bundle_report.is_valid() {
+            Metrics::add(
+                &self.metrics.publish_rejected_objects,
+                results.iter().filter(|r| r.status == "rejected").count() as u64,
+            );
+            return Err(PublishError::Invalid(bundle_report));
+        }
+        // 2. Group valid, not-yet-held objects by TLP level.
+        let resolver = TlpResolver::for_objects(objects);
+        let default = self.config.default_tlp;
+        let mut groups: BTreeMap<TlpLevel, Vec<usize>> = BTreeMap::new();
+        {
+            let view = self.store.read();
+            let me = view.origin_index(self.member());
+            for (i, obj) in objects.iter().enumerate() {
+                if results[i].status != "published" {
+                    continue;
+                }
+                let level = resolver.effective_level(obj, default);
+                results[i].tlp = Some(level);
+                if let Some(me) = me
+                    && self.already_held(&view, me, obj)
+                {
+                    results[i].status = "held";
+                    continue;
+                }
+                groups.entry(level).or_default().push(i);
+            }
+        }
+        if groups.contains_key(&TlpLevel::Red) && recipients.is_empty() {
+            return Err(PublishError::Recipients(
+                "red objects need recipients (the members allowed to receive them)".into(),
+            ));
+        }
+        // 3. Sign (serialised: sequence numbers are consecutive) and store.
+        let mut seq_guard = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seq = *seq_guard;
+        let mut envelopes = Vec::new();
+        let mut members_of: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (level, idx) in &groups {
+            for chunk in idx.chunks(MAX_OBJECTS_PER_ENVELOPE) {
+                let objs: Vec<Value> = chunk.iter().map(|&i| objects[i].clone()).collect();
+                let b = json!({
+                    "type": "bundle",
+                    "id": format!("bundle--{}", uuid::Uuid::new_v4()),
+                    "objects": objs,
+                });
+                let env = Envelope::sign(
+                    b,
+                    &self.signer,
+                    EnvelopeMeta {
+                        seq,
+                        signed_at: Timestamp::now(),
+                        tlp: *level,
+                        recipients: if *level == TlpLevel::Red {
+                            recipients.to_vec()
+                        } else {
+                            Vec::new()
+                        },
+                    },
+                )
+                .map_err(|e| PublishError::Sign(e.to_string()))?;
+                seq += 1;
+                members_of.push((envelopes.len(), chunk.to_vec()));
+                envelopes.push(env);
+            }
+        }
+        let outcomes = self.store.ingest(&envelopes, "local")?;
+        *seq_guard = seq;
+        drop(seq_guard);
+        let mut published = Vec::new();
+        for ((env_ix, idx), (env, outcome)) in
+            members_of.iter().zip(envelopes.iter().zip(&outcomes))
+        {
+            debug_assert_eq!(*env_ix, published.len());
+            if !matches!(outcome, IngestOutcome::Accepted { .. }) {
+                return Err(PublishError::Store(StoreError::Rejected(
+                    "a freshly signed envelope was already held".into(),
+                )));
+            }
+            for &i in idx {
+                results[i].envelope = Some(env.id().to_string());
+            }
+            published.push(PublishedEnvelope {
+                id: env.id().to_string(),
+                seq: env.header().seq,
+                tlp: env.header().tlp,
+                objects: idx.len(),
+            });
+        }
+        let count = |s: &str| results.iter().filter(|r| r.status == s).count();
+        let report = PublishReport {
+            published: count("published"),
+            held: count("held"),
+            rejected: count("rejected"),
+            envelopes: published,
+            objects: results,
+        };
+        Metrics::add(
+            &self.metrics.published_envelopes,
+            report.envelopes.len() as u64,
+        );
+        Metrics::add(&self.metrics.published_objects, report.published as u64);
+        Metrics::add(
+            &self.metrics.publish_rejected_objects,
+            report.rejected as u64,
+        );
+        self.metrics.publish_took(started.elapsed().as_secs_f64());
+        Ok(report)
+    }
+
+    /// Whether this member already published exactly this object version.
+    fn already_held(&self, view: &crate::store::view::View, me: u16, obj: &Value) -> bool {
+        let Some((t, uuid)) = obj.get("id").and_then(Value::as_str).and_then(split_id) else {
+            return false;
+        };
+        let modified = obj
+            .get("modified")
+            .and_then(Value::as_str)
+            .and_then(|m| Timestamp::parse(m).ok())
+            .map_or(i64::MIN, |m| m.as_micros());
+        let candidates: Vec<u32> = view
+            .versions_of(t, uuid)
+            .into_iter()
+            .filter(|&h| view.version(h).is_some_and(|v| v.modified == modified))
+            .filter(|&h| view.deliveries(h).iter().any(|e| e.origin == me))
+            .collect();
+        if candidates.is_empty() {
+            return false;
+        }
+        let Ok(body) = canonical_bytes(obj) else {
+            return false;
+        };
+        let digest = Sha256::digest(&body);
+        candidates
+            .iter()
+            .any(|&h| view.version(h).is_some_and(|v| v.hash[..] == digest[..16]))
+    }
+}

@@ -1,0 +1,224 @@
+//! The node API: publish, lookup, provenance, stats, health and metrics.
+
+use super::caller::Caller;
+use super::error::ApiError;
+use crate::config::Role;
+use crate::node::Node;
+use crate::node::publish::{Mode, PublishError};
+use crate::stix::tlp::ALL_LEVELS;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Node API routes.
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/bundles", post(publish))
+        .route("/api/v1/lookup", get(lookup_get).post(lookup_post))
+        .route("/api/v1/objects/{id}/provenance", get(object_provenance))
+        .route("/api/v1/stats", get(stats))
+}
+
+/// Reads a request body up to the configured limit (413 past it).
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_big = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if too_big {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                format!("request body exceeds {limit} bytes (limits.max_body_bytes)"),
+            )
+        } else {
+            ApiError::bad_request("bad-body", format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+/// Parses a JSON body strictly (duplicate keys, unsafe integers refused).
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    crate::json::from_slice_strict(bytes).map_err(|e| {
+        ApiError::bad_request("malformed-json", format!("body is not valid JSON: {e}"))
+    })
+}
+
+fn json_response(status: StatusCode, v: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+async fn healthz(State(node): State<Arc<Node>>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({"status": "ok", "member": node.member()}),
+    )
+}
+
+async fn publish(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Query(q): Query<Vec<(String, String)>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Publish)?;
+    let bytes = read_body(body, node.config.limits.max_body_bytes).await?;
+    let recipients: Vec<String> = q
+        .iter()
+        .filter(|(k, _)| k == "recipients")
+        .flat_map(|(_, v)| v.split(',').map(|s| s.trim().to_string()))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let n = node.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let doc = parse_json(&bytes)?;
+        n.publish(&doc, &recipients, Mode::AllOrNothing)
+            .map_err(publish_error)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(json_response(StatusCode::OK, &result))
+}
+
+/// Maps publish failures to HTTP answers.
+pub(crate) fn publish_error(e: PublishError) -> ApiError {
+    match e {
+        PublishError::NotABundle(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not-a-bundle", m)
+        }
+        PublishError::Invalid(report) => {
+            let details = serde_json::to_value(&report.findings).unwrap_or(Value::Null);
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-stix",
+                format!(
+                    "the bundle is not valid STIX 2.1: {} errors; nothing was published",
+                    report.errors().count()
+                ),
+            )
+            .with_details(details)
+        }
+        PublishError::Recipients(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad-recipients", m)
+        }
+        PublishError::Store(e) => ApiError::internal(e),
+        PublishError::Sign(m) => ApiError::internal(m),
+    }
+}
+
+async fn lookup_get(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let values: Vec<String> = q
+        .into_iter()
+        .filter(|(k, _)| k == "value")
+        .map(|(_, v)| v)
+        .collect();
+    lookup(node, caller, values).await
+}
+
+async fn lookup_post(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Read)?;
+    let bytes = read_body(body, node.config.limits.max_body_bytes).await?;
+    let doc = parse_json(&bytes)?;
+    let values = doc
+        .get("values")
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok_or_else(|| {
+            ApiError::bad_request("bad-request", "body must be {\"values\": [\"…\", …]}")
+        })?;
+    lookup(node, caller, values).await
+}
+
+async fn lookup(
+    node: Arc<Node>,
+    caller: Caller,
+    values: Vec<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Read)?;
+    if values.is_empty() {
+        return Err(ApiError::bad_request(
+            "bad-request",
+            "give at least one value (?value=203.0.113.7)",
+        ));
+    }
+    if values.len() > 10_000 {
+        return Err(ApiError::bad_request(
+            "bad-request",
+            "at most 10,000 values per lookup",
+        ));
+    }
+    let max = caller.max_tlp();
+    let results = tokio::task::spawn_blocking(move || node.store.lookup(&values, max))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(json_response(StatusCode::OK, &json!({"results": results})))
+}
+
+async fn object_provenance(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Read)?;
+    let p = node
+        .store
+        .provenance(&id, caller.max_tlp())
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no object {id} on this node")))?;
+    Ok(json_response(StatusCode::OK, &p))
+}
+
+async fn stats(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Operate)?;
+    let (log_bytes, index_bytes) = node.store.disk_bytes();
+    let v = node.store.read();
+    let digests: serde_json::Map<String, Value> = ALL_LEVELS
+        .iter()
+        .map(|l| (l.as_str().to_string(), json!(v.digest(*l).to_string())))
+        .collect();
+    let body = json!({
+        "member": node.member(),
+        "envelopes": v.envelope_count(),
+        "object_versions": v.version_count(),
+        "objects": v.object_count(),
+        "origins": v.origin_seqs().into_iter().map(|(o, s)| json!({"origin": o, "max_seq": s})).collect::<Vec<_>>(),
+        "digests": digests,
+        "disk": {"log_bytes": log_bytes, "index_bytes": index_bytes},
+        "started_at": node.started_at.to_millis_string(),
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+async fn metrics(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Operate)?;
+    let text = crate::node::metrics::render(&node);
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response())
+}

@@ -1,0 +1,99 @@
+//! Error answers: a stable machine `code`, a human `message`, the right status.
+//!
+//! Node API and federation errors are `{"error": code, "message": …}`; TAXII errors
+//! are TAXII 2.1 error resources (`title`, `description`, `error_code`,
+//! `http_status`) with the TAXII media type.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// The TAXII 2.1 media type.
+pub const TAXII_MEDIA_TYPE: &str = "application/taxii+json;version=2.1";
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code (`missing-role`, `invalid-stix`, …).
+    pub code: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// Extra machine-readable detail (validation findings).
+    pub details: Option<Value>,
+    /// Render as a TAXII error resource.
+    pub taxii: bool,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            taxii: false,
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+
+    /// 500 for store failures: the cause is logged, not shown.
+    pub fn internal(err: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %err, "internal error answering a request");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the node could not complete the request; see its log",
+        )
+    }
+
+    /// Adds machine-readable detail.
+    pub fn with_details(mut self, details: Value) -> ApiError {
+        self.details = Some(details);
+        self
+    }
+
+    /// Renders as a TAXII error resource.
+    pub fn taxii(mut self) -> ApiError {
+        self.taxii = true;
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (body, ctype) = if self.taxii {
+            let mut b = json!({
+                "title": self.status.canonical_reason().unwrap_or("Error"),
+                "description": self.message,
+                "error_code": self.code,
+                "http_status": self.status.as_u16().to_string(),
+            });
+            if let Some(d) = self.details {
+                b["details"] = d;
+            }
+            (b, TAXII_MEDIA_TYPE)
+        } else {
+            let mut b = json!({"error": self.code, "message": self.message});
+            if let Some(d) = self.details {
+                b["details"] = d;
+            }
+            (b, "application/json")
+        };
+        let mut resp = (self.status, body.to_string()).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        resp
+    }
+}

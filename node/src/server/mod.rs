@@ -1,0 +1,207 @@
+//! The node's HTTPS server: one listener, TLS 1.2/1.3 with client certificates from the
+//! federation CA, and three interfaces on it — TAXII 2.1 (`/taxii2/`), the node API
+//! (`/api/v1/`, `/metrics`, `/healthz`) and the federation API (`/federation/v1/`).
+//!
+//! The accept loop is our own (tokio-rustls + hyper): it reads the client identity from
+//! the certificate once per connection, bounds connections, handshake and header time,
+//! and swaps TLS material without a restart.
+
+pub mod api;
+pub mod caller;
+pub mod error;
+pub mod taxii;
+pub mod tls;
+
+use crate::node::Node;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use caller::ConnInfo;
+use error::ApiError;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// TLS material cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Every route, with authentication and request limits.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .merge(taxii::routes())
+        .merge(api::routes())
+        .layer(middleware::from_fn_with_state(
+            node.clone(),
+            caller::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(node.clone(), observe))
+        .with_state(node)
+}
+
+/// Request timeout, metrics and a tracing span per request.
+async fn observe(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
+    let route = route_label(req.uri().path());
+    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+    let limit = Duration::from_secs(node.config.limits.request_timeout_secs);
+    let taxii = req.uri().path().starts_with("/taxii2");
+    let resp =
+        match tokio::time::timeout(limit, tracing::Instrument::instrument(next.run(req), span))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                let e = ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "request-timeout",
+                    format!("the request took longer than {} s", limit.as_secs()),
+                );
+                if taxii {
+                    e.taxii().into_response()
+                } else {
+                    e.into_response()
+                }
+            }
+        };
+    node.metrics.http(route, resp.status().as_u16());
+    resp
+}
+
+/// A low-cardinality label for metrics.
+fn route_label(path: &str) -> &'static str {
+    if path.starts_with("/taxii2") {
+        "taxii"
+    } else if path.starts_with("/federation") {
+        "federation"
+    } else if path.starts_with("/api/v1/bundles") {
+        "publish"
+    } else if path.starts_with("/api") {
+        "api"
+    } else if path == "/metrics" {
+        "metrics"
+    } else {
+        "other"
+    }
+}
+
+/// Serves the node on `listener` until `shutdown` completes, then drains connections
+/// (up to 10 s).
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let tls = Arc::new(tls::TlsReloader::new(&node.config)?);
+    let app = router(node.clone());
+    let limits = node.config.limits.clone();
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let reloader = {
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let mut hup =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+            loop {
+                let tick = tokio::time::sleep(Duration::from_secs(30));
+                match hup.as_mut() {
+                    Some(h) => {
+                        tokio::select! {
+                            _ = h.recv() => { let _ = tls.reload().map_err(|e| tracing::warn!(error = %e, "TLS reload failed")); }
+                            _ = tick => tls.reload_if_changed(),
+                        }
+                    }
+                    None => {
+                        tick.await;
+                        tls.reload_if_changed();
+                    }
+                }
+            }
+        })
+    };
+    tracing::info!(address = %listener.local_addr()?, member = %node.member(), "serving");
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, "connection limit reached; closing connection");
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+        let app = app.clone();
+        let handshake = Duration::from_secs(limits.handshake_timeout_secs);
+        let header_timeout = Duration::from_secs(limits.header_timeout_secs);
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let stream = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(%remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let identity = caller::identity_of(stream.get_ref().1.peer_certificates());
+            let info = ConnInfo { remote, identity };
+            let svc = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(info.clone());
+                app.clone().oneshot(req.map(Body::new))
+            });
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(Duration::from_secs(30)))
+                .max_concurrent_streams(64);
+            let conn =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    reloader.abort();
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
+    }
+    if let Err(e) = node.store.flush() {
+        tracing::warn!(error = %e, "index flush at shutdown failed (the log is durable; the index catches up at start)");
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The collections a node offers over TAXII and which object versions each holds.
+
+use crate::node::Node;
+use crate::store::view::{LATEST, View};
+
+/// What a collection contains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every version this node holds (default filter shows the merged latest view).
+    Consolidated,
+    /// Versions delivered by one origin member (`local` is this node's own).
+    Origin(String),
+}
+
+/// A TAXII collection.
+#[derive(Debug, Clone)]
+pub struct Collection {
+    /// TAXII id (a UUID derived from the alias, the same on every node).
+    pub id: String,
+    /// Short name accepted in URLs too: `consolidated`, `local`, or a member name.
+    pub alias: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Contents.
+    pub scope: Scope,
+    /// Whether POST publishes into it.
+    pub writable: bool,
+}
+
+fn id_for(alias: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("synergia:collection:{alias}").as_bytes(),
+    )
+    .to_string()
+}
+
+/// Every collection of a node: `consolidated`, `local`, and one per roster member.
+pub fn all(node: &Node) -> Vec<Collection> {
+    let mut out = vec![
+        Collection {
+            id: id_for("consolidated"),
+            alias: "consolidated".into(),
+            title: "consolidated".into(),
+            description: "The merged, de-duplicated view of every member's objects this node holds (latest versions by default).".into(),
+            scope: Scope::Consolidated,
+            writable: false,
+        },
+        Collection {
+            id: id_for("local"),
+            alias: "local".into(),
+            title: "local".into(),
+            description: format!("Objects published by this member ({}); adding objects publishes them, signed.", node.member()),
+            scope: Scope::Origin(node.member().to_string()),
+            writable: true,
+        },
+    ];
+    for m in node.roster.members() {
+        out.push(Collection {
+            id: id_for(&m.name),
+            alias: m.name.clone(),
+            title: m.name.clone(),
+            description: format!("Objects reported by member {} (read-only).", m.name),
+            scope: Scope::Origin(m.name.clone()),
+            writable: false,
+        });
+    }
+    out
+}
+
+/// A collection by id or alias.
+pub fn find(node: &Node, key: &str) -> Option<Collection> {
+    all(node)
+        .into_iter()
+        .find(|c| c.id == key || c.alias == key)
+}
+
+impl Collection {
+    /// A stable key binding `next` tokens to this collection.
+    pub fn token_scope(&self) -> String {
+        format!("{}:{}", self.id, self.alias)
+    }
+
+    /// Whether version `h` belongs to the collection.
+    pub fn contains(&self, view: &View, h: u32) -> bool {
+        match &self.scope {
+            Scope::Consolidated => view.version(h).is_some(),
+            Scope::Origin(o) => match view.origin_index(o) {
+                Some(ix) => view.deliveries(h).iter().any(|e| e.origin == ix),
+                None => false,
+            },
+        }
+    }
+
+    /// Whether `h` is the latest version of its object within the collection.
+    pub fn is_last(&self, view: &View, h: u32) -> bool {
+        match &self.scope {
+            Scope::Consolidated => view.version(h).is_some_and(|v| v.has(LATEST)),
+            Scope::Origin(_) => {
+                let Some(v) = view.version(h) else {
+                    return false;
+                };
+                if v.has(LATEST) {
+                    return true;
+                }
+                !view.siblings(h).into_iter().any(|s| {
+                    s != h
+                        && self.contains(view, s)
+                        && view.version(s).is_some_and(|x| x.modified > v.modified)
+                })
+            }
+        }
+    }
+
+    /// Whether `h` is the earliest version of its object within the collection.
+    pub fn is_first(&self, view: &View, h: u32) -> bool {
+        let Some(v) = view.version(h) else {
+            return false;
+        };
+        !view.siblings(h).into_iter().any(|s| {
+            s != h
+                && self.contains(view, s)
+                && view.version(s).is_some_and(|x| x.modified < v.modified)
+        })
+    }
+}

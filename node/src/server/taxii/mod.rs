@@ -1,0 +1,564 @@
+//! TAXII 2.1 (OASIS) at `/taxii2/`, API root `/taxii2/synergia/`.
+//!
+//! Discovery, API root, collections, objects (GET and POST), object by id, versions,
+//! manifest and status, with `added_after`, `match[…]`, `limit` and `next`. Responses
+//! use the TAXII media type; objects are served as the canonical bytes stored in the
+//! evidence log, never re-serialised.
+
+pub mod collections;
+pub mod query;
+pub mod select;
+pub mod token;
+
+use super::api::{parse_json, publish_error, read_body};
+use super::caller::Caller;
+use super::error::{ApiError, TAXII_MEDIA_TYPE};
+use crate::config::Role;
+use crate::node::Node;
+use crate::node::publish::Mode;
+use crate::stix::timestamp::Timestamp;
+use crate::store::engine::Space;
+use crate::store::version_text;
+use crate::store::view::View;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use collections::Collection;
+use query::{Filters, VersionSpec};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Name of the one API root.
+pub const API_ROOT: &str = "synergia";
+const STIX_MEDIA_TYPE: &str = "application/stix+json;version=2.1";
+
+/// TAXII routes.
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/taxii2/", get(discovery))
+        .route("/taxii2/synergia/", get(api_root))
+        .route("/taxii2/synergia/collections/", get(list_collections))
+        .route("/taxii2/synergia/collections/{coll}/", get(get_collection))
+        .route(
+            "/taxii2/synergia/collections/{coll}/objects/",
+            get(get_objects).post(add_objects),
+        )
+        .route(
+            "/taxii2/synergia/collections/{coll}/objects/{id}/",
+            get(get_object),
+        )
+        .route(
+            "/taxii2/synergia/collections/{coll}/objects/{id}/versions/",
+            get(get_versions),
+        )
+        .route(
+            "/taxii2/synergia/collections/{coll}/manifest/",
+            get(get_manifest),
+        )
+        .route("/taxii2/synergia/status/{status}/", get(get_status))
+        .fallback(not_found)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint").taxii()
+}
+
+fn taxii_json(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(TAXII_MEDIA_TYPE),
+    );
+    r
+}
+
+/// 406 unless the client accepts TAXII 2.1 JSON.
+fn check_accept(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let ok = accept.split(',').any(|part| {
+        let p = part.trim().to_ascii_lowercase().replace(' ', "");
+        p.starts_with("*/*")
+            || p.starts_with("application/*")
+            || p == "application/taxii+json"
+            || p.starts_with("application/taxii+json;version=2.1")
+            || (p.starts_with("application/taxii+json;") && !p.contains("version="))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-acceptable",
+            format!("this server answers {TAXII_MEDIA_TYPE}; the request accepts {accept}"),
+        )
+        .taxii())
+    }
+}
+
+fn read(caller: &Caller) -> Result<(), ApiError> {
+    caller.require(Role::Read).map_err(ApiError::taxii)
+}
+
+fn base_url(headers: &HeaderMap, node: &Node) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| node.config.listen.address.clone());
+    format!("https://{host}")
+}
+
+async fn discovery(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_accept(&headers)?;
+    read(&caller)?;
+    let root = format!("{}/taxii2/{API_ROOT}/", base_url(&headers, &node));
+    let body = json!({
+        "title": format!("Synergia node of {}", node.member()),
+        "description": "Signed, provenance-tracked threat intelligence of the federation, as this member's node holds it.",
+        "contact": node.member(),
+        "default": root,
+        "api_roots": [root],
+    });
+    Ok(taxii_json(StatusCode::OK, body.to_string().into_bytes()))
+}
+
+async fn api_root(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_accept(&headers)?;
+    read(&caller)?;
+    let body = json!({
+        "title": format!("Synergia ({})", node.member()),
+        "description": "Collections: consolidated (merged view), local (this member; writable), and one per member.",
+        "versions": [TAXII_MEDIA_TYPE],
+        "max_content_length": node.config.limits.max_body_bytes,
+    });
+    Ok(taxii_json(StatusCode::OK, body.to_string().into_bytes()))
+}
+
+fn collection_json(c: &Collection, caller: &Caller) -> Value {
+    json!({
+        "id": c.id,
+        "title": c.title,
+        "description": c.description,
+        "alias": c.alias,
+        "can_read": caller.has(Role::Read),
+        "can_write": c.writable && caller.has(Role::Publish),
+        "media_types": [STIX_MEDIA_TYPE],
+    })
+}
+
+/// Collections a caller can see: everything for readers, `local` for publishers.
+fn visible(node: &Node, caller: &Caller) -> Vec<Collection> {
+    collections::all(node)
+        .into_iter()
+        .filter(|c| caller.has(Role::Read) || (c.writable && caller.has(Role::Publish)))
+        .collect()
+}
+
+async fn list_collections(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_accept(&headers)?;
+    if !caller.has(Role::Read) && !caller.has(Role::Publish) {
+        read(&caller)?;
+    }
+    let cs: Vec<Value> = visible(&node, &caller)
+        .iter()
+        .map(|c| collection_json(c, &caller))
+        .collect();
+    Ok(taxii_json(
+        StatusCode::OK,
+        json!({"collections": cs}).to_string().into_bytes(),
+    ))
+}
+
+fn collection(node: &Node, caller: &Caller, key: &str) -> Result<Collection, ApiError> {
+    visible(node, caller)
+        .into_iter()
+        .find(|c| c.id == key || c.alias == key)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no collection {key} (or not visible to {})",
+                caller.name()
+            ))
+            .taxii()
+        })
+}
+
+async fn get_collection(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(coll): Path<String>,
+) -> Result<Response, ApiError> {
+    check_accept(&headers)?;
+    let c = collection(&node, &caller, &coll)?;
+    Ok(taxii_json(
+        StatusCode::OK,
+        collection_json(&c, &caller).to_string().into_bytes(),
+    ))
+}
+
+fn object_id(view: &View, h: u32) -> String {
+    let v = &view.versions()[h as usize];
+    format!(
+        "{}--{}",
+        view.type_name(v.type_ix),
+        uuid::Uuid::from_u128(v.uuid()).hyphenated()
+    )
+}
+
+/// Runs a paged query: parses filters, resolves `next`, selects the page.
+fn page(
+    node: &Node,
+    view: &View,
+    coll: &Collection,
+    caller: &Caller,
+    pairs: &[(String, String)],
+    default_versions: VersionSpec,
+    extra_ids: Option<&str>,
+) -> Result<(select::Page, Filters), ApiError> {
+    let limits = &node.config.limits;
+    let mut f = Filters::parse(
+        pairs,
+        default_versions,
+        limits.taxii_default_page,
+        limits.taxii_max_page,
+    )?;
+    if let Some(id) = extra_ids {
+        let (t, u) = crate::store::prepare::split_id(id).ok_or_else(|| {
+            ApiError::bad_request("bad-id", format!("{id:?} is not a STIX id")).taxii()
+        })?;
+        f.ids = vec![(t.to_string(), u)];
+        f.canonical = format!("{}&object={id}", f.canonical);
+    }
+    let scope = coll.token_scope();
+    let from_token = match &f.next {
+        Some(t) => Some(
+            token::decode(&node.token_key, &scope, &f.canonical, t).ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad-next",
+                    "`next` is not a token this node issued for this collection and these filters",
+                )
+                .taxii()
+            })?,
+        ),
+        None => None,
+    };
+    let after = match (f.added_after, from_token) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    Ok((select::select(view, coll, &f, caller.max_tlp(), after), f))
+}
+
+fn date_headers(resp: &mut Response, view: &View, handles: &[u32]) {
+    let stamp =
+        |h: u32| Timestamp::from_micros(view.versions()[h as usize].date_added).to_micros_string();
+    if let (Some(&first), Some(&last)) = (handles.first(), handles.last()) {
+        for (name, v) in [
+            ("x-taxii-date-added-first", stamp(first)),
+            ("x-taxii-date-added-last", stamp(last)),
+        ] {
+            if let Ok(hv) = HeaderValue::from_str(&v) {
+                resp.headers_mut().insert(name, hv);
+            }
+        }
+    }
+}
+
+/// Writes a TAXII envelope of raw object bodies.
+fn envelope_response(
+    node: &Node,
+    view: &View,
+    coll: &Collection,
+    f: &Filters,
+    p: &select::Page,
+) -> Result<Response, ApiError> {
+    let mut body = Vec::with_capacity(64 + p.handles.len() * 700);
+    body.extend_from_slice(b"{\"more\":");
+    body.extend_from_slice(if p.more { b"true" } else { b"false" });
+    if let (true, Some(after)) = (p.more, p.resume_after) {
+        body.extend_from_slice(b",\"next\":\"");
+        body.extend_from_slice(
+            token::encode(&node.token_key, &coll.token_scope(), &f.canonical, after).as_bytes(),
+        );
+        body.push(b'"');
+    }
+    if !p.handles.is_empty() {
+        body.extend_from_slice(b",\"objects\":[");
+        for (i, &h) in p.handles.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            let at = view
+                .body_location(h)
+                .ok_or_else(|| ApiError::internal("version without location"))?;
+            body.extend_from_slice(&node.store.object_body(at).map_err(ApiError::internal)?);
+        }
+        body.push(b']');
+    }
+    body.push(b'}');
+    let mut resp = taxii_json(StatusCode::OK, body);
+    date_headers(&mut resp, view, &p.handles);
+    Ok(resp)
+}
+
+async fn get_objects(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(coll): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    check_accept(&headers)?;
+    read(&caller)?;
+    let c = collection(&node, &caller, &coll)?;
+    tokio::task::spawn_blocking(move || {
+        let view = node.store.read();
+        let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::Last, None)?;
+        envelope_response(&node, &view, &c, &f, &p)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+async fn get_object(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((coll, id)): Path<(String, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    check_accept(&headers)?;
+    read(&caller)?;
+    let c = collection(&node, &caller, &coll)?;
+    tokio::task::spawn_blocking(move || {
+        let view = node.store.read();
+        let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::Last, Some(&id))?;
+        if p.handles.is_empty() && f.next.is_none() {
+            return Err(
+                ApiError::not_found(format!("no object {id} in collection {}", c.alias)).taxii(),
+            );
+        }
+        envelope_response(&node, &view, &c, &f, &p)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+async fn get_versions(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((coll, id)): Path<(String, String)>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    check_accept(&headers)?;
+    read(&caller)?;
+    let c = collection(&node, &caller, &coll)?;
+    let view = node.store.read();
+    let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::All, Some(&id))?;
+    if p.handles.is_empty() && f.next.is_none() {
+        return Err(
+            ApiError::not_found(format!("no object {id} in collection {}", c.alias)).taxii(),
+        );
+    }
+    let mut versions: Vec<(i64, String)> = p
+        .handles
+        .iter()
+        .map(|&h| {
+            let v = &view.versions()[h as usize];
+            (v.modified, version_text(v.modified, v.date_added))
+        })
+        .collect();
+    versions.sort();
+    let mut body = json!({"more": p.more, "versions": versions.into_iter().map(|(_, s)| s).collect::<Vec<_>>()});
+    if let (true, Some(after)) = (p.more, p.resume_after) {
+        body["next"] = json!(token::encode(
+            &node.token_key,
+            &c.token_scope(),
+            &f.canonical,
+            after
+        ));
+    }
+    let mut resp = taxii_json(StatusCode::OK, body.to_string().into_bytes());
+    date_headers(&mut resp, &view, &p.handles);
+    Ok(resp)
+}
+
+async fn get_manifest(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(coll): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    check_accept(&headers)?;
+    read(&caller)?;
+    let c = collection(&node, &caller, &coll)?;
+    let view = node.store.read();
+    let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::Last, None)?;
+    let records: Vec<Value> = p
+        .handles
+        .iter()
+        .map(|&h| {
+            let v = &view.versions()[h as usize];
+            json!({
+                "id": object_id(&view, h),
+                "date_added": Timestamp::from_micros(v.date_added).to_micros_string(),
+                "version": version_text(v.modified, v.date_added),
+                "media_type": STIX_MEDIA_TYPE,
+            })
+        })
+        .collect();
+    let mut body = json!({"more": p.more});
+    if !records.is_empty() {
+        body["objects"] = json!(records);
+    }
+    if let (true, Some(after)) = (p.more, p.resume_after) {
+        body["next"] = json!(token::encode(
+            &node.token_key,
+            &c.token_scope(),
+            &f.canonical,
+            after
+        ));
+    }
+    let mut resp = taxii_json(StatusCode::OK, body.to_string().into_bytes());
+    date_headers(&mut resp, &view, &p.handles);
+    Ok(resp)
+}
+
+async fn add_objects(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(coll): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_accept(&headers)?;
+    let c = collection(&node, &caller, &coll)?;
+    if !c.writable {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "read-only",
+            format!("collection {} is read-only; publish into `local`", c.alias),
+        )
+        .taxii());
+    }
+    caller.require(Role::Publish).map_err(ApiError::taxii)?;
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+        .replace(' ', "");
+    if !(ctype == "application/taxii+json"
+        || ctype.starts_with("application/taxii+json;version=2.1"))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!("POST a TAXII envelope as {TAXII_MEDIA_TYPE}"),
+        )
+        .taxii());
+    }
+    let bytes = read_body(body, node.config.limits.max_body_bytes)
+        .await
+        .map_err(ApiError::taxii)?;
+    let request_timestamp = Timestamp::now().to_micros_string();
+    let n = node.clone();
+    let status = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let doc = parse_json(&bytes).map_err(ApiError::taxii)?;
+        let objects = doc
+            .get("objects")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not-an-envelope", "body must be a TAXII envelope {\"objects\": […]}").taxii()
+            })?
+            .clone();
+        let bundle = json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": objects});
+        let report = n.publish(&bundle, &[], Mode::PerObject).map_err(|e| publish_error(e).taxii())?;
+        let entry = |r: &crate::node::publish::ObjectResult, message: String| {
+            let mut e = json!({"id": r.id, "message": message});
+            if let Some(v) = &r.version {
+                e["version"] = json!(v);
+            }
+            e
+        };
+        let successes: Vec<Value> = report
+            .objects
+            .iter()
+            .filter(|r| r.status != "rejected")
+            .map(|r| entry(r, if r.status == "held" { "already published with identical content".into() } else { format!("published in {}", r.envelope.clone().unwrap_or_default()) }))
+            .collect();
+        let failures: Vec<Value> = report
+            .objects
+            .iter()
+            .filter(|r| r.status == "rejected")
+            .map(|r| entry(r, r.errors.iter().map(|f| format!("{} [{}] {}", f.pointer, f.code, f.message)).collect::<Vec<_>>().join("; ")))
+            .collect();
+        let status = json!({
+            "id": uuid::Uuid::new_v4().to_string(),
+            "status": "complete",
+            "request_timestamp": request_timestamp,
+            "total_count": report.objects.len(),
+            "success_count": successes.len(),
+            "successes": successes,
+            "failure_count": failures.len(),
+            "failures": failures,
+            "pending_count": 0,
+            "pendings": [],
+        });
+        let id = status["id"].as_str().unwrap_or_default().to_string();
+        n.store
+            .put_value(Space::Status, &id, status.to_string().into_bytes(), false)
+            .map_err(ApiError::internal)?;
+        Ok(status)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(taxii_json(
+        StatusCode::ACCEPTED,
+        status.to_string().into_bytes(),
+    ))
+}
+
+async fn get_status(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(status): Path<String>,
+) -> Result<Response, ApiError> {
+    check_accept(&headers)?;
+    if !caller.has(Role::Read) && !caller.has(Role::Publish) {
+        read(&caller)?;
+    }
+    if uuid::Uuid::parse_str(&status).is_err() {
+        return Err(ApiError::not_found(format!("no status {status}")).taxii());
+    }
+    let v = node
+        .store
+        .get_value(Space::Status, &status)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no status {status}")).taxii())?;
+    Ok(taxii_json(StatusCode::OK, v))
+}

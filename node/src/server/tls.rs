@@ -1,0 +1,172 @@
+//! TLS for the node: the server side (client certificates verified against the
+//! federation CA) and the client side used to reach peers.
+//!
+//! Client certificates are optional at the TLS layer so that local clients can use
+//! bearer tokens; a certificate that is presented must chain to the federation CA (or
+//! the handshake fails), and federation endpoints require a peer certificate. The
+//! server certificate and CA are reloaded without restart (SIGHUP, or a change of the
+//! files' modification time).
+
+use crate::config::Config;
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+/// Why TLS material cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A PEM file is missing or unreadable or holds no usable item.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A private key file is readable by others, or unreadable.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    /// rustls refused the material.
+    #[error("TLS configuration: {0}")]
+    Rustls(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn file_err(path: &Path, message: impl Into<String>) -> TlsError {
+    TlsError::File {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Reads every certificate of a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_err(path, format!("cannot read certificates: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err(path, format!("bad PEM certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_err(path, "no certificate in file"));
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key, refusing loose permissions.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let text = crate::keys::read_private(path)?;
+    PrivateKeyDer::from_pem_slice(text.as_bytes())
+        .map_err(|_| file_err(path, "not a PEM private key (PKCS#8, SEC1 or PKCS#1)"))
+}
+
+/// The federation CA as a root store.
+pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in load_certs(path)? {
+        roots
+            .add(c)
+            .map_err(|e| file_err(path, format!("not a usable CA certificate: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// The server configuration: TLS 1.2 and 1.3, no 0-RTT, HTTP/2 and HTTP/1.1,
+/// client certificates verified against the federation CA when presented.
+pub fn server_config(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let roots = Arc::new(load_roots(&cfg.tls.ca)?);
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let mut sc = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(&cfg.tls.cert)?, load_key(&cfg.tls.key)?)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    sc.max_early_data_size = 0;
+    Ok(Arc::new(sc))
+}
+
+/// The client configuration for reaching peers: the federation CA as the only root,
+/// this node's certificate as client identity.
+pub fn client_config(cfg: &Config) -> Result<rustls::ClientConfig, TlsError> {
+    let roots = load_roots(&cfg.tls.ca)?;
+    let mut cc = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(load_certs(&cfg.tls.cert)?, load_key(&cfg.tls.key)?)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    cc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cc)
+}
+
+/// Holds the current server configuration and swaps it when the files change.
+pub struct TlsReloader {
+    cfg: Config,
+    current: RwLock<Arc<rustls::ServerConfig>>,
+    stamp: RwLock<Vec<Option<SystemTime>>>,
+}
+
+fn stamps(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    paths
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+impl TlsReloader {
+    /// Loads the initial configuration.
+    pub fn new(cfg: &Config) -> Result<TlsReloader, TlsError> {
+        let sc = server_config(cfg)?;
+        Ok(TlsReloader {
+            stamp: RwLock::new(stamps(&Self::paths(cfg))),
+            cfg: cfg.clone(),
+            current: RwLock::new(sc),
+        })
+    }
+
+    fn paths(cfg: &Config) -> Vec<PathBuf> {
+        vec![
+            cfg.tls.ca.clone(),
+            cfg.tls.cert.clone(),
+            cfg.tls.key.clone(),
+        ]
+    }
+
+    /// The configuration new connections use.
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.current
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Reloads from the files. On error the old configuration stays in use.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let sc = server_config(&self.cfg)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = sc;
+        *self.stamp.write().unwrap_or_else(|p| p.into_inner()) = stamps(&Self::paths(&self.cfg));
+        tracing::info!("TLS certificate and CA reloaded");
+        Ok(())
+    }
+
+    /// Reloads when a file's modification time changed since the last load.
+    pub fn reload_if_changed(&self) {
+        let now = stamps(&Self::paths(&self.cfg));
+        let changed = *self.stamp.read().unwrap_or_else(|p| p.into_inner()) != now;
+        if changed && let Err(e) = self.reload() {
+            tracing::warn!(error = %e, "TLS files changed but cannot be loaded; keeping the old ones");
+        }
+    }
+}
