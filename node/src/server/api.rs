@@ -27,21 +27,51 @@ pub fn routes() -> Router<Arc<Node>> {
 }
 
 /// Reads a request body up to the configured limit (413 past it).
+///
+/// Past the limit the rest of the body is read and discarded (up to as much again, at
+/// most 64 MiB) so the client can finish sending and read the 413; a body larger still
+/// gets the 413 on a connection that is then closed.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_big = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if too_big {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                format!("request body exceeds {limit} bytes (limits.max_body_bytes)"),
-            )
-        } else {
+    use http_body_util::BodyExt as _;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("request body exceeds {limit} bytes (limits.max_body_bytes)"),
+        )
+    };
+    let mut body = body;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut over = false;
+    let mut discarded = 0usize;
+    let drain_budget = limit.min(64 << 20);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
             ApiError::bad_request("bad-body", format!("cannot read the request body: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if over {
+            discarded += data.len();
+            if discarded > drain_budget {
+                let mut e = too_large();
+                e.close_connection = true;
+                return Err(e);
+            }
+            continue;
         }
-    })
+        if buf.len() + data.len() > limit {
+            over = true;
+            buf = Vec::new();
+            continue;
+        }
+        buf.extend_from_slice(&data);
+    }
+    if over {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// Parses a JSON body strictly (duplicate keys, unsafe integers refused).

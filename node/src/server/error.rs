@@ -24,6 +24,8 @@ pub struct ApiError {
     pub details: Option<Value>,
     /// Render as a TAXII error resource.
     pub taxii: bool,
+    /// Close the connection after answering (the request was not read to its end).
+    pub close_connection: bool,
 }
 
 impl ApiError {
@@ -35,6 +37,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             taxii: false,
+            close_connection: false,
         }
     }
 
@@ -94,6 +97,11 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, body.to_string()).into_response();
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        if self.close_connection {
+            // The rest of the body was not read: the connection cannot be reused.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }
