@@ -48,12 +48,12 @@ impl Federation {
         };
         let report = init_federation(&opts).unwrap();
         // Rewrite every port (init-federation numbers them from base_port).
-        for i in 0..members.len() {
+        for (i, port) in ports.iter().enumerate() {
             for (_, path) in &report.configs {
                 let text = std::fs::read_to_string(path).unwrap();
                 let text = text.replace(
                     &format!("127.0.0.1:{}", 20000 + i),
-                    &format!("127.0.0.1:{}", ports[i]),
+                    &format!("127.0.0.1:{port}"),
                 );
                 std::fs::write(path, text).unwrap();
             }
@@ -61,7 +61,7 @@ impl Federation {
             let text = std::fs::read_to_string(&roster_path).unwrap();
             let text = text.replace(
                 &format!("127.0.0.1:{}\"", 20000 + i),
-                &format!("127.0.0.1:{}\"", ports[i]),
+                &format!("127.0.0.1:{port}\""),
             );
             std::fs::write(&roster_path, text).unwrap();
         }
