@@ -13,4 +13,5 @@ pub mod roster;
 pub mod server;
 pub mod stix;
 pub mod store;
+pub mod sync;
 pub mod workload;

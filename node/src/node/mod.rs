@@ -44,6 +44,8 @@ pub struct Node {
     pub signer: Signer,
     /// Counters for `/metrics` and status.
     pub metrics: Metrics,
+    /// Per-peer sync state.
+    pub sync: crate::sync::SyncState,
     /// Next sequence number this node signs with (publishes are serialised on it).
     next_seq: Mutex<u64>,
     /// Key for the MAC of TAXII `next` tokens (persisted: tokens survive restarts).
@@ -144,12 +146,14 @@ impl Node {
                 k
             }
         };
+        let sync = crate::sync::SyncState::load(&store);
         Ok(Node {
             config,
             roster,
             store,
             signer,
             metrics: Metrics::default(),
+            sync,
             next_seq: Mutex::new(next_seq),
             token_key,
             started_at: Timestamp::now(),

@@ -223,6 +223,9 @@ impl Node {
         let outcomes = self.store.ingest(&envelopes, "local")?;
         *seq_guard = seq;
         drop(seq_guard);
+        if !envelopes.is_empty() {
+            self.sync.head.send_replace(self.store.head());
+        }
         let mut published = Vec::new();
         for ((env_ix, idx), (env, outcome)) in
             members_of.iter().zip(envelopes.iter().zip(&outcomes))

@@ -24,6 +24,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/api/v1/lookup", get(lookup_get).post(lookup_post))
         .route("/api/v1/objects/{id}/provenance", get(object_provenance))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/peers", get(peers))
 }
 
 /// Reads a request body up to the configured limit (413 past it).
@@ -251,4 +252,13 @@ async fn metrics(State(node): State<Arc<Node>>, caller: Caller) -> Result<Respon
         text,
     )
         .into_response())
+}
+
+async fn peers(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Operate)?;
+    let peers = crate::sync::status::peer_statuses(&node);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"member": node.member(), "digests": crate::server::federation::shared_digests(&node), "peers": peers}),
+    ))
 }

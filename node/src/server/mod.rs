@@ -9,6 +9,7 @@
 pub mod api;
 pub mod caller;
 pub mod error;
+pub mod federation;
 pub mod taxii;
 pub mod tls;
 
@@ -46,6 +47,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .merge(taxii::routes())
         .merge(api::routes())
+        .merge(federation::routes())
         .layer(middleware::from_fn_with_state(
             node.clone(),
             caller::authenticate,
@@ -134,6 +136,7 @@ pub async fn serve(
         })
     };
     tracing::info!(address = %listener.local_addr()?, member = %node.member(), "serving");
+    let sync_tasks = crate::sync::spawn(node.clone());
     tokio::pin!(shutdown);
     loop {
         let (tcp, remote) = tokio::select! {
@@ -196,6 +199,9 @@ pub async fn serve(
         });
     }
     reloader.abort();
+    for t in sync_tasks {
+        t.abort();
+    }
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),

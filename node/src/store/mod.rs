@@ -327,6 +327,11 @@ impl Store {
         Ok(outcomes)
     }
 
+    /// The next log ordinal: how far this node's log goes.
+    pub fn head(&self) -> u64 {
+        self.log.next_ordinal()
+    }
+
     /// Read access to the merged view.
     pub fn read(&self) -> RwLockReadGuard<'_, View> {
         self.view.read().unwrap_or_else(|p| p.into_inner())

@@ -1,0 +1,216 @@
+//! HTTPS client for a peer's federation API: the federation CA as the only root, this
+//! node's certificate as identity, bounded responses.
+
+use crate::config::Config;
+use crate::server::tls::{TlsError, client_config};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Largest response body accepted from a peer (a hostile peer cannot exhaust memory).
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// Why talking to a peer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// TLS material cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Connection, TLS handshake or timeout.
+    #[error("cannot reach {peer}: {message}")]
+    Unreachable {
+        /// Peer.
+        peer: String,
+        /// Cause.
+        message: String,
+    },
+    /// The peer answered with an error status.
+    #[error("{peer} answered {status}: {body}")]
+    Status {
+        /// Peer.
+        peer: String,
+        /// HTTP status.
+        status: u16,
+        /// Start of the answer.
+        body: String,
+    },
+    /// The peer's answer is not what the protocol says.
+    #[error("{peer} sent a malformed answer: {message}")]
+    Malformed {
+        /// Peer.
+        peer: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The store failed while taking what the peer sent.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// One page of a peer's feed.
+#[derive(Debug)]
+pub struct FeedPage {
+    /// Envelopes (JSON values as received).
+    pub envelopes: Vec<Value>,
+    /// Cursor for the next page.
+    pub next: u64,
+    /// Whether more follows now.
+    pub more: bool,
+    /// The peer's log head.
+    pub head: u64,
+    /// The peer's TLS certificate expiry (epoch seconds).
+    pub cert_not_after: Option<i64>,
+}
+
+/// A client for one peer.
+pub struct PeerClient {
+    /// Peer member name.
+    pub name: String,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl PeerClient {
+    /// A client for `name` at `url`.
+    pub fn new(cfg: &Config, name: &str, url: &str) -> Result<PeerClient, SyncError> {
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config(cfg)?)
+            .tls_info(true)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| SyncError::Unreachable {
+                peer: name.into(),
+                message: e.to_string(),
+            })?;
+        Ok(PeerClient {
+            name: name.to_string(),
+            base: url.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> SyncError {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            src = s.source();
+        }
+        SyncError::Unreachable {
+            peer: self.name.clone(),
+            message: msg,
+        }
+    }
+
+    fn malformed(&self, message: impl Into<String>) -> SyncError {
+        SyncError::Malformed {
+            peer: self.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Reads a response body up to [`MAX_RESPONSE_BYTES`] and parses it strictly.
+    async fn body(&self, mut resp: reqwest::Response) -> Result<(Value, Option<i64>), SyncError> {
+        let cert_not_after = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|i| i.peer_certificate())
+            .and_then(|der| {
+                x509_parser::parse_x509_certificate(der)
+                    .ok()
+                    .map(|(_, c)| c.validity().not_after.timestamp())
+            });
+        let status = resp.status();
+        let mut buf = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.unreachable(e))? {
+            if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(
+                    self.malformed(format!("answer larger than {MAX_RESPONSE_BYTES} bytes"))
+                );
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(SyncError::Status {
+                peer: self.name.clone(),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&buf[..buf.len().min(300)]).into_owned(),
+            });
+        }
+        let v = crate::json::from_slice_strict(&buf)
+            .map_err(|e| self.malformed(format!("not JSON: {e}")))?;
+        Ok((v, cert_not_after))
+    }
+
+    /// `GET /federation/v1/feed?after=…&limit=…`.
+    pub async fn feed(&self, after: u64, limit: usize) -> Result<FeedPage, SyncError> {
+        let resp = self
+            .http
+            .get(format!("{}/federation/v1/feed", self.base))
+            .query(&[("after", after.to_string()), ("limit", limit.to_string())])
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let (v, cert_not_after) = self.body(resp).await?;
+        let envelopes = match v.get("envelopes") {
+            Some(Value::Array(a)) => a.clone(),
+            _ => return Err(self.malformed("feed without an envelopes array")),
+        };
+        let next = v
+            .get("next")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| self.malformed("feed without a numeric next cursor"))?;
+        if next < after {
+            return Err(self.malformed(format!("feed cursor went backwards ({after} to {next})")));
+        }
+        let more = v.get("more").and_then(Value::as_bool).unwrap_or(false);
+        if more && next == after && envelopes.is_empty() {
+            return Err(self.malformed("feed says more but does not advance"));
+        }
+        Ok(FeedPage {
+            envelopes,
+            next,
+            more,
+            head: v.get("head").and_then(Value::as_u64).unwrap_or(next),
+            cert_not_after,
+        })
+    }
+
+    /// `POST /federation/v1/envelopes` with already-canonical envelope bytes.
+    pub async fn push(&self, envelopes: &[Vec<u8>]) -> Result<Value, SyncError> {
+        let mut body =
+            Vec::with_capacity(envelopes.iter().map(|e| e.len() + 1).sum::<usize>() + 16);
+        body.extend_from_slice(b"{\"envelopes\":[");
+        for (i, e) in envelopes.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(e);
+        }
+        body.extend_from_slice(b"]}");
+        let resp = self
+            .http
+            .post(format!("{}/federation/v1/envelopes", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(self.body(resp).await?.0)
+    }
+
+    /// `GET /federation/v1/digest`.
+    pub async fn digest(&self) -> Result<Value, SyncError> {
+        let resp = self
+            .http
+            .get(format!("{}/federation/v1/digest", self.base))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(self.body(resp).await?.0)
+    }
+}

@@ -1,0 +1,242 @@
+//! Federation sync: every member's envelopes reach every member allowed to have them.
+//!
+//! Per configured peer, a task pulls `GET /federation/v1/feed` from a persisted cursor
+//! until caught up, then waits; new envelopes are pushed to peers as soon as they are
+//! accepted (`POST /federation/v1/envelopes`), and pull repairs whatever a push missed.
+//! Failures back off exponentially with jitter, per peer: a peer that is down does not
+//! slow the others. Cursors advance only after what was pulled is durable.
+//!
+//! Loops cannot happen: envelopes are deduplicated by id, a node never sends an
+//! envelope to its origin or back to the peer it came from, and only clear/green
+//! travel beyond their origin.
+
+pub mod client;
+pub mod policy;
+mod run;
+pub mod state;
+pub mod status;
+
+pub use run::spawn;
+
+use crate::envelope::{Envelope, VerifyError, VerifyOptions, verify_batch};
+use crate::node::Node;
+use crate::node::metrics::Metrics;
+use crate::stix::timestamp::Timestamp;
+use crate::store::engine::Space;
+use crate::store::{IngestOutcome, StoreError};
+use serde::Serialize;
+use state::PeerState;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+/// What happened to one envelope a peer offered.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Offered {
+    /// Envelope id (empty if it did not parse).
+    pub id: String,
+    /// `accepted`, `duplicate` or `rejected`.
+    pub status: &'static str,
+    /// Rejection code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Rejection reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Sync bookkeeping shared by the server (feed, push endpoint) and the peer tasks.
+#[derive(Debug)]
+pub struct SyncState {
+    peers: Mutex<HashMap<String, PeerState>>,
+    /// Ordinals pushed successfully to a peer, not yet passed by its pull cursor on us:
+    /// the feed skips them so a pushed envelope is not sent twice.
+    pushed: Mutex<HashMap<String, BTreeSet<u64>>>,
+    /// The store's head (next log ordinal); pushers wait for it to move.
+    pub head: tokio::sync::watch::Sender<u64>,
+}
+
+impl SyncState {
+    /// Loads persisted peer states.
+    pub fn load(node_store: &crate::store::Store) -> SyncState {
+        let mut peers = HashMap::new();
+        if let Ok(values) = node_store.values(Space::Peers) {
+            for (k, v) in values {
+                if let Ok(s) = serde_json::from_slice::<PeerState>(&v) {
+                    peers.insert(k, s);
+                }
+            }
+        }
+        SyncState {
+            peers: Mutex::new(peers),
+            pushed: Mutex::default(),
+            head: tokio::sync::watch::Sender::new(node_store.head()),
+        }
+    }
+
+    /// A copy of a peer's state.
+    pub fn peer(&self, name: &str) -> PeerState {
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Updates a peer's state; `persist` writes it to the store.
+    pub fn update(
+        &self,
+        store: &crate::store::Store,
+        name: &str,
+        persist: bool,
+        f: impl FnOnce(&mut PeerState),
+    ) {
+        let snapshot = {
+            let mut m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            let s = m.entry(name.to_string()).or_default();
+            f(s);
+            s.clone()
+        };
+        if persist && let Ok(bytes) = serde_json::to_vec(&snapshot) {
+            let _ = store.put_value(Space::Peers, name, bytes, false);
+        }
+    }
+
+    /// Records ordinals pushed to a peer.
+    pub fn mark_pushed(&self, peer: &str, ordinals: impl IntoIterator<Item = u64>) {
+        let mut m = self.pushed.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(peer.to_string()).or_default().extend(ordinals);
+    }
+
+    /// Whether an ordinal was pushed to a peer; forgets those below `cursor` (the
+    /// peer's pull has passed them).
+    pub fn was_pushed(&self, peer: &str, cursor: u64, ordinal: u64) -> bool {
+        let mut m = self.pushed.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(set) = m.get_mut(peer) else {
+            return false;
+        };
+        while let Some(&first) = set.first() {
+            if first >= cursor {
+                break;
+            }
+            set.pop_first();
+        }
+        set.contains(&ordinal)
+    }
+}
+
+impl Node {
+    /// Takes envelopes a peer offered (by push or in its feed): parse, verify (batch),
+    /// apply the receive policy, store durably, count. Returns one result per input.
+    pub fn accept_from_peer(
+        &self,
+        peer: &str,
+        raw: Vec<serde_json::Value>,
+    ) -> Result<Vec<Offered>, StoreError> {
+        let mut results: Vec<Offered> = Vec::with_capacity(raw.len());
+        let mut parsed: Vec<(usize, Envelope)> = Vec::new();
+        {
+            let view = self.store.read();
+            for v in raw {
+                match Envelope::from_value(v) {
+                    Ok(e) if view.has_envelope(&e.id().digest_bytes()) => results.push(Offered {
+                        id: e.id().to_string(),
+                        status: "duplicate",
+                        code: None,
+                        message: None,
+                    }),
+                    Ok(e) => {
+                        parsed.push((results.len(), e));
+                        results.push(Offered {
+                            id: String::new(),
+                            status: "pending",
+                            code: None,
+                            message: None,
+                        });
+                    }
+                    Err(e) => results.push(rejected(
+                        String::new(),
+                        &e.code().to_string(),
+                        e.to_string(),
+                    )),
+                }
+            }
+        }
+        let envs: Vec<Envelope> = parsed.iter().map(|(_, e)| e.clone()).collect();
+        let verdicts = verify_batch(&envs, &self.roster, &VerifyOptions::default());
+        let mut to_store = Vec::new();
+        let mut slots = Vec::new();
+        for ((slot, env), verdict) in parsed.into_iter().zip(verdicts) {
+            let h = env.header();
+            let outcome: Result<(), (String, String)> = verdict
+                .map_err(|e: VerifyError| (e.code().to_string(), e.to_string()))
+                .and_then(|_| {
+                    policy::may_accept(self.member(), peer, &h.origin, h.tlp, &h.recipients)
+                        .map_err(|e| (e.code().to_string(), e.to_string()))
+                });
+            match outcome {
+                Ok(()) => {
+                    slots.push(slot);
+                    to_store.push(env);
+                }
+                Err((code, message)) => {
+                    tracing::warn!(peer, origin = %h.origin, envelope = %env.id(), code = %code, "refusing an envelope: {message}");
+                    results[slot] = rejected(env.id().to_string(), &code, message);
+                }
+            }
+        }
+        let outcomes = self.store.ingest(&to_store, peer)?;
+        let mut accepted = 0u64;
+        let mut objects = 0u64;
+        for ((slot, env), outcome) in slots.into_iter().zip(&to_store).zip(outcomes) {
+            results[slot] = Offered {
+                id: env.id().to_string(),
+                status: if matches!(outcome, IngestOutcome::Accepted { .. }) {
+                    "accepted"
+                } else {
+                    "duplicate"
+                },
+                code: None,
+                message: None,
+            };
+            if matches!(outcome, IngestOutcome::Accepted { .. }) {
+                accepted += 1;
+                objects += env.objects().len() as u64;
+            }
+        }
+        let mut rejections: HashMap<String, u64> = HashMap::new();
+        for r in &results {
+            if let Some(c) = &r.code {
+                *rejections.entry(c.clone()).or_default() += 1;
+                self.metrics.reject(c);
+            }
+        }
+        Metrics::add(&self.metrics.received_envelopes, accepted);
+        Metrics::add(&self.metrics.received_objects, objects);
+        self.sync.update(&self.store, peer, true, |s| {
+            s.envelopes_received += accepted;
+            s.objects_received += objects;
+            for (c, n) in rejections {
+                *s.rejected.entry(c).or_default() += n;
+            }
+        });
+        if accepted > 0 {
+            self.sync.head.send_replace(self.store.head());
+        }
+        Ok(results)
+    }
+}
+
+fn rejected(id: String, code: &str, message: String) -> Offered {
+    Offered {
+        id,
+        status: "rejected",
+        code: Some(code.to_string()),
+        message: Some(message),
+    }
+}
+
+/// Now in µs.
+pub(crate) fn now() -> i64 {
+    Timestamp::now().as_micros()
+}

@@ -1,0 +1,212 @@
+//! The per-peer tasks: pull (catch-up and repair), push (low latency), digest checks.
+
+use super::client::{PeerClient, SyncError};
+use super::{now, policy};
+use crate::node::Node;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Envelopes per pulled page.
+const PULL_PAGE: usize = 200;
+/// Envelopes per push.
+const PUSH_BATCH: usize = 100;
+/// Quiet-time poll interval when caught up.
+const POLL: Duration = Duration::from_millis(1000);
+
+/// Starts the sync tasks of every configured peer. Abort the handles to stop them.
+pub fn spawn(node: Arc<Node>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for p in node.config.peers.clone() {
+        let url = p
+            .url
+            .clone()
+            .or_else(|| node.roster.member(&p.name).map(|m| m.node_url.clone()));
+        let Some(url) = url else { continue };
+        let client = match PeerClient::new(&node.config, &p.name, &url) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::error!(peer = %p.name, error = %e, "cannot build a client for this peer; not syncing with it");
+                continue;
+            }
+        };
+        tasks.push(tokio::spawn(pull_loop(node.clone(), client.clone())));
+        tasks.push(tokio::spawn(push_loop(node.clone(), client.clone())));
+        tasks.push(tokio::spawn(digest_loop(node.clone(), client)));
+    }
+    tasks
+}
+
+/// Exponential backoff with jitter: 0.5 s, 1 s, 2 s … up to 30 s, ±25%.
+fn backoff(failures: u32) -> Duration {
+    let base = 500u64.saturating_mul(1 << failures.min(6)).min(30_000);
+    let mut r = [0u8; 2];
+    let _ = getrandom::fill(&mut r);
+    let jitter = u64::from(u16::from_le_bytes(r)) % (base / 2 + 1);
+    Duration::from_millis(base - base / 4 + jitter)
+}
+
+fn record_error(node: &Node, peer: &str, e: &SyncError) {
+    tracing::warn!(peer, error = %e, "sync with peer failed");
+    node.sync.update(&node.store, peer, true, |s| {
+        s.reachable = !matches!(e, SyncError::Unreachable { .. });
+        s.last_error = Some((now(), e.to_string()));
+    });
+}
+
+async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
+    let peer = client.name.clone();
+    let mut failures = 0u32;
+    loop {
+        let cursor = node.sync.peer(&peer).cursor;
+        node.sync
+            .update(&node.store, &peer, false, |s| s.last_attempt = Some(now()));
+        let page = match client.feed(cursor, PULL_PAGE).await {
+            Ok(p) => p,
+            Err(e) => {
+                record_error(&node, &peer, &e);
+                failures += 1;
+                tokio::time::sleep(backoff(failures)).await;
+                continue;
+            }
+        };
+        let more = page.more;
+        let n = node.clone();
+        let p = peer.clone();
+        let envelopes = page.envelopes;
+        let accepted = tokio::task::spawn_blocking(move || n.accept_from_peer(&p, envelopes)).await;
+        match accepted {
+            Ok(Ok(_)) => {
+                failures = 0;
+                // Durable: the cursor may move.
+                let t = now();
+                node.sync.update(&node.store, &peer, true, |s| {
+                    s.cursor = page.next;
+                    s.reachable = true;
+                    s.last_success = Some(t);
+                    s.their_head = Some(page.head);
+                    if page.cert_not_after.is_some() {
+                        s.cert_not_after = page.cert_not_after;
+                    }
+                    s.behind_since = if page.head > page.next {
+                        s.behind_since.or(Some(t))
+                    } else {
+                        None
+                    };
+                });
+            }
+            Ok(Err(e)) => {
+                record_error(&node, &peer, &SyncError::Store(e));
+                failures += 1;
+                tokio::time::sleep(backoff(failures)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(peer, error = %e, "ingest task failed");
+                tokio::time::sleep(backoff(failures + 1)).await;
+                continue;
+            }
+        }
+        if !more {
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
+    let peer = client.name.clone();
+    let mut head_rx = node.sync.head.subscribe();
+    // Push only what arrives from now on; pull (the peer's) covers the past.
+    let mut pushed_through = node.store.head();
+    let mut failures = 0u32;
+    loop {
+        let head = *head_rx.borrow_and_update();
+        if head <= pushed_through {
+            tokio::select! {
+                r = head_rx.changed() => { if r.is_err() { return; } }
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            continue;
+        }
+        // Collect what this peer may have, from pushed_through on.
+        let (batch, ordinals, last) = {
+            let view = node.store.read();
+            let envs = view.envelopes();
+            let start = envs.partition_point(|e| e.ordinal < pushed_through);
+            let mut batch = Vec::new();
+            let mut ordinals = Vec::new();
+            let mut last = pushed_through;
+            for e in &envs[start..] {
+                if batch.len() == PUSH_BATCH {
+                    break;
+                }
+                last = e.ordinal + 1;
+                let origin = view.origin_name(e.origin);
+                if policy::may_send(
+                    &node.config,
+                    &peer,
+                    origin,
+                    e.tlp,
+                    &e.recipients,
+                    &e.received_from,
+                )
+                .is_err()
+                {
+                    continue;
+                }
+                match node.store.envelope_bytes(e) {
+                    Ok(b) => {
+                        batch.push(b);
+                        ordinals.push(e.ordinal);
+                    }
+                    Err(err) => tracing::error!(error = %err, "cannot read an envelope to push"),
+                }
+            }
+            (batch, ordinals, last.max(pushed_through))
+        };
+        if last == pushed_through {
+            // The head moved but the view has not caught up yet.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        pushed_through = last;
+        if batch.is_empty() {
+            continue;
+        }
+        match client.push(&batch).await {
+            Ok(_) => {
+                failures = 0;
+                node.sync.mark_pushed(&peer, ordinals);
+                let n = batch.len() as u64;
+                let t = now();
+                node.sync.update(&node.store, &peer, false, |s| {
+                    s.envelopes_sent += n;
+                    s.reachable = true;
+                    s.last_success = Some(t);
+                });
+            }
+            Err(e) => {
+                // The peer's pull will fetch what this push missed.
+                record_error(&node, &peer, &e);
+                failures += 1;
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
+    }
+}
+
+async fn digest_loop(node: Arc<Node>, client: Arc<PeerClient>) {
+    let peer = client.name.clone();
+    loop {
+        if let Ok(v) = client.digest().await
+            && let Some(d) = v.get("digests").and_then(|d| d.as_object())
+        {
+            let digests = d
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect();
+            node.sync
+                .update(&node.store, &peer, false, |s| s.their_digests = digests);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
