@@ -154,11 +154,7 @@ impl Node {
                             message: None,
                         });
                     }
-                    Err(e) => results.push(rejected(
-                        String::new(),
-                        &e.code().to_string(),
-                        e.to_string(),
-                    )),
+                    Err(e) => results.push(rejected(String::new(), e.code(), e.to_string())),
                 }
             }
         }
