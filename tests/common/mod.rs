@@ -234,3 +234,199 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// The committed example federation (`keys-example/`, `config/`), copied into a
+/// temporary directory with private keys made 0600 (git does not keep modes), fresh
+/// loopback ports and its own data directories.
+pub struct ExampleFederation {
+    /// Holds everything.
+    pub dir: tempfile::TempDir,
+    /// Member names, in config order.
+    pub members: Vec<String>,
+    /// Port of each member.
+    pub ports: Vec<u16>,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let t = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).unwrap();
+        }
+    }
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+impl ExampleFederation {
+    /// Copies the example federation.
+    pub fn new() -> ExampleFederation {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &workspace().join("keys-example"),
+            &dir.path().join("keys-example"),
+        );
+        copy_dir(&workspace().join("config"), &dir.path().join("config"));
+        let members: Vec<String> = [
+            "groupib",
+            "trendmicro",
+            "kaspersky",
+            "teamcymru",
+            "interpol",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for m in &members {
+            for f in ["node-key.pem", "admin-key.pem", "admin-token"] {
+                let p = dir.path().join("keys-example").join(m).join(f);
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            for e in std::fs::read_dir(dir.path().join("keys-example").join(m))
+                .unwrap()
+                .flatten()
+            {
+                if e.file_name().to_string_lossy().starts_with("signing-") {
+                    std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o600))
+                        .unwrap();
+                }
+            }
+        }
+        let ports = free_ports(members.len());
+        let mut files: Vec<PathBuf> = members
+            .iter()
+            .map(|m| dir.path().join("config").join(format!("{m}.toml")))
+            .collect();
+        files.push(dir.path().join("keys-example/roster.json"));
+        for f in files {
+            let mut text = std::fs::read_to_string(&f).unwrap();
+            for (i, p) in ports.iter().enumerate() {
+                text = text.replace(
+                    &format!("127.0.0.1:{}", 7101 + i),
+                    &format!("127.0.0.1:{p}"),
+                );
+            }
+            std::fs::write(&f, text).unwrap();
+        }
+        ExampleFederation {
+            dir,
+            members,
+            ports,
+        }
+    }
+
+    /// A member's config file.
+    pub fn config_path(&self, m: &str) -> PathBuf {
+        self.dir.path().join("config").join(format!("{m}.toml"))
+    }
+
+    /// The CA file.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("keys-example/ca.pem")
+    }
+
+    /// A member's base URL.
+    pub fn url(&self, m: &str) -> String {
+        let i = self.members.iter().position(|x| x == m).unwrap();
+        format!("https://127.0.0.1:{}", self.ports[i])
+    }
+
+    /// A member's admin client identity.
+    pub fn admin(&self, m: &str) -> CertifiedKey {
+        let d = self.dir.path().join("keys-example").join(m);
+        CertifiedKey {
+            cert_pem: std::fs::read_to_string(d.join("admin.pem")).unwrap(),
+            key_pem: std::fs::read_to_string(d.join("admin-key.pem")).unwrap(),
+        }
+    }
+
+    /// A member's node identity (what it presents to peers).
+    pub fn node_identity(&self, m: &str) -> CertifiedKey {
+        let d = self.dir.path().join("keys-example").join(m);
+        CertifiedKey {
+            cert_pem: std::fs::read_to_string(d.join("node.pem")).unwrap(),
+            key_pem: std::fs::read_to_string(d.join("node-key.pem")).unwrap(),
+        }
+    }
+}
+
+/// A `synergia serve` process; killed on drop.
+pub struct NodeProcess {
+    /// Member.
+    pub member: String,
+    child: Option<std::process::Child>,
+}
+
+impl NodeProcess {
+    /// Starts `synergia serve --config` and waits until `/healthz` answers.
+    pub fn start(bin: &Path, fed: &ExampleFederation, m: &str) -> NodeProcess {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(fed.dir.path().join(format!("{m}.log")))
+            .unwrap();
+        let child = std::process::Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(fed.config_path(m))
+            .env("SYNERGIA_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let p = NodeProcess {
+            member: m.to_string(),
+            child: Some(child),
+        };
+        let ca = fed.ca_path();
+        let url = format!("{}/healthz", fed.url(m));
+        let name = m.to_string();
+        // On a thread of its own: callers may be inside a runtime already.
+        std::thread::spawn(move || {
+            let client = https_client(&ca, None);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            rt().block_on(async {
+                loop {
+                    if let Ok(r) = client.get(&url).send().await
+                        && r.status().is_success()
+                    {
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{name} did not start; see {name}.log"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            })
+        })
+        .join()
+        .unwrap();
+        p
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

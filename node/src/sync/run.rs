@@ -1,4 +1,5 @@
-//! The per-peer tasks: pull (catch-up and repair), push (low latency), digest checks.
+//! The per-peer tasks: pull (catch-up, forwarding and repair), push (this node's own
+//! envelopes, at once), digest checks.
 
 use super::client::{PeerClient, SyncError};
 use super::{now, policy};
@@ -141,6 +142,12 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 }
                 last = e.ordinal + 1;
                 let origin = view.origin_name(e.origin);
+                // Push carries this node's own envelopes (the first hop, at once);
+                // forwarding others' envelopes is the pull path's job, so a full mesh
+                // does not multiply every envelope by the number of members.
+                if origin != node.member() {
+                    continue;
+                }
                 if policy::may_send(
                     &node.config,
                     &peer,

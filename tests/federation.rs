@@ -1,0 +1,252 @@
+//! Multi-process federation tests: five real `synergia serve` processes of the example
+//! federation (`config/`, `keys-example/`) on loopback.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+use synergia::envelope::{Envelope, EnvelopeMeta, Signer};
+use synergia::stix::timestamp::Timestamp;
+use synergia::stix::tlp::{TlpLevel, TlpResolver};
+use synergia::workload::{GenOptions, bundle, observable_value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_synergia");
+const VENDORS: [&str; 4] = ["groupib", "trendmicro", "kaspersky", "teamcymru"];
+
+struct Fed {
+    fed: ExampleFederation,
+    procs: BTreeMap<String, NodeProcess>,
+}
+
+impl Fed {
+    fn start() -> Fed {
+        let fed = ExampleFederation::new();
+        let mut procs = BTreeMap::new();
+        for m in fed.members.clone() {
+            procs.insert(
+                m.clone(),
+                NodeProcess::start(std::path::Path::new(BIN), &fed, &m),
+            );
+        }
+        Fed { fed, procs }
+    }
+
+    fn admin(&self, m: &str) -> reqwest::Client {
+        https_client(&self.fed.ca_path(), Some(&self.fed.admin(m)))
+    }
+
+    async fn get(&self, m: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .admin(m)
+            .get(format!("{}{path}", self.fed.url(m)))
+            .send()
+            .await
+            .unwrap();
+        let st = r.status().as_u16();
+        (st, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn publish(&self, m: &str, b: &Value, recipients: &str) -> Value {
+        let r = self
+            .admin(m)
+            .post(format!(
+                "{}/api/v1/bundles?recipients={recipients}",
+                self.fed.url(m)
+            ))
+            .json(b)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    async fn versions(&self, m: &str) -> u64 {
+        self.get(m, "/api/v1/stats").await.1["object_versions"]
+            .as_u64()
+            .unwrap()
+    }
+
+    async fn shared_digests(&self, m: &str) -> Value {
+        self.get(m, "/api/v1/peers").await.1["digests"].clone()
+    }
+
+    /// Waits until `f` holds, or fails after `secs`.
+    async fn wait_for(&self, what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn opts(origin: &str, count: u64) -> GenOptions {
+    GenOptions {
+        count,
+        seed: 21,
+        origin: origin.into(),
+        identity: None,
+        overlap: 0.3,
+        tlp: None,
+    }
+}
+
+/// Objects of a bundle a vendor's node shares with everyone (clear/green), given the
+/// publisher's default (amber) for unmarked objects.
+fn transitive(b: &Value) -> usize {
+    let objs = b["objects"].as_array().unwrap();
+    let r = TlpResolver::for_objects(objs);
+    objs.iter()
+        .filter(|o| r.effective_level(o, TlpLevel::Amber).is_transitive())
+        .count()
+}
+
+#[test]
+fn five_members_converge_with_policy_restart_and_hostile_peers() {
+    let mut f = Fed::start();
+    let rt = rt();
+    rt.block_on(async {
+        // 1. Every vendor publishes overlapping indicators.
+        let mut bundles = BTreeMap::new();
+        for v in VENDORS {
+            let b = bundle(&opts(v, 500));
+            let rep = f.publish(v, &b, "").await;
+            assert_eq!(rep["rejected"], 0);
+            bundles.insert(v, b);
+        }
+        let total: u64 = bundles.values().map(|b| b["objects"].as_array().unwrap().len() as u64).sum();
+        // The coordinator receives everything: green/clear from all, amber because
+        // every vendor lists it for amber.
+        f.wait_for("interpol to hold every object", 60, async || f.versions("interpol").await == total).await;
+        // Each vendor: its own objects plus the others' clear/green ones.
+        for v in VENDORS {
+            let expected: u64 = bundles
+                .iter()
+                .map(|(o, b)| if *o == v { b["objects"].as_array().unwrap().len() as u64 } else { transitive(b) as u64 })
+                .sum();
+            f.wait_for(&format!("{v} to converge"), 60, async || f.versions(v).await == expected).await;
+        }
+        // Every node's clear and green digests agree.
+        f.wait_for("digests to agree", 30, async || {
+            let d0 = f.shared_digests("interpol").await;
+            let mut all = true;
+            for v in VENDORS {
+                all &= f.shared_digests(v).await == d0;
+            }
+            all
+        })
+        .await;
+
+        // 2. Corroboration at the coordinator: shared observables are reported by all
+        // four vendors, private ones by one.
+        let o = opts("groupib", 500);
+        let mut checked = 0;
+        for i in 0..60u64 {
+            let shared = synergia::workload::is_shared(o.seed, i, o.overlap);
+            let (_, value) = observable_value(&o, i);
+            let (_, r) = f.get("interpol", &format!("/api/v1/lookup?value={}", urlencode(&value))).await;
+            let c = r["results"][0]["corroboration"].as_u64().unwrap();
+            assert_eq!(c, if shared { 4 } else { 1 }, "{value}: {r}");
+            checked += 1;
+        }
+        assert_eq!(checked, 60);
+
+        // 3. Amber is never forwarded: kaspersky's amber objects are on kaspersky and
+        // interpol only.
+        let kb = &bundles["kaspersky"];
+        let objs = kb["objects"].as_array().unwrap();
+        let r = TlpResolver::for_objects(objs);
+        let amber_id = objs.iter().find(|o| r.effective_level(o, TlpLevel::Amber) == TlpLevel::Amber).unwrap()["id"].as_str().unwrap().to_string();
+        for m in ["kaspersky", "interpol"] {
+            assert_eq!(f.get(m, &format!("/api/v1/objects/{amber_id}/provenance")).await.0, 200, "{m}");
+        }
+        for m in ["groupib", "trendmicro", "teamcymru"] {
+            assert_eq!(f.get(m, &format!("/api/v1/objects/{amber_id}/provenance")).await.0, 404, "amber leaked to {m}");
+        }
+
+        // 4. Red reaches only its named recipients.
+        let red = bundle(&GenOptions { tlp: Some(TlpLevel::Red), ..opts("kaspersky-red", 3) });
+        let red_ids: Vec<String> = red["objects"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_string()).collect();
+        f.publish("kaspersky", &red, "interpol").await;
+        f.wait_for("red at interpol", 30, async || f.get("interpol", &format!("/api/v1/objects/{}/provenance", red_ids[1])).await.0 == 200).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for m in ["groupib", "trendmicro", "teamcymru"] {
+            for id in &red_ids {
+                assert_eq!(f.get(m, &format!("/api/v1/objects/{id}/provenance")).await.0, 404, "red leaked to {m}");
+            }
+        }
+
+        // 5. A stopped node catches up after a restart, with no loss and no duplicate.
+        f.procs.get_mut("teamcymru").unwrap().kill();
+        let more = bundle(&GenOptions { seed: 77, ..opts("groupib", 200) });
+        f.publish("groupib", &more, "").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        f.procs.insert("teamcymru".into(), NodeProcess::start(std::path::Path::new(BIN), &f.fed, "teamcymru"));
+        let expected_tc: u64 = bundles
+            .iter()
+            .map(|(o, b)| if *o == "teamcymru" { b["objects"].as_array().unwrap().len() as u64 } else { transitive(b) as u64 })
+            .sum::<u64>()
+            + transitive(&more) as u64;
+        f.wait_for("teamcymru to catch up", 60, async || f.versions("teamcymru").await == expected_tc).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(f.versions("teamcymru").await, expected_tc, "no duplicate after catching up");
+
+        // 6. A hostile peer: groupib's node certificate presents forged, re-signed and
+        // not-forwardable envelopes to interpol. Each is refused and counted.
+        let hostile = https_client(&f.fed.ca_path(), Some(&f.fed.node_identity("groupib")));
+        let kasp_key = synergia::keys::signing::load(&f.fed.dir.path().join("keys-example/kaspersky/signing-kaspersky-2026a.pem")).unwrap();
+        let roster = synergia::roster::Roster::load(&f.fed.dir.path().join("keys-example/roster.json")).unwrap();
+        let ident = |m: &str| roster.member(m).unwrap().identity.clone();
+        let small = bundle(&GenOptions { tlp: Some(TlpLevel::Amber), ..opts("kaspersky-x", 2) });
+        let amber = Envelope::sign(small.clone(), &Signer { origin: "kaspersky".into(), origin_identity: ident("kaspersky"), key_id: "kaspersky-2026a".into(), key: kasp_key.clone() }, EnvelopeMeta { seq: 9000, signed_at: Timestamp::now(), tlp: TlpLevel::Amber, recipients: vec![] }).unwrap();
+        let groupib_key = synergia::keys::signing::load(&f.fed.dir.path().join("keys-example/groupib/signing-groupib-2026a.pem")).unwrap();
+        let resigned = Envelope::sign(small.clone(), &Signer { origin: "kaspersky".into(), origin_identity: ident("kaspersky"), key_id: "kaspersky-2026a".into(), key: groupib_key }, EnvelopeMeta { seq: 9001, signed_at: Timestamp::now(), tlp: TlpLevel::Amber, recipients: vec![] }).unwrap();
+        let mut forged = amber.as_json().clone();
+        forged["bundle"]["objects"][1]["name"] = json!("tampered");
+        let body = json!({"envelopes": [Value::Object(amber.as_json().clone()), Value::Object(resigned.as_json().clone()), Value::Object(forged)]});
+        let r: Value = hostile.post(format!("{}/federation/v1/envelopes", f.fed.url("interpol"))).json(&body).send().await.unwrap().json().await.unwrap();
+        let codes: Vec<&str> = r["results"].as_array().unwrap().iter().map(|x| x["code"].as_str().unwrap_or("")).collect();
+        assert_eq!(codes, vec!["forward-not-allowed", "bad-signature", "bad-signature"], "{r}");
+        let (_, peers) = f.get("interpol", "/api/v1/peers").await;
+        let g = peers["peers"].as_array().unwrap().iter().find(|p| p["peer"] == "groupib").unwrap();
+        assert_eq!(g["rejected"]["forward-not-allowed"], 1, "{g}");
+        assert_eq!(g["rejected"]["bad-signature"], 2, "{g}");
+        // A client certificate is not a peer.
+        let r = f.admin("interpol").get(format!("{}/federation/v1/feed", f.fed.url("interpol"))).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+
+        // 7. No loops: once converged, traffic stops, and what was sent is bounded.
+        let sent = async || {
+            let mut n = 0u64;
+            for m in f.fed.members.clone() {
+                for p in f.get(&m, "/api/v1/peers").await.1["peers"].as_array().unwrap() {
+                    n += p["envelopes_sent"].as_u64().unwrap();
+                }
+            }
+            n
+        };
+        let s1 = sent().await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let s2 = sent().await;
+        assert_eq!(s1, s2, "traffic continues after convergence: a loop");
+        let (_, stats) = f.get("interpol", "/api/v1/stats").await;
+        let envelopes = stats["envelopes"].as_u64().unwrap();
+        assert!(s2 <= envelopes * 5 * 4, "{s2} envelopes sent for {envelopes} held");
+        let _ = BTreeSet::<u8>::new();
+    });
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
