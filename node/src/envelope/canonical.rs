@@ -20,6 +20,135 @@ pub fn canonical_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, CanonicalErro
     serde_json_canonicalizer::to_vec(value).map_err(|e| CanonicalError(e.to_string()))
 }
 
+/// RFC 8785 canonical bytes of a JSON value, written directly from the tree.
+///
+/// Byte-for-byte the output of [`canonical_bytes`] (tests compare them on generated
+/// values), but several times faster: the general serializer re-parses every object
+/// key to find its UTF-16 sort order, which made canonicalisation the largest cost of
+/// receiving a large envelope. Numbers other than integers within ±2^53 (whose
+/// ECMAScript form is their decimal digits) go through the general serializer, so
+/// the number formatting rules have one implementation.
+pub fn canonical_value(value: &Value) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(4096);
+    write_value(&mut out, value)?;
+    Ok(out)
+}
+
+/// RFC 8785 canonical bytes of a JSON object (see [`canonical_value`]).
+pub fn canonical_object(map: &Map<String, Value>) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(4096);
+    write_object(&mut out, map, None)?;
+    Ok(out)
+}
+
+/// RFC 8785 canonical bytes of a JSON object without its member `skip`: the signed
+/// form of an envelope, computed without copying the (possibly large) bundle.
+pub fn canonical_object_without(
+    map: &Map<String, Value>,
+    skip: &str,
+) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(4096);
+    write_object(&mut out, map, Some(skip))?;
+    Ok(out)
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value) -> Result<(), CanonicalError> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => write_number(out, n)?,
+        Value::String(s) => write_string(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => write_object(out, map, None)?,
+    }
+    Ok(())
+}
+
+fn write_object(
+    out: &mut Vec<u8>,
+    map: &Map<String, Value>,
+    skip: Option<&str>,
+) -> Result<(), CanonicalError> {
+    let mut entries: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(k, _)| Some(k.as_str()) != skip)
+        .collect();
+    // RFC 8785 orders members by UTF-16 code units. The map's own order (UTF-8 bytes)
+    // agrees except between U+E000..U+FFFF and supplementary characters, so this sort
+    // usually finds the entries already in order and costs one pass.
+    entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    out.push(b'{');
+    for (i, (k, v)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(out, k);
+        out.push(b':');
+        write_value(out, v)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), CanonicalError> {
+    const SAFE: u64 = 1 << 53;
+    if let Some(u) = n.as_u64()
+        && u <= SAFE
+    {
+        out.extend_from_slice(u.to_string().as_bytes());
+    } else if let Some(i) = n.as_i64()
+        && i.unsigned_abs() <= SAFE
+    {
+        out.extend_from_slice(i.to_string().as_bytes());
+    } else {
+        out.extend_from_slice(&canonical_bytes(n)?);
+    }
+    Ok(())
+}
+
+/// A JSON string as ECMAScript's `JSON.stringify` writes it: only `"`, `\` and
+/// control characters are escaped, with the short escapes where they exist.
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
 /// Serialises a JSON object without one of its members, so the signed form can be
 /// computed without copying the (possibly large) bundle.
 pub struct Without<'a> {
@@ -229,5 +358,75 @@ mod tests {
         assert_eq!(EnvelopeId::from_digest_bytes(&id.digest_bytes()), id);
         assert_eq!(EnvelopeId::parse(id.as_str()), Some(id));
         assert_eq!(EnvelopeId::parse("sha256:ABC"), None);
+    }
+
+    /// The direct writer and the general serializer agree on arbitrary values,
+    /// including keys that sort differently in UTF-8 and UTF-16 and every escape.
+    #[test]
+    fn direct_writer_matches_general_serializer() {
+        use proptest::prelude::*;
+        let key = prop_oneof![
+            "[a-z_]{0,6}",
+            Just("\u{e000}".to_string()),
+            Just("\u{ffff}".to_string()),
+            Just("\u{1f600}".to_string()),
+            Just("\u{10000}a".to_string()),
+            "\\PC{0,3}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(|i| Value::from(i >> 8)),
+            any::<u64>().prop_map(|u| Value::from(u >> 10)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "(\\PC|[\u{0}-\u{1f}\"\\\\\u{7f}\u{2028}])*".prop_map(Value::from),
+        ];
+        let value = leaf.prop_recursive(4, 64, 8, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(key.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        });
+        proptest!(ProptestConfig::with_cases(2000), |(v in value)| {
+            prop_assert_eq!(canonical_value(&v).unwrap(), canonical_bytes(&v).unwrap());
+            if let Value::Object(m) = &v {
+                let skip = m.keys().next().cloned().unwrap_or_default();
+                prop_assert_eq!(
+                    canonical_object_without(m, &skip).unwrap(),
+                    canonical_bytes(&Without { map: m, skip: &skip }).unwrap()
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn direct_writer_passes_the_rfc_examples() {
+        let input = r#"{
+            "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+            "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+            "literals": [null, true, false]
+        }"#;
+        let v: Value = serde_json::from_str(input).unwrap();
+        assert_eq!(
+            String::from_utf8(canonical_value(&v).unwrap()).unwrap(),
+            "{\"literals\":[null,true,false],\"numbers\":[333333333.3333333,1e+30,4.5,0.002,1e-27],\"string\":\"€$\\u000f\\nA'B\\\"\\\\\\\\\\\"/\"}"
+        );
+        for &(bits, expected) in NUMBER_VECTORS {
+            let got = canonical_value(&serde_json::json!(f64::from_bits(bits))).unwrap();
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                expected,
+                "bits {bits:#018x}"
+            );
+        }
+        // Integers beyond 2^53 take the double's form, as the general serializer does.
+        let big = serde_json::json!([9007199254740993u64, -9007199254740993i64]);
+        assert_eq!(
+            canonical_value(&big).unwrap(),
+            canonical_bytes(&big).unwrap()
+        );
     }
 }

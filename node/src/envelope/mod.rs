@@ -17,7 +17,7 @@ use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::{TlpLevel, TlpResolver};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use canonical::{Without, canonical_bytes};
+use canonical::{canonical_object, canonical_object_without};
 use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use serde_json::{Map, Value};
 
@@ -211,11 +211,8 @@ impl Envelope {
             ))
         })?;
         let signature = Signature::from_bytes(&sig_arr);
-        let signed = canonical_bytes(&Without {
-            map: &doc,
-            skip: "signature",
-        })
-        .map_err(|e| malformed(e.to_string()))?;
+        let signed =
+            canonical_object_without(&doc, "signature").map_err(|e| malformed(e.to_string()))?;
         let id = EnvelopeId::of_signed_bytes(&signed);
         Ok(Envelope {
             doc,
@@ -259,7 +256,7 @@ impl Envelope {
             Value::Array(meta.recipients.iter().cloned().map(Value::from).collect()),
         );
         doc.insert("bundle".into(), bundle);
-        let signed = canonical_bytes(&doc)?;
+        let signed = canonical_object_without(&doc, "signature")?;
         let signature = signer.key.sign(&signed);
         doc.insert(
             "signature".into(),
@@ -324,7 +321,7 @@ impl Envelope {
     /// RFC 8785 form of the whole envelope, signature included: what we store and
     /// forward (a lossless, whitespace-free encoding of the value received).
     pub fn to_canonical_bytes(&self) -> Vec<u8> {
-        canonical_bytes(&self.doc).unwrap_or_default()
+        canonical_object(&self.doc).unwrap_or_default()
     }
 
     /// Full verification against the roster: authority, signature, content.
