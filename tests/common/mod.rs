@@ -42,6 +42,7 @@ impl Federation {
             config_out: dir.path().join("config"),
             data_root: dir.path().join("data"),
             base_port: 20000,
+            ports: vec![],
             amber_hubs: amber_hubs.iter().map(|s| s.to_string()).collect(),
             years: 1,
             example: false,

@@ -108,6 +108,7 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                 federation: a.federation,
                 out: a.out,
                 base_port: a.base_port,
+                ports: vec![],
                 amber_hubs: a.amber_hubs,
                 years: a.years,
                 example: a.example,

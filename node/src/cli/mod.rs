@@ -4,10 +4,16 @@
 //! invalid bundle, an envelope that does not verify); 2 the command could not run
 //! (bad arguments, unreadable file, bad config).
 
+mod client;
+mod demo_cmd;
+mod export_cmd;
 mod gen_cmd;
 mod keys_cmd;
+mod lookup_cmd;
+mod push_cmd;
 mod rebuild_cmd;
 mod serve_cmd;
+mod status_cmd;
 mod verify_cmd;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +40,16 @@ enum LogFormat {
 enum Command {
     /// Run the node: TAXII 2.1, node API and federation over mutual TLS.
     Serve(serve_cmd::Args),
+    /// Start a five-member federation on loopback and show its consolidated view.
+    Demo(demo_cmd::Args),
+    /// Publish a STIX bundle to a node.
+    Push(push_cmd::Args),
+    /// Peer sync status table of a node.
+    Status(status_cmd::Args),
+    /// Consolidated feed (STIX bundle or CSV of observables) to stdout or a file.
+    Export(export_cmd::Args),
+    /// Who reported these observables, with provenance.
+    Lookup(lookup_cmd::Args),
     /// Generate deterministic synthetic indicator bundles (demos, tests, benchmarks).
     Gen(gen_cmd::Args),
     /// Create and manage federation keys: CA, node certificates, signing keys, roster.
@@ -50,9 +66,9 @@ pub const EXIT_INVALID: u8 = 1;
 /// Exit status: the command could not run.
 pub const EXIT_ERROR: u8 = 2;
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SYNERGIA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -65,9 +81,20 @@ fn init_logging(format: LogFormat) {
 /// Parses arguments, runs the command, reports errors.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The node logs at info; one-shot commands only warn unless SYNERGIA_LOG says so.
+    let default = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log_format, default);
     let result = match cli.command {
         Command::Serve(a) => serve_cmd::run(a),
+        Command::Demo(a) => demo_cmd::run(a),
+        Command::Push(a) => push_cmd::run(a),
+        Command::Status(a) => status_cmd::run(a),
+        Command::Export(a) => export_cmd::run(a),
+        Command::Lookup(a) => lookup_cmd::run(a),
         Command::Gen(a) => gen_cmd::run(a),
         Command::Keys(c) => keys_cmd::run(c),
         Command::Verify(a) => verify_cmd::run(a),

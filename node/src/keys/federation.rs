@@ -32,8 +32,10 @@ pub struct InitOptions {
     pub config_out: PathBuf,
     /// Where member data directories go.
     pub data_root: PathBuf,
-    /// Member `i` listens on `base_port + i` on 127.0.0.1.
+    /// Member `i` listens on `base_port + i` on 127.0.0.1 …
     pub base_port: u16,
+    /// … unless ports are given here, one per member.
+    pub ports: Vec<u16>,
     /// Members that exchange amber with everyone (the coordinator).
     pub amber_hubs: Vec<String>,
     /// Validity of certificates and signing keys.
@@ -119,6 +121,13 @@ fn new_signing_key(
     })
 }
 
+fn port_of(opts: &InitOptions, i: usize) -> u16 {
+    opts.ports
+        .get(i)
+        .copied()
+        .unwrap_or(opts.base_port + i as u16)
+}
+
 /// Creates a federation: CA, per-member certificates, signing keys, roster, configs.
 pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
     if opts.members.is_empty() {
@@ -131,7 +140,10 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
             )));
         }
     }
-    if usize::from(u16::MAX - opts.base_port) < opts.members.len() {
+    if !opts.ports.is_empty() && opts.ports.len() != opts.members.len() {
+        return Err(KeyError::Usage("give one port per member".into()));
+    }
+    if opts.ports.is_empty() && usize::from(u16::MAX - opts.base_port) < opts.members.len() {
         return Err(KeyError::Usage(
             "--base-port leaves no room for every member".into(),
         ));
@@ -169,7 +181,7 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
         members.push(Member {
             name: name.clone(),
             identity: format!("identity--{}", uuid::Uuid::new_v4()),
-            node_url: format!("https://127.0.0.1:{}", opts.base_port + i as u16),
+            node_url: format!("https://127.0.0.1:{}", port_of(opts, i)),
             tls_san: format!("synergia://member/{name}"),
             keys: vec![key],
         });
@@ -249,7 +261,7 @@ fn render_config(
         fed = opts.federation,
         data = rel(data_root.join(&m.name)),
         roster = rel(out.join("roster.json")),
-        port = opts.base_port as usize + index,
+        port = port_of(opts, index),
         ca = rel(out.join("ca.pem")),
         cert = rel(dir.join("node.pem")),
         tlskey = rel(dir.join("node-key.pem")),
@@ -395,6 +407,7 @@ mod tests {
             config_out: dir.join("config"),
             data_root: dir.join("data"),
             base_port: 7100,
+            ports: vec![],
             amber_hubs: vec!["hub".into()],
             years: 2,
             example: true,

@@ -1,6 +1,7 @@
 //! A member node: its configuration, roster, store and signing key, and the
 //! operations every interface (TAXII, node API, federation, CLI) goes through.
 
+pub mod export;
 pub mod metrics;
 pub mod publish;
 

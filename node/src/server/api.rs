@@ -25,6 +25,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/api/v1/objects/{id}/provenance", get(object_provenance))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/peers", get(peers))
+        .route("/api/v1/export", get(super::export::export))
 }
 
 /// Reads a request body up to the configured limit (413 past it).

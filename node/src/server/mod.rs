@@ -9,6 +9,7 @@
 pub mod api;
 pub mod caller;
 pub mod error;
+pub mod export;
 pub mod federation;
 pub mod taxii;
 pub mod tls;

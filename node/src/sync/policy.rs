@@ -231,7 +231,7 @@ mod tests {
                 &["groupib".into()],
                 "trendmicro"
             ),
-            Err(Withheld::PeerHasIt)
+            Err(Withheld::Red)
         );
     }
 

@@ -3,11 +3,11 @@
 use super::now;
 use crate::node::Node;
 use crate::stix::timestamp::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One peer, as an operator sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerStatus {
     /// Member name.
     pub peer: String,
@@ -106,4 +106,74 @@ pub fn peer_statuses(node: &Node) -> Vec<PeerStatus> {
             }
         })
         .collect()
+}
+
+/// A fixed-width table of peer statuses, one row per peer.
+pub fn render_table(peers: &[PeerStatus]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<12} {:<6} {:<24} {:>9} {:>7} {:>9} {:>9} {:>6} {:<22} {:<18} {:>5} {:>5} DIGESTS / LAST ERROR",
+        "PEER",
+        "UP",
+        "LAST SUCCESS",
+        "LAG ENV",
+        "LAG S",
+        "ENV IN",
+        "OBJ IN",
+        "SENT",
+        "REJECTED",
+        "WITHHELD",
+        "CERT",
+        "KEY"
+    );
+    let map = |m: &BTreeMap<String, u64>| {
+        if m.is_empty() {
+            "-".to_string()
+        } else {
+            m.iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    };
+    for p in peers {
+        let digests = if p.digests_match.is_empty() {
+            "unknown".to_string()
+        } else if p.digests_match.values().all(|&b| b) {
+            "agree".to_string()
+        } else {
+            p.digests_match
+                .iter()
+                .filter(|(_, b)| !**b)
+                .map(|(l, _)| format!("{l} differs"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let err = match (&p.last_error, &p.last_error_at) {
+            (Some(e), Some(t)) if !p.reachable => format!("; {t}: {e}"),
+            _ => String::new(),
+        };
+        let opt = |v: Option<i64>| v.map_or("-".to_string(), |x| x.to_string());
+        let _ = writeln!(
+            out,
+            "{:<12} {:<6} {:<24} {:>9} {:>7} {:>9} {:>9} {:>6} {:<22} {:<18} {:>5} {:>5} {}{}",
+            p.peer,
+            if p.reachable { "yes" } else { "NO" },
+            p.last_success.clone().unwrap_or_else(|| "never".into()),
+            p.lag_envelopes.map_or("-".to_string(), |x| x.to_string()),
+            opt(p.lag_seconds),
+            p.envelopes_received,
+            p.objects_received,
+            p.envelopes_sent,
+            map(&p.rejected),
+            map(&p.withheld),
+            opt(p.cert_expires_in_days),
+            opt(p.signing_key_expires_in_days),
+            digests,
+            err
+        );
+    }
+    out
 }

@@ -1,0 +1,43 @@
+//! `synergia status`.
+
+use super::client::{ClientArgs, node_error};
+use synergia::sync::status::{PeerStatus, render_table};
+
+/// Peer sync status of a node: one row per peer.
+///
+/// Columns: reachable, last success, lag (envelopes and seconds), envelopes and objects
+/// received, envelopes sent, rejections by reason, envelopes withheld by TLP level,
+/// days to certificate and signing-key expiry, and whether the clear/green view digests
+/// agree (or the last error). Needs the `operate` role.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Print the JSON answer instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<u8> {
+    let c = a.client.connect()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, v) = rt.block_on(c.json(c.request(reqwest::Method::GET, "/api/v1/peers")))?;
+    if status != 200 {
+        anyhow::bail!(node_error(status, &v));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    let peers: Vec<PeerStatus> = serde_json::from_value(v["peers"].clone())?;
+    println!(
+        "node {} ({}); view digests: {}",
+        v["member"].as_str().unwrap_or("?"),
+        c.url,
+        v["digests"]
+    );
+    print!("{}", render_table(&peers));
+    Ok(0)
+}

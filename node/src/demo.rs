@@ -1,0 +1,432 @@
+//! `synergia demo`: a five-member federation on loopback, end to end.
+//!
+//! Creates the example members' keys in a temporary directory, starts their nodes
+//! (real TLS, real sync, in this process), has each vendor publish overlapping `gen`
+//! indicators through its node's HTTPS API, waits until every node holds what it is
+//! allowed to and the digests agree, then prints the coordinator's consolidated
+//! summary and peer status.
+
+use crate::config::Config;
+use crate::keys::federation::{InitOptions, init_federation};
+use crate::node::Node;
+use crate::stix::tlp::{ALL_LEVELS, TlpLevel, TlpResolver};
+use crate::store::view::LATEST;
+use crate::workload::{GenOptions, bundle, observable_value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Members of the example federation; the last one is the coordinator.
+pub const MEMBERS: [&str; 5] = [
+    "groupib",
+    "trendmicro",
+    "kaspersky",
+    "teamcymru",
+    "interpol",
+];
+const COORDINATOR: &str = "interpol";
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Indicators each vendor publishes.
+    pub count: u64,
+    /// Fraction of observables every vendor shares.
+    pub overlap: f64,
+    /// Where to put the federation (a temporary directory when `None`).
+    pub dir: Option<PathBuf>,
+    /// How long to wait for convergence.
+    pub timeout: Duration,
+}
+
+/// Why the demo failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// Setting the federation up failed.
+    #[error("setting up the federation: {0}")]
+    Setup(String),
+    /// A publish failed.
+    #[error("publishing as {member}: {message}")]
+    Publish {
+        /// Member.
+        member: String,
+        /// Why.
+        message: String,
+    },
+    /// The federation did not converge in time.
+    #[error("the federation did not converge within {0:?}: {1}")]
+    NoConvergence(Duration, String),
+}
+
+/// A running demo federation.
+pub struct Demo {
+    /// Where its files are.
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    /// The nodes, by member.
+    pub nodes: BTreeMap<String, (Arc<Node>, String)>,
+    stops: Vec<tokio::sync::oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Demo {
+    /// Creates the federation and starts the five nodes.
+    pub async fn start(
+        opts: &DemoOptions,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Demo, DemoError> {
+        let (tmp, dir) = match &opts.dir {
+            Some(d) => (None, d.clone()),
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("synergia-demo-")
+                    .tempdir()
+                    .map_err(|e| DemoError::Setup(e.to_string()))?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        let mut ports = Vec::new();
+        let mut listeners = Vec::new();
+        for _ in MEMBERS {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| DemoError::Setup(e.to_string()))?;
+            ports.push(
+                l.local_addr()
+                    .map_err(|e| DemoError::Setup(e.to_string()))?
+                    .port(),
+            );
+            listeners.push(l);
+        }
+        progress(&format!(
+            "creating keys for {} members in {}",
+            MEMBERS.len(),
+            dir.display()
+        ));
+        init_federation(&InitOptions {
+            members: MEMBERS.iter().map(|s| s.to_string()).collect(),
+            federation: "synergia-demo".into(),
+            out: dir.join("keys"),
+            config_out: dir.join("config"),
+            data_root: dir.join("data"),
+            base_port: 0,
+            ports: ports.clone(),
+            amber_hubs: vec![COORDINATOR.into()],
+            years: 1,
+            example: true,
+        })
+        .map_err(|e| DemoError::Setup(e.to_string()))?;
+        let mut nodes = BTreeMap::new();
+        let mut stops = Vec::new();
+        let mut tasks = Vec::new();
+        for (m, l) in MEMBERS.iter().zip(listeners) {
+            let cfg = Config::load(&dir.join("config").join(format!("{m}.toml")))
+                .map_err(|e| DemoError::Setup(e.to_string()))?;
+            let node = Arc::new(Node::open(cfg).map_err(|e| DemoError::Setup(e.to_string()))?);
+            let url = format!(
+                "https://{}",
+                l.local_addr()
+                    .map_err(|e| DemoError::Setup(e.to_string()))?
+            );
+            l.set_nonblocking(true)
+                .map_err(|e| DemoError::Setup(e.to_string()))?;
+            let listener = tokio::net::TcpListener::from_std(l)
+                .map_err(|e| DemoError::Setup(e.to_string()))?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let n = node.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = crate::server::serve(listener, n, async {
+                    let _ = rx.await;
+                })
+                .await
+                {
+                    tracing::error!(error = %e, "node stopped");
+                }
+            }));
+            stops.push(tx);
+            progress(&format!("started {m:<11} at {url}"));
+            nodes.insert(m.to_string(), (node, url));
+        }
+        Ok(Demo {
+            dir,
+            _tmp: tmp,
+            nodes,
+            stops,
+            tasks,
+        })
+    }
+
+    /// An HTTPS client with a member's admin certificate.
+    pub fn admin_client(&self, member: &str) -> Result<reqwest::Client, DemoError> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let keys = self.dir.join("keys");
+        let err = |e: String| DemoError::Setup(e);
+        let mut roots = rustls::RootCertStore::empty();
+        for c in
+            CertificateDer::pem_file_iter(keys.join("ca.pem")).map_err(|e| err(e.to_string()))?
+        {
+            roots
+                .add(c.map_err(|e| err(e.to_string()))?)
+                .map_err(|e| err(e.to_string()))?;
+        }
+        let certs: Vec<_> = CertificateDer::pem_file_iter(keys.join(member).join("admin.pem"))
+            .map_err(|e| err(e.to_string()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_file(keys.join(member).join("admin-key.pem"))
+            .map_err(|e| err(e.to_string()))?;
+        let cc = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| err(e.to_string()))?;
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(cc)
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| err(e.to_string()))
+    }
+
+    /// Stops every node and waits for them.
+    pub async fn stop(self) {
+        for s in self.stops {
+            let _ = s.send(());
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// The generator settings of a vendor.
+pub fn vendor_workload(member: &str, opts: &DemoOptions) -> GenOptions {
+    GenOptions {
+        count: opts.count,
+        seed: 2026,
+        origin: member.into(),
+        identity: None,
+        overlap: opts.overlap,
+        tlp: None,
+    }
+}
+
+/// What each node must hold once converged: every object of its own, plus the others'
+/// clear/green ones; the coordinator also the vendors' amber (they list it for amber).
+fn expected_counts(bundles: &BTreeMap<String, serde_json::Value>) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for m in MEMBERS {
+        let mut n = 0;
+        for (origin, b) in bundles {
+            let objs = b["objects"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            if origin == m || m == COORDINATOR {
+                n += objs.len();
+            } else {
+                let r = TlpResolver::for_objects(objs);
+                n += objs
+                    .iter()
+                    .filter(|o| r.effective_level(o, TlpLevel::Amber).is_transitive())
+                    .count();
+            }
+        }
+        out.insert(m.to_string(), n);
+    }
+    out
+}
+
+/// Runs the demo: publish, converge, summarise. Returns the report text.
+pub async fn run(
+    demo: &Demo,
+    opts: &DemoOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<String, DemoError> {
+    let started = Instant::now();
+    // The four vendors publish at the same time, each through its own node's API.
+    let mut publishes = Vec::new();
+    for m in &MEMBERS[..4] {
+        let b = bundle(&vendor_workload(m, opts));
+        let (_, url) = &demo.nodes[*m];
+        let client = demo.admin_client(m)?;
+        let url = format!("{url}/api/v1/bundles");
+        let member = m.to_string();
+        let body = b.clone();
+        publishes.push((
+            member.clone(),
+            b,
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let fail = |message: String| DemoError::Publish {
+                    member: member.clone(),
+                    message,
+                };
+                let resp = client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                let status = resp.status();
+                let report: serde_json::Value =
+                    resp.json().await.map_err(|e| fail(e.to_string()))?;
+                if !status.is_success() {
+                    return Err(fail(report.to_string()));
+                }
+                Ok((report, t.elapsed()))
+            }),
+        ));
+    }
+    let mut bundles = BTreeMap::new();
+    for (m, b, task) in publishes {
+        let (report, took) = task.await.map_err(|e| DemoError::Publish {
+            member: m.clone(),
+            message: e.to_string(),
+        })??;
+        progress(&format!(
+            "{m:<11} published {} objects in {} signed envelopes ({:.2} s)",
+            report["published"],
+            report["envelopes"].as_array().map_or(0, Vec::len),
+            took.as_secs_f64()
+        ));
+        bundles.insert(m, b);
+    }
+    let expected = expected_counts(&bundles);
+    progress("waiting for the federation to converge ...");
+    let mut last_report = Instant::now();
+    loop {
+        let mut done = true;
+        let mut line = String::new();
+        for m in MEMBERS {
+            let held = demo.nodes[m].0.store.read().version_count();
+            done &= held == expected[m];
+            let _ = write!(line, " {m} {held}/{}", expected[m]);
+        }
+        let d0 = demo.nodes[COORDINATOR]
+            .0
+            .store
+            .read()
+            .digest(TlpLevel::Green);
+        let agree = MEMBERS
+            .iter()
+            .all(|m| demo.nodes[*m].0.store.read().digest(TlpLevel::Green) == d0);
+        if done && agree {
+            progress(&format!(
+                "converged in {:.2} s after the first publish:{line}",
+                started.elapsed().as_secs_f64()
+            ));
+            break;
+        }
+        if started.elapsed() > opts.timeout {
+            return Err(DemoError::NoConvergence(opts.timeout, line));
+        }
+        if last_report.elapsed() > Duration::from_secs(2) {
+            progress(&format!("  holding:{line}"));
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let one digest check run so peer status shows agreement.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    Ok(summary(demo, opts))
+}
+
+/// The coordinator's consolidated summary and peer status.
+pub fn summary(demo: &Demo, opts: &DemoOptions) -> String {
+    let node = &demo.nodes[COORDINATOR].0;
+    let mut out = String::new();
+    let view = node.store.read();
+    let _ = writeln!(out, "\n== Consolidated view at {COORDINATOR} ==");
+    let _ = writeln!(
+        out,
+        "{} envelopes, {} objects (latest versions)",
+        view.envelope_count(),
+        view.object_count()
+    );
+    let mut by_type: BTreeMap<&str, BTreeMap<TlpLevel, usize>> = BTreeMap::new();
+    for v in view.versions().iter().filter(|v| v.has(LATEST)) {
+        *by_type
+            .entry(view.type_name(v.type_ix))
+            .or_default()
+            .entry(v.tlp)
+            .or_default() += 1;
+    }
+    let _ = write!(out, "\n{:<16}", "type");
+    for l in ALL_LEVELS {
+        let _ = write!(out, "{:>14}", l.as_str());
+    }
+    let _ = writeln!(out, "{:>10}", "total");
+    for (t, levels) in &by_type {
+        let _ = write!(out, "{t:<16}");
+        for l in ALL_LEVELS {
+            let _ = write!(out, "{:>14}", levels.get(&l).copied().unwrap_or(0));
+        }
+        let _ = writeln!(out, "{:>10}", levels.values().sum::<usize>());
+    }
+    drop(view);
+    // Corroboration over every observable the vendors published.
+    let mut values = BTreeSet::new();
+    for m in &MEMBERS[..4] {
+        let w = vendor_workload(m, opts);
+        for i in 0..w.count {
+            values.insert(observable_value(&w, i).1);
+        }
+    }
+    let values: Vec<String> = values.into_iter().collect();
+    let results = node
+        .store
+        .lookup(&values, TlpLevel::Red)
+        .unwrap_or_default();
+    let mut histogram: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut top: Vec<(usize, String, Vec<String>)> = Vec::new();
+    for r in &results {
+        *histogram.entry(r.corroboration).or_default() += 1;
+        let mut origins: Vec<String> = r.hits.iter().flat_map(|h| h.origins.clone()).collect();
+        origins.sort();
+        origins.dedup();
+        top.push((r.corroboration, r.key.clone().unwrap_or_default(), origins));
+    }
+    let _ = writeln!(
+        out,
+        "\nCorroboration (distinct members reporting an observable):"
+    );
+    for (c, n) in &histogram {
+        let _ = writeln!(
+            out,
+            "  {c} member(s): {n:>7} observables {}",
+            "#".repeat((n * 40 / values.len().max(1)).max(1))
+        );
+    }
+    top.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let _ = writeln!(out, "\nTop corroborated observables:");
+    for (c, k, o) in top.iter().take(10) {
+        let _ = writeln!(out, "  {c}  {k:<60} {}", o.join(", "));
+    }
+    let _ = writeln!(out, "\n== Peer status at {COORDINATOR} ==");
+    out.push_str(&crate::sync::status::render_table(
+        &crate::sync::status::peer_statuses(node),
+    ));
+    out
+}
+
+/// How to explore a running demo (`--keep`).
+pub fn explore_hint(demo: &Demo) -> String {
+    let keys = demo.dir.join("keys");
+    let k = |f: &str| keys.join(COORDINATOR).join(f).display().to_string();
+    let url = &demo.nodes[COORDINATOR].1;
+    format!(
+        "\nThe federation keeps running (Ctrl-C to stop). Query the coordinator, e.g.:\n  \
+         export SYNERGIA_NODE={url} SYNERGIA_CA={ca} SYNERGIA_CERT={cert} SYNERGIA_KEY={key}\n  \
+         synergia status\n  synergia lookup <value>\n  synergia export --min-corroboration 2 | head\n  \
+         curl --cacert {ca} --cert {cert} --key {key} {url}/taxii2/synergia/collections/\n\
+         Files are in {dir}\n",
+        ca = keys.join("ca.pem").display(),
+        cert = k("admin.pem"),
+        key = k("admin-key.pem"),
+        dir = demo.dir.display(),
+    )
+}

@@ -1,0 +1,147 @@
+//! `GET /api/v1/export`: the consolidated feed, streamed.
+
+use super::caller::Caller;
+use super::error::ApiError;
+use crate::config::Role;
+use crate::node::Node;
+use crate::node::export::{ExportFilter, ExportFormat};
+use crate::stix::timestamp::Timestamp;
+use crate::stix::tlp::TlpLevel;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// A response body fed by a channel, so a blocking writer can stream.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl axum::body::HttpBody for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// A `Write` that sends 64 KiB chunks into the channel.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let chunk = Bytes::from(std::mem::take(&mut self.buf));
+            self.tx.blocking_send(chunk).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::bad_request("bad-query", msg)
+}
+
+/// Parses export parameters.
+pub fn parse(
+    q: &[(String, String)],
+    caller_max: TlpLevel,
+) -> Result<(ExportFilter, ExportFormat), ApiError> {
+    let mut f = ExportFilter {
+        max_tlp: Some(caller_max),
+        ..ExportFilter::default()
+    };
+    let mut format = ExportFormat::Stix;
+    let list = |v: &str| {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    for (k, v) in q {
+        match k.as_str() {
+            "type" => f.types.extend(list(v)),
+            "origin" => f.origins.extend(list(v)),
+            "since" => {
+                f.since = Some(
+                    Timestamp::parse(v)
+                        .map_err(|e| bad(format!("since: {e}")))?
+                        .as_micros(),
+                )
+            }
+            "min_corroboration" => {
+                f.min_corroboration = v
+                    .parse()
+                    .map_err(|_| bad("min_corroboration must be a number"))?;
+            }
+            "tlp" => {
+                let l = TlpLevel::parse(v).map_err(|e| bad(format!("tlp: {e}")))?;
+                f.max_tlp = Some(l.min(caller_max));
+            }
+            "format" => {
+                format = match v.as_str() {
+                    "stix" => ExportFormat::Stix,
+                    "csv" => ExportFormat::Csv,
+                    other => return Err(bad(format!("format {other:?}: use stix or csv"))),
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "unknown parameter {other:?} (type, since, min_corroboration, origin, tlp, format)"
+                )));
+            }
+        }
+    }
+    Ok((f, format))
+}
+
+/// The handler.
+pub async fn export(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Read)?;
+    let (filter, format) = parse(&q, caller.max_tlp())?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(64 * 1024),
+        };
+        if let Err(e) = node.export(&filter, format, &mut w) {
+            tracing::warn!(error = %e, "export stopped");
+        }
+    });
+    let ctype = match format {
+        ExportFormat::Stix => "application/stix+json;version=2.1",
+        ExportFormat::Csv => "text/csv",
+    };
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, ctype)],
+        Body::new(ChannelBody(rx)),
+    )
+        .into_response())
+}
