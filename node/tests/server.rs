@@ -442,3 +442,92 @@ fn taxii_post_publishes_with_a_status_that_stays() {
         assert_eq!(r.status(), 200);
     });
 }
+
+/// TLS material is reloaded without a restart (SIGHUP): new connections get the new
+/// certificate while the process keeps running.
+#[test]
+fn certificate_reloads_on_sighup_without_restart() {
+    use synergia::keys::tls::{CertRole, issue};
+    let fed = Federation::new(&["alpha", "beta"], &[]);
+    let cfg = fed.config("alpha");
+    let url = format!("https://{}", cfg.listen.address);
+    let log = fed.dir.path().join("alpha.log");
+    let p = NodeProcess::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_synergia")),
+        "alpha",
+        &fed.config_path("alpha"),
+        &url,
+        &fed.ca_path(),
+        &log,
+    );
+    let not_after = || {
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured({
+                use rustls::pki_types::pem::PemObject as _;
+                let mut roots = rustls::RootCertStore::empty();
+                for c in rustls::pki_types::CertificateDer::pem_file_iter(fed.ca_path()).unwrap() {
+                    roots.add(c.unwrap()).unwrap();
+                }
+                rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth()
+            })
+            .tls_info(true)
+            .build()
+            .unwrap();
+        let url = format!("{url}/healthz");
+        std::thread::spawn(move || {
+            rt().block_on(async {
+                let r = client.get(url).send().await.unwrap();
+                let der = r
+                    .extensions()
+                    .get::<reqwest::tls::TlsInfo>()
+                    .unwrap()
+                    .peer_certificate()
+                    .unwrap()
+                    .to_vec();
+                x509_parser::parse_x509_certificate(&der)
+                    .unwrap()
+                    .1
+                    .validity()
+                    .not_after
+                    .timestamp()
+            })
+        })
+        .join()
+        .unwrap()
+    };
+    let before = not_after();
+    let fresh = issue(
+        &fed.ca(),
+        CertRole::Node,
+        "alpha",
+        &[],
+        Validity {
+            not_before: (2026, 1, 1),
+            not_after: (2031, 6, 1),
+        },
+    )
+    .unwrap();
+    std::fs::write(&cfg.tls.cert, &fresh.cert_pem).unwrap();
+    synergia::keys::write_private(&cfg.tls.key, fresh.key_pem.as_bytes()).unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-HUP", &p.pid().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut after = before;
+    while after == before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        after = not_after();
+    }
+    assert_ne!(before, after, "the new certificate is served");
+    assert_eq!(after, 1_938_038_400, "2031-06-01T00:00:00Z");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("TLS certificate and CA reloaded"), "{text}");
+}

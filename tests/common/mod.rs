@@ -370,17 +370,36 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
-    /// Starts `synergia serve --config` and waits until `/healthz` answers.
+    /// Starts `synergia serve --config` for a member of the example federation.
     pub fn start(bin: &Path, fed: &ExampleFederation, m: &str) -> NodeProcess {
+        NodeProcess::spawn(
+            bin,
+            m,
+            &fed.config_path(m),
+            &fed.url(m),
+            &fed.ca_path(),
+            &fed.dir.path().join(format!("{m}.log")),
+        )
+    }
+
+    /// Starts `synergia serve --config CONFIG` and waits until `URL/healthz` answers.
+    pub fn spawn(
+        bin: &Path,
+        m: &str,
+        config: &Path,
+        url: &str,
+        ca: &Path,
+        log: &Path,
+    ) -> NodeProcess {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(fed.dir.path().join(format!("{m}.log")))
+            .open(log)
             .unwrap();
         let child = std::process::Command::new(bin)
             .arg("serve")
             .arg("--config")
-            .arg(fed.config_path(m))
+            .arg(config)
             .env("SYNERGIA_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -390,8 +409,8 @@ impl NodeProcess {
             member: m.to_string(),
             child: Some(child),
         };
-        let ca = fed.ca_path();
-        let url = format!("{}/healthz", fed.url(m));
+        let ca = ca.to_path_buf();
+        let url = format!("{url}/healthz");
         let name = m.to_string();
         // On a thread of its own: callers may be inside a runtime already.
         std::thread::spawn(move || {
@@ -406,7 +425,7 @@ impl NodeProcess {
                     }
                     assert!(
                         std::time::Instant::now() < deadline,
-                        "{name} did not start; see {name}.log"
+                        "{name} did not start; see its log"
                     );
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
@@ -415,6 +434,11 @@ impl NodeProcess {
         .join()
         .unwrap();
         p
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// SIGKILL.
