@@ -30,7 +30,10 @@ fn reference_taxii_client_pages_publishes_and_validates() {
             tlp: None,
         });
         total += b["objects"].as_array().unwrap().len();
-        let r = node.node.publish(&b, &[], Mode::AllOrNothing).unwrap();
+        let r = node
+            .node
+            .publish(b.clone(), &[], Mode::AllOrNothing)
+            .unwrap();
         assert_eq!(r.rejected, 0);
     }
     assert!(total > 10_000);

@@ -114,7 +114,7 @@ async fn publish(
     let n = node.clone();
     let result = tokio::task::spawn_blocking(move || {
         let doc = parse_json(&bytes)?;
-        n.publish(&doc, &recipients, Mode::AllOrNothing)
+        n.publish(doc, &recipients, Mode::AllOrNothing)
             .map_err(publish_error)
     })
     .await

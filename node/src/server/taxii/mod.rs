@@ -305,14 +305,39 @@ fn envelope_response(
     }
     if !p.handles.is_empty() {
         body.extend_from_slice(b",\"objects\":[");
-        for (i, &h) in p.handles.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
+        // Objects stored next to each other in one envelope are separated by exactly
+        // one comma there, as they are here: a run of them is one read, copied as is.
+        let mut run: Option<crate::store::view::BodyLocation> = None;
+        let mut first = true;
+        for &h in &p.handles {
             let at = view
                 .body_location(h)
                 .ok_or_else(|| ApiError::internal("version without location"))?;
-            body.extend_from_slice(&node.store.object_body(at).map_err(ApiError::internal)?);
+            match &mut run {
+                Some(r)
+                    if r.segment == at.segment && r.offset + u64::from(r.len) + 1 == at.offset =>
+                {
+                    r.len += 1 + at.len;
+                }
+                _ => {
+                    if let Some(r) = run.take() {
+                        if !first {
+                            body.push(b',');
+                        }
+                        first = false;
+                        body.extend_from_slice(
+                            &node.store.object_body(r).map_err(ApiError::internal)?,
+                        );
+                    }
+                    run = Some(at);
+                }
+            }
+        }
+        if let Some(r) = run {
+            if !first {
+                body.push(b',');
+            }
+            body.extend_from_slice(&node.store.object_body(r).map_err(ApiError::internal)?);
         }
         body.push(b']');
     }
@@ -496,7 +521,7 @@ async fn add_objects(
             })?
             .clone();
         let bundle = json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": objects});
-        let report = n.publish(&bundle, &[], Mode::PerObject).map_err(|e| publish_error(e).taxii())?;
+        let report = n.publish(bundle, &[], Mode::PerObject).map_err(|e| publish_error(e).taxii())?;
         let entry = |r: &crate::node::publish::ObjectResult, message: String| {
             let mut e = json!({"id": r.id, "message": message});
             if let Some(v) = &r.version {
