@@ -39,6 +39,8 @@ pub struct DemoOptions {
     pub dir: Option<PathBuf>,
     /// How long to wait for convergence.
     pub timeout: Duration,
+    /// Whether the coordinator publishes too (the five-member benchmark).
+    pub coordinator_publishes: bool,
 }
 
 /// Why the demo failed.
@@ -218,14 +220,15 @@ pub fn vendor_workload(member: &str, opts: &DemoOptions) -> GenOptions {
 }
 
 /// What each node must hold once converged: every object of its own, plus the others'
-/// clear/green ones; the coordinator also the vendors' amber (they list it for amber).
+/// clear/green ones; amber also between the coordinator and the vendors (every vendor
+/// lists the coordinator for amber, and the coordinator lists every vendor).
 fn expected_counts(bundles: &BTreeMap<String, serde_json::Value>) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for m in MEMBERS {
         let mut n = 0;
         for (origin, b) in bundles {
             let objs = b["objects"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-            if origin == m || m == COORDINATOR {
+            if origin == m || m == COORDINATOR || origin == COORDINATOR {
                 n += objs.len();
             } else {
                 let r = TlpResolver::for_objects(objs);
@@ -249,7 +252,12 @@ pub async fn run(
     let started = Instant::now();
     // The four vendors publish at the same time, each through its own node's API.
     let mut publishes = Vec::new();
-    for m in &MEMBERS[..4] {
+    let publishers = if opts.coordinator_publishes {
+        &MEMBERS[..]
+    } else {
+        &MEMBERS[..4]
+    };
+    for m in publishers {
         let b = bundle(&vendor_workload(m, opts));
         let (_, url) = &demo.nodes[*m];
         let client = demo.admin_client(m)?;
@@ -370,7 +378,12 @@ pub fn summary(demo: &Demo, opts: &DemoOptions) -> String {
     drop(view);
     // Corroboration over every observable the vendors published.
     let mut values = BTreeSet::new();
-    for m in &MEMBERS[..4] {
+    let publishers = if opts.coordinator_publishes {
+        &MEMBERS[..]
+    } else {
+        &MEMBERS[..4]
+    };
+    for m in publishers {
         let w = vendor_workload(m, opts);
         for i in 0..w.count {
             values.insert(observable_value(&w, i).1);

@@ -21,6 +21,9 @@ pub struct Args {
     /// Give up if the federation has not converged after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// The coordinator publishes too (all five members: the convergence benchmark).
+    #[arg(long)]
+    all_publish: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<u8> {
@@ -32,6 +35,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         overlap: a.overlap,
         dir: None,
         timeout: Duration::from_secs(a.timeout),
+        coordinator_publishes: a.all_publish,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
