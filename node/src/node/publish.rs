@@ -12,7 +12,7 @@ use crate::envelope::canonical::canonical_bytes;
 use crate::envelope::{Envelope, EnvelopeMeta};
 use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::{TlpLevel, TlpResolver};
-use crate::stix::validate::{Finding, Report, validate_object};
+use crate::stix::validate::{Finding, Report, validate_bundle, validate_object};
 use crate::store::prepare::split_id;
 use crate::store::{IngestOutcome, StoreError};
 use serde::Serialize;
@@ -138,7 +138,19 @@ impl Node {
         }
         // 1. Validate every object, reporting every finding.
         let mut results: Vec<ObjectResult> = Vec::with_capacity(objects.len());
-        let mut bundle_report = Report::default();
+        // The bundle's own properties (its id) are checked too: a bundle the offline
+        // validator refuses is refused here, not published object by object.
+        let mut bundle_report = match bundle {
+            Value::Object(m) if mode == Mode::AllOrNothing => {
+                let mut shell = m.clone();
+                shell.insert("objects".into(), Value::Array(Vec::new()));
+                let mut r = validate_bundle(&Value::Object(shell));
+                // The objects are checked one by one below.
+                r.findings.retain(|f| !f.pointer.starts_with("/objects"));
+                r
+            }
+            _ => Report::default(),
+        };
         for (i, obj) in objects.iter().enumerate() {
             let mut r = Report::default();
             validate_object(obj, &format!("/objects/{i}"), &mut r);
