@@ -17,7 +17,11 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -25,7 +29,8 @@ fn every_command_has_help() {
     let top = run(&["--help"]);
     assert!(top.status.success());
     let commands = [
-        "serve", "demo", "push", "status", "export", "lookup", "keys", "verify", "validate", "rebuild", "gen",
+        "serve", "demo", "push", "status", "export", "lookup", "keys", "verify", "validate",
+        "rebuild", "gen",
     ];
     for c in commands {
         assert!(text(&top).contains(c), "top-level help lists {c}");
@@ -45,13 +50,25 @@ fn bad_config_missing_key_and_unreachable_node_are_clear_errors() {
     let cfg = fed.config_path("alpha");
     // Unknown key in the config: names the key.
     let bad = fed.dir.path().join("bad.toml");
-    std::fs::write(&bad, std::fs::read_to_string(&cfg).unwrap().replace("default_tlp", "default_colour")).unwrap();
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("default_tlp", "default_colour"),
+    )
+    .unwrap();
     let o = run(&["serve", "--config", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("default_colour"), "{}", text(&o));
     // A value out of range: names the key.
     let bad2 = fed.dir.path().join("bad2.toml");
-    std::fs::write(&bad2, std::fs::read_to_string(&cfg).unwrap().replace("address = \"127.0.0.1:", "address = \"nowhere:")).unwrap();
+    std::fs::write(
+        &bad2,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("address = \"127.0.0.1:", "address = \"nowhere:"),
+    )
+    .unwrap();
     let o = run(&["serve", "--config", bad2.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("listen.address"), "{}", text(&o));
@@ -60,23 +77,45 @@ fn bad_config_missing_key_and_unreachable_node_are_clear_errors() {
     std::fs::remove_file(&c.signing.key_file).unwrap();
     let o = run(&["serve", "--config", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains(c.signing.key_file.file_name().unwrap().to_str().unwrap()), "{}", text(&o));
+    assert!(
+        text(&o).contains(c.signing.key_file.file_name().unwrap().to_str().unwrap()),
+        "{}",
+        text(&o)
+    );
     // A private key readable by others: refused, with the fix.
     use std::os::unix::fs::PermissionsExt as _;
     let c = fed.config("beta");
     std::fs::set_permissions(&c.tls.key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let o = run(&["rebuild", "--config", fed.config_path("beta").to_str().unwrap()]);
+    let o = run(&[
+        "rebuild",
+        "--config",
+        fed.config_path("beta").to_str().unwrap(),
+    ]);
     let _ = o;
-    let o = run(&["serve", "--config", fed.config_path("beta").to_str().unwrap()]);
+    let o = run(&[
+        "serve",
+        "--config",
+        fed.config_path("beta").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("chmod 600"), "{}", text(&o));
     // Unreachable node.
     let port = free_ports(1)[0];
-    let o = run(&["status", "--node", &format!("https://127.0.0.1:{port}"), "--ca", fed.ca_path().to_str().unwrap()]);
+    let o = run(&[
+        "status",
+        "--node",
+        &format!("https://127.0.0.1:{port}"),
+        "--ca",
+        fed.ca_path().to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("cannot reach the node"), "{}", text(&o));
     // No node given at all.
-    let o = Command::new(BIN).args(["status"]).env_remove("SYNERGIA_NODE").output().unwrap();
+    let o = Command::new(BIN)
+        .args(["status"])
+        .env_remove("SYNERGIA_NODE")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("no node URL"), "{}", text(&o));
 }
@@ -89,16 +128,27 @@ fn push_lookup_status_export_against_a_node_and_metrics_parse() {
     let client = |extra: &[&str]| -> Output {
         let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         args.extend([
-            "--node".into(), node.url.clone(),
-            "--ca".into(), fed.ca_path().display().to_string(),
-            "--cert".into(), keys.join("admin.pem").display().to_string(),
-            "--key".into(), keys.join("admin-key.pem").display().to_string(),
+            "--node".into(),
+            node.url.clone(),
+            "--ca".into(),
+            fed.ca_path().display().to_string(),
+            "--cert".into(),
+            keys.join("admin.pem").display().to_string(),
+            "--key".into(),
+            keys.join("admin-key.pem").display().to_string(),
         ]);
         Command::new(BIN).args(&args).output().unwrap()
     };
     let dir = tempfile::tempdir().unwrap();
     // Invalid bundle: exit 1, every error with its pointer.
-    let mut b = bundle(&GenOptions { count: 20, seed: 1, origin: "alpha".into(), identity: None, overlap: 0.0, tlp: None });
+    let mut b = bundle(&GenOptions {
+        count: 20,
+        seed: 1,
+        origin: "alpha".into(),
+        identity: None,
+        overlap: 0.0,
+        tlp: None,
+    });
     b["objects"][4]["valid_from"] = serde_json::json!("not a time");
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, b.to_string()).unwrap();
@@ -107,17 +157,40 @@ fn push_lookup_status_export_against_a_node_and_metrics_parse() {
     assert!(text(&o).contains("/objects/4/valid_from"), "{}", text(&o));
     // A good one: exit 0 and a summary.
     let good = dir.path().join("good.json");
-    let b = bundle(&GenOptions { count: 200, seed: 1, origin: "alpha".into(), identity: None, overlap: 0.0, tlp: None });
+    let b = bundle(&GenOptions {
+        count: 200,
+        seed: 1,
+        origin: "alpha".into(),
+        identity: None,
+        overlap: 0.0,
+        tlp: None,
+    });
     std::fs::write(&good, b.to_string()).unwrap();
     let o = client(&["push", good.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains(&format!("published {} objects", b["objects"].as_array().unwrap().len())), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "published {} objects",
+            b["objects"].as_array().unwrap().len()
+        )),
+        "{}",
+        text(&o)
+    );
     // Lookup of a published value.
-    let ind = b["objects"].as_array().unwrap().iter().find(|o| o["type"] == "indicator" && o["pattern"].as_str().unwrap().starts_with("[ipv4")).unwrap();
+    let ind = b["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "indicator" && o["pattern"].as_str().unwrap().starts_with("[ipv4"))
+        .unwrap();
     let ip = ind["pattern"].as_str().unwrap().split('\'').nth(1).unwrap();
     let o = client(&["lookup", ip, "evil.invalid"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains(ind["id"].as_str().unwrap()), "{}", text(&o));
+    assert!(
+        text(&o).contains(ind["id"].as_str().unwrap()),
+        "{}",
+        text(&o)
+    );
     assert!(text(&o).contains("by alpha"), "{}", text(&o));
     // Status table.
     let o = client(&["status"]);
@@ -125,15 +198,27 @@ fn push_lookup_status_export_against_a_node_and_metrics_parse() {
     assert!(text(&o).contains("beta"), "{}", text(&o));
     // Export as STIX and as CSV.
     let out = dir.path().join("feed.json");
-    let o = client(&["export", "--out", out.to_str().unwrap(), "--type", "indicator"]);
+    let o = client(&[
+        "export",
+        "--out",
+        out.to_str().unwrap(),
+        "--type",
+        "indicator",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let feed: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(feed["objects"].as_array().unwrap().len(), 200);
     let o = client(&["export", "--format", "csv", "--tlp", "green"]);
     assert!(o.status.success());
     let csv = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(csv.starts_with("observable,kind,value,corroboration"), "{csv}");
-    assert!(csv.lines().skip(1).all(|l| !l.ends_with(",amber")), "green ceiling");
+    assert!(
+        csv.starts_with("observable,kind,value,corroboration"),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().skip(1).all(|l| !l.ends_with(",amber")),
+        "green ceiling"
+    );
     // /metrics parses with the Prometheus reference parser.
     let rt = rt();
     let metrics = rt.block_on(async {
@@ -157,8 +242,14 @@ fn push_lookup_status_export_against_a_node_and_metrics_parse() {
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "prometheus parser: {}", text(&o));
     let families = String::from_utf8_lossy(&o.stdout);
-    assert!(families.contains("synergia_published_objects counter"), "{families}");
-    assert!(families.contains("synergia_store_disk_bytes gauge"), "{families}");
+    assert!(
+        families.contains("synergia_published_objects counter"),
+        "{families}"
+    );
+    assert!(
+        families.contains("synergia_store_disk_bytes gauge"),
+        "{families}"
+    );
 }
 
 #[test]
@@ -171,12 +262,31 @@ fn demo_reports_what_the_vendors_published() {
     // Every vendor's objects reach the coordinator: 4 bundles of `count` indicators
     // plus identity, malware, infrastructure and relationships.
     let vendors = ["groupib", "trendmicro", "kaspersky", "teamcymru"];
-    let per: usize = bundle(&GenOptions { count, seed: 2026, origin: "groupib".into(), identity: None, overlap: 0.3, tlp: None })["objects"].as_array().unwrap().len();
-    assert!(out.contains(&format!("{} objects (latest versions)", per * 4)), "{out}");
+    let per: usize = bundle(&GenOptions {
+        count,
+        seed: 2026,
+        origin: "groupib".into(),
+        identity: None,
+        overlap: 0.3,
+        tlp: None,
+    })["objects"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(
+        out.contains(&format!("{} objects (latest versions)", per * 4)),
+        "{out}"
+    );
     // Corroboration: shared observables reported by all four, the rest by one each.
     let shared = (0..count).filter(|&i| is_shared(2026, i, 0.3)).count();
     let single = (count as usize - shared) * vendors.len();
-    assert!(out.contains(&format!("4 member(s): {shared:>7} observables")), "{out}");
-    assert!(out.contains(&format!("1 member(s): {single:>7} observables")), "{out}");
+    assert!(
+        out.contains(&format!("4 member(s): {shared:>7} observables")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("1 member(s): {single:>7} observables")),
+        "{out}"
+    );
     assert!(out.contains("agree"), "{out}");
 }
