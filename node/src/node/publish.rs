@@ -12,7 +12,7 @@ use crate::envelope::canonical::canonical_bytes;
 use crate::envelope::{Envelope, EnvelopeMeta};
 use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::{TlpLevel, TlpResolver};
-use crate::stix::validate::{Finding, Report, validate_object};
+use crate::stix::validate::{Finding, Report, validate_bundle, validate_object};
 use crate::store::prepare::split_id;
 use crate::store::{IngestOutcome, StoreError};
 use serde::Serialize;
@@ -139,7 +139,16 @@ impl Node {
         // publishes: validation is most of a publish's work).
         let reports = validate_all(&objects);
         let mut results: Vec<ObjectResult> = Vec::with_capacity(objects.len());
-        let mut bundle_report = Report::default();
+        // The bundle's own properties (its id) are checked too: a bundle the offline
+        // validator refuses is refused here, not published object by object. (Its
+        // objects were moved out above and are checked one by one.)
+        let mut bundle_report = if mode == Mode::AllOrNothing {
+            let mut r = validate_bundle(&bundle);
+            r.findings.retain(|f| !f.pointer.starts_with("/objects"));
+            r
+        } else {
+            Report::default()
+        };
         for (obj, r) in objects.iter().zip(reports) {
             let valid = r.is_valid();
             results.push(ObjectResult {

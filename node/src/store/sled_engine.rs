@@ -23,15 +23,30 @@ fn engine_err(e: sled::Error) -> StoreError {
 impl SledEngine {
     /// Opens (or creates) the engine in `path`. `cache_bytes` bounds sled's page cache.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<SledEngine, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| StoreError::IndexUnavailable {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            .flush_every_ms(Some(1000));
+        // A Db dropped a moment ago (a rebuild, a restart in-process) can still hold its
+        // file lock while its flusher thread winds down: retry that case briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 100 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(StoreError::IndexUnavailable {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        };
         let mut trees = Vec::new();
         for s in Space::ALL {
             trees.push((s, db.open_tree(s.name()).map_err(engine_err)?));

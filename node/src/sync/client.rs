@@ -168,7 +168,9 @@ impl PeerClient {
             return Err(self.malformed(format!("feed cursor went backwards ({after} to {next})")));
         }
         let more = v.get("more").and_then(Value::as_bool).unwrap_or(false);
-        if more && next == after && envelopes.is_empty() {
+        if more && next == after {
+            // A page that promises more without moving would be asked for again at
+            // once, forever.
             return Err(self.malformed("feed says more but does not advance"));
         }
         Ok(FeedPage {
