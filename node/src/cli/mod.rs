@@ -6,6 +6,7 @@
 
 mod gen_cmd;
 mod keys_cmd;
+mod validate_cmd;
 mod verify_cmd;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     /// Create and manage federation keys: CA, node certificates, signing keys, roster.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
+    /// Check STIX 2.1 bundles offline: every error with the object id and a JSON pointer.
+    Validate(validate_cmd::Args),
     /// Verify a signed envelope offline against a roster.
     Verify(verify_cmd::Args),
 }
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Gen(a) => gen_cmd::run(a),
         Command::Keys(c) => keys_cmd::run(c),
+        Command::Validate(a) => validate_cmd::run(a),
         Command::Verify(a) => verify_cmd::run(a),
     };
     match result {
