@@ -883,16 +883,12 @@ pub(crate) fn bundle(doc: &Value, report: &mut Report) {
         );
     }
     let objs_ptr = root.key("objects");
-    let mut base = String::with_capacity(24);
     // Versions seen so far, to find duplicates while each object is still in cache
     // (a second pass over a large bundle costs a cache miss per object) and in
     // expected linear time.
     let mut versions: HashSet<(&str, Option<&str>)> = HashSet::with_capacity(objects.len());
     for (i, obj) in objects.iter().enumerate() {
-        use std::fmt::Write;
-        base.clear();
-        let _ = write!(base, "/objects/{i}");
-        object(obj, &base, report);
+        object_at(obj, objs_ptr.idx(i), report);
         duplicate(obj, i, &mut versions, objs_ptr, report);
     }
 }
@@ -925,7 +921,11 @@ fn duplicate<'a>(
 
 /// Validates one object at `base`.
 pub(crate) fn object(v: &Value, base: &str, report: &mut Report) {
-    let at = Ptr::root(base);
+    object_at(v, Ptr::root(base), report);
+}
+
+/// Validates one object at `at` (the pointer is rendered only for a finding).
+fn object_at(v: &Value, at: Ptr, report: &mut Report) {
     let Value::Object(m) = v else {
         let mut cx = Ctx { report, id: None };
         cx.error(
