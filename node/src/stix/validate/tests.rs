@@ -220,3 +220,21 @@ fn custom_properties_are_checked_after_the_table_properties() {
         ]
     );
 }
+
+#[test]
+fn modified_before_created_is_an_error_compared_as_instants() {
+    let mut r = Report::default();
+    let mut o = indicator();
+    o["modified"] = json!("2014-05-08T08:59:59.999Z");
+    validate_object(&o, "", &mut r);
+    assert_eq!(
+        codes(&r),
+        vec![("timestamp-order", "/modified".to_string())]
+    );
+
+    // The same instant written differently is in order.
+    let mut r = Report::default();
+    o["modified"] = json!("2014-05-08T09:00:00.000000Z");
+    validate_object(&o, "", &mut r);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+}
