@@ -7,6 +7,7 @@
 //! recursion limit (128), so hostile nesting cannot overflow the stack.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 use std::fmt;
 
@@ -88,11 +89,20 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let StrictValue(v) = map.next_value()?;
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate object key {key:?}")));
+            // One map lookup per key (this runs for every key of every ingested
+            // object), and the error points at the repeated key, not past its value.
+            match out.entry(key) {
+                Entry::Vacant(slot) => {
+                    let StrictValue(v) = map.next_value()?;
+                    slot.insert(v);
+                }
+                Entry::Occupied(slot) => {
+                    return Err(de::Error::custom(format!(
+                        "duplicate object key {:?}",
+                        slot.key()
+                    )));
+                }
             }
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }

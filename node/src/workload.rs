@@ -255,12 +255,13 @@ pub fn for_each_object(opts: &GenOptions, mut emit: impl FnMut(Value)) {
         "sectors": ["technology"],
     }));
     let mut malware_id = String::new();
+    let mut family = "";
     for i in 0..opts.count {
         let mut r = Rng::new(&[opts.seed, i, 5, origin_h]);
         let group = i / GROUP;
         if i % GROUP == 0 {
             let mut g = Rng::new(&[opts.seed, group, 6, origin_h]);
-            let family = FAMILIES[g.below(FAMILIES.len() as u64) as usize];
+            family = FAMILIES[g.below(FAMILIES.len() as u64) as usize];
             let level = tlp_for(opts, &mut g);
             let created = ts(group * 3_600_000 + g.below(3_600_000));
             malware_id = format!("malware--{}", g.uuid4());
@@ -313,6 +314,13 @@ pub fn for_each_object(opts: &GenOptions, mut emit: impl FnMut(Value)) {
             "modified": created,
             "created_by_ref": identity,
             "name": format!("Malicious {} {}", kind_label(kind), value),
+            // STIX 2.1 says indicators SHOULD have both a name and a description
+            // (the reference validator warns otherwise).
+            "description": format!(
+                "{} seen in {family} activity, reported by {}.",
+                kind_label(kind),
+                opts.origin
+            ),
             "indicator_types": ["malicious-activity"],
             "pattern": pattern_for(kind, &value),
             "pattern_type": "stix",

@@ -14,6 +14,7 @@ mod push_cmd;
 mod rebuild_cmd;
 mod serve_cmd;
 mod status_cmd;
+mod validate_cmd;
 mod verify_cmd;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +56,8 @@ enum Command {
     /// Create and manage federation keys: CA, node certificates, signing keys, roster.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
+    /// Check STIX 2.1 bundles offline: every error with the object id and a JSON pointer.
+    Validate(validate_cmd::Args),
     /// Verify a signed envelope offline against a roster.
     Verify(verify_cmd::Args),
     /// Rebuild every index from the evidence log (node stopped).
@@ -97,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Lookup(a) => lookup_cmd::run(a),
         Command::Gen(a) => gen_cmd::run(a),
         Command::Keys(c) => keys_cmd::run(c),
+        Command::Validate(a) => validate_cmd::run(a),
         Command::Verify(a) => verify_cmd::run(a),
         Command::Rebuild(a) => rebuild_cmd::run(a),
     };

@@ -9,6 +9,7 @@ use super::vocab as ov;
 use super::{Report, stix_pattern_error};
 use crate::stix::timestamp::Timestamp;
 use serde_json::{Map, Value};
+use std::collections::HashSet;
 
 type Obj = Map<String, Value>;
 
@@ -882,48 +883,49 @@ pub(crate) fn bundle(doc: &Value, report: &mut Report) {
         );
     }
     let objs_ptr = root.key("objects");
-    let mut base = String::with_capacity(24);
+    // Versions seen so far, to find duplicates while each object is still in cache
+    // (a second pass over a large bundle costs a cache miss per object) and in
+    // expected linear time.
+    let mut versions: HashSet<(&str, Option<&str>)> = HashSet::with_capacity(objects.len());
     for (i, obj) in objects.iter().enumerate() {
-        use std::fmt::Write;
-        base.clear();
-        let _ = write!(base, "/objects/{i}");
-        object(obj, &base, report);
+        object_at(obj, objs_ptr.idx(i), report);
+        duplicate(obj, i, &mut versions, objs_ptr, report);
     }
-    duplicates(objects, objs_ptr, report);
 }
 
-/// Warns about two objects with the same id and version.
-fn duplicates(objects: &[Value], at: Ptr, report: &mut Report) {
-    if objects.len() < 2 {
+/// Warns about an object whose id and version already appeared earlier in the bundle
+/// (at the later occurrence, so the first copy stays unflagged).
+fn duplicate<'a>(
+    obj: &'a Value,
+    i: usize,
+    versions: &mut HashSet<(&'a str, Option<&'a str>)>,
+    at: Ptr,
+    report: &mut Report,
+) {
+    let Some(id) = obj.get("id").and_then(Value::as_str) else {
         return;
-    }
-    let mut seen: Vec<(&str, Option<&str>, usize)> = objects
-        .iter()
-        .enumerate()
-        .filter_map(|(i, o)| {
-            let id = o.get("id")?.as_str()?;
-            Some((id, o.get("modified").and_then(Value::as_str), i))
-        })
-        .collect();
-    seen.sort_unstable();
-    for w in seen.windows(2) {
-        if w[0].0 == w[1].0 && w[0].1 == w[1].1 {
-            let mut cx = Ctx {
-                report: &mut *report,
-                id: Some(w[1].0),
-            };
-            cx.warn(
-                "duplicate-object",
-                at.idx(w[1].2),
-                format!("object {} appears twice with the same version", w[1].0),
-            );
-        }
+    };
+    let modified = obj.get("modified").and_then(Value::as_str);
+    if !versions.insert((id, modified)) {
+        let mut cx = Ctx {
+            report,
+            id: Some(id),
+        };
+        cx.warn(
+            "duplicate-object",
+            at.idx(i),
+            format!("object {id} appears twice with the same version"),
+        );
     }
 }
 
 /// Validates one object at `base`.
 pub(crate) fn object(v: &Value, base: &str, report: &mut Report) {
-    let at = Ptr::root(base);
+    object_at(v, Ptr::root(base), report);
+}
+
+/// Validates one object at `at` (the pointer is rendered only for a finding).
+fn object_at(v: &Value, at: Ptr, report: &mut Report) {
     let Value::Object(m) = v else {
         let mut cx = Ctx { report, id: None };
         cx.error(
@@ -998,14 +1000,47 @@ pub(crate) fn object(v: &Value, base: &str, report: &mut Report) {
     }
 }
 
+/// Most property-table entries (common ones included) any type has; [`known`] keeps
+/// one slot per entry on the stack. A test checks every table fits.
+const MAX_PROPS: usize = 48;
+
+/// Where property `k` is in the table `common` followed by `props`.
+///
+/// Names of equal length rarely share a first byte, so comparing those two first
+/// skips almost every string comparison.
+fn table_index(common: &[P], props: &[P], k: &str) -> Option<usize> {
+    let kb = k.as_bytes();
+    common.iter().chain(props).position(|p| {
+        let n = p.n.as_bytes();
+        n.len() == kb.len() && n.first() == kb.first() && n == kb
+    })
+}
+
 fn known(cx: &mut Ctx, at: Ptr, m: &Obj, rule: &TypeRule) {
     let common = match rule.class {
         Class::Sdo | Class::Sro | Class::Meta => COMMON,
         Class::Sco => SCO_COMMON,
         Class::Marking => MARKING_COMMON,
     };
-    for p in common.iter().chain(rule.props) {
-        match m.get(p.n) {
+    // One pass over the object files each property under its table entry: this runs
+    // for every ingested object, and one map lookup per table entry (most of them
+    // absent) cost more than the checks themselves.
+    let mut slots: [Option<&Value>; MAX_PROPS] = [None; MAX_PROPS];
+    let mut customs = 0usize;
+    for (k, v) in m {
+        match table_index(common, rule.props, k) {
+            Some(i) => {
+                if let Some(slot) = slots.get_mut(i) {
+                    *slot = Some(v);
+                }
+            }
+            None if k == "type" || k == "id" => {}
+            None => customs += 1,
+        }
+    }
+    for (i, p) in common.iter().chain(rule.props).enumerate() {
+        let found = if i < MAX_PROPS { slots[i] } else { m.get(p.n) };
+        match found {
             Some(v) => value(cx, at.key(p.n), p.n, v, p.k, m),
             None if p.req => cx.error(
                 "missing-property",
@@ -1015,11 +1050,13 @@ fn known(cx: &mut Ctx, at: Ptr, m: &Obj, rule: &TypeRule) {
             None => {}
         }
     }
-    for (k, v) in m {
-        if k == "type" || k == "id" || common.iter().chain(rule.props).any(|p| p.n == k) {
-            continue;
+    if customs > 0 {
+        for (k, v) in m {
+            if k == "type" || k == "id" || table_index(common, rule.props, k).is_some() {
+                continue;
+            }
+            custom_property(cx, at, k, v);
         }
-        custom_property(cx, at, k, v);
     }
     if rule.class != Class::Sco && rule.class != Class::Marking {
         order(cx, at, m, "created", "modified", false);
@@ -1621,6 +1658,15 @@ fn ts_of(m: &Obj, k: &str) -> Option<Timestamp> {
 /// `later` must be at or after `earlier` (strictly after when `strict`); compared as
 /// instants, not as text.
 fn order(cx: &mut Ctx, at: Ptr, m: &Obj, earlier: &str, later: &str, strict: bool) {
+    // `later` is the one usually absent (valid_until, last_seen), so look at it first;
+    // identical text is the same instant (or unparseable, reported elsewhere), which
+    // saves parsing `created` and `modified` a second time on nearly every object.
+    let Some(later_v) = m.get(later) else {
+        return;
+    };
+    if !strict && m.get(earlier) == Some(later_v) {
+        return;
+    }
     let (Some(a), Some(b)) = (ts_of(m, earlier), ts_of(m, later)) else {
         return;
     };
@@ -2198,5 +2244,39 @@ fn sco_id(cx: &mut Ctx, at: Ptr, m: &Obj) {
             at.key("id"),
             format!("the id of this {ty} should be {ty}--{expected} (UUIDv5 of its id-contributing properties)"),
         );
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    /// `known` files each property under one table slot: every table must fit the
+    /// slots and name each property once.
+    #[test]
+    fn every_property_table_fits_and_has_unique_names() {
+        let types = SDO_TYPES.iter().chain(SCO_TYPES).chain(NON_SDO_SCO);
+        let mut checked = 0;
+        for ty in types {
+            let Some(rule) = rule_for(ty) else { continue };
+            let common = match rule.class {
+                Class::Sdo | Class::Sro | Class::Meta => COMMON,
+                Class::Sco => SCO_COMMON,
+                Class::Marking => MARKING_COMMON,
+            };
+            let names: Vec<&str> = common.iter().chain(rule.props).map(|p| p.n).collect();
+            assert!(names.len() <= MAX_PROPS, "{ty}: {} properties", names.len());
+            let unique: HashSet<&str> = names.iter().copied().collect();
+            assert_eq!(
+                unique.len(),
+                names.len(),
+                "{ty}: a property is listed twice"
+            );
+            for (i, n) in names.iter().enumerate() {
+                assert_eq!(table_index(common, rule.props, n), Some(i));
+            }
+            checked += 1;
+        }
+        assert!(checked >= 40, "only {checked} types have rules");
     }
 }

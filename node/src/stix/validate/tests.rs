@@ -179,3 +179,62 @@ fn validation_throughput() {
     let per_sec = (rounds * 1000) as f64 / start.elapsed().as_secs_f64();
     println!("parse + validate: {per_sec:.0} indicators/s");
 }
+
+#[test]
+fn duplicate_versions_are_warned_at_the_later_copy_in_document_order() {
+    let a = indicator();
+    let mut b = indicator();
+    b["id"] = json!("indicator--44af6c39-c09b-49c5-9de2-394224b04982");
+    let mut a2 = a.clone();
+    a2["modified"] = json!("2015-05-08T09:00:00.000Z");
+    let doc = json!({"type": "bundle", "id": "bundle--44af6c39-c09b-49c5-9de2-394224b04982",
+        "objects": [a.clone(), b.clone(), a2, b, a]});
+    let r = validate_bundle(&doc);
+    assert!(r.is_valid(), "duplicates are a warning only");
+    assert_eq!(
+        codes(&r),
+        vec![
+            ("duplicate-object", "/objects/3".to_string()),
+            ("duplicate-object", "/objects/4".to_string())
+        ]
+    );
+    assert_eq!(
+        r.findings[0].object_id.as_deref(),
+        Some("indicator--44af6c39-c09b-49c5-9de2-394224b04982")
+    );
+}
+
+#[test]
+fn custom_properties_are_checked_after_the_table_properties() {
+    let mut o = indicator();
+    o["foo_bar"] = json!([]);
+    o["confidence"] = json!(101);
+    let mut r = Report::default();
+    validate_object(&o, "", &mut r);
+    assert_eq!(
+        codes(&r),
+        vec![
+            ("out-of-range", "/confidence".to_string()),
+            ("custom-property-prefix", "/foo_bar".to_string()),
+            ("empty-list", "/foo_bar".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn modified_before_created_is_an_error_compared_as_instants() {
+    let mut r = Report::default();
+    let mut o = indicator();
+    o["modified"] = json!("2014-05-08T08:59:59.999Z");
+    validate_object(&o, "", &mut r);
+    assert_eq!(
+        codes(&r),
+        vec![("timestamp-order", "/modified".to_string())]
+    );
+
+    // The same instant written differently is in order.
+    let mut r = Report::default();
+    o["modified"] = json!("2014-05-08T09:00:00.000000Z");
+    validate_object(&o, "", &mut r);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+}
