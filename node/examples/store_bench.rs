@@ -64,20 +64,6 @@ fn rss_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn dir_size(p: &std::path::Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 fn main() {
     let a = args();
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -243,7 +229,7 @@ fn main() {
     db.apply_batch(b).expect("batch");
     db.flush().expect("flush");
     let t_sled = t.elapsed();
-    let sled_bytes = dir_size(&sled_dir);
+    let sled_bytes = synergia::store::sled_engine::dir_size(&sled_dir);
     drop(db);
 
     let per_s = |d: Duration| objects as f64 / d.as_secs_f64();

@@ -90,15 +90,7 @@ async fn feed(
                 break;
             }
             next = e.ordinal + 1;
-            let origin = view.origin_name(e.origin);
-            match policy::may_send(
-                &node.config,
-                &peer,
-                origin,
-                e.tlp,
-                &e.recipients,
-                &e.received_from,
-            ) {
+            match policy::may_send_held(&node.config, &view, &peer, e) {
                 Ok(()) => {}
                 Err(Withheld::PeerHasIt) => continue,
                 Err(_) => {

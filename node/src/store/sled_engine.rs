@@ -129,7 +129,8 @@ impl IndexEngine for SledEngine {
     }
 }
 
-pub(crate) fn dir_size(p: &Path) -> u64 {
+/// Bytes of every file below a directory.
+pub fn dir_size(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
         return 0;
     };

@@ -57,6 +57,23 @@ pub fn may_send(
     }
 }
 
+/// [`may_send`] for an envelope the view holds.
+pub fn may_send_held(
+    cfg: &Config,
+    view: &crate::store::view::View,
+    peer: &str,
+    e: &crate::store::view::EnvMeta,
+) -> Result<(), Withheld> {
+    may_send(
+        cfg,
+        peer,
+        view.origin_name(e.origin),
+        e.tlp,
+        &e.recipients,
+        &e.received_from,
+    )
+}
+
 /// Why an envelope from a peer is refused on policy grounds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyViolation {

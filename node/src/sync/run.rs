@@ -141,23 +141,13 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                     break;
                 }
                 last = e.ordinal + 1;
-                let origin = view.origin_name(e.origin);
                 // Push carries this node's own envelopes (the first hop, at once);
                 // forwarding others' envelopes is the pull path's job, so a full mesh
                 // does not multiply every envelope by the number of members.
-                if origin != node.member() {
+                if view.origin_name(e.origin) != node.member() {
                     continue;
                 }
-                if policy::may_send(
-                    &node.config,
-                    &peer,
-                    origin,
-                    e.tlp,
-                    &e.recipients,
-                    &e.received_from,
-                )
-                .is_err()
-                {
+                if policy::may_send_held(&node.config, &view, &peer, e).is_err() {
                     continue;
                 }
                 match node.store.envelope_bytes(e) {
