@@ -64,7 +64,32 @@ fn rss_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// `--reopen DIR`: open the store in DIR in this fresh process and report its RSS, so
+/// the steady-state memory of a node holding the data is measured without the
+/// ingesting process's history.
+fn reopen_only() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(i) = args.iter().position(|a| a == "--reopen") else {
+        return false;
+    };
+    let dir = std::path::PathBuf::from(&args[i + 1]);
+    let t = Instant::now();
+    let store = Store::open(&dir, &StoreOptions::default()).expect("reopen");
+    let took = t.elapsed();
+    println!(
+        "REOPEN rss_kb={} hwm_kb={} versions={} secs={:.2}",
+        rss_kb("VmRSS:"),
+        rss_kb("VmHWM:"),
+        store.read().version_count(),
+        took.as_secs_f64()
+    );
+    true
+}
+
 fn main() {
+    if reopen_only() {
+        return;
+    }
     let a = args();
     let tmp = tempfile::tempdir().expect("tempdir");
     let base = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
@@ -207,6 +232,22 @@ fn main() {
     assert_eq!(found, 10_000, "every generated observable must be found");
     drop(store);
 
+    // 3b. A fresh process holding the same store.
+    let out = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .arg("--reopen")
+        .arg(&store_dir)
+        .output()
+        .expect("reopen process");
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let fresh_rss = field("rss_kb=");
+    let fresh_hwm = field("hwm_kb=");
+
     // 4. Baseline: plain sled, one row per object (id -> canonical body).
     eprintln!("baseline: plain sled insert of the same objects ...");
     let sled_dir = base.join("plain-sled");
@@ -250,6 +291,8 @@ fn main() {
         "rss_kb_before": rss_before,
         "rss_kb_after_ingest": rss_after_ingest,
         "rss_kb_reopened": rss_reopened,
+        "rss_kb_fresh_process": fresh_rss,
+        "rss_kb_fresh_process_peak": fresh_hwm,
         "reopen_s": t_reopen.as_secs_f64(),
         "lookup_p50_us": p(0.5).as_secs_f64() * 1e6,
         "lookup_p99_us": p(0.99).as_secs_f64() * 1e6,
