@@ -320,9 +320,11 @@ fn main() {
         sled_bytes >> 20
     );
     println!(
-        "RSS: {} MB after ingest, {} MB after reopen",
+        "RSS: {} MB after ingest, {} MB after reopen; fresh process holding the store: {} MB (peak {} MB)",
         rss_after_ingest >> 10,
-        rss_reopened >> 10
+        rss_reopened >> 10,
+        fresh_rss >> 10,
+        fresh_hwm >> 10
     );
     println!(
         "reopen {:.2} s; lookup p50 {:.1} us, p99 {:.1} us",
