@@ -724,7 +724,12 @@ fn hostile_inputs_are_refused_cleanly_and_change_nothing() {
             ("seq", json!(0)),
             ("seq", json!(-1)),
             ("seq", json!(1.5)),
-            ("signed_at", json!(Timestamp::now().to_millis_string())),
+            // One second after the signed value (now() could fall in the same millisecond
+            // and leave the envelope unchanged, and valid).
+            (
+                "signed_at",
+                json!(Timestamp::from_micros(Timestamp::parse(base["signed_at"].as_str().unwrap()).unwrap().as_micros() + 1_000_000).to_millis_string()),
+            ),
             ("signed_at", json!("not a time")),
             ("tlp", json!("amber")),
             ("tlp", json!("clear")),

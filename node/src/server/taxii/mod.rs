@@ -285,6 +285,29 @@ fn date_headers(resp: &mut Response, view: &View, handles: &[u32]) {
     }
 }
 
+/// A JSON page (manifest, versions): adds `next` when more follows, and the
+/// `date_added` headers of the page.
+fn paged_json(
+    node: &Node,
+    view: &View,
+    coll: &Collection,
+    f: &Filters,
+    p: &select::Page,
+    mut body: Value,
+) -> Response {
+    if let (true, Some(after)) = (p.more, p.resume_after) {
+        body["next"] = json!(token::encode(
+            &node.token_key,
+            &coll.token_scope(),
+            &f.canonical,
+            after
+        ));
+    }
+    let mut resp = taxii_json(StatusCode::OK, body.to_string().into_bytes());
+    date_headers(&mut resp, view, &p.handles);
+    resp
+}
+
 /// Writes a TAXII envelope of raw object bodies.
 fn envelope_response(
     node: &Node,
@@ -416,18 +439,8 @@ async fn get_versions(
         })
         .collect();
     versions.sort();
-    let mut body = json!({"more": p.more, "versions": versions.into_iter().map(|(_, s)| s).collect::<Vec<_>>()});
-    if let (true, Some(after)) = (p.more, p.resume_after) {
-        body["next"] = json!(token::encode(
-            &node.token_key,
-            &c.token_scope(),
-            &f.canonical,
-            after
-        ));
-    }
-    let mut resp = taxii_json(StatusCode::OK, body.to_string().into_bytes());
-    date_headers(&mut resp, &view, &p.handles);
-    Ok(resp)
+    let body = json!({"more": p.more, "versions": versions.into_iter().map(|(_, s)| s).collect::<Vec<_>>()});
+    Ok(paged_json(&node, &view, &c, &f, &p, body))
 }
 
 async fn get_manifest(
@@ -459,17 +472,7 @@ async fn get_manifest(
     if !records.is_empty() {
         body["objects"] = json!(records);
     }
-    if let (true, Some(after)) = (p.more, p.resume_after) {
-        body["next"] = json!(token::encode(
-            &node.token_key,
-            &c.token_scope(),
-            &f.canonical,
-            after
-        ));
-    }
-    let mut resp = taxii_json(StatusCode::OK, body.to_string().into_bytes());
-    date_headers(&mut resp, &view, &p.handles);
-    Ok(resp)
+    Ok(paged_json(&node, &view, &c, &f, &p, body))
 }
 
 async fn add_objects(
