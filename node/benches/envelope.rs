@@ -16,6 +16,10 @@ use synergia::stix::timestamp::Timestamp;
 use synergia::stix::tlp::TlpLevel;
 use synergia::workload::{self, GenOptions};
 
+/// The binary's allocator, so the figures are the ones the node gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ORIGIN: &str = "kaspersky";
 const KEY_ID: &str = "kaspersky-2026a";
 

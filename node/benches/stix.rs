@@ -11,6 +11,10 @@ use std::time::Duration;
 use synergia::stix::{observable, pattern, validate};
 use synergia::workload::{GenOptions, write_bundle};
 
+/// The binary's allocator, so the figures are the ones the node gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn opts(count: u64) -> GenOptions {
     GenOptions {
         count,

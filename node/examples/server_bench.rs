@@ -17,6 +17,10 @@ use synergia::keys::federation::{InitOptions, init_federation};
 use synergia::node::Node;
 use synergia::workload::{GenOptions, for_each_object};
 
+/// The binary's allocator, so the figures are the ones the node gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter()

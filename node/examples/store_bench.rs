@@ -26,6 +26,10 @@ use synergia::stix::tlp::TlpLevel;
 use synergia::store::{Store, StoreOptions};
 use synergia::workload::{GenOptions, for_each_object, observable_value};
 
+/// The binary's allocator, so the figures are the ones the node gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     count: u64,
     per_envelope: usize,

@@ -249,21 +249,28 @@ pub async fn run(
     opts: &DemoOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<String, DemoError> {
-    let started = Instant::now();
-    // The four vendors publish at the same time, each through its own node's API.
-    let mut publishes = Vec::new();
     let publishers = if opts.coordinator_publishes {
         &MEMBERS[..]
     } else {
         &MEMBERS[..4]
     };
+    // Generate and serialise every bundle first: the clock measures the federation,
+    // not the workload generator.
+    let mut prepared = Vec::new();
     for m in publishers {
         let b = bundle(&vendor_workload(m, opts));
-        let (_, url) = &demo.nodes[*m];
-        let client = demo.admin_client(m)?;
+        let body = serde_json::to_vec(&b).map_err(|e| DemoError::Publish {
+            member: m.to_string(),
+            message: e.to_string(),
+        })?;
+        prepared.push((m.to_string(), b, body, demo.admin_client(m)?));
+    }
+    let started = Instant::now();
+    // The vendors publish at the same time, each through its own node's API.
+    let mut publishes = Vec::new();
+    for (member, b, body, client) in prepared {
+        let (_, url) = &demo.nodes[member.as_str()];
         let url = format!("{url}/api/v1/bundles");
-        let member = m.to_string();
-        let body = b.clone();
         publishes.push((
             member.clone(),
             b,
@@ -275,7 +282,8 @@ pub async fn run(
                 };
                 let resp = client
                     .post(url)
-                    .json(&body)
+                    .header("content-type", "application/json")
+                    .body(body)
                     .send()
                     .await
                     .map_err(|e| fail(e.to_string()))?;
@@ -301,7 +309,7 @@ pub async fn run(
             report["envelopes"].as_array().map_or(0, Vec::len),
             took.as_secs_f64()
         ));
-        bundles.insert(m, b);
+        bundles.insert(m.clone(), b);
     }
     let expected = expected_counts(&bundles);
     progress("waiting for the federation to converge ...");

@@ -531,3 +531,92 @@ fn certificate_reloads_on_sighup_without_restart() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("TLS certificate and CA reloaded"), "{text}");
 }
+
+/// A peer's push may state each envelope's id: held ones are answered `duplicate`
+/// without being parsed, a parsed envelope must carry the id stated for it, and the
+/// `ids` array must match the envelopes one to one.
+#[test]
+fn pushed_envelope_ids_skip_held_envelopes_and_must_be_true() {
+    use synergia::envelope::{Envelope, EnvelopeMeta, Signer};
+    use synergia::stix::timestamp::Timestamp;
+    let s = setup(1 << 20);
+    let cfg = s.fed.config("beta");
+    let roster = synergia::roster::Roster::load(&cfg.roster).unwrap();
+    let beta = Signer {
+        origin: "beta".into(),
+        origin_identity: roster.member("beta").unwrap().identity.clone(),
+        key_id: cfg.signing.key_id.clone(),
+        key: synergia::keys::signing::load(&cfg.signing.key_file).unwrap(),
+    };
+    let sign = |seq: u64| {
+        let mut b = gen_bundle(2, "beta");
+        for o in b["objects"].as_array_mut().unwrap() {
+            o["object_marking_refs"] =
+                json!(["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"]);
+        }
+        Envelope::sign(
+            b,
+            &beta,
+            EnvelopeMeta {
+                seq,
+                signed_at: Timestamp::now(),
+                tlp: TlpLevel::Green,
+                recipients: vec![],
+            },
+        )
+        .unwrap()
+    };
+    let (first, second, third) = (sign(1), sign(2), sign(3));
+    let json_of = |e: &Envelope| Value::Object(e.as_json().clone());
+    let peer = https_client(&s.fed.ca_path(), Some(&s.fed.node_identity("beta")));
+    let url = format!("{}/federation/v1/envelopes", s.node.url);
+    let rt = rt();
+    rt.block_on(async {
+        let push = |body: Value| {
+            let (peer, url) = (peer.clone(), url.clone());
+            async move {
+                let r = peer.post(url).json(&body).send().await.unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap())
+            }
+        };
+        // Taken with its true id.
+        let (st, r) =
+            push(json!({"envelopes": [json_of(&first)], "ids": [first.id().as_str()]})).await;
+        assert_eq!(st, 200, "{r}");
+        assert_eq!(r["results"][0]["status"], "accepted", "{r}");
+        // Held: a duplicate even when its body is garbage, since it is not parsed.
+        let (st, r) =
+            push(json!({"envelopes": [{"not": "parsed"}], "ids": [first.id().as_str()]})).await;
+        assert_eq!(st, 200, "{r}");
+        assert_eq!(r["results"][0]["status"], "duplicate", "{r}");
+        assert_eq!(r["results"][0]["id"], first.id().as_str(), "{r}");
+        // A new envelope stated under another (unheld) envelope's id: refused, not stored.
+        let before = s.node.node.store.head();
+        let (st, r) =
+            push(json!({"envelopes": [json_of(&second)], "ids": [third.id().as_str()]})).await;
+        assert_eq!(st, 200, "{r}");
+        assert_eq!(r["results"][0]["status"], "rejected", "{r}");
+        assert_eq!(r["results"][0]["code"], "malformed", "{r}");
+        assert_eq!(s.node.node.store.head(), before);
+        // Malformed ids arrays: the whole push is refused.
+        for ids in [
+            json!("x"),
+            json!([]),
+            json!(["sha256:00"]),
+            json!([first.id().as_str(), first.id().as_str()]),
+        ] {
+            let (st, r) = push(json!({"envelopes": [json_of(&second)], "ids": ids})).await;
+            assert_eq!(st, 422, "{ids}: {r}");
+            assert_eq!(r["error"], "malformed", "{ids}: {r}");
+        }
+        assert_eq!(s.node.node.store.head(), before);
+        // Without ids (older peers), and with the true one: accepted.
+        let (_, r) = push(json!({"envelopes": [json_of(&second)]})).await;
+        assert_eq!(r["results"][0]["status"], "accepted", "{r}");
+        let (_, r) =
+            push(json!({"envelopes": [json_of(&third)], "ids": [third.id().as_str()]})).await;
+        assert_eq!(r["results"][0]["status"], "accepted", "{r}");
+        assert_eq!(s.node.node.store.head(), before + 2);
+    });
+}

@@ -434,8 +434,8 @@ impl Envelope {
 /// callers to reject weak keys themselves, which `check_authority` does for every key.
 /// When the batch equation fails, each signature is re-checked with `verify_strict`
 /// so the result names exactly the envelopes at fault.
-pub fn verify_batch(
-    envelopes: &[Envelope],
+pub fn verify_batch<E: std::borrow::Borrow<Envelope>>(
+    envelopes: &[E],
     roster: &Roster,
     opts: &VerifyOptions,
 ) -> Vec<Result<(), VerifyError>> {
@@ -445,6 +445,7 @@ pub fn verify_batch(
     let mut sigs = Vec::new();
     let mut keys = Vec::new();
     for (i, e) in envelopes.iter().enumerate() {
+        let e: &Envelope = e.borrow();
         match e.check_authority(roster, opts) {
             Ok(k) => {
                 idx.push(i);
@@ -465,7 +466,7 @@ pub fn verify_batch(
     for (n, &i) in idx.iter().enumerate() {
         let sig_ok = batch_ok || keys[n].verify_strict(msgs[n], &sigs[n]).is_ok();
         results[i] = if sig_ok {
-            envelopes[i].check_content(roster)
+            envelopes[i].borrow().check_content(roster)
         } else {
             Err(VerifyError::BadSignature)
         };

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub received_envelopes: AtomicU64,
     /// Objects in envelopes accepted from peers.
     pub received_objects: AtomicU64,
+    /// Envelopes peers offered that this node already held.
+    pub duplicate_envelopes: AtomicU64,
     /// Envelopes refused, by reason code.
     pub rejected: Mutex<BTreeMap<String, u64>>,
     /// HTTP requests by status class.
@@ -93,6 +95,11 @@ pub fn render(node: &super::Node) -> String {
         "synergia_received_objects_total",
         "Objects in envelopes accepted from peers.",
         get(&m.received_objects),
+    );
+    counter(
+        "synergia_duplicate_envelopes_total",
+        "Envelopes peers offered that this node already held.",
+        get(&m.duplicate_envelopes),
     );
     let _ = writeln!(
         out,

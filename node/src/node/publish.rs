@@ -16,7 +16,7 @@ use crate::stix::validate::{Finding, Report, validate_bundle, validate_object};
 use crate::store::prepare::split_id;
 use crate::store::{IngestOutcome, StoreError};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -206,11 +206,15 @@ impl Node {
                     .iter()
                     .map(|&i| std::mem::take(&mut objects[i]))
                     .collect();
-                let b = json!({
-                    "type": "bundle",
-                    "id": format!("bundle--{}", uuid::Uuid::new_v4()),
-                    "objects": objs,
-                });
+                // Built by hand: `json!` would serialise (copy) every object again.
+                let mut b = serde_json::Map::new();
+                b.insert("type".into(), Value::from("bundle"));
+                b.insert(
+                    "id".into(),
+                    Value::from(format!("bundle--{}", uuid::Uuid::new_v4())),
+                );
+                b.insert("objects".into(), Value::Array(objs));
+                let b = Value::Object(b);
                 let env = Envelope::sign(
                     b,
                     &self.signer,

@@ -3,9 +3,11 @@
 use super::api::{parse_json, read_body};
 use super::caller::Caller;
 use super::error::ApiError;
+use crate::envelope::EnvelopeId;
 use crate::node::Node;
 use crate::stix::tlp::TlpLevel;
 use crate::sync::policy::{self, Withheld};
+use crate::sync::{Offer, OfferBody};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -18,8 +20,10 @@ use std::sync::Arc;
 
 /// Largest feed page, envelopes.
 pub const MAX_FEED_PAGE: usize = 500;
-/// Largest feed page, bytes (a page stops early rather than grow past it).
-pub const MAX_FEED_BYTES: usize = 16 << 20;
+/// Largest feed page, bytes (a page stops early rather than grow past it). Small
+/// pages keep both sides' memory low (a parsed envelope takes several times its text)
+/// and let the puller store one page while the next is on its way.
+pub const MAX_FEED_BYTES: usize = 4 << 20;
 /// Most envelopes in one push.
 pub const MAX_PUSH: usize = 1000;
 
@@ -84,6 +88,8 @@ async fn feed(
         let mut next = after;
         let mut more = false;
         let mut withheld: BTreeMap<String, u64> = BTreeMap::new();
+        // The ids go after the envelopes so a puller can skip parsing those it holds.
+        let mut ids = Vec::with_capacity(80 * limit.min(64));
         for e in &envs[start..] {
             if count == limit || body.len() >= MAX_FEED_BYTES {
                 more = true;
@@ -104,10 +110,16 @@ async fn feed(
             let bytes = node.store.envelope_bytes(e).map_err(ApiError::internal)?;
             if count > 0 {
                 body.push(b',');
+                ids.push(b',');
             }
             body.extend_from_slice(&bytes);
+            ids.push(b'"');
+            ids.extend_from_slice(EnvelopeId::from_digest_bytes(&e.id).as_str().as_bytes());
+            ids.push(b'"');
             count += 1;
         }
+        body.extend_from_slice(b"],\"ids\":[");
+        body.extend_from_slice(&ids);
         body.extend_from_slice(
             format!("],\"next\":\"{next}\",\"more\":{more},\"head\":{head}}}").as_bytes(),
         );
@@ -133,9 +145,10 @@ async fn push(
     let peer = caller.require_peer()?.to_string();
     let bytes = read_body(body, node.config.limits.max_body_bytes).await?;
     let results = tokio::task::spawn_blocking(move || {
-        let doc = parse_json(&bytes)?;
-        let envelopes = match doc.get("envelopes") {
-            Some(Value::Array(a)) => a.clone(),
+        let mut doc = parse_json(&bytes)?;
+        drop(bytes);
+        let envelopes = match doc.get_mut("envelopes").map(Value::take) {
+            Some(Value::Array(a)) => a,
             _ => {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -151,7 +164,16 @@ async fn push(
                 format!("at most {MAX_PUSH} envelopes per push"),
             ));
         }
-        node.accept_from_peer(&peer, envelopes)
+        let claimed = stated_ids(doc.get("ids"), envelopes.len())?;
+        let offers = envelopes
+            .into_iter()
+            .zip(claimed)
+            .map(|(v, claimed)| Offer {
+                body: OfferBody::Json(v),
+                claimed,
+            })
+            .collect();
+        node.accept_from_peer(&peer, offers)
             .map_err(ApiError::internal)
     })
     .await
@@ -159,6 +181,30 @@ async fn push(
     Ok(json_ok(
         json!({"results": results}).to_string().into_bytes(),
     ))
+}
+
+/// The optional `ids` of a push: one `sha256:…` id per envelope, in order.
+fn stated_ids(ids: Option<&Value>, n: usize) -> Result<Vec<Option<EnvelopeId>>, ApiError> {
+    let bad = || {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "malformed",
+            "ids must be an array of one envelope id (sha256:…) per envelope",
+        )
+    };
+    match ids {
+        None => Ok(vec![None; n]),
+        Some(Value::Array(a)) if a.len() == n => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .and_then(EnvelopeId::parse)
+                    .map(Some)
+                    .ok_or_else(bad)
+            })
+            .collect(),
+        Some(_) => Err(bad()),
+    }
 }
 
 /// Our digests of the levels every peer shares (clear, green).

@@ -1,9 +1,12 @@
 //! HTTPS client for a peer's federation API: the federation CA as the only root, this
 //! node's certificate as identity, bounded responses.
 
+use super::{Offer, OfferBody};
 use crate::config::Config;
+use crate::envelope::EnvelopeId;
 use crate::server::tls::{TlsError, client_config};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::time::Duration;
 
 /// Largest response body accepted from a peer (a hostile peer cannot exhaust memory).
@@ -47,11 +50,26 @@ pub enum SyncError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// A feed page as sent: the envelopes are kept as text. Duplicate members are refused
+/// (serde's derived reader does), and each envelope is read strictly when parsed.
+#[derive(serde::Deserialize)]
+struct RawPage<'a> {
+    #[serde(borrow)]
+    envelopes: Vec<&'a RawValue>,
+    #[serde(default)]
+    ids: Option<Vec<&'a str>>,
+    next: &'a str,
+    #[serde(default)]
+    more: bool,
+    #[serde(default)]
+    head: Option<u64>,
+}
+
 /// One page of a peer's feed.
 #[derive(Debug)]
 pub struct FeedPage {
-    /// Envelopes (JSON values as received).
-    pub envelopes: Vec<Value>,
+    /// Envelopes as received, with the ids the peer states for them.
+    pub envelopes: Vec<Offer>,
     /// Cursor for the next page.
     pub next: u64,
     /// Whether more follows now.
@@ -113,7 +131,19 @@ impl PeerClient {
     }
 
     /// Reads a response body up to [`MAX_RESPONSE_BYTES`] and parses it strictly.
-    async fn body(&self, mut resp: reqwest::Response) -> Result<(Value, Option<i64>), SyncError> {
+    async fn body(&self, resp: reqwest::Response) -> Result<(Value, Option<i64>), SyncError> {
+        let (buf, cert_not_after) = self.body_bytes(resp).await?;
+        let v = crate::json::from_slice_strict(&buf)
+            .map_err(|e| self.malformed(format!("not JSON: {e}")))?;
+        Ok((v, cert_not_after))
+    }
+
+    /// Reads a successful response body up to [`MAX_RESPONSE_BYTES`], with the peer
+    /// certificate's expiry.
+    async fn body_bytes(
+        &self,
+        mut resp: reqwest::Response,
+    ) -> Result<(Vec<u8>, Option<i64>), SyncError> {
         let cert_not_after = resp
             .extensions()
             .get::<reqwest::tls::TlsInfo>()
@@ -140,12 +170,14 @@ impl PeerClient {
                 body: String::from_utf8_lossy(&buf[..buf.len().min(300)]).into_owned(),
             });
         }
-        let v = crate::json::from_slice_strict(&buf)
-            .map_err(|e| self.malformed(format!("not JSON: {e}")))?;
-        Ok((v, cert_not_after))
+        Ok((buf, cert_not_after))
     }
 
     /// `GET /federation/v1/feed?after=…&limit=…`.
+    ///
+    /// The page is read without parsing its envelopes: each is kept as text with the
+    /// id the peer states for it, and parsed only if this node does not hold it
+    /// (see [`Offer`]).
     pub async fn feed(&self, after: u64, limit: usize) -> Result<FeedPage, SyncError> {
         let resp = self
             .http
@@ -154,44 +186,71 @@ impl PeerClient {
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
-        let (v, cert_not_after) = self.body(resp).await?;
-        let envelopes = match v.get("envelopes") {
-            Some(Value::Array(a)) => a.clone(),
-            _ => return Err(self.malformed("feed without an envelopes array")),
-        };
-        let next = v
-            .get("next")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| self.malformed("feed without a numeric next cursor"))?;
+        let (bytes, cert_not_after) = self.body_bytes(resp).await?;
+        let page: RawPage = serde_json::from_slice(&bytes)
+            .map_err(|e| self.malformed(format!("not a feed page: {e}")))?;
+        let next = page
+            .next
+            .parse::<u64>()
+            .map_err(|_| self.malformed("feed without a numeric next cursor"))?;
         if next < after {
             return Err(self.malformed(format!("feed cursor went backwards ({after} to {next})")));
         }
-        let more = v.get("more").and_then(Value::as_bool).unwrap_or(false);
-        if more && next == after {
+        if page.more && next == after {
             // A page that promises more without moving would be asked for again at
             // once, forever.
             return Err(self.malformed("feed says more but does not advance"));
         }
+        let claimed: Vec<Option<EnvelopeId>> = match &page.ids {
+            None => vec![None; page.envelopes.len()],
+            Some(ids) if ids.len() == page.envelopes.len() => ids
+                .iter()
+                .map(|s| {
+                    EnvelopeId::parse(s).map(Some).ok_or_else(|| {
+                        self.malformed(format!("feed states a bad envelope id {s:?}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(self.malformed("feed ids do not match its envelopes")),
+        };
+        let envelopes = page
+            .envelopes
+            .into_iter()
+            .zip(claimed)
+            .map(|(raw, claimed)| Offer {
+                body: OfferBody::Text(raw.to_owned()),
+                claimed,
+            })
+            .collect();
         Ok(FeedPage {
             envelopes,
             next,
-            more,
-            head: v.get("head").and_then(Value::as_u64).unwrap_or(next),
+            more: page.more,
+            head: page.head.unwrap_or(next),
             cert_not_after,
         })
     }
 
-    /// `POST /federation/v1/envelopes` with already-canonical envelope bytes.
-    pub async fn push(&self, envelopes: &[Vec<u8>]) -> Result<Value, SyncError> {
+    /// `POST /federation/v1/envelopes` with already-canonical envelope bytes and
+    /// their ids (so the peer can skip parsing the ones it holds).
+    pub async fn push(&self, envelopes: &[(Vec<u8>, EnvelopeId)]) -> Result<Value, SyncError> {
         let mut body =
-            Vec::with_capacity(envelopes.iter().map(|e| e.len() + 1).sum::<usize>() + 16);
+            Vec::with_capacity(envelopes.iter().map(|(e, _)| e.len() + 76).sum::<usize>() + 32);
         body.extend_from_slice(b"{\"envelopes\":[");
-        for (i, e) in envelopes.iter().enumerate() {
+        for (i, (e, _)) in envelopes.iter().enumerate() {
             if i > 0 {
                 body.push(b',');
             }
             body.extend_from_slice(e);
+        }
+        body.extend_from_slice(b"],\"ids\":[");
+        for (i, (_, id)) in envelopes.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.push(b'"');
+            body.extend_from_slice(id.as_str().as_bytes());
+            body.push(b'"');
         }
         body.extend_from_slice(b"]}");
         let resp = self

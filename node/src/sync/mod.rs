@@ -18,7 +18,7 @@ pub mod status;
 
 pub use run::spawn;
 
-use crate::envelope::{Envelope, VerifyError, VerifyOptions, verify_batch};
+use crate::envelope::{Envelope, EnvelopeId, VerifyError, VerifyOptions, verify_batch};
 use crate::node::Node;
 use crate::node::metrics::Metrics;
 use crate::stix::timestamp::Timestamp;
@@ -125,20 +125,73 @@ impl SyncState {
     }
 }
 
+/// An envelope a peer offered (in its feed or a push), not yet parsed.
+///
+/// Parsing (strict JSON, then the RFC 8785 signed form for the id) is most of what
+/// taking an envelope costs, and in a full mesh most offered envelopes are ones this
+/// node already holds (every member forwards every other member's green envelopes).
+/// The peer states each envelope's id next to it; an envelope whose stated id we hold
+/// is answered `duplicate` without being parsed. A peer that states a wrong id gains
+/// nothing: the envelope it sent is simply not taken from it (as if it had withheld
+/// it), and an envelope that is parsed must carry the id stated for it.
+#[derive(Debug)]
+pub struct Offer {
+    /// The envelope as sent.
+    pub body: OfferBody,
+    /// The id the peer states for it, if any.
+    pub claimed: Option<EnvelopeId>,
+}
+
+/// The form an offered envelope arrived in.
+#[derive(Debug)]
+pub enum OfferBody {
+    /// Already parsed (strictly) as part of a larger document.
+    Json(serde_json::Value),
+    /// The envelope's JSON text, not parsed yet.
+    Text(Box<serde_json::value::RawValue>),
+}
+
+impl Offer {
+    fn parse(self) -> Result<Envelope, VerifyError> {
+        let env = match self.body {
+            OfferBody::Json(v) => Envelope::from_value(v)?,
+            OfferBody::Text(t) => Envelope::from_slice(t.get().as_bytes())?,
+        };
+        match self.claimed {
+            Some(c) if &c != env.id() => Err(VerifyError::Malformed(format!(
+                "the id stated for this envelope ({c}) is not its id ({})",
+                env.id()
+            ))),
+            _ => Ok(env),
+        }
+    }
+}
+
 impl Node {
     /// Takes envelopes a peer offered (by push or in its feed): parse, verify (batch),
     /// apply the receive policy, store durably, count. Returns one result per input.
     pub fn accept_from_peer(
         &self,
         peer: &str,
-        raw: Vec<serde_json::Value>,
+        offers: Vec<Offer>,
     ) -> Result<Vec<Offered>, StoreError> {
-        let mut results: Vec<Offered> = Vec::with_capacity(raw.len());
+        let mut results: Vec<Offered> = Vec::with_capacity(offers.len());
         let mut parsed: Vec<(usize, Envelope)> = Vec::new();
         {
             let view = self.store.read();
-            for v in raw {
-                match Envelope::from_value(v) {
+            for offer in offers {
+                if let Some(c) = &offer.claimed
+                    && view.has_envelope(&c.digest_bytes())
+                {
+                    results.push(Offered {
+                        id: c.to_string(),
+                        status: "duplicate",
+                        code: None,
+                        message: None,
+                    });
+                    continue;
+                }
+                match offer.parse() {
                     Ok(e) if view.has_envelope(&e.id().digest_bytes()) => results.push(Offered {
                         id: e.id().to_string(),
                         status: "duplicate",
@@ -158,7 +211,7 @@ impl Node {
                 }
             }
         }
-        let envs: Vec<Envelope> = parsed.iter().map(|(_, e)| e.clone()).collect();
+        let envs: Vec<&Envelope> = parsed.iter().map(|(_, e)| e).collect();
         let verdicts = verify_batch(&envs, &self.roster, &VerifyOptions::default());
         let mut to_store = Vec::new();
         let mut slots = Vec::new();
@@ -207,6 +260,8 @@ impl Node {
                 self.metrics.reject(c);
             }
         }
+        let duplicates = results.iter().filter(|r| r.status == "duplicate").count();
+        Metrics::add(&self.metrics.duplicate_envelopes, duplicates as u64);
         Metrics::add(&self.metrics.received_envelopes, accepted);
         Metrics::add(&self.metrics.received_objects, objects);
         self.sync.update(&self.store, peer, true, |s| {

@@ -3,14 +3,18 @@
 
 use super::client::{PeerClient, SyncError};
 use super::{now, policy};
+use crate::envelope::EnvelopeId;
 use crate::node::Node;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Envelopes per pulled page.
 const PULL_PAGE: usize = 200;
-/// Envelopes per push.
+/// Envelopes per push, at most.
 const PUSH_BATCH: usize = 100;
+/// Bytes per push, about: a push stops growing past this, so the peer parses and
+/// stores one small batch while the next is on its way (and memory stays low).
+const PUSH_BYTES: usize = 4 << 20;
 /// Quiet-time poll interval when caught up.
 const POLL: Duration = Duration::from_millis(1000);
 
@@ -136,8 +140,9 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             let mut batch = Vec::new();
             let mut ordinals = Vec::new();
             let mut last = pushed_through;
+            let mut bytes = 0usize;
             for e in &envs[start..] {
-                if batch.len() == PUSH_BATCH {
+                if batch.len() == PUSH_BATCH || bytes >= PUSH_BYTES {
                     break;
                 }
                 last = e.ordinal + 1;
@@ -152,7 +157,8 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 }
                 match node.store.envelope_bytes(e) {
                     Ok(b) => {
-                        batch.push(b);
+                        bytes += b.len();
+                        batch.push((b, EnvelopeId::from_digest_bytes(&e.id)));
                         ordinals.push(e.ordinal);
                     }
                     Err(err) => tracing::error!(error = %err, "cannot read an envelope to push"),
