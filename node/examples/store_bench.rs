@@ -80,6 +80,12 @@ fn reopen_only() -> bool {
     let t = Instant::now();
     let store = Store::open(&dir, &StoreOptions::default()).expect("reopen");
     let took = t.elapsed();
+    // As `synergia serve` does after opening its store.
+    // SAFETY: no preconditions (walks the allocator's own free lists).
+    unsafe { libmimalloc_sys::mi_collect(true) };
+    for (part, bytes) in store.read().heap_bytes() {
+        eprintln!("view {part:<20} {:>6} MB", bytes >> 20);
+    }
     println!(
         "REOPEN rss_kb={} hwm_kb={} versions={} secs={:.2}",
         rss_kb("VmRSS:"),

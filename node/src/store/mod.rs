@@ -224,6 +224,9 @@ impl Store {
         {
             next = next.max(u64::from_be_bytes(b) + 1);
         }
+        // Every record has been read once and is not read again while running.
+        let engine = engine.reopened()?;
+        view.shrink_to_fit();
         let (log, replay) = EvidenceLog::open(&dir.join("log"), next)?;
         if log.next_ordinal() < next {
             return Err(StoreError::IndexUnavailable {

@@ -14,6 +14,7 @@ pub struct SledEngine {
     db: sled::Db,
     trees: Vec<(Space, sled::Tree)>,
     path: PathBuf,
+    cache_bytes: u64,
 }
 
 fn engine_err(e: sled::Error) -> StoreError {
@@ -55,6 +56,7 @@ impl SledEngine {
             db,
             trees,
             path: path.to_path_buf(),
+            cache_bytes,
         })
     }
 
@@ -65,6 +67,13 @@ impl SledEngine {
 }
 
 impl IndexEngine for SledEngine {
+    fn reopened(self: Box<Self>) -> Result<Box<dyn IndexEngine>, StoreError> {
+        self.db.flush().map_err(engine_err)?;
+        let (path, cache) = (self.path.clone(), self.cache_bytes);
+        drop(self);
+        Ok(Box::new(SledEngine::open(&path, cache)?))
+    }
+
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .tree(space)

@@ -417,6 +417,52 @@ impl View {
         self.envelopes.len()
     }
 
+    /// Gives back spare capacity (after the start-up load, where growth by doubling
+    /// leaves up to half of each table unused).
+    pub fn shrink_to_fit(&mut self) {
+        self.versions.shrink_to_fit();
+        self.by_id.shrink_to_fit();
+        self.observables.shrink_to_fit();
+        for v in self.by_type.iter_mut().chain(self.by_origin.iter_mut()) {
+            v.shrink_to_fit();
+        }
+        self.envelopes.shrink_to_fit();
+    }
+
+    /// Approximate heap bytes of each part of the view (capacities, not lengths: what
+    /// the allocator holds). For memory reports and the store benchmark.
+    pub fn heap_bytes(&self) -> Vec<(&'static str, usize)> {
+        use std::mem::size_of;
+        // A std HashMap bucket is the entry plus one control byte.
+        fn map<K, V>(m: &HashMap<K, V>) -> usize {
+            m.capacity() * (size_of::<(K, V)>() + 1)
+        }
+        let nested = |v: &Vec<Vec<u32>>| {
+            v.capacity() * size_of::<Vec<u32>>() + v.iter().map(|x| x.capacity() * 4).sum::<usize>()
+        };
+        vec![
+            ("versions", self.versions.capacity() * size_of::<Version>()),
+            ("by_id", map(&self.by_id)),
+            ("observables", map(&self.observables)),
+            ("observable_overflow", nested(&self.observable_overflow)),
+            ("by_type", nested(&self.by_type)),
+            ("by_origin", nested(&self.by_origin)),
+            (
+                "extra_deliveries",
+                map(&self.extra_deliveries)
+                    + self
+                        .extra_deliveries
+                        .values()
+                        .map(|v| v.capacity() * 4)
+                        .sum::<usize>(),
+            ),
+            (
+                "envelopes",
+                self.envelopes.capacity() * size_of::<EnvMeta>() + map(&self.env_by_id),
+            ),
+        ]
+    }
+
     /// Number of object versions held.
     pub fn version_count(&self) -> usize {
         self.versions.len()
