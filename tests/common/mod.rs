@@ -153,8 +153,19 @@ pub struct RunningNode {
 impl RunningNode {
     /// Opens the node from `cfg` and serves it on 127.0.0.1:0.
     pub fn start(cfg: Config) -> RunningNode {
+        RunningNode::start_on(cfg, "127.0.0.1:0")
+    }
+
+    /// Opens the node from `cfg` and serves it on its configured `listen.address`, the
+    /// one its peers have in the roster, so sync between in-process nodes works.
+    pub fn start_at_roster_address(cfg: Config) -> RunningNode {
+        let address = cfg.listen.address.clone();
+        RunningNode::start_on(cfg, &address)
+    }
+
+    fn start_on(cfg: Config, address: &str) -> RunningNode {
         let node = Arc::new(Node::open(cfg).unwrap());
-        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let listener = StdListener::bind(address).unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

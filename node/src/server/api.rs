@@ -143,7 +143,7 @@ pub(crate) fn publish_error(e: PublishError) -> ApiError {
         PublishError::Recipients(m) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad-recipients", m)
         }
-        PublishError::Store(e) => ApiError::internal(e),
+        PublishError::Store(e) => ApiError::store(e),
         PublishError::Sign(m) => ApiError::internal(m),
     }
 }

@@ -152,7 +152,7 @@ async fn push(
             ));
         }
         node.accept_from_peer(&peer, envelopes)
-            .map_err(ApiError::internal)
+            .map_err(ApiError::store)
     })
     .await
     .map_err(ApiError::internal)??;

@@ -74,6 +74,29 @@ pub enum StoreError {
     Rejected(String),
 }
 
+impl StoreError {
+    /// Whether the failure is the disk being full (or a quota or file-size limit
+    /// reached): nothing was acknowledged, and the same request succeeds once the
+    /// operator frees space.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => io_is_storage_full(source),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an I/O error means no space: `ENOSPC`, `EDQUOT`, or `EFBIG` (a write past
+/// the process's file-size limit, which `synergia serve` turns into an error instead
+/// of the default `SIGXFSZ` kill).
+pub fn io_is_storage_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+    )
+}
+
 /// Which index engine to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EngineKind {

@@ -47,6 +47,20 @@ pub enum SyncError {
     Store(#[from] crate::store::StoreError),
 }
 
+impl SyncError {
+    /// A stable name of the kind of failure, for the per-peer failure counts operators
+    /// see (`GET /api/v1/peers`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SyncError::Tls(_) => "tls",
+            SyncError::Unreachable { .. } => "unreachable",
+            SyncError::Status { .. } => "http-status",
+            SyncError::Malformed { .. } => "malformed",
+            SyncError::Store(_) => "store",
+        }
+    }
+}
+
 /// One page of a peer's feed.
 #[derive(Debug)]
 pub struct FeedPage {
@@ -73,11 +87,12 @@ pub struct PeerClient {
 impl PeerClient {
     /// A client for `name` at `url`.
     pub fn new(cfg: &Config, name: &str, url: &str) -> Result<PeerClient, SyncError> {
+        let timeout = Duration::from_secs(cfg.limits.peer_timeout_secs);
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(client_config(cfg)?)
             .tls_info(true)
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| SyncError::Unreachable {
