@@ -36,8 +36,14 @@ fn survive_file_size_limit() {
     match signal(SignalKind::from_raw(libc::SIGXFSZ)) {
         Ok(mut s) => {
             tokio::spawn(async move {
+                // Logged once a minute at most: when the log itself is a file past the
+                // limit, each warning would raise the signal again.
+                let mut last: Option<tokio::time::Instant> = None;
                 while s.recv().await.is_some() {
-                    tracing::warn!("a write went past the file-size limit; it fails instead");
+                    if last.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(60)) {
+                        last = Some(tokio::time::Instant::now());
+                        tracing::warn!("a write went past the file-size limit; it fails instead");
+                    }
                 }
             });
         }
