@@ -563,8 +563,10 @@ fn hostile_peers_are_contained_and_sync_with_an_honest_peer_goes_on() {
                 8,
                 "http-status 500",
             ),
+            // Cut at the size limit (malformed); on a very slow machine the timeout
+            // may come first for some answers, but not for all of them.
             Behaviour::Endless => (
-                error.contains("larger than") && failed >= 1,
+                s["failures"]["malformed"].as_u64() >= Some(1) && failed >= 1,
                 8,
                 "malformed: answer larger than the limit",
             ),
