@@ -93,6 +93,10 @@ pub struct Limits {
     pub taxii_max_page: usize,
     /// TAXII page size when the client gives no `limit`.
     pub taxii_default_page: usize,
+    /// Time allowed for a whole request to a peer (a feed page, a push, a digest),
+    /// seconds: a peer that sends its answer slowly, or never finishes it, is cut off
+    /// after it and backed off like any other failing peer.
+    pub peer_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -105,6 +109,7 @@ impl Default for Limits {
             max_connections: 1024,
             taxii_max_page: 10_000,
             taxii_default_page: 1000,
+            peer_timeout_secs: 60,
         }
     }
 }
@@ -278,6 +283,7 @@ impl Config {
             ("limits.header_timeout_secs", l.header_timeout_secs),
             ("limits.request_timeout_secs", l.request_timeout_secs),
             ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
+            ("limits.peer_timeout_secs", l.peer_timeout_secs),
         ] {
             if v == 0 {
                 return Err((key.into(), "must be greater than 0".into()));

@@ -153,8 +153,19 @@ pub struct RunningNode {
 impl RunningNode {
     /// Opens the node from `cfg` and serves it on 127.0.0.1:0.
     pub fn start(cfg: Config) -> RunningNode {
+        RunningNode::start_on(cfg, "127.0.0.1:0")
+    }
+
+    /// Opens the node from `cfg` and serves it on its configured `listen.address`, the
+    /// one its peers have in the roster, so sync between in-process nodes works.
+    pub fn start_at_roster_address(cfg: Config) -> RunningNode {
+        let address = cfg.listen.address.clone();
+        RunningNode::start_on(cfg, &address)
+    }
+
+    fn start_on(cfg: Config, address: &str) -> RunningNode {
         let node = Arc::new(Node::open(cfg).unwrap());
-        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let listener = StdListener::bind(address).unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -405,6 +416,50 @@ impl NodeProcess {
             .stderr(log)
             .spawn()
             .unwrap();
+        NodeProcess::wait_ready(child, m, url, ca)
+    }
+
+    /// Starts `synergia serve --config CONFIG` logging at `level`, with its stdout and
+    /// stderr collected through pipes into the returned buffer (pipes are not files:
+    /// no file-size limit or full disk applies to them).
+    pub fn spawn_captured(
+        bin: &Path,
+        m: &str,
+        config: &Path,
+        url: &str,
+        ca: &Path,
+        level: &str,
+    ) -> (NodeProcess, Arc<std::sync::Mutex<Vec<u8>>>) {
+        let mut child = std::process::Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("SYNERGIA_LOG", level)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let readers: Vec<Box<dyn std::io::Read + Send>> = vec![
+            Box::new(child.stdout.take().unwrap()),
+            Box::new(child.stderr.take().unwrap()),
+        ];
+        for mut r in readers {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    out.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        (NodeProcess::wait_ready(child, m, url, ca), out)
+    }
+
+    fn wait_ready(child: std::process::Child, m: &str, url: &str, ca: &Path) -> NodeProcess {
         let p = NodeProcess {
             member: m.to_string(),
             child: Some(child),

@@ -27,6 +27,30 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// A write past the process's file-size limit (`RLIMIT_FSIZE`) kills the process by
+/// default (`SIGXFSZ`). A server must instead see that write fail (`EFBIG`) and refuse
+/// the request like a full disk, acknowledging nothing, so the signal is caught and
+/// only logged.
+fn survive_file_size_limit() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+        Ok(mut s) => {
+            tokio::spawn(async move {
+                // Logged once a minute at most: when the log itself is a file past the
+                // limit, each warning would raise the signal again.
+                let mut last: Option<tokio::time::Instant> = None;
+                while s.recv().await.is_some() {
+                    if last.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(60)) {
+                        last = Some(tokio::time::Instant::now());
+                        tracing::warn!("a write went past the file-size limit; it fails instead");
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot catch SIGXFSZ"),
+    }
+}
+
 pub fn run(a: Args) -> anyhow::Result<u8> {
     let cfg = Config::load(&a.config)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -34,6 +58,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
+        survive_file_size_limit();
         let address = cfg.listen.address.clone();
         let node = Arc::new(
             Node::open(cfg)

@@ -143,7 +143,7 @@ pub(crate) fn publish_error(e: PublishError) -> ApiError {
         PublishError::Recipients(m) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad-recipients", m)
         }
-        PublishError::Store(e) => ApiError::internal(e),
+        PublishError::Store(e) => ApiError::store(e),
         PublishError::Sign(m) => ApiError::internal(m),
     }
 }
@@ -239,6 +239,7 @@ async fn stats(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response
         "origins": v.origin_seqs().into_iter().map(|(o, s)| json!({"origin": o, "max_seq": s})).collect::<Vec<_>>(),
         "digests": digests,
         "disk": {"log_bytes": log_bytes, "index_bytes": index_bytes},
+        "index_needs_restart": node.store.index_failed(),
         "started_at": node.started_at.to_millis_string(),
     });
     Ok(json_response(StatusCode::OK, &body))

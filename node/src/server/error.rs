@@ -61,6 +61,21 @@ impl ApiError {
         )
     }
 
+    /// A store failure: 507 `insufficient-storage` when the disk is full (nothing was
+    /// acknowledged; the request can be repeated once space is freed), otherwise 500.
+    pub fn store(err: crate::store::StoreError) -> ApiError {
+        if err.is_storage_full() {
+            tracing::error!(error = %err, "the disk is full: refusing to store");
+            ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient-storage",
+                "the node's disk is full; nothing was stored; retry once space is freed",
+            )
+        } else {
+            ApiError::internal(err)
+        }
+    }
+
     /// Adds machine-readable detail.
     pub fn with_details(mut self, details: Value) -> ApiError {
         self.details = Some(details);

@@ -174,7 +174,7 @@ async fn push(
             })
             .collect();
         node.accept_from_peer(&peer, offers)
-            .map_err(ApiError::internal)
+            .map_err(ApiError::store)
     })
     .await
     .map_err(ApiError::internal)??;

@@ -74,6 +74,29 @@ pub enum StoreError {
     Rejected(String),
 }
 
+impl StoreError {
+    /// Whether the failure is the disk being full (or a quota or file-size limit
+    /// reached): nothing was acknowledged, and the same request succeeds once the
+    /// operator frees space.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StoreError::Io { source, .. } => io_is_storage_full(source),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an I/O error means no space: `ENOSPC`, `EDQUOT`, or `EFBIG` (a write past
+/// the process's file-size limit, which `synergia serve` turns into an error instead
+/// of the default `SIGXFSZ` kill).
+pub fn io_is_storage_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge
+    )
+}
+
 /// Which index engine to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EngineKind {
@@ -124,6 +147,10 @@ pub struct Store {
     view: RwLock<View>,
     /// Serialises appends: ordinals and `date_added` are assigned under it.
     ingest: Mutex<()>,
+    /// Set when writing envelope records to the index engine failed (a full disk):
+    /// from then on only the log and the view take envelopes, and the next start
+    /// indexes them from the log.
+    index_failed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Store {
@@ -262,6 +289,7 @@ impl Store {
             engine,
             view: RwLock::new(view),
             ingest: Mutex::new(()),
+            index_failed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -326,8 +354,26 @@ impl Store {
             }
         }
         // The log is already durable; the index catches up from it after a crash.
-        self.engine.apply(ops)?;
+        if self.index_failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(outcomes);
+        }
+        if let Err(e) = self.engine.apply(ops) {
+            // The envelopes are durable in the log and in the view, so they are
+            // acknowledged. But the engine may stay unusable until reopened (sled stops
+            // after one failed write, even once space returns), and a record indexed
+            // after a missing one would hide the missing one from the replay at the next
+            // start: index nothing more until then.
+            self.index_failed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::error!(error = %e, "the index store failed; envelopes are kept in the evidence log and indexed from it at the next start: restart the node once the disk has space");
+        }
         Ok(outcomes)
+    }
+
+    /// Whether writing to the index engine failed since the store was opened (the node
+    /// needs a restart to index what it took since from the log).
+    pub fn index_failed(&self) -> bool {
+        self.index_failed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The next log ordinal: how far this node's log goes.

@@ -18,7 +18,14 @@ pub struct SledEngine {
 }
 
 fn engine_err(e: sled::Error) -> StoreError {
-    StoreError::Engine(e.to_string())
+    match e {
+        // Keep the I/O error itself so a full disk is recognised as such.
+        sled::Error::Io(source) => StoreError::Io {
+            path: "index".into(),
+            source,
+        },
+        e => StoreError::Engine(e.to_string()),
+    }
 }
 
 impl SledEngine {

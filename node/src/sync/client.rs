@@ -50,6 +50,20 @@ pub enum SyncError {
     Store(#[from] crate::store::StoreError),
 }
 
+impl SyncError {
+    /// A stable name of the kind of failure, for the per-peer failure counts operators
+    /// see (`GET /api/v1/peers`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SyncError::Tls(_) => "tls",
+            SyncError::Unreachable { .. } => "unreachable",
+            SyncError::Status { .. } => "http-status",
+            SyncError::Malformed { .. } => "malformed",
+            SyncError::Store(_) => "store",
+        }
+    }
+}
+
 /// A feed page as sent: the envelopes are kept as text. Duplicate members are refused
 /// (serde's derived reader does), and each envelope is read strictly when parsed.
 #[derive(serde::Deserialize)]
@@ -91,11 +105,12 @@ pub struct PeerClient {
 impl PeerClient {
     /// A client for `name` at `url`.
     pub fn new(cfg: &Config, name: &str, url: &str) -> Result<PeerClient, SyncError> {
+        let timeout = Duration::from_secs(cfg.limits.peer_timeout_secs);
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(client_config(cfg)?)
             .tls_info(true)
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| SyncError::Unreachable {
@@ -187,8 +202,13 @@ impl PeerClient {
             .await
             .map_err(|e| self.unreachable(e))?;
         let (bytes, cert_not_after) = self.body_bytes(resp).await?;
-        let page: RawPage = serde_json::from_slice(&bytes)
-            .map_err(|e| self.malformed(format!("not a feed page: {e}")))?;
+        let page: RawPage = serde_json::from_slice(&bytes).map_err(|e| {
+            if e.is_data() {
+                self.malformed(format!("not a feed page: {e}"))
+            } else {
+                self.malformed(format!("not JSON: {e}"))
+            }
+        })?;
         let next = page
             .next
             .parse::<u64>()

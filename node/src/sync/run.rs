@@ -55,6 +55,7 @@ fn record_error(node: &Node, peer: &str, e: &SyncError) {
     node.sync.update(&node.store, peer, true, |s| {
         s.reachable = !matches!(e, SyncError::Unreachable { .. });
         s.last_error = Some((now(), e.to_string()));
+        *s.failures.entry(e.kind().to_string()).or_default() += 1;
     });
 }
 

@@ -20,6 +20,9 @@ pub struct PeerState {
     pub rejected: BTreeMap<String, u64>,
     /// Envelopes withheld from them by policy, by TLP level.
     pub withheld: BTreeMap<String, u64>,
+    /// Failed requests to them (feed, push), by kind (`unreachable`, `http-status`,
+    /// `malformed`, `store`): a hostile or broken peer shows here.
+    pub failures: BTreeMap<String, u64>,
     /// Last time we tried to reach them (µs).
     pub last_attempt: Option<i64>,
     /// Last time a pull or push succeeded (µs).

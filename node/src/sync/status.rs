@@ -31,6 +31,10 @@ pub struct PeerStatus {
     pub envelopes_sent: u64,
     /// Their envelopes we refused, by reason.
     pub rejected: BTreeMap<String, u64>,
+    /// Failed requests to them, by kind (`unreachable`, `http-status`, `malformed`,
+    /// `store`).
+    #[serde(default)]
+    pub failures: BTreeMap<String, u64>,
     /// Envelopes we withheld from them by policy, by TLP level.
     pub withheld: BTreeMap<String, u64>,
     /// Last error, with its time.
@@ -94,6 +98,7 @@ pub fn peer_statuses(node: &Node) -> Vec<PeerStatus> {
                 objects_received: s.objects_received,
                 envelopes_sent: s.envelopes_sent,
                 rejected: s.rejected.clone(),
+                failures: s.failures.clone(),
                 withheld: s.withheld.clone(),
                 last_error: s.last_error.as_ref().map(|(_, m)| m.clone()),
                 last_error_at: s

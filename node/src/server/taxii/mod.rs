@@ -559,7 +559,7 @@ async fn add_objects(
         let id = status["id"].as_str().unwrap_or_default().to_string();
         n.store
             .put_value(Space::Status, &id, status.to_string().into_bytes(), false)
-            .map_err(ApiError::internal)?;
+            .map_err(|e| ApiError::store(e).taxii())?;
         Ok(status)
     })
     .await

@@ -1,0 +1,825 @@
+//! Faults against real `synergia serve` processes:
+//!
+//! - a peer SIGKILLed again and again while a node pulls a large feed from it: after it
+//!   restarts, the node catches up with nothing lost and nothing twice;
+//! - the disk filling up during ingest (the process's file-size limit lowered at run
+//!   time, so every write past it fails with `EFBIG` like `ENOSPC`): publishes and
+//!   pushes get 507 `insufficient-storage`, nothing acknowledged is lost, nothing
+//!   half-written shows, and once space returns the node publishes again and restarts
+//!   with exactly the acknowledged set;
+//! - no private key or bearer token in any log line (debug level) or answer of a full
+//!   run of three nodes.
+//!
+//! Each test prints a `FAULT kind=… injected=… survived=… acked_lost=…` or `LEAKS …`
+//! line; `docs/reliability.md` is made from them.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use base64::Engine as _;
+use common::*;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use synergia::envelope::{Envelope, EnvelopeId, EnvelopeMeta, Signer};
+use synergia::stix::timestamp::Timestamp;
+use synergia::stix::tlp::TlpLevel;
+
+const GREEN: &str = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_synergia"))
+}
+
+fn url_of(fed: &Federation, m: &str) -> String {
+    format!("https://{}", fed.config(m).listen.address)
+}
+
+fn signer(fed: &Federation, member: &str) -> Signer {
+    let cfg = fed.config(member);
+    let roster = synergia::roster::Roster::load(&cfg.roster).unwrap();
+    Signer {
+        origin: member.into(),
+        origin_identity: roster.member(member).unwrap().identity.clone(),
+        key_id: cfg.signing.key_id.clone(),
+        key: synergia::keys::signing::load(&cfg.signing.key_file).unwrap(),
+    }
+}
+
+/// A green bundle of `n` IPv4 addresses, distinct per `tag` and `i`.
+fn bundle(tag: &str, i: u64, n: u64) -> Value {
+    let ns = uuid::Uuid::from_u128(0xfa17_0000_0000_4000_8000_0000_0000_0002);
+    let objects: Vec<Value> = (0..n)
+        .map(|j| {
+            let value = format!("10.{}.{}.{}", i % 250, (i / 250) % 250, j % 250);
+            json!({
+                "type": "ipv4-addr",
+                "spec_version": "2.1",
+                "id": format!("ipv4-addr--{}", uuid::Uuid::new_v5(&ns, format!("{tag}-{value}").as_bytes())),
+                "value": value,
+                "object_marking_refs": [GREEN],
+            })
+        })
+        .collect();
+    json!({
+        "type": "bundle",
+        "id": format!("bundle--{}", uuid::Uuid::new_v5(&ns, format!("{tag}-b{i}").as_bytes())),
+        "objects": objects,
+    })
+}
+
+fn signed(s: &Signer, b: Value, seq: u64) -> Value {
+    let e = Envelope::sign(
+        b,
+        s,
+        EnvelopeMeta {
+            seq,
+            signed_at: Timestamp::now(),
+            tlp: TlpLevel::Green,
+            recipients: vec![],
+        },
+    )
+    .unwrap();
+    Value::Object(e.as_json().clone())
+}
+
+async fn stats(client: &reqwest::Client, url: &str) -> Option<Value> {
+    client
+        .get(format!("{url}/api/v1/stats"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// A peer killed mid-feed, several times: the puller loses nothing and takes nothing
+/// twice.
+#[test]
+fn a_peer_killed_while_serving_its_feed_is_caught_up_with_after_restart() {
+    const ENVELOPES: u64 = 3000;
+    const KILLS: usize = 3;
+    let started = Instant::now();
+    // gamma never runs: its envelopes reach beta by push and alpha through beta's feed.
+    let fed = Federation::new(&["alpha", "beta", "gamma"], &[]);
+    let (alpha_url, beta_url) = (url_of(&fed, "alpha"), url_of(&fed, "beta"));
+    let beta_log = fed.dir.path().join("beta.log");
+    let start_beta = || {
+        NodeProcess::spawn(
+            bin(),
+            "beta",
+            &fed.config_path("beta"),
+            &beta_url,
+            &fed.ca_path(),
+            &beta_log,
+        )
+    };
+    let mut beta = start_beta();
+    let rt = rt();
+    let gamma_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("gamma")));
+    let gamma = signer(&fed, "gamma");
+    let envelopes: Vec<Value> = (1..=ENVELOPES)
+        .map(|i| signed(&gamma, bundle("gamma", i, 8), i))
+        .collect();
+    rt.block_on(async {
+        for chunk in envelopes.chunks(1000) {
+            let r: Value = gamma_peer
+                .post(format!("{beta_url}/federation/v1/envelopes"))
+                .json(&json!({"envelopes": chunk}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let ok = r["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| x["status"] == "accepted")
+                .count();
+            assert_eq!(ok, chunk.len(), "{}", r["results"][0]);
+        }
+    });
+    let beta_admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("beta")));
+    let beta_stats = rt.block_on(stats(&beta_admin, &beta_url)).unwrap();
+
+    let alpha = NodeProcess::spawn(
+        bin(),
+        "alpha",
+        &fed.config_path("alpha"),
+        &alpha_url,
+        &fed.ca_path(),
+        &fed.dir.path().join("alpha.log"),
+    );
+    let alpha_admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    let held = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(stats(&alpha_admin, &alpha_url))
+            .and_then(|s| s["envelopes"].as_u64())
+            .unwrap_or(0)
+    };
+    let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ u64::from(std::process::id());
+    let mut kills_mid_feed = 0;
+    for k in 0..KILLS {
+        // Wait until alpha is part-way through what beta has, then kill beta at a
+        // random moment of the next pages.
+        let before = held(&rt);
+        let t = Instant::now();
+        while held(&rt) <= before && before < ENVELOPES && t.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(rng % 150));
+        beta.kill();
+        let at_kill = held(&rt);
+        if at_kill > 0 && at_kill < ENVELOPES {
+            kills_mid_feed += 1;
+        }
+        eprintln!("kill {k}: alpha held {at_kill} of {ENVELOPES} when beta was killed");
+        std::thread::sleep(Duration::from_millis(300));
+        beta = start_beta();
+    }
+    // After the last restart alpha catches up.
+    let t = Instant::now();
+    while held(&rt) < ENVELOPES {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "alpha holds {} of {ENVELOPES} a minute after beta's last restart",
+            held(&rt)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The counters move just after the store: wait until the pull has recorded its
+    // last page (cursor at beta's head).
+    let beta_status = || -> Value {
+        let peers: Value = rt.block_on(async {
+            alpha_admin
+                .get(format!("{alpha_url}/api/v1/peers"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        peers["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["peer"] == "beta")
+            .unwrap()
+            .clone()
+    };
+    let t = Instant::now();
+    let mut from_beta = beta_status();
+    while from_beta["lag_envelopes"] != 0 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+        from_beta = beta_status();
+    }
+    let alpha_stats = rt.block_on(stats(&alpha_admin, &alpha_url)).unwrap();
+    drop(alpha);
+    drop(beta);
+    // Nothing lost, nothing twice: the same envelopes and the same view as beta, and
+    // each envelope accepted from beta exactly once.
+    assert_eq!(alpha_stats["envelopes"], ENVELOPES);
+    assert_eq!(alpha_stats["digests"], beta_stats["digests"]);
+    assert_eq!(alpha_stats["origins"], beta_stats["origins"]);
+    assert_eq!(from_beta["envelopes_received"], ENVELOPES, "{from_beta}");
+    let alpha_cfg = fed.config("alpha");
+    let store = synergia::store::Store::open(
+        &alpha_cfg.data_dir,
+        &synergia::store::StoreOptions::default(),
+    )
+    .unwrap();
+    let missing = envelopes
+        .iter()
+        .filter(|e| !store.contains(Envelope::from_value((*e).clone()).unwrap().id()))
+        .count();
+    assert_eq!(missing, 0);
+    assert!(
+        kills_mid_feed >= 1,
+        "beta was never killed while alpha was part-way through its feed"
+    );
+    eprintln!(
+        "FAULT kind=peer-killed-mid-feed injected={KILLS} survived={KILLS} mid_feed={kills_mid_feed} envelopes={ENVELOPES} acked_lost={missing} duplicates={} in {:?}",
+        from_beta["envelopes_received"].as_u64().unwrap_or(0) - ENVELOPES,
+        started.elapsed()
+    );
+}
+
+/// Sets the file-size limit of a process (`RLIMIT_FSIZE`): writes past it fail.
+fn set_file_size_limit(pid: u32, bytes: Option<u64>) {
+    let lim = libc::rlimit {
+        rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit reads `lim` and writes nothing (old limit pointer is null).
+    let r = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &lim,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+fn dir_files(dir: &Path, out: &mut Vec<(std::path::PathBuf, u64)>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            dir_files(&p, out);
+        } else if let Ok(m) = p.metadata() {
+            out.push((p, m.len()));
+        }
+    }
+}
+
+/// The disk fills during ingest: clear errors, nothing acknowledged lost, recovery.
+#[test]
+fn a_full_disk_refuses_ingest_cleanly_and_the_node_recovers() {
+    let started = Instant::now();
+    let fed = Federation::new(&["alpha", "beta"], &[]);
+    let cfg = fed.config("alpha");
+    let url = url_of(&fed, "alpha");
+    let (mut node, logs) = NodeProcess::spawn_captured(
+        bin(),
+        "alpha",
+        &fed.config_path("alpha"),
+        &url,
+        &fed.ca_path(),
+        "info",
+    );
+    let pid = node.pid().unwrap();
+    let rt = rt();
+    let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    let beta_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("beta")));
+    let beta = signer(&fed, "beta");
+    let mut acked: Vec<EnvelopeId> = Vec::new();
+    let publish = |i: u64| -> (u16, Value) {
+        rt.block_on(async {
+            let r = admin
+                .post(format!("{url}/api/v1/bundles"))
+                .json(&bundle("alpha", i, 20))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        })
+    };
+    let ids = |v: &Value| -> Vec<EnvelopeId> {
+        v["envelopes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| EnvelopeId::parse(e["id"].as_str().unwrap()).unwrap())
+            .collect()
+    };
+    for i in 0..20 {
+        let (status, v) = publish(i);
+        assert_eq!(status, 200, "{v}");
+        acked.extend(ids(&v));
+    }
+    let held_before = rt.block_on(stats(&admin, &url)).unwrap();
+
+    // The disk is full: no file of the node may grow past its current size.
+    let mut files = Vec::new();
+    dir_files(&cfg.data_dir.join("log"), &mut files);
+    let log_bytes: u64 = files.iter().map(|(_, n)| n).sum();
+    let largest_log = files.iter().map(|(_, n)| *n).max().unwrap();
+    set_file_size_limit(pid, Some(largest_log));
+    let mut refused = 0;
+    let mut injected = 0;
+    for i in 100..110 {
+        injected += 1;
+        let (status, v) = publish(i);
+        assert_eq!(status, 507, "publish on a full disk: {status} {v}");
+        assert_eq!(v["error"], "insufficient-storage", "{v}");
+        refused += 1;
+    }
+    // A peer's push is refused the same way.
+    let pushed: Vec<Value> = (1..=5)
+        .map(|i| signed(&beta, bundle("beta", i, 5), i))
+        .collect();
+    let (status, v) = rt.block_on(async {
+        let r = beta_peer
+            .post(format!("{url}/federation/v1/envelopes"))
+            .json(&json!({"envelopes": pushed}))
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    });
+    injected += 1;
+    assert_eq!(status, 507, "push on a full disk: {v}");
+    assert_eq!(v["error"], "insufficient-storage");
+    refused += 1;
+    // The node still answers, and nothing half-written shows: the same envelopes, the
+    // same digests, and the log not one byte longer.
+    let during = rt
+        .block_on(stats(&admin, &url))
+        .expect("the node stopped answering");
+    assert_eq!(during["envelopes"], held_before["envelopes"]);
+    assert_eq!(during["digests"], held_before["digests"]);
+    let mut files = Vec::new();
+    dir_files(&cfg.data_dir.join("log"), &mut files);
+    assert_eq!(files.iter().map(|(_, n)| n).sum::<u64>(), log_bytes);
+
+    // Long enough for the index engine's background flush (every second) to meet the
+    // full disk too, then once more.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, v) = publish(150);
+    injected += 1;
+    assert_eq!(status, 507, "publish on a full disk: {status} {v}");
+    refused += 1;
+    // Space returns: publishing and pushes work again without a restart.
+    set_file_size_limit(pid, None);
+    let mut recovered_after = None;
+    let t = Instant::now();
+    for i in 200..210 {
+        let (status, v) = publish(i);
+        if status == 200 {
+            recovered_after.get_or_insert(t.elapsed());
+            acked.extend(ids(&v));
+        } else {
+            eprintln!("after space returned: {status} {v}");
+        }
+    }
+    if recovered_after.is_none() {
+        node.kill();
+        eprintln!("{}", String::from_utf8_lossy(&logs.lock().unwrap()));
+        panic!("publishing did not work again once space returned");
+    }
+    let r: Value = rt.block_on(async {
+        beta_peer
+            .post(format!("{url}/federation/v1/envelopes"))
+            .json(&json!({"envelopes": pushed}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert!(
+        r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["status"] == "accepted"),
+        "{r}"
+    );
+    acked.extend(
+        pushed
+            .iter()
+            .map(|e| Envelope::from_value(e.clone()).unwrap().id().clone()),
+    );
+    let after = rt.block_on(stats(&admin, &url)).unwrap();
+    assert_eq!(after["envelopes"], acked.len());
+    node.kill();
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    if std::env::var_os("SYNERGIA_SHOW_LOGS").is_some() {
+        eprintln!("{logs}");
+    }
+    assert!(
+        logs.contains("disk is full"),
+        "the node's log does not say the disk is full"
+    );
+
+    // Restart: exactly the acknowledged envelopes, the same view.
+    let store =
+        synergia::store::Store::open(&cfg.data_dir, &synergia::store::StoreOptions::default())
+            .unwrap();
+    let lost = acked.iter().filter(|id| !store.contains(id)).count();
+    assert_eq!(lost, 0, "acknowledged envelopes lost");
+    assert_eq!(store.read().envelope_count(), acked.len());
+    drop(store);
+    let _node = NodeProcess::spawn(
+        bin(),
+        "alpha",
+        &fed.config_path("alpha"),
+        &url,
+        &fed.ca_path(),
+        &fed.dir.path().join("alpha.log"),
+    );
+    let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    let restarted = rt.block_on(stats(&admin, &url)).unwrap();
+    assert_eq!(restarted["envelopes"], after["envelopes"]);
+    assert_eq!(restarted["digests"], after["digests"]);
+    assert_eq!(restarted["index_needs_restart"], false);
+    eprintln!(
+        "FAULT kind=disk-full-during-ingest injected={injected} survived={injected} refused_507={refused} acked={} acked_lost={lost} recovered_without_restart_ms={} index_needed_restart={} in {:?}",
+        acked.len(),
+        recovered_after.unwrap_or_default().as_millis(),
+        after["index_needs_restart"],
+        started.elapsed()
+    );
+}
+
+/// Every secret of a federation's key directory, in the forms it could leak in: each
+/// private key's PEM body lines and whole base64, the key bytes in hex and base64url,
+/// and the bearer tokens.
+fn secrets(fed: &Federation) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut files = Vec::new();
+    dir_files(&fed.dir.path().join("keys"), &mut files);
+    for (path, _) in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if name == "admin-token" {
+            out.push((path.display().to_string(), text.trim().to_string()));
+            continue;
+        }
+        if !text.contains("PRIVATE KEY") {
+            continue;
+        }
+        let body: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("-----") && !l.trim().is_empty())
+            .collect();
+        for l in &body {
+            // Lines shorter than this are too short to be a meaningful match.
+            if l.len() >= 16 {
+                out.push((path.display().to_string(), l.to_string()));
+            }
+        }
+        let b64 = body.concat();
+        out.push((path.display().to_string(), b64.clone()));
+        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(&b64) {
+            // The raw key (the tail of the PKCS#8 document) in other encodings.
+            let tail = &der[der.len().saturating_sub(32)..];
+            let hex: String = tail.iter().map(|b| format!("{b:02x}")).collect();
+            out.push((path.display().to_string(), hex));
+            out.push((
+                path.display().to_string(),
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tail),
+            ));
+            out.push((
+                path.display().to_string(),
+                base64::engine::general_purpose::STANDARD.encode(tail),
+            ));
+        }
+    }
+    for (m, t) in &fed.tokens {
+        out.push((format!("token of {m}"), t.clone()));
+    }
+    out
+}
+
+/// A full run of three nodes at debug level — publishes by certificate and by token,
+/// sync, TAXII, lookups, status, wrong tokens, wrong certificates, a refused start
+/// with a world-readable key — and not one secret in any log line or answer.
+#[test]
+fn no_private_key_or_token_appears_in_any_log_or_answer() {
+    let started = Instant::now();
+    let fed = Federation::new(&["alpha", "beta", "gamma"], &[]);
+    let members = ["alpha", "beta", "gamma"];
+    let mut nodes = Vec::new();
+    let mut logs = Vec::new();
+    for m in members {
+        let (p, l) = NodeProcess::spawn_captured(
+            bin(),
+            m,
+            &fed.config_path(m),
+            &url_of(&fed, m),
+            &fed.ca_path(),
+            "debug",
+        );
+        nodes.push(p);
+        logs.push(l);
+    }
+    let rt = rt();
+    let mut answers: Vec<String> = Vec::new();
+    let tokens: Vec<(String, String)> = fed.tokens.clone();
+    rt.block_on(async {
+        let mut record = |status: reqwest::StatusCode, body: String| {
+            answers.push(format!("{status} {body}"));
+        };
+        for (i, m) in members.iter().enumerate() {
+            let url = url_of(&fed, m);
+            let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity(m)));
+            let anon = https_client(&fed.ca_path(), None);
+            let token = &tokens.iter().find(|(n, _)| n == m).unwrap().1;
+            // Publish by certificate and by token.
+            for (j, by_token) in [false, true].into_iter().enumerate() {
+                let req = if by_token {
+                    anon.post(format!("{url}/api/v1/bundles"))
+                        .bearer_auth(token)
+                } else {
+                    admin.post(format!("{url}/api/v1/bundles"))
+                };
+                let r = req
+                    .json(&bundle(m, (i * 10 + j) as u64, 5))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                record(r.status(), r.text().await.unwrap());
+            }
+            // Wrong tokens: another member's, a truncated one, one with a changed
+            // character, garbage in the header.
+            let other = &tokens[(i + 1) % tokens.len()].1;
+            let mut changed = token.clone().into_bytes();
+            changed[0] = if changed[0] == b'a' { b'b' } else { b'a' };
+            for bad in [
+                other.clone(),
+                token[..token.len() / 2].to_string(),
+                String::from_utf8(changed).unwrap(),
+            ] {
+                let r = anon
+                    .get(format!("{url}/api/v1/stats"))
+                    .bearer_auth(&bad)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 401);
+                record(r.status(), r.text().await.unwrap());
+            }
+            let r = anon
+                .get(format!("{url}/api/v1/peers"))
+                .header("authorization", format!("Token {token}"))
+                .send()
+                .await
+                .unwrap();
+            record(r.status(), r.text().await.unwrap());
+            // A certificate of a member that is not configured as a client.
+            let stranger = https_client(
+                &fed.ca_path(),
+                Some(
+                    &fed.client_cert("stranger", synergia::keys::tls::Validity::years_from_now(1)),
+                ),
+            );
+            let r = stranger
+                .get(format!("{url}/api/v1/stats"))
+                .send()
+                .await
+                .unwrap();
+            record(r.status(), r.text().await.unwrap());
+            // Bad input that is echoed in errors: a private key pasted as a bundle.
+            let key_pem = std::fs::read_to_string(fed.config(m).tls.key).unwrap();
+            let r = admin
+                .post(format!("{url}/api/v1/bundles"))
+                .body(key_pem)
+                .send()
+                .await
+                .unwrap();
+            record(r.status(), r.text().await.unwrap());
+        }
+        // Sync converges; then reads of every kind.
+        let t = Instant::now();
+        loop {
+            let mut counts = Vec::new();
+            for m in members {
+                let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity(m)));
+                counts.push(
+                    stats(&admin, &url_of(&fed, m))
+                        .await
+                        .map(|s| s["envelopes"].clone()),
+                );
+            }
+            if counts.iter().all(|c| c == &Some(json!(6))) {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "no convergence: {counts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for m in members {
+            let url = url_of(&fed, m);
+            let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity(m)));
+            for path in [
+                "/api/v1/peers",
+                "/api/v1/stats",
+                "/metrics",
+                "/api/v1/lookup?value=10.0.0.1",
+                "/taxii2/",
+                "/taxii2/synergia/collections/",
+                "/taxii2/synergia/collections/consolidated/objects/",
+                "/taxii2/synergia/collections/nope/objects/",
+                "/federation/v1/feed",
+            ] {
+                let r = admin
+                    .get(format!("{url}{path}"))
+                    .header(
+                        "accept",
+                        if path.starts_with("/taxii2") {
+                            TAXII
+                        } else {
+                            "application/json"
+                        },
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                record(r.status(), r.text().await.unwrap());
+            }
+        }
+    });
+    // A node refusing to start because its key is readable by others.
+    use std::os::unix::fs::PermissionsExt as _;
+    let key = fed.config("gamma").tls.key;
+    nodes.pop().unwrap().kill();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = std::process::Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(fed.config_path("gamma"))
+        .env("SYNERGIA_LOG", "debug")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let refusal = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(refusal.contains("chmod 600"), "{refusal}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for n in &mut nodes {
+        n.kill();
+    }
+
+    let mut text: Vec<(String, String)> = members
+        .iter()
+        .zip(&logs)
+        .map(|(m, l)| {
+            (
+                format!("log of {m}"),
+                String::from_utf8_lossy(&l.lock().unwrap()).into_owned(),
+            )
+        })
+        .collect();
+    text.push(("refused start".into(), refusal));
+    text.push(("answers".into(), answers.join("\n")));
+    let log_lines: usize = text[..members.len()]
+        .iter()
+        .map(|(_, t)| t.lines().count())
+        .sum();
+    assert!(
+        log_lines > 100,
+        "too few log lines ({log_lines}) to mean anything"
+    );
+    let secrets = secrets(&fed);
+    assert!(
+        secrets.len() > 30,
+        "too few secrets found: {}",
+        secrets.len()
+    );
+    let mut leaks = Vec::new();
+    for (source, t) in &text {
+        for (whose, s) in &secrets {
+            if t.contains(s.as_str()) {
+                leaks.push(format!("{whose} in {source}"));
+            }
+        }
+    }
+    eprintln!(
+        "LEAKS secrets={} log_lines={log_lines} answers={} leaks={} in {:?}",
+        secrets.len(),
+        answers.len(),
+        leaks.len(),
+        started.elapsed()
+    );
+    assert!(leaks.is_empty(), "secrets leaked: {leaks:?}");
+}
+
+/// Overwrites every file under `dir` with garbage.
+fn scribble(dir: &Path) {
+    let mut files = Vec::new();
+    dir_files(dir, &mut files);
+    for (p, _) in files {
+        std::fs::write(&p, b"\xde\xad\xbe\xef not an index").unwrap();
+    }
+}
+
+/// A node whose index store is corrupted refuses to start with the fix in its message;
+/// `synergia rebuild` (and `store.auto_rebuild`) restore the same view from the
+/// evidence log, digests and all.
+#[test]
+fn a_corrupted_index_is_rebuilt_from_the_evidence_log_with_the_same_digests() {
+    let started = Instant::now();
+    let fed = Federation::new(&["alpha", "beta"], &[]);
+    let cfg = fed.config("alpha");
+    let url = url_of(&fed, "alpha");
+    let log = fed.dir.path().join("alpha.log");
+    let start = || {
+        NodeProcess::spawn(
+            bin(),
+            "alpha",
+            &fed.config_path("alpha"),
+            &url,
+            &fed.ca_path(),
+            &log,
+        )
+    };
+    let rt = rt();
+    let mut node = start();
+    let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    for i in 0..15 {
+        let r = rt.block_on(async {
+            admin
+                .post(format!("{url}/api/v1/bundles"))
+                .json(&bundle("alpha", i, 10))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(r, 200);
+    }
+    let before = rt.block_on(stats(&admin, &url)).unwrap();
+    let mut injected = 0;
+    // Killed, index scribbled over: the node refuses to start and says what to do.
+    node.kill();
+    scribble(&cfg.data_dir.join("index"));
+    injected += 1;
+    let o = std::process::Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(fed.config_path("alpha"))
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("synergia rebuild"), "{msg}");
+    let o = std::process::Command::new(bin())
+        .args(["rebuild", "--config"])
+        .arg(fed.config_path("alpha"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    let mut node = start();
+    let rebuilt = rt.block_on(stats(&admin, &url)).unwrap();
+    assert_eq!(rebuilt["envelopes"], before["envelopes"]);
+    assert_eq!(rebuilt["digests"], before["digests"]);
+    // Again, with store.auto_rebuild: the node rebuilds at start by itself.
+    node.kill();
+    scribble(&cfg.data_dir.join("index"));
+    injected += 1;
+    let text = std::fs::read_to_string(fed.config_path("alpha")).unwrap();
+    std::fs::write(
+        fed.config_path("alpha"),
+        format!("{text}\n[store]\nauto_rebuild = true\n"),
+    )
+    .unwrap();
+    let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    let _node = start();
+    let auto = rt.block_on(stats(&admin, &url)).unwrap();
+    assert_eq!(auto["envelopes"], before["envelopes"]);
+    assert_eq!(auto["digests"], before["digests"]);
+    eprintln!(
+        "FAULT kind=corrupted-index injected={injected} survived={injected} envelopes={} acked_lost=0 digests_equal=true in {:?}",
+        before["envelopes"],
+        started.elapsed()
+    );
+}
