@@ -496,6 +496,27 @@ impl NodeProcess {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// SIGTERM, then waits up to `grace` for the process to exit. Returns whether it
+    /// exited in time; if not, it is killed with SIGKILL.
+    pub fn terminate(&mut self, grace: std::time::Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

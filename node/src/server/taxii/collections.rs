@@ -29,7 +29,9 @@ pub struct Collection {
     pub writable: bool,
 }
 
-fn id_for(alias: &str) -> String {
+/// The TAXII id of the collection with this alias: a UUID derived from the alias, so
+/// it is the same on every node.
+pub fn collection_id(alias: &str) -> String {
     uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_URL,
         format!("synergia:collection:{alias}").as_bytes(),
@@ -41,7 +43,7 @@ fn id_for(alias: &str) -> String {
 pub fn all(node: &Node) -> Vec<Collection> {
     let mut out = vec![
         Collection {
-            id: id_for("consolidated"),
+            id: collection_id("consolidated"),
             alias: "consolidated".into(),
             title: "consolidated".into(),
             description: "The merged, de-duplicated view of every member's objects this node holds (latest versions by default).".into(),
@@ -49,7 +51,7 @@ pub fn all(node: &Node) -> Vec<Collection> {
             writable: false,
         },
         Collection {
-            id: id_for("local"),
+            id: collection_id("local"),
             alias: "local".into(),
             title: "local".into(),
             description: format!("Objects published by this member ({}); adding objects publishes them, signed.", node.member()),
@@ -59,7 +61,7 @@ pub fn all(node: &Node) -> Vec<Collection> {
     ];
     for m in node.roster.members() {
         out.push(Collection {
-            id: id_for(&m.name),
+            id: collection_id(&m.name),
             alias: m.name.clone(),
             title: m.name.clone(),
             description: format!("Objects reported by member {} (read-only).", m.name),

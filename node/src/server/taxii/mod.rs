@@ -237,37 +237,20 @@ fn page(
     extra_ids: Option<&str>,
 ) -> Result<(select::Page, Filters), ApiError> {
     let limits = &node.config.limits;
-    let mut f = Filters::parse(
+    let scope = coll.token_scope();
+    let req = query::parse_page_request(
         pairs,
         default_versions,
         limits.taxii_default_page,
         limits.taxii_max_page,
+        query::PageScope {
+            token_key: &node.token_key,
+            collection: &scope,
+            object_id: extra_ids,
+        },
     )?;
-    if let Some(id) = extra_ids {
-        let (t, u) = crate::store::prepare::split_id(id).ok_or_else(|| {
-            ApiError::bad_request("bad-id", format!("{id:?} is not a STIX id")).taxii()
-        })?;
-        f.ids = vec![(t.to_string(), u)];
-        f.canonical = format!("{}&object={id}", f.canonical);
-    }
-    let scope = coll.token_scope();
-    let from_token = match &f.next {
-        Some(t) => Some(
-            token::decode(&node.token_key, &scope, &f.canonical, t).ok_or_else(|| {
-                ApiError::bad_request(
-                    "bad-next",
-                    "`next` is not a token this node issued for this collection and these filters",
-                )
-                .taxii()
-            })?,
-        ),
-        None => None,
-    };
-    let after = match (f.added_after, from_token) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    Ok((select::select(view, coll, &f, caller.max_tlp(), after), f))
+    let page = select::select(view, coll, &req.filters, caller.max_tlp(), req.after);
+    Ok((page, req.filters))
 }
 
 fn date_headers(resp: &mut Response, view: &View, handles: &[u32]) {

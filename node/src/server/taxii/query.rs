@@ -1,6 +1,7 @@
 //! TAXII 2.1 query parameters: `added_after`, `limit`, `next`, `match[id]`,
 //! `match[type]`, `match[version]`, `match[spec_version]`.
 
+use super::token;
 use crate::server::error::ApiError;
 use crate::stix::timestamp::Timestamp;
 use crate::store::prepare::split_id;
@@ -151,6 +152,65 @@ impl Filters {
     }
 }
 
+/// What a paged TAXII request asks for once its query is checked: the filters, and the
+/// `date_added` (µs) to resume after, from `added_after` and the `next` token.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    /// The parsed filters (with the object id of the URL, if any).
+    pub filters: Filters,
+    /// Select only versions added after this instant.
+    pub after: Option<i64>,
+}
+
+/// Where a paged request is answered: what binds its `next` tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct PageScope<'a> {
+    /// The node's token key.
+    pub token_key: &'a [u8; 32],
+    /// The collection's [`token_scope`](super::collections::Collection::token_scope).
+    pub collection: &'a str,
+    /// The object id of `…/objects/{id}/` URLs.
+    pub object_id: Option<&'a str>,
+}
+
+/// Checks the query of a paged TAXII request (objects, manifest, object, versions):
+/// parses the filters and resolves `next` against the collection and filters it was
+/// issued for. Public so that the fuzz target drives exactly what the server runs on
+/// every query string a client sends.
+pub fn parse_page_request(
+    pairs: &[(String, String)],
+    default_versions: VersionSpec,
+    default_limit: usize,
+    max_limit: usize,
+    scope: PageScope<'_>,
+) -> Result<PageRequest, ApiError> {
+    let mut f = Filters::parse(pairs, default_versions, default_limit, max_limit)?;
+    if let Some(id) = scope.object_id {
+        let (t, u) = split_id(id).ok_or_else(|| {
+            ApiError::bad_request("bad-id", format!("{id:?} is not a STIX id")).taxii()
+        })?;
+        f.ids = vec![(t.to_string(), u)];
+        f.canonical = format!("{}&object={id}", f.canonical);
+    }
+    let from_token = match &f.next {
+        Some(t) => Some(
+            token::decode(scope.token_key, scope.collection, &f.canonical, t).ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad-next",
+                    "`next` is not a token this node issued for this collection and these filters",
+                )
+                .taxii()
+            })?,
+        ),
+        None => None,
+    };
+    let after = match (f.added_after, from_token) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(PageRequest { filters: f, after })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +261,43 @@ mod tests {
             let e = p(&[bad]).unwrap_err();
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{bad:?}");
         }
+    }
+
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    fn request(pairs: &[(&str, &str)], collection: &str) -> Result<PageRequest, ApiError> {
+        let scope = PageScope {
+            token_key: &[3u8; 32],
+            collection,
+            object_id: None,
+        };
+        parse_page_request(&owned(pairs), VersionSpec::Last, 100, 1000, scope)
+    }
+
+    #[test]
+    fn page_request_resumes_only_in_the_scope_of_its_token() {
+        let first = request(&[("match[type]", "indicator")], "c:consolidated").unwrap();
+        assert_eq!(first.after, None);
+        let next = token::encode(&[3u8; 32], "c:consolidated", &first.filters.canonical, 42);
+        let q = [("match[type]", "indicator"), ("next", next.as_str())];
+        assert_eq!(request(&q, "c:consolidated").unwrap().after, Some(42));
+        let e = request(&q, "l:local").unwrap_err();
+        assert_eq!(e.code, "bad-next", "another collection");
+        let e = request(&[("next", next.as_str())], "c:consolidated").unwrap_err();
+        assert_eq!(e.code, "bad-next", "other filters");
+        let later = [
+            ("match[type]", "indicator"),
+            ("next", next.as_str()),
+            ("added_after", "2026-01-01T00:00:00Z"),
+        ];
+        assert!(
+            request(&later, "c:consolidated").unwrap_err().code == "bad-next",
+            "added_after is part of what a token is bound to"
+        );
     }
 }
