@@ -18,7 +18,8 @@
 //! - at each `--medallion-counts` size: `server_bench --publish taxii` against a
 //!   Synergia node and `server_bench --taxii-collection` against medallion (installed
 //!   into a virtual environment, memory backend, loopback): the same objects, the same
-//!   TAXII requests and the same client code;
+//!   TAXII requests and the same client code; at each `--medallion-publish-counts`
+//!   size, publishing only (medallion's paging is too slow there);
 //!
 //! and once the criterion micro-benchmarks (`envelope`, `stix`) with short times.
 //!
@@ -29,7 +30,8 @@
 //! of more than 10% on any figure is called out. The Markdown report is printed and
 //! written beside the JSON.
 //!
-//! `--compare OLD.json NEW.json` only compares two results files.
+//! `--compare OLD.json NEW.json` only compares two results files; `--report FILE.json`
+//! prints the report of one again.
 //!
 //! `--quick` uses small counts and one run, to check the harness itself in a minute or
 //! two; its figures say nothing about performance.
@@ -60,9 +62,14 @@ struct Options {
     count: u64,
     /// Indicators each of the five members publishes in the convergence benchmark.
     convergence_count: u64,
-    /// Sizes (indicators) at which Synergia and medallion are compared; the largest is
-    /// the comparison, the smaller ones show how medallion's costs grow.
+    /// Sizes (indicators) at which Synergia and medallion are compared, publishing and
+    /// paging; the largest is the comparison, the smaller ones show how medallion's
+    /// costs grow.
     medallion_counts: Vec<u64>,
+    /// Larger sizes at which only publishing is compared: medallion publishes in time
+    /// that grows with the square of the collection, but pages in time that grows
+    /// faster still (a 10,000-indicator collection takes it over ten minutes).
+    medallion_publish_counts: Vec<u64>,
     baseline: Option<PathBuf>,
     criterion: bool,
 }
@@ -74,6 +81,7 @@ fn options() -> Result<Options> {
         count: 1_000_000,
         convergence_count: 30_000,
         medallion_counts: vec![1000, 3000],
+        medallion_publish_counts: vec![10_000],
         baseline: None,
         criterion: true,
     };
@@ -88,6 +96,7 @@ fn options() -> Result<Options> {
                 o.count = 20_000;
                 o.convergence_count = 2000;
                 o.medallion_counts = vec![300, 1000];
+                o.medallion_publish_counts = vec![2000];
             }
             "--count" => o.count = value()?.parse().context("--count N")?,
             "--convergence-count" => {
@@ -101,14 +110,24 @@ fn options() -> Result<Options> {
                     .context("--medallion-counts N,N,...")?;
                 o.medallion_counts.sort();
             }
+            "--medallion-publish-counts" => {
+                o.medallion_publish_counts = value()?
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| s.trim().parse())
+                    .collect::<Result<_, _>>()
+                    .context("--medallion-publish-counts N,N,...")?;
+                o.medallion_publish_counts.sort();
+            }
             "--baseline" => o.baseline = Some(value()?.into()),
             "--no-criterion" => o.criterion = false,
             "--help" | "-h" => {
                 println!(
                     "cargo run --release --example bench_all -- [--runs N] [--quick] \
-                     [--count N] [--convergence-count N] [--medallion-counts N,N] \
+                     [--count N] [--convergence-count N] [--medallion-counts N,N] [--medallion-publish-counts N,N] \
                      [--baseline FILE] [--no-criterion]\n       \
-                     cargo run --release --example bench_all -- --compare OLD.json NEW.json"
+                     cargo run --release --example bench_all -- --compare OLD.json NEW.json\n       \
+                     cargo run --release --example bench_all -- --report FILE.json"
                 );
                 std::process::exit(0);
             }
@@ -120,6 +139,30 @@ fn options() -> Result<Options> {
         bail!("--runs and --medallion-counts must not be empty");
     }
     Ok(o)
+}
+
+impl Options {
+    /// The options a results file was measured with (what its report needs).
+    fn of_results(r: &Value) -> Options {
+        let z = &r["sizes"];
+        let list = |k: &str| -> Vec<u64> {
+            z[k].as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_u64)
+                .collect()
+        };
+        Options {
+            runs: r["runs"].as_u64().unwrap_or(1) as usize,
+            quick: z["quick"].as_bool().unwrap_or(false),
+            count: z["count"].as_u64().unwrap_or(0),
+            convergence_count: z["convergence_count"].as_u64().unwrap_or(0),
+            medallion_counts: list("medallion_counts"),
+            medallion_publish_counts: list("medallion_publish_counts"),
+            baseline: None,
+            criterion: true,
+        }
+    }
 }
 
 /// Where things are: the workspace, cargo's target directory (which may be shared
@@ -409,6 +452,19 @@ fn push(samples: &mut Samples, key: &str, v: Option<f64>) -> Result<()> {
     Ok(())
 }
 
+/// The medallion comparison sizes, ascending, each with whether paging is measured.
+fn medallion_sizes(o: &Options) -> Vec<(u64, bool)> {
+    let mut v: Vec<(u64, bool)> = o.medallion_counts.iter().map(|&n| (n, true)).collect();
+    v.extend(
+        o.medallion_publish_counts
+            .iter()
+            .filter(|n| !o.medallion_counts.contains(n))
+            .map(|&n| (n, false)),
+    );
+    v.sort();
+    v
+}
+
 /// One run of every end-to-end measurement.
 fn one_run(o: &Options, paths: &Paths, samples: &mut Samples) -> Result<()> {
     let big = paths.gen_bundle(o.count);
@@ -474,7 +530,7 @@ fn one_run(o: &Options, paths: &Paths, samples: &mut Samples) -> Result<()> {
         Some(convergence(paths, o.convergence_count)?),
     )?;
 
-    for &n in &o.medallion_counts {
+    for (n, paging) in medallion_sizes(o) {
         let bundle = paths.gen_bundle(n);
         let s = run_result(
             Command::new(paths.release("examples/server_bench"))
@@ -484,23 +540,26 @@ fn one_run(o: &Options, paths: &Paths, samples: &mut Samples) -> Result<()> {
         )?;
         let m = {
             let medallion = Medallion::start(paths)?;
-            run_result(
-                Command::new(paths.release("examples/server_bench"))
-                    .arg("--bundle")
-                    .arg(&bundle)
-                    .args(["--taxii-collection", &medallion.collection_url])
-                    .args(["--basic", "bench:bench"]),
-            )?
+            let mut cmd = Command::new(paths.release("examples/server_bench"));
+            cmd.arg("--bundle")
+                .arg(&bundle)
+                .args(["--taxii-collection", &medallion.collection_url])
+                .args(["--basic", "bench:bench"]);
+            if !paging {
+                cmd.arg("--no-paging");
+            }
+            run_result(&mut cmd)?
         };
-        push(
-            samples,
-            &format!("medallion_paging_s_{n}"),
-            m["paging_s"].as_f64(),
-        )?;
-        for (what, field) in [
-            ("publish", "publish_objects_per_s"),
-            ("paging", "paging_objects_per_s"),
-        ] {
+        let mut compared = vec![("publish", "publish_objects_per_s")];
+        if paging {
+            push(
+                samples,
+                &format!("medallion_paging_s_{n}"),
+                m["paging_s"].as_f64(),
+            )?;
+            compared.push(("paging", "paging_objects_per_s"));
+        }
+        for (what, field) in compared {
             let (sv, mv) = (s[field].as_f64(), m[field].as_f64());
             push(samples, &format!("synergia_taxii_{what}_{n}"), sv)?;
             push(samples, &format!("medallion_{what}_{n}"), mv)?;
@@ -727,17 +786,20 @@ fn specs(o: &Options) -> Vec<Spec> {
             Some(Target::Below(5.0)),
         ),
     ];
-    for &m in &o.medallion_counts {
+    let sizes = medallion_sizes(o);
+    let largest = sizes.last().map(|&(n, _)| n);
+    let largest_paged = sizes.iter().rev().find(|(_, p)| *p).map(|&(n, _)| n);
+    for (m, paging) in sizes {
         let mn = fmt_count(m);
-        let largest = Some(&m) == o.medallion_counts.last();
-        let ratio_target = largest.then_some(Target::AtLeast(50.0));
-        for (what, label) in [
-            (
-                "publish",
-                "TAXII publish (POST to a collection, 1000 objects per request)",
-            ),
-            ("paging", "TAXII paging, limit 1000"),
-        ] {
+        let mut compared = vec![(
+            "publish",
+            "TAXII publish (POST to a collection, 1000 objects per request)",
+            largest,
+        )];
+        if paging {
+            compared.push(("paging", "TAXII paging, limit 1000", largest_paged));
+        }
+        for (what, label, target_size) in compared {
             v.push(s(
                 &format!("synergia_taxii_{what}_{m}"),
                 format!("Synergia {label}, {mn} indicators"),
@@ -757,16 +819,18 @@ fn specs(o: &Options) -> Vec<Spec> {
                 format!("Synergia / medallion, {what}, {mn} indicators"),
                 "×",
                 Higher,
-                ratio_target,
+                (target_size == Some(m)).then_some(Target::AtLeast(50.0)),
             ));
         }
-        v.push(s(
-            &format!("medallion_paging_s_{m}"),
-            format!("medallion: one paging pass over {mn} indicators takes"),
-            "s",
-            Lower,
-            None,
-        ));
+        if paging {
+            v.push(s(
+                &format!("medallion_paging_s_{m}"),
+                format!("medallion: one paging pass over {mn} indicators takes"),
+                "s",
+                Lower,
+                None,
+            ));
+        }
     }
     v
 }
@@ -944,7 +1008,8 @@ fn met_text(f: &Value) -> &'static str {
 }
 
 /// The Markdown report of one harness run.
-fn report(o: &Options, r: &Value, regress: &[String], baseline: Option<&Path>) -> String {
+fn report(r: &Value, regress: &[String], baseline: Option<&Path>) -> String {
+    let o = &Options::of_results(r);
     let mut s = String::new();
     let m = &r["machine"];
     let runs = o.runs;
@@ -983,7 +1048,14 @@ fn report(o: &Options, r: &Value, regress: &[String], baseline: Option<&Path>) -
     let _ = writeln!(s, "| figure | median | min – max | target | met? |");
     let _ = writeln!(s, "|---|---|---|---|---|");
     let figures = r["figures"].as_array().cloned().unwrap_or_default();
-    for f in figures.iter().filter(|f| f["unit"] != "ns") {
+    let key = |f: &Value| f["key"].as_str().unwrap_or_default().to_string();
+    let compared = |k: &str| {
+        k.starts_with("synergia_taxii_") || k.starts_with("medallion_") || k.starts_with("ratio_")
+    };
+    for f in figures
+        .iter()
+        .filter(|f| f["unit"] != "ns" && !compared(&key(f)))
+    {
         let unit = f["unit"].as_str().unwrap_or_default();
         let v = |k: &str| fmt_num(f[k].as_f64().unwrap_or(0.0), unit);
         let _ = writeln!(
@@ -995,6 +1067,47 @@ fn report(o: &Options, r: &Value, regress: &[String], baseline: Option<&Path>) -
             v("max"),
             f["target"].as_str().unwrap_or(""),
             met_text(f)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nSynergia and medallion, the same objects through the same TAXII client \
+         (Synergia: mTLS, durable; medallion: plain HTTP, memory backend). \
+         Medians (min – max):\n"
+    );
+    let _ = writeln!(
+        s,
+        "| indicators | Synergia publish | medallion publish | ratio | \
+         Synergia paging | medallion paging | ratio | medallion paging pass |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let cell = |k: String, range: bool| -> String {
+        let Some(f) = figures.iter().find(|f| f["key"] == k.as_str()) else {
+            return "—".into();
+        };
+        let unit = f["unit"].as_str().unwrap_or_default();
+        let v = |k: &str| fmt_num(f[k].as_f64().unwrap_or(0.0), unit);
+        let mut c = fmt_value(f["median"].as_f64().unwrap_or(0.0), unit);
+        if range {
+            let _ = write!(c, " ({} – {})", v("min"), v("max"));
+        }
+        if f["met"].is_boolean() {
+            let _ = write!(c, " — target ≥ 50×: {}", met_text(f));
+        }
+        c
+    };
+    for (n, _) in medallion_sizes(o) {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            fmt_count(n),
+            cell(format!("synergia_taxii_publish_{n}"), false),
+            cell(format!("medallion_publish_{n}"), false),
+            cell(format!("ratio_publish_{n}"), true),
+            cell(format!("synergia_taxii_paging_{n}"), false),
+            cell(format!("medallion_paging_{n}"), false),
+            cell(format!("ratio_paging_{n}"), true),
+            cell(format!("medallion_paging_s_{n}"), false),
         );
     }
     let crit: Vec<&Value> = figures.iter().filter(|f| f["unit"] == "ns").collect();
@@ -1117,8 +1230,21 @@ fn compare_only() -> Result<bool> {
     Ok(true)
 }
 
+/// `--report FILE.json`: prints the Markdown report of an earlier results file.
+fn report_only() -> Result<bool> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(i) = args.iter().position(|a| a == "--report") else {
+        return Ok(false);
+    };
+    let path = args.get(i + 1).context("--report FILE.json")?;
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {path}"))?)?;
+    println!("{}", report(&r, &[], None));
+    Ok(true)
+}
+
 fn main() -> Result<()> {
-    if compare_only()? {
+    if compare_only()? || report_only()? {
         return Ok(());
     }
     let o = options()?;
@@ -1144,7 +1270,7 @@ fn main() -> Result<()> {
 
     eprintln!("== writing the workloads with synergia gen");
     let mut sizes = vec![o.count];
-    sizes.extend(&o.medallion_counts);
+    sizes.extend(medallion_sizes(&o).iter().map(|&(n, _)| n));
     for &n in &sizes {
         let mut cmd = Command::new(paths.release("synergia"));
         cmd.args(["gen", "--count", &n.to_string(), "--seed", GEN_SEED])
@@ -1175,6 +1301,7 @@ fn main() -> Result<()> {
         "count": o.count,
         "convergence_count": o.convergence_count,
         "medallion_counts": o.medallion_counts,
+        "medallion_publish_counts": o.medallion_publish_counts,
         "quick": o.quick,
     });
     let result = json!({
@@ -1205,7 +1332,7 @@ fn main() -> Result<()> {
         }
         None => Vec::new(),
     };
-    let text = report(&o, &result, &regress, baseline.as_deref());
+    let text = report(&result, &regress, baseline.as_deref());
     std::fs::write(paths.bench.join(format!("report-{stamp}.md")), &text)?;
     println!("{text}");
     eprintln!("results: {}", out.display());
