@@ -1284,10 +1284,40 @@ fn main() -> Result<()> {
     eprintln!("== medallion");
     let medallion = medallion_env(&paths)?;
 
+    let specs = specs(&o);
+    let commit = git_commit(&paths);
+    let results = |samples: &Samples, criterion: &[Value], runs: usize| {
+        json!({
+            "started": started,
+            "command": command,
+            "commit": commit,
+            "machine": machine(),
+            "load_start": load_start,
+            "load_end": load_average(),
+            "elapsed_s": t0.elapsed().as_secs(),
+            "runs": runs,
+            "sizes": {
+                "count": o.count,
+                "convergence_count": o.convergence_count,
+                "medallion_counts": o.medallion_counts,
+                "medallion_publish_counts": o.medallion_publish_counts,
+                "quick": o.quick,
+            },
+            "medallion": medallion,
+            "figures": figures_json(&specs, samples, criterion),
+        })
+    };
+    // After each run the figures so far are kept, so a run cut short still leaves
+    // them (`--report` prints them); the file goes once the full results are written.
+    let partial = paths.bench.join(format!("partial-{stamp}.json"));
     let mut samples = Samples::new();
     for i in 1..=o.runs {
         eprintln!("== run {i} of {}", o.runs);
         one_run(&o, &paths, &mut samples)?;
+        std::fs::write(
+            &partial,
+            serde_json::to_vec_pretty(&results(&samples, &[], i))?,
+        )?;
     }
     let criterion = if o.criterion {
         eprintln!("== criterion micro-benchmarks");
@@ -1295,30 +1325,10 @@ fn main() -> Result<()> {
     } else {
         Vec::new()
     };
-
-    let specs = specs(&o);
-    let sizes_json = json!({
-        "count": o.count,
-        "convergence_count": o.convergence_count,
-        "medallion_counts": o.medallion_counts,
-        "medallion_publish_counts": o.medallion_publish_counts,
-        "quick": o.quick,
-    });
-    let result = json!({
-        "started": started,
-        "command": command,
-        "commit": git_commit(&paths),
-        "machine": machine(),
-        "load_start": load_start,
-        "load_end": load_average(),
-        "elapsed_s": t0.elapsed().as_secs(),
-        "runs": o.runs,
-        "sizes": sizes_json,
-        "medallion": medallion,
-        "figures": figures_json(&specs, &samples, &criterion),
-    });
+    let result = results(&samples, &criterion, o.runs);
     let out = paths.bench.join(format!("results-{stamp}.json"));
     std::fs::write(&out, serde_json::to_vec_pretty(&result)?)?;
+    let _ = std::fs::remove_file(&partial);
     let baseline = match &o.baseline {
         Some(b) => Some(b.clone()),
         None => find_baseline(&paths, &out, &result["sizes"]),
