@@ -5,198 +5,383 @@
 //! ```
 //!
 //! Starts one node in-process on loopback (real TLS, real sled, real HTTP), publishes
-//! `--count` `gen` indicators through `POST /api/v1/bundles` in requests of `--batch`
-//! indicators, then pages the whole `consolidated` TAXII collection with `limit=1000`
-//! using `next` tokens. Prints objects/s for both and one `RESULT {json}` line.
+//! `--count` `gen` indicators (or the objects of a bundle `synergia gen` wrote,
+//! `--bundle FILE`) in requests of `--batch` objects, then pages the whole
+//! `consolidated` TAXII collection with `limit=1000` using `next` tokens.
+//!
+//! - `--publish api` (default) posts plain bundles to `POST /api/v1/bundles`;
+//!   `--publish taxii` posts TAXII envelopes to the `local` collection, the same request
+//!   any TAXII 2.1 server accepts.
+//! - `--replicate` then starts a second node, empty, whose only peer is the first, and
+//!   times how long it takes to pull and verify everything through federation sync.
+//! - `--taxii-collection URL --basic USER:PASS` measures another TAXII 2.1 server
+//!   instead (plain HTTP on loopback, basic auth: medallion): the same objects, the
+//!   same requests, the same client code, so the two figures compare like for like;
+//!   `--no-paging` measures its publishing only.
+//!
+//! Prints objects/s and one `RESULT {json}` line for scripts.
 
-use serde_json::json;
+use serde_json::{Value, json};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synergia::config::Config;
 use synergia::keys::federation::{InitOptions, init_federation};
 use synergia::node::Node;
-use synergia::workload::{GenOptions, for_each_object};
+use synergia::workload::{GenOptions, for_each_bundle_object, for_each_object};
 
 /// The binary's allocator, so the figures are the ones the node gets.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn arg(name: &str, default: u64) -> u64 {
+const TAXII: &str = "application/taxii+json;version=2.1";
+
+fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+        .cloned()
 }
 
-fn client(dir: &std::path::Path) -> reqwest::Client {
+fn num(name: &str, default: u64) -> u64 {
+    arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+/// An HTTPS client holding a member's admin certificate, or (no `keys`) a client for a
+/// plain-HTTP server.
+fn client(keys: Option<(&Path, &str)>) -> reqwest::Client {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let keys = dir.join("keys");
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(keys.join("ca.pem")).expect("ca") {
-        roots.add(c.expect("ca")).expect("ca");
-    }
-    let certs: Vec<_> = CertificateDer::pem_file_iter(keys.join("bench/admin.pem"))
-        .expect("cert")
-        .map(|c| c.expect("cert"))
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(keys.join("bench/admin-key.pem")).expect("key");
-    let cc = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("tls")
-    .with_root_certificates(roots)
-    .with_client_auth_cert(certs, key)
-    .expect("tls");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("tls");
+    let cc = match keys {
+        Some((keys, member)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(keys.join("ca.pem")).expect("ca") {
+                roots.add(c.expect("ca")).expect("ca");
+            }
+            let certs: Vec<_> = CertificateDer::pem_file_iter(keys.join(member).join("admin.pem"))
+                .expect("cert")
+                .map(|c| c.expect("cert"))
+                .collect();
+            let key =
+                PrivateKeyDer::from_pem_file(keys.join(member).join("admin-key.pem")).expect("key");
+            builder
+                .with_root_certificates(roots)
+                .with_client_auth_cert(certs, key)
+                .expect("tls")
+        }
+        None => builder
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    };
     reqwest::Client::builder()
         .tls_backend_preconfigured(cc)
-        .timeout(Duration::from_secs(600))
+        .timeout(Duration::from_secs(3600))
         .build()
         .expect("client")
 }
 
-fn main() {
-    let count = arg("--count", 100_000);
-    let batch = arg("--batch", 10_000) as usize;
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    init_federation(&InitOptions {
-        members: vec!["bench".into(), "other".into()],
-        federation: "bench".into(),
-        out: dir.join("keys"),
-        config_out: dir.join("config"),
-        data_root: dir.join("data"),
-        base_port: port,
-        ports: vec![],
-        amber_hubs: vec![],
-        years: 1,
-        example: false,
-    })
-    .expect("federation");
-    let mut cfg = Config::load(&dir.join("config/bench.toml")).expect("config");
-    cfg.peers.clear();
-    cfg.limits.max_body_bytes = 512 << 20;
-    let node = Arc::new(Node::open(cfg).expect("node"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let url = format!("https://127.0.0.1:{port}");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let n = node.clone();
-    let server = rt.spawn(async move {
-        let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind");
-        synergia::server::serve(l, n, async {
-            let _ = stop_rx.await;
-        })
-        .await
-        .expect("serve");
-    });
-    let http = client(dir);
+/// The request bodies: plain bundles for the node API, TAXII envelopes otherwise.
+/// Built before the clock starts, so only the server's work (and HTTP) is timed.
+fn bodies(batch: usize, taxii: bool) -> (Vec<Vec<u8>>, u64) {
     let workload = GenOptions {
-        count,
+        count: num("--count", 100_000),
         seed: 7,
         origin: "bench".into(),
         identity: None,
         overlap: 0.3,
         tlp: None,
     };
-    // Pre-build the request bodies (not timed).
-    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    let mut bodies = Vec::new();
     let mut chunk = Vec::with_capacity(batch);
     let mut objects = 0u64;
-    for_each_object(&workload, |o| {
+    let wrap = |objs: Vec<Value>| -> Vec<u8> {
+        let b = if taxii {
+            json!({ "objects": objs })
+        } else {
+            json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": objs})
+        };
+        serde_json::to_vec(&b).expect("json")
+    };
+    let mut emit = |o: Value| {
         chunk.push(o);
         objects += 1;
         if chunk.len() == batch {
-            let b = json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": std::mem::take(&mut chunk)});
-            bodies.push(serde_json::to_vec(&b).expect("json"));
+            bodies.push(wrap(std::mem::take(&mut chunk)));
         }
-    });
-    if !chunk.is_empty() {
-        let b = json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": chunk});
-        bodies.push(serde_json::to_vec(&b).expect("json"));
+    };
+    match arg("--bundle") {
+        Some(path) => {
+            let file = std::fs::File::open(&path).expect("--bundle file");
+            for_each_bundle_object(file, &mut emit).expect("--bundle: a STIX bundle");
+        }
+        None => for_each_object(&workload, &mut emit),
     }
-    let result = rt.block_on(async {
+    if !chunk.is_empty() {
+        bodies.push(wrap(chunk));
+    }
+    (bodies, objects)
+}
+
+/// Posts every body; returns the time taken.
+async fn publish(
+    http: &reqwest::Client,
+    url: &str,
+    taxii: bool,
+    basic: Option<(&str, &str)>,
+    bodies: Vec<Vec<u8>>,
+) -> Duration {
+    let t = Instant::now();
+    for b in bodies {
+        let mut req = http.post(url).body(b);
+        req = if taxii {
+            req.header("content-type", TAXII).header("accept", TAXII)
+        } else {
+            req.header("content-type", "application/json")
+        };
+        if let Some((user, pass)) = basic {
+            req = req.basic_auth(user, Some(pass));
+        }
+        let r = req.send().await.expect("publish");
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        assert!(status.is_success(), "publish: {status} {text}");
+        if taxii {
+            // A TAXII server may accept and answer 202 yet fail objects: count them.
+            let s: Value = serde_json::from_str(&text).expect("status resource");
+            assert_eq!(s["failure_count"].as_u64().unwrap_or(0), 0, "{text}");
+        }
+    }
+    t.elapsed()
+}
+
+/// Pages a TAXII collection's objects with `limit=1000` and `next`; returns the number
+/// of objects and the time taken.
+async fn page(
+    http: &reqwest::Client,
+    objects_url: &str,
+    basic: Option<(&str, &str)>,
+) -> (u64, Duration) {
+    // Parse like a client that only needs the paging fields and the count.
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        #[serde(default)]
+        more: bool,
+        next: Option<String>,
+        #[serde(default)]
+        objects: Vec<serde::de::IgnoredAny>,
+    }
+    let t = Instant::now();
+    let mut paged = 0u64;
+    let mut next: Option<String> = None;
+    loop {
+        let mut req = http
+            .get(objects_url)
+            .header("accept", TAXII)
+            .query(&[("limit", "1000")]);
+        if let Some(n) = &next {
+            req = req.query(&[("next", n.as_str())]);
+        }
+        if let Some((user, pass)) = basic {
+            req = req.basic_auth(user, Some(pass));
+        }
+        let r = req.send().await.expect("page");
+        let status = r.status();
+        let bytes = r.bytes().await.expect("body");
+        assert!(
+            status.is_success(),
+            "page: {status} {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let body: Envelope = serde_json::from_slice(&bytes).expect("json");
+        paged += body.objects.len() as u64;
+        match body.next {
+            Some(n) if body.more => next = Some(n),
+            _ => break,
+        }
+    }
+    (paged, t.elapsed())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+/// Serves `node` on `port` until `stop` fires.
+fn start(
+    rt: &tokio::runtime::Runtime,
+    node: Arc<Node>,
+    port: u16,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = rt.spawn(async move {
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind");
+        synergia::server::serve(l, node, async {
+            let _ = stop_rx.await;
+        })
+        .await
+        .expect("serve");
+    });
+    (stop_tx, task)
+}
+
+/// Measures another TAXII server (`--taxii-collection`): publish, then page.
+fn external(collection: &str) -> Value {
+    let basic = arg("--basic").unwrap_or_default();
+    let (user, pass) = basic.split_once(':').unwrap_or((&basic, ""));
+    let basic = Some((user, pass));
+    let batch = num("--batch", 1000) as usize;
+    let (bodies, objects) = bodies(batch, true);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let http = client(None);
+    let url = format!("{}/objects/", collection.trim_end_matches('/'));
+    rt.block_on(async {
+        eprintln!(
+            "publishing {objects} objects in {} requests ...",
+            bodies.len()
+        );
+        let publish = publish(&http, &url, true, basic, bodies).await;
+        let mut result = json!({
+            "objects": objects,
+            "publish_endpoint": "taxii",
+            "publish_objects_per_s": objects as f64 / publish.as_secs_f64(),
+            "publish_s": publish.as_secs_f64(),
+        });
+        // medallion's paging time grows with the square of the collection, so larger
+        // collections are measured for publishing only.
+        if !flag("--no-paging") {
+            eprintln!("paging the collection ...");
+            let (paged, paging) = page(&http, &url, basic).await;
+            assert_eq!(paged, objects, "every object paged once");
+            result["paging_objects_per_s"] = json!(paged as f64 / paging.as_secs_f64());
+            result["paging_s"] = json!(paging.as_secs_f64());
+        }
+        result
+    })
+}
+
+fn main() {
+    let result = match arg("--taxii-collection") {
+        Some(c) => external(&c),
+        None => synergia_node(),
+    };
+    println!(
+        "publish ({}): {:.0} objects/s",
+        result["publish_endpoint"].as_str().unwrap_or(""),
+        result["publish_objects_per_s"].as_f64().unwrap_or(0.0)
+    );
+    if let Some(r) = result["paging_objects_per_s"].as_f64() {
+        println!("TAXII paging (limit 1000): {r:.0} objects/s");
+    }
+    if let Some(r) = result["replicated_objects_per_s"].as_f64() {
+        println!("replicated ingest from a peer: {r:.0} objects/s");
+    }
+    println!("RESULT {result}");
+}
+
+/// Measures a Synergia node: publish, page, and (`--replicate`) a peer's catch-up.
+fn synergia_node() -> Value {
+    let taxii = arg("--publish").as_deref() == Some("taxii");
+    let batch = num("--batch", if taxii { 1000 } else { 10_000 }) as usize;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let ports = vec![free_port(), free_port()];
+    init_federation(&InitOptions {
+        members: vec!["bench".into(), "other".into()],
+        federation: "bench".into(),
+        out: dir.join("keys"),
+        config_out: dir.join("config"),
+        data_root: dir.join("data"),
+        base_port: 0,
+        ports: ports.clone(),
+        amber_hubs: vec![],
+        years: 1,
+        example: false,
+    })
+    .expect("federation");
+    let mut cfg = Config::load(&dir.join("config/bench.toml")).expect("config");
+    // The peer must be configured for its feed requests to be served; without
+    // `--replicate` there is none, so no sync task runs during the measurement.
+    if !flag("--replicate") {
+        cfg.peers.clear();
+    }
+    cfg.limits.max_body_bytes = 512 << 20;
+    let node = Arc::new(Node::open(cfg).expect("node"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let url = format!("https://127.0.0.1:{}", ports[0]);
+    let (stop_a, task_a) = start(&rt, node.clone(), ports[0]);
+    let http = client(Some((&dir.join("keys"), "bench")));
+    let (bodies, objects) = bodies(batch, taxii);
+    let publish_url = if taxii {
+        format!("{url}/taxii2/synergia/collections/local/objects/")
+    } else {
+        format!("{url}/api/v1/bundles")
+    };
+    let mut result = rt.block_on(async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         eprintln!(
             "publishing {objects} objects in {} requests ...",
             bodies.len()
         );
-        let t = Instant::now();
-        for b in bodies {
-            let r = http
-                .post(format!("{url}/api/v1/bundles"))
-                .header("content-type", "application/json")
-                .body(b)
-                .send()
-                .await
-                .expect("publish");
-            assert!(
-                r.status().is_success(),
-                "{}",
-                r.text().await.unwrap_or_default()
-            );
-        }
-        let publish = t.elapsed();
+        let publish = publish(&http, &publish_url, taxii, None, bodies).await;
         eprintln!("paging the consolidated collection ...");
-        let t = Instant::now();
-        let mut paged = 0u64;
-        let mut next: Option<String> = None;
-        loop {
-            let mut req = http
-                .get(format!(
-                    "{url}/taxii2/synergia/collections/consolidated/objects/"
-                ))
-                .header("Accept", "application/taxii+json;version=2.1")
-                .query(&[("limit", "1000")]);
-            if let Some(n) = &next {
-                req = req.query(&[("next", n.as_str())]);
-            }
-            // Parse like a client that only needs the paging fields and the count.
-            #[derive(serde::Deserialize)]
-            struct Envelope {
-                more: bool,
-                next: Option<String>,
-                #[serde(default)]
-                objects: Vec<serde::de::IgnoredAny>,
-            }
-            let bytes = req.send().await.expect("page").bytes().await.expect("body");
-            let body: Envelope = serde_json::from_slice(&bytes).expect("json");
-            paged += body.objects.len() as u64;
-            match body.next {
-                Some(n) if body.more => next = Some(n),
-                _ => break,
-            }
-        }
-        let paging = t.elapsed();
+        let (paged, paging) = page(
+            &http,
+            &format!("{url}/taxii2/synergia/collections/consolidated/objects/"),
+            None,
+        )
+        .await;
         assert_eq!(paged, objects, "every object paged once");
         json!({
             "objects": objects,
+            "publish_endpoint": if taxii { "taxii" } else { "api" },
             "publish_objects_per_s": objects as f64 / publish.as_secs_f64(),
             "publish_s": publish.as_secs_f64(),
             "paging_objects_per_s": paged as f64 / paging.as_secs_f64(),
             "paging_s": paging.as_secs_f64(),
         })
     });
-    println!(
-        "publish via POST /api/v1/bundles: {:.0} objects/s",
-        result["publish_objects_per_s"].as_f64().unwrap_or(0.0)
-    );
-    println!(
-        "TAXII paging (limit 1000):        {:.0} objects/s",
-        result["paging_objects_per_s"].as_f64().unwrap_or(0.0)
-    );
-    println!("RESULT {result}");
-    let _ = stop_tx.send(());
-    let _ = rt.block_on(server);
+    if flag("--replicate") {
+        let held_by_a = node.store.read().version_count();
+        let cfg = Config::load(&dir.join("config/other.toml")).expect("config");
+        let peer = Arc::new(Node::open(cfg).expect("peer node"));
+        eprintln!("replicating {held_by_a} object versions to an empty peer ...");
+        let t = Instant::now();
+        let (stop_b, task_b) = start(&rt, peer.clone(), ports[1]);
+        while peer.store.read().version_count() < held_by_a {
+            assert!(
+                t.elapsed() < Duration::from_secs(3600),
+                "replication stalled"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let took = t.elapsed();
+        result["replicated_objects"] = json!(held_by_a);
+        result["replicate_s"] = json!(took.as_secs_f64());
+        result["replicated_objects_per_s"] = json!(held_by_a as f64 / took.as_secs_f64());
+        let _ = stop_b.send(());
+        let _ = rt.block_on(task_b);
+    }
+    let _ = stop_a.send(());
+    let _ = rt.block_on(task_a);
+    result
 }

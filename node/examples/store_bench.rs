@@ -4,14 +4,16 @@
 //! cargo run --release --example store_bench -- --count 1000000
 //! ```
 //!
-//! 1. generates `--count` indicators with `synergia gen`'s generator and signs them in
-//!    envelopes of `--per-envelope` objects (written to a file, not timed);
+//! 1. generates `--count` indicators with `synergia gen`'s generator (or reads the bundle
+//!    `synergia gen` wrote, `--bundle FILE`, generated with seed 7 and origin
+//!    `kaspersky` so lookups find its observables) and signs them in envelopes of
+//!    `--per-envelope` objects (written to a file, not timed);
 //! 2. reads them back and ingests them durably, `--batch` envelopes per fsync, timing
 //!    parse + verify and the store's ingest separately;
 //! 3. measures RSS, disk (evidence log + index) against the raw JSON size, reopen time
 //!    and observable lookup latency (p50/p99 over 10,000 lookups);
 //! 4. inserts the same objects into plain sled (id → canonical body, batches of 1,000,
-//!    flushed) as a baseline, in the same run.
+//!    flushed) as a baseline, in the same run (`--no-baseline` skips it).
 //!
 //! Prints a table and one JSON line (`RESULT {...}`) for scripts.
 
@@ -24,7 +26,7 @@ use synergia::roster::{Member, Roster, RosterDocument, RosterKey, encode_public_
 use synergia::stix::timestamp::Timestamp;
 use synergia::stix::tlp::TlpLevel;
 use synergia::store::{Store, StoreOptions};
-use synergia::workload::{GenOptions, for_each_object, observable_value};
+use synergia::workload::{GenOptions, for_each_bundle_object, for_each_object, observable_value};
 
 /// The binary's allocator, so the figures are the ones the node gets.
 #[global_allocator]
@@ -35,6 +37,19 @@ struct Args {
     per_envelope: usize,
     batch: usize,
     dir: Option<std::path::PathBuf>,
+    bundle: Option<std::path::PathBuf>,
+    baseline: bool,
+}
+
+/// The benchmark's objects: from the `--bundle` file when given, else generated.
+fn each_object(a: &Args, workload: &GenOptions, f: impl FnMut(Value)) {
+    match &a.bundle {
+        Some(path) => {
+            let file = std::fs::File::open(path).expect("--bundle file");
+            for_each_bundle_object(file, f).expect("--bundle: a STIX bundle");
+        }
+        None => for_each_object(workload, f),
+    }
 }
 
 fn args() -> Args {
@@ -43,11 +58,18 @@ fn args() -> Args {
         per_envelope: 1000,
         batch: 10,
         dir: None,
+        bundle: None,
+        baseline: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
+        if k == "--no-baseline" {
+            a.baseline = false;
+            continue;
+        }
         let v = it.next().unwrap_or_default();
         match k.as_str() {
+            "--bundle" => a.bundle = Some(v.into()),
             "--count" => a.count = v.parse().expect("--count N"),
             "--per-envelope" => a.per_envelope = v.parse().expect("--per-envelope N"),
             "--batch" => a.batch = v.parse().expect("--batch N"),
@@ -166,7 +188,7 @@ fn main() {
             w.write_all(&e.to_canonical_bytes()).expect("write");
             w.write_all(b"\n").expect("write");
         };
-        for_each_object(&workload, |o| {
+        each_object(&a, &workload, |o| {
             raw_json_bytes += serde_json::to_vec(&o)
                 .map(|v| v.len() as u64 + 1)
                 .unwrap_or(0);
@@ -259,29 +281,11 @@ fn main() {
     let fresh_hwm = field("hwm_kb=");
 
     // 4. Baseline: plain sled, one row per object (id -> canonical body).
-    eprintln!("baseline: plain sled insert of the same objects ...");
-    let sled_dir = base.join("plain-sled");
-    let db = sled::Config::new()
-        .path(&sled_dir)
-        .cache_capacity(32 << 20)
-        .open()
-        .expect("sled");
-    let t = Instant::now();
-    let mut b = sled::Batch::default();
-    let mut n = 0;
-    for_each_object(&workload, |o| {
-        let id = o["id"].as_str().unwrap_or_default().to_string();
-        b.insert(id.as_bytes(), canonical_bytes(&o).expect("canonical"));
-        n += 1;
-        if n % 1000 == 0 {
-            db.apply_batch(std::mem::take(&mut b)).expect("batch");
-        }
-    });
-    db.apply_batch(b).expect("batch");
-    db.flush().expect("flush");
-    let t_sled = t.elapsed();
-    let sled_bytes = synergia::store::sled_engine::dir_size(&sled_dir);
-    drop(db);
+    let (t_sled, sled_bytes) = if a.baseline {
+        plain_sled(&a, &workload, &base.join("plain-sled"))
+    } else {
+        (Duration::ZERO, 0)
+    };
 
     let per_s = |d: Duration| objects as f64 / d.as_secs_f64();
     let result = json!({
@@ -292,12 +296,12 @@ fn main() {
         "parse_s": t_parse.as_secs_f64(),
         "verify_s": t_verify.as_secs_f64(),
         "store_s": t_ingest.as_secs_f64(),
-        "plain_sled_objects_per_s": per_s(t_sled),
-        "store_vs_plain_sled": t_sled.as_secs_f64() / t_ingest.as_secs_f64(),
+        "plain_sled_objects_per_s": a.baseline.then(|| per_s(t_sled)),
+        "store_vs_plain_sled": a.baseline.then(|| t_sled.as_secs_f64() / t_ingest.as_secs_f64()),
         "log_bytes": log_bytes,
         "index_bytes": index_bytes,
         "disk_vs_raw_json": (log_bytes + index_bytes) as f64 / raw_json_bytes as f64,
-        "plain_sled_bytes": sled_bytes,
+        "plain_sled_bytes": a.baseline.then_some(sled_bytes),
         "rss_kb_before": rss_before,
         "rss_kb_after_ingest": rss_after_ingest,
         "rss_kb_reopened": rss_reopened,
@@ -343,4 +347,31 @@ fn main() {
         p(0.99).as_secs_f64() * 1e6
     );
     println!("RESULT {result}");
+}
+
+/// Inserts the objects into plain sled, one row per object (id -> canonical body), in
+/// batches of 1,000, flushed: what a store without the evidence log's packing costs.
+fn plain_sled(a: &Args, workload: &GenOptions, sled_dir: &std::path::Path) -> (Duration, u64) {
+    eprintln!("baseline: plain sled insert of the same objects ...");
+    let db = sled::Config::new()
+        .path(sled_dir)
+        .cache_capacity(32 << 20)
+        .open()
+        .expect("sled");
+    let t = Instant::now();
+    let mut b = sled::Batch::default();
+    let mut n = 0;
+    each_object(a, workload, |o| {
+        let id = o["id"].as_str().unwrap_or_default().to_string();
+        b.insert(id.as_bytes(), canonical_bytes(&o).expect("canonical"));
+        n += 1;
+        if n % 1000 == 0 {
+            db.apply_batch(std::mem::take(&mut b)).expect("batch");
+        }
+    });
+    db.apply_batch(b).expect("batch");
+    db.flush().expect("flush");
+    let took = t.elapsed();
+    let bytes = synergia::store::sled_engine::dir_size(sled_dir);
+    (took, bytes)
 }

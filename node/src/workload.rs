@@ -9,7 +9,7 @@
 
 use crate::stix::tlp::TlpLevel;
 use serde_json::{Value, json};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -386,6 +386,67 @@ pub fn bundle(opts: &GenOptions) -> Value {
     json!({"type": "bundle", "id": bundle_id(opts), "objects": objects})
 }
 
+/// Calls `emit` with each object of a bundle read from `input`, one at a time, and
+/// returns how many there were.
+///
+/// Benchmarks replay the bundle files `synergia gen` wrote (the same objects for every
+/// system measured); at a million objects the whole document as one `Value` would take
+/// several gigabytes, so the `objects` array is walked without holding it.
+pub fn for_each_bundle_object(
+    input: impl Read,
+    emit: impl FnMut(Value),
+) -> Result<u64, serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    struct Bundle<F>(F);
+    struct Objects<'a, F>(&'a mut F);
+
+    impl<'de, F: FnMut(Value)> Visitor<'de> for Bundle<F> {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a STIX bundle")
+        }
+        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<u64, A::Error> {
+            let mut n = 0;
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "objects" {
+                    n += map.next_value_seed(Objects(&mut self.0))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(n)
+        }
+    }
+    impl<'de, F: FnMut(Value)> DeserializeSeed<'de> for Objects<'_, F> {
+        type Value = u64;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de, F: FnMut(Value)> Visitor<'de> for Objects<'_, F> {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of STIX objects")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
+            let mut n = 0;
+            while let Some(o) = seq.next_element::<Value>()? {
+                (self.0)(o);
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+
+    let mut de =
+        serde_json::Deserializer::from_reader(io::BufReader::with_capacity(1 << 20, input));
+    let n = de.deserialize_map(Bundle(emit))?;
+    de.end()?;
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,6 +504,17 @@ mod tests {
         ];
         let classes: HashSet<u64> = names.iter().map(|n| hash_str(n) % 1023).collect();
         assert_eq!(classes.len(), names.len());
+    }
+
+    #[test]
+    fn bundle_objects_stream_back_as_written() {
+        let opts = o("kaspersky", 0.3);
+        let mut buf = Vec::new();
+        write_bundle(&opts, &mut buf).unwrap();
+        let mut read = Vec::new();
+        let n = for_each_bundle_object(&buf[..], |v| read.push(v)).unwrap();
+        assert_eq!(n as usize, read.len());
+        assert_eq!(Value::Array(read), bundle(&opts)["objects"]);
     }
 
     #[test]
