@@ -402,6 +402,7 @@ impl NodeProcess {
         ca: &Path,
         log: &Path,
     ) -> NodeProcess {
+        let log_path = log;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -416,7 +417,7 @@ impl NodeProcess {
             .stderr(log)
             .spawn()
             .unwrap();
-        NodeProcess::wait_ready(child, m, url, ca)
+        NodeProcess::wait_ready(child, m, url, ca, Some(log_path.to_path_buf()))
     }
 
     /// Starts `synergia serve --config CONFIG` logging at `level`, with its stdout and
@@ -456,10 +457,16 @@ impl NodeProcess {
                 }
             });
         }
-        (NodeProcess::wait_ready(child, m, url, ca), out)
+        (NodeProcess::wait_ready(child, m, url, ca, None), out)
     }
 
-    fn wait_ready(child: std::process::Child, m: &str, url: &str, ca: &Path) -> NodeProcess {
+    fn wait_ready(
+        child: std::process::Child,
+        m: &str,
+        url: &str,
+        ca: &Path,
+        log: Option<PathBuf>,
+    ) -> NodeProcess {
         let p = NodeProcess {
             member: m.to_string(),
             child: Some(child),
@@ -478,10 +485,16 @@ impl NodeProcess {
                     {
                         break;
                     }
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "{name} did not start; see its log"
-                    );
+                    if std::time::Instant::now() >= deadline {
+                        let tail = log
+                            .and_then(|l| std::fs::read(l).ok())
+                            .map(|b| {
+                                String::from_utf8_lossy(&b[b.len().saturating_sub(3000)..])
+                                    .into_owned()
+                            })
+                            .unwrap_or_default();
+                        panic!("{name} did not start within 30 s; its log ends:\n{tail}");
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             })

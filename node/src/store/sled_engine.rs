@@ -36,13 +36,14 @@ impl SledEngine {
             .cache_capacity(cache_bytes)
             .flush_every_ms(Some(1000));
         // A Db dropped a moment ago (a rebuild, a restart in-process) can still hold its
-        // file lock while its flusher thread winds down: retry that case briefly.
+        // file lock while its flusher thread winds down (up to a flush interval, longer
+        // on a loaded machine): retry that case for up to 10 s.
         let mut attempts = 0;
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 100 =>
+                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 500 =>
                 {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));
