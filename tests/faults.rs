@@ -2,6 +2,8 @@
 //!
 //! - a peer SIGKILLed again and again while a node pulls a large feed from it: after it
 //!   restarts, the node catches up with nothing lost and nothing twice;
+//! - the pulling node itself SIGKILLed again and again during that sync: it resumes
+//!   from its persisted cursor, with nothing lost and nothing logged twice;
 //! - the disk filling up during ingest (the process's file-size limit lowered at run
 //!   time, so every write past it fails with `EFBIG` like `ENOSPC`): publishes and
 //!   pushes get 507 `insufficient-storage`, nothing acknowledged is lost, nothing
@@ -247,6 +249,118 @@ fn a_peer_killed_while_serving_its_feed_is_caught_up_with_after_restart() {
     eprintln!(
         "FAULT kind=peer-killed-mid-feed injected={KILLS} survived={KILLS} mid_feed={kills_mid_feed} envelopes={ENVELOPES} acked_lost={missing} duplicates={} in {:?}",
         from_beta["envelopes_received"].as_u64().unwrap_or(0) - ENVELOPES,
+        started.elapsed()
+    );
+}
+
+/// The pulling node SIGKILLed again and again while it takes a large feed: after each
+/// restart it resumes from its persisted cursor; in the end it holds every envelope,
+/// each once (its evidence log is exactly as long as its envelope count).
+#[test]
+fn a_node_killed_during_sync_resumes_with_nothing_lost_and_nothing_twice() {
+    const ENVELOPES: u64 = 3000;
+    const KILLS: usize = 3;
+    let started = Instant::now();
+    let fed = Federation::new(&["alpha", "beta", "gamma"], &[]);
+    let (alpha_url, beta_url) = (url_of(&fed, "alpha"), url_of(&fed, "beta"));
+    let beta = NodeProcess::spawn(
+        bin(),
+        "beta",
+        &fed.config_path("beta"),
+        &beta_url,
+        &fed.ca_path(),
+        &fed.dir.path().join("beta.log"),
+    );
+    let rt = rt();
+    let gamma_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("gamma")));
+    let gamma = signer(&fed, "gamma");
+    let envelopes: Vec<Value> = (1..=ENVELOPES)
+        .map(|i| signed(&gamma, bundle("gamma-sync", i, 8), i))
+        .collect();
+    rt.block_on(async {
+        for chunk in envelopes.chunks(1000) {
+            let r = gamma_peer
+                .post(format!("{beta_url}/federation/v1/envelopes"))
+                .json(&json!({"envelopes": chunk}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    });
+    let beta_admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("beta")));
+    let beta_stats = rt.block_on(stats(&beta_admin, &beta_url)).unwrap();
+    assert_eq!(beta_stats["envelopes"], ENVELOPES);
+
+    let alpha_log = fed.dir.path().join("alpha.log");
+    let start_alpha = || {
+        NodeProcess::spawn(
+            bin(),
+            "alpha",
+            &fed.config_path("alpha"),
+            &alpha_url,
+            &fed.ca_path(),
+            &alpha_log,
+        )
+    };
+    let alpha_admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    let held = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(stats(&alpha_admin, &alpha_url))
+            .and_then(|s| s["envelopes"].as_u64())
+            .unwrap_or(0)
+    };
+    let mut alpha = start_alpha();
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
+    let mut kills_mid_sync = 0;
+    for k in 0..KILLS {
+        let before = held(&rt);
+        let t = Instant::now();
+        while held(&rt) <= before && before < ENVELOPES && t.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(rng % 150));
+        let at_kill = held(&rt);
+        alpha.kill();
+        if at_kill > 0 && at_kill < ENVELOPES {
+            kills_mid_sync += 1;
+        }
+        eprintln!("kill {k}: alpha held {at_kill} of {ENVELOPES} when it was killed");
+        alpha = start_alpha();
+    }
+    let t = Instant::now();
+    while held(&rt) < ENVELOPES {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "alpha holds {} of {ENVELOPES} a minute after its last restart",
+            held(&rt)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let alpha_stats = rt.block_on(stats(&alpha_admin, &alpha_url)).unwrap();
+    drop(alpha);
+    drop(beta);
+    assert_eq!(alpha_stats["digests"], beta_stats["digests"]);
+    let store = synergia::store::Store::open(
+        &fed.config("alpha").data_dir,
+        &synergia::store::StoreOptions::default(),
+    )
+    .unwrap();
+    let missing = envelopes
+        .iter()
+        .filter(|e| !store.contains(Envelope::from_value((*e).clone()).unwrap().id()))
+        .count();
+    let logged_twice = store.head() - store.read().envelope_count() as u64;
+    assert_eq!(missing, 0);
+    assert_eq!(logged_twice, 0, "an envelope was logged twice");
+    assert!(
+        kills_mid_sync >= 1,
+        "alpha was never killed part-way through the feed"
+    );
+    eprintln!(
+        "FAULT kind=node-killed-during-sync injected={KILLS} survived={KILLS} mid_sync={kills_mid_sync} envelopes={ENVELOPES} acked_lost={missing} duplicates={logged_twice} in {:?}",
         started.elapsed()
     );
 }
