@@ -28,6 +28,13 @@ fn engine_err(e: sled::Error) -> StoreError {
     }
 }
 
+/// Whether opening failed because the database's file lock is held. sled 0.34 reports
+/// that as an `Other` I/O error whose text names the lock (its `config.rs`), not as
+/// `WouldBlock`.
+fn lock_busy(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
+}
+
 impl SledEngine {
     /// Opens (or creates) the engine in `path`. `cache_bytes` bounds sled's page cache.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<SledEngine, StoreError> {
@@ -42,9 +49,7 @@ impl SledEngine {
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 500 =>
-                {
+                Err(sled::Error::Io(e)) if lock_busy(&e) && attempts < 500 => {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
@@ -158,4 +163,31 @@ pub fn dir_size(p: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A second open of the same index waits for the first to let go of the file lock
+    /// (a restart right after a crash, the reopen after the start-up scan) instead of
+    /// failing at once.
+    #[test]
+    fn open_waits_for_a_held_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let first = SledEngine::open(&path, 1 << 20).unwrap();
+        first
+            .apply(vec![Op::Put(Space::Meta, b"k".to_vec(), b"v".to_vec())])
+            .unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(first);
+        });
+        let t = std::time::Instant::now();
+        let second = SledEngine::open(&path, 1 << 20).expect("waits for the lock");
+        assert!(t.elapsed() >= std::time::Duration::from_millis(250));
+        assert_eq!(second.get(Space::Meta, b"k").unwrap(), Some(b"v".to_vec()));
+        holder.join().unwrap();
+    }
 }
