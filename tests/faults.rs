@@ -23,7 +23,7 @@ use common::*;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use synergia::envelope::{Envelope, EnvelopeId, EnvelopeMeta, Signer};
+use synergia::envelope::{Envelope, EnvelopeId, Signer};
 use synergia::stix::timestamp::Timestamp;
 use synergia::stix::tlp::TlpLevel;
 
@@ -35,17 +35,6 @@ fn bin() -> &'static Path {
 
 fn url_of(fed: &Federation, m: &str) -> String {
     format!("https://{}", fed.config(m).listen.address)
-}
-
-fn signer(fed: &Federation, member: &str) -> Signer {
-    let cfg = fed.config(member);
-    let roster = synergia::roster::Roster::load(&cfg.roster).unwrap();
-    Signer {
-        origin: member.into(),
-        origin_identity: roster.member(member).unwrap().identity.clone(),
-        key_id: cfg.signing.key_id.clone(),
-        key: synergia::keys::signing::load(&cfg.signing.key_file).unwrap(),
-    }
 }
 
 /// A green bundle of `n` IPv4 addresses, distinct per `tag` and `i`.
@@ -71,18 +60,7 @@ fn bundle(tag: &str, i: u64, n: u64) -> Value {
 }
 
 fn signed(s: &Signer, b: Value, seq: u64) -> Value {
-    let e = Envelope::sign(
-        b,
-        s,
-        EnvelopeMeta {
-            seq,
-            signed_at: Timestamp::now(),
-            tlp: TlpLevel::Green,
-            recipients: vec![],
-        },
-    )
-    .unwrap();
-    Value::Object(e.as_json().clone())
+    signed_envelope(s, b, seq, TlpLevel::Green, Timestamp::now())
 }
 
 async fn stats(client: &reqwest::Client, url: &str) -> Option<Value> {
@@ -121,7 +99,7 @@ fn a_peer_killed_while_serving_its_feed_is_caught_up_with_after_restart() {
     let mut beta = start_beta();
     let rt = rt();
     let gamma_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("gamma")));
-    let gamma = signer(&fed, "gamma");
+    let gamma = fed.signer("gamma");
     let envelopes: Vec<Value> = (1..=ENVELOPES)
         .map(|i| signed(&gamma, bundle("gamma", i, 8), i))
         .collect();
@@ -273,7 +251,7 @@ fn a_node_killed_during_sync_resumes_with_nothing_lost_and_nothing_twice() {
     );
     let rt = rt();
     let gamma_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("gamma")));
-    let gamma = signer(&fed, "gamma");
+    let gamma = fed.signer("gamma");
     let envelopes: Vec<Value> = (1..=ENVELOPES)
         .map(|i| signed(&gamma, bundle("gamma-sync", i, 8), i))
         .collect();
@@ -413,7 +391,7 @@ fn a_full_disk_refuses_ingest_cleanly_and_the_node_recovers() {
     let rt = rt();
     let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
     let beta_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("beta")));
-    let beta = signer(&fed, "beta");
+    let beta = fed.signer("beta");
     let mut acked: Vec<EnvelopeId> = Vec::new();
     let publish = |i: u64| -> (u16, Value) {
         rt.block_on(async {

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use synergia::config::Role;
-use synergia::envelope::{Envelope, EnvelopeMeta, Signer};
+use synergia::envelope::Signer;
 use synergia::node::Node;
 use synergia::stix::timestamp::Timestamp;
 use synergia::stix::tlp::{ALL_LEVELS, TlpLevel};
@@ -175,18 +175,6 @@ impl Suite {
     }
 }
 
-/// The signer of a member, from its config and the roster.
-fn signer(fed: &Federation, member: &str) -> Signer {
-    let cfg = fed.config(member);
-    let roster = synergia::roster::Roster::load(&cfg.roster).unwrap();
-    Signer {
-        origin: member.into(),
-        origin_identity: roster.member(member).unwrap().identity.clone(),
-        key_id: cfg.signing.key_id.clone(),
-        key: synergia::keys::signing::load(&cfg.signing.key_file).unwrap(),
-    }
-}
-
 /// A one-object green bundle (an IPv4 address).
 fn tiny_bundle(i: u64) -> Value {
     let ns = uuid::Uuid::from_u128(0x1234_5678_9abc_4def_8123_4567_89ab_cdef);
@@ -205,18 +193,7 @@ fn tiny_bundle(i: u64) -> Value {
 }
 
 fn sign(s: &Signer, b: Value, seq: u64, signed_at: Timestamp) -> Value {
-    let e = Envelope::sign(
-        b,
-        s,
-        EnvelopeMeta {
-            seq,
-            signed_at,
-            tlp: TlpLevel::Green,
-            recipients: vec![],
-        },
-    )
-    .unwrap();
-    Value::Object(e.as_json().clone())
+    signed_envelope(s, b, seq, TlpLevel::Green, signed_at)
 }
 
 fn gen_bundle(count: u64, seed: u64, origin: &str) -> Value {
@@ -623,7 +600,7 @@ fn hostile_inputs_are_refused_cleanly_and_change_nothing() {
         // The node holds something: a published bundle and envelopes pushed by beta.
         let r = s.admin.post(s.url("/api/v1/bundles")).json(&gen_bundle(40, 5, "alpha")).send().await.unwrap();
         assert_eq!(r.status(), 200, "{:?}", r.text().await);
-        let beta = signer(&s.fed, "beta");
+        let beta = s.fed.signer("beta");
         let held: Vec<Value> = (1..=1000u64).map(|i| sign(&beta, tiny_bundle(i), i, Timestamp::now())).collect();
         let t = Instant::now();
         let r: Value = s.peer.post(s.url("/federation/v1/envelopes")).json(&json!({"envelopes": held})).send().await.unwrap().json().await.unwrap();
@@ -698,7 +675,7 @@ fn hostile_inputs_are_refused_cleanly_and_change_nothing() {
 
         // Envelopes: tampered, re-signed, malformed, replayed, signed in the future.
         let base = sign(&beta, tiny_bundle(5000), 5000, Timestamp::now());
-        let alpha_signer = signer(&s.fed, "alpha");
+        let alpha_signer = s.fed.signer("alpha");
         let mut items: Vec<(String, Value, Vec<&'static str>)> = Vec::new();
         let members = ["type", "version", "origin", "origin_identity", "key_id", "seq", "signed_at", "tlp", "recipients", "bundle", "signature"];
         for m in members {
@@ -768,11 +745,11 @@ fn hostile_inputs_are_refused_cleanly_and_change_nothing() {
         e["x_extra"] = json!(1);
         items.push(("extra member".into(), e, vec![]));
         // Re-signed: beta's envelope signed with alpha's key, and alpha's key id.
-        let forger = Signer { key: alpha_signer.key.clone(), ..signer(&s.fed, "beta") };
+        let forger = Signer { key: alpha_signer.key.clone(), ..s.fed.signer("beta") };
         items.push(("re-signed with another member's key".into(), sign(&forger, tiny_bundle(5001), 5001, Timestamp::now()), vec!["bad-signature"]));
-        let forger = Signer { key_id: alpha_signer.key_id.clone(), ..signer(&s.fed, "beta") };
+        let forger = Signer { key_id: alpha_signer.key_id.clone(), ..s.fed.signer("beta") };
         items.push(("signed naming another member's key id".into(), sign(&forger, tiny_bundle(5002), 5002, Timestamp::now()), vec!["unknown-key"]));
-        let forger = Signer { origin: "alpha".into(), ..signer(&s.fed, "beta") };
+        let forger = Signer { origin: "alpha".into(), ..s.fed.signer("beta") };
         items.push(("claiming alpha's origin with beta's identity".into(), sign(&forger, tiny_bundle(5003), 5003, Timestamp::now()), vec![]));
         // Invalid STIX inside a correctly signed envelope.
         for (j, (label, b)) in invalid_stix(&tiny_bundle(7000)).into_iter().enumerate() {

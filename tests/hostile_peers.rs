@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use synergia::envelope::{Envelope, EnvelopeId, EnvelopeMeta, Signer};
+use synergia::envelope::{Envelope, EnvelopeId, Signer};
 use synergia::stix::timestamp::Timestamp;
 use synergia::stix::tlp::{ALL_LEVELS, TlpLevel};
 use synergia::sync::client::MAX_RESPONSE_BYTES;
@@ -100,17 +100,6 @@ impl Fake {
     }
 }
 
-fn signer(fed: &Federation, member: &str) -> Signer {
-    let cfg = fed.config(member);
-    let roster = synergia::roster::Roster::load(&cfg.roster).unwrap();
-    Signer {
-        origin: member.into(),
-        origin_identity: roster.member(member).unwrap().identity.clone(),
-        key_id: cfg.signing.key_id.clone(),
-        key: synergia::keys::signing::load(&cfg.signing.key_file).unwrap(),
-    }
-}
-
 /// A one-object bundle marked `marking`.
 fn tiny_bundle(tag: &str, i: u64, marking: &str) -> Value {
     let ns = uuid::Uuid::from_u128(0x5eed_0000_0000_4000_8000_0000_0000_0001);
@@ -129,18 +118,7 @@ fn tiny_bundle(tag: &str, i: u64, marking: &str) -> Value {
 }
 
 fn sign(s: &Signer, b: Value, seq: u64, tlp: TlpLevel) -> Value {
-    let e = Envelope::sign(
-        b,
-        s,
-        EnvelopeMeta {
-            seq,
-            signed_at: Timestamp::now(),
-            tlp,
-            recipients: vec![],
-        },
-    )
-    .unwrap();
-    Value::Object(e.as_json().clone())
+    signed_envelope(s, b, seq, tlp, Timestamp::now())
 }
 
 /// The envelope id of a JSON envelope.
@@ -154,13 +132,13 @@ fn id_of(v: &Value) -> EnvelopeId {
 fn fake_envelopes(fed: &Federation, member: &str, behaviour: Behaviour) -> Vec<Value> {
     match behaviour {
         Behaviour::StuckHeld | Behaviour::Reset => {
-            let s = signer(fed, member);
+            let s = fed.signer(member);
             (1..=3)
                 .map(|i| sign(&s, tiny_bundle(member, i, GREEN), i, TlpLevel::Green))
                 .collect()
         }
         Behaviour::ForwardAmber => {
-            let beta = signer(fed, "beta");
+            let beta = fed.signer("beta");
             vec![sign(
                 &beta,
                 tiny_bundle("beta-amber", 1, AMBER),
@@ -169,7 +147,7 @@ fn fake_envelopes(fed: &Federation, member: &str, behaviour: Behaviour) -> Vec<V
             )]
         }
         Behaviour::Forged => {
-            let own = signer(fed, member);
+            let own = fed.signer(member);
             // Its own envelope with one signature byte changed.
             let mut flipped = sign(&own, tiny_bundle(member, 1, GREEN), 1, TlpLevel::Green);
             let sig = flipped["signature"].as_str().unwrap().to_string();
@@ -177,8 +155,8 @@ fn fake_envelopes(fed: &Federation, member: &str, behaviour: Behaviour) -> Vec<V
             chars[10] = if chars[10] == 'A' { 'B' } else { 'A' };
             flipped["signature"] = Value::String(chars.into_iter().collect());
             // An envelope claiming to be beta's, signed with the fake's own key.
-            let mut claimed = signer(fed, member);
-            let beta = signer(fed, "beta");
+            let mut claimed = fed.signer(member);
+            let beta = fed.signer("beta");
             claimed.origin = beta.origin.clone();
             claimed.origin_identity = beta.origin_identity.clone();
             claimed.key_id = beta.key_id.clone();

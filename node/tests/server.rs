@@ -537,17 +537,10 @@ fn certificate_reloads_on_sighup_without_restart() {
 /// `ids` array must match the envelopes one to one.
 #[test]
 fn pushed_envelope_ids_skip_held_envelopes_and_must_be_true() {
-    use synergia::envelope::{Envelope, EnvelopeMeta, Signer};
+    use synergia::envelope::{Envelope, EnvelopeMeta};
     use synergia::stix::timestamp::Timestamp;
     let s = setup(1 << 20);
-    let cfg = s.fed.config("beta");
-    let roster = synergia::roster::Roster::load(&cfg.roster).unwrap();
-    let beta = Signer {
-        origin: "beta".into(),
-        origin_identity: roster.member("beta").unwrap().identity.clone(),
-        key_id: cfg.signing.key_id.clone(),
-        key: synergia::keys::signing::load(&cfg.signing.key_file).unwrap(),
-    };
+    let beta = s.fed.signer("beta");
     let sign = |seq: u64| {
         let mut b = gen_bundle(2, "beta");
         for o in b["objects"].as_array_mut().unwrap() {

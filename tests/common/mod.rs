@@ -3,13 +3,16 @@
 //! as real `synergia serve` processes, and HTTPS clients with chosen identities.
 #![allow(dead_code)]
 
+use serde_json::Value;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use synergia::config::{Client, Config, Role};
+use synergia::envelope::{Envelope, EnvelopeMeta, Signer};
 use synergia::keys::federation::{InitOptions, init_federation};
 use synergia::keys::tls::{self as ktls, CertRole, CertifiedKey, Validity};
 use synergia::node::Node;
+use synergia::stix::timestamp::Timestamp;
 use synergia::stix::tlp::TlpLevel;
 
 /// A temporary federation on disk.
@@ -128,6 +131,40 @@ impl Federation {
     pub fn client_cert(&self, name: &str, validity: Validity) -> CertifiedKey {
         ktls::issue(&self.ca(), CertRole::Client, name, &[], validity).unwrap()
     }
+
+    /// A member's envelope signer, from its config and the roster.
+    pub fn signer(&self, member: &str) -> Signer {
+        let cfg = self.config(member);
+        let roster = synergia::roster::Roster::load(&cfg.roster).unwrap();
+        Signer {
+            origin: member.into(),
+            origin_identity: roster.member(member).unwrap().identity.clone(),
+            key_id: cfg.signing.key_id.clone(),
+            key: synergia::keys::signing::load(&cfg.signing.key_file).unwrap(),
+        }
+    }
+}
+
+/// Signs `bundle` as `s` at `tlp` (no recipients); the envelope as JSON.
+pub fn signed_envelope(
+    s: &Signer,
+    bundle: Value,
+    seq: u64,
+    tlp: TlpLevel,
+    signed_at: Timestamp,
+) -> Value {
+    let e = Envelope::sign(
+        bundle,
+        s,
+        EnvelopeMeta {
+            seq,
+            signed_at,
+            tlp,
+            recipients: vec![],
+        },
+    )
+    .unwrap();
+    Value::Object(e.as_json().clone())
 }
 
 /// Adds a local client with roles to a config.

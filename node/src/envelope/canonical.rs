@@ -182,13 +182,7 @@ pub struct EnvelopeId(String);
 impl EnvelopeId {
     /// The id of the given signed canonical bytes.
     pub fn of_signed_bytes(bytes: &[u8]) -> Self {
-        let digest = Sha256::digest(bytes);
-        let mut s = String::with_capacity(7 + 64);
-        s.push_str("sha256:");
-        for b in digest {
-            s.push_str(&format!("{b:02x}"));
-        }
-        EnvelopeId(s)
+        EnvelopeId::from_digest_bytes(&Sha256::digest(bytes).into())
     }
 
     /// Parses `sha256:<64 lower-case hex>`.
@@ -213,12 +207,15 @@ impl EnvelopeId {
         out
     }
 
-    /// Rebuilds an id from its digest bytes.
+    /// Rebuilds an id from its digest bytes. Feeds and pushes write one per envelope
+    /// sent, so the hex is written directly rather than formatted byte by byte.
     pub fn from_digest_bytes(d: &[u8; 32]) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = String::with_capacity(71);
         s.push_str("sha256:");
-        for b in d {
-            s.push_str(&format!("{b:02x}"));
+        for &b in d {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 15)]));
         }
         EnvelopeId(s)
     }
@@ -289,14 +286,17 @@ mod tests {
         assert!(canonical_bytes(&f64::INFINITY).is_err());
     }
 
-    #[test]
-    fn rfc8785_section_3_2_2_example() {
-        // The example input of section 3.2.2 and its canonical output (section 3.2.3).
-        let input = r#"{
+    /// The example input of RFC 8785 section 3.2.2.
+    const RFC_3_2_2_INPUT: &str = r#"{
             "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
             "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
             "literals": [null, true, false]
         }"#;
+
+    #[test]
+    fn rfc8785_section_3_2_2_example() {
+        // The example input of section 3.2.2 and its canonical output (section 3.2.3).
+        let input = RFC_3_2_2_INPUT;
         let v: Value = serde_json::from_str(input).unwrap();
         let out = String::from_utf8(canonical_bytes(&v).unwrap()).unwrap();
         assert_eq!(
@@ -404,11 +404,7 @@ mod tests {
 
     #[test]
     fn direct_writer_passes_the_rfc_examples() {
-        let input = r#"{
-            "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
-            "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
-            "literals": [null, true, false]
-        }"#;
+        let input = RFC_3_2_2_INPUT;
         let v: Value = serde_json::from_str(input).unwrap();
         assert_eq!(
             String::from_utf8(canonical_value(&v).unwrap()).unwrap(),
