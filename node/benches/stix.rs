@@ -50,6 +50,9 @@ fn parse_and_validate(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("parse-only", "100k-indicators"), |b| {
         b.iter(|| synergia::json::from_slice_strict(black_box(&bytes)).expect("parses"))
     });
+    g.bench_function(BenchmarkId::new("parse-parallel", "100k-indicators"), |b| {
+        b.iter(|| synergia::json::from_slice_strict_parallel(black_box(&bytes)).expect("parses"))
+    });
     let doc = synergia::json::from_slice_strict(&bytes).expect("parses");
     g.bench_function(BenchmarkId::new("validate-only", "100k-indicators"), |b| {
         b.iter(|| validate::validate_bundle(black_box(&doc)))

@@ -131,7 +131,8 @@ fn bodies(batch: usize, taxii: bool) -> (Vec<Vec<u8>>, u64) {
     (bodies, objects)
 }
 
-/// Posts every body; returns the time taken.
+/// Posts every body, `--concurrency` requests at a time (default 1: one client posting
+/// request after request); returns the time taken.
 async fn publish(
     http: &reqwest::Client,
     url: &str,
@@ -139,26 +140,42 @@ async fn publish(
     basic: Option<(&str, &str)>,
     bodies: Vec<Vec<u8>>,
 ) -> Duration {
+    let concurrency = num("--concurrency", 1).max(1) as usize;
+    let queue = Arc::new(std::sync::Mutex::new(bodies.into_iter()));
     let t = Instant::now();
-    for b in bodies {
-        let mut req = http.post(url).body(b);
-        req = if taxii {
-            req.header("content-type", TAXII).header("accept", TAXII)
-        } else {
-            req.header("content-type", "application/json")
-        };
-        if let Some((user, pass)) = basic {
-            req = req.basic_auth(user, Some(pass));
-        }
-        let r = req.send().await.expect("publish");
-        let status = r.status();
-        let text = r.text().await.unwrap_or_default();
-        assert!(status.is_success(), "publish: {status} {text}");
-        if taxii {
-            // A TAXII server may accept and answer 202 yet fail objects: count them.
-            let s: Value = serde_json::from_str(&text).expect("status resource");
-            assert_eq!(s["failure_count"].as_u64().unwrap_or(0), 0, "{text}");
-        }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (http, url, queue) = (http.clone(), url.to_string(), queue.clone());
+        let basic = basic.map(|(u, p)| (u.to_string(), p.to_string()));
+        tasks.spawn(async move {
+            loop {
+                let Some(b) = queue.lock().expect("queue").next() else {
+                    break;
+                };
+                let mut req = http.post(&url).body(b);
+                req = if taxii {
+                    req.header("content-type", TAXII).header("accept", TAXII)
+                } else {
+                    req.header("content-type", "application/json")
+                };
+                if let Some((user, pass)) = &basic {
+                    req = req.basic_auth(user, Some(pass));
+                }
+                let r = req.send().await.expect("publish");
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                assert!(status.is_success(), "publish: {status} {text}");
+                if taxii {
+                    // A TAXII server may accept and answer 202 yet fail objects: count
+                    // them.
+                    let s: Value = serde_json::from_str(&text).expect("status resource");
+                    assert_eq!(s["failure_count"].as_u64().unwrap_or(0), 0, "{text}");
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("publishing task");
     }
     t.elapsed()
 }
@@ -260,6 +277,7 @@ fn external(collection: &str) -> Value {
         let mut result = json!({
             "objects": objects,
             "publish_endpoint": "taxii",
+            "publish_concurrency": num("--concurrency", 1).max(1),
             "publish_objects_per_s": objects as f64 / publish.as_secs_f64(),
             "publish_s": publish.as_secs_f64(),
         });
@@ -354,6 +372,7 @@ fn synergia_node() -> Value {
         json!({
             "objects": objects,
             "publish_endpoint": if taxii { "taxii" } else { "api" },
+            "publish_concurrency": num("--concurrency", 1).max(1),
             "publish_objects_per_s": objects as f64 / publish.as_secs_f64(),
             "publish_s": publish.as_secs_f64(),
             "paging_objects_per_s": paged as f64 / paging.as_secs_f64(),

@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod json;
 pub mod keys;
 pub mod node;
+pub mod parallel;
 pub mod roster;
 pub mod server;
 pub mod stix;

@@ -79,22 +79,144 @@ fn write_object(
     map: &Map<String, Value>,
     skip: Option<&str>,
 ) -> Result<(), CanonicalError> {
-    let mut entries: Vec<(&String, &Value)> = map
-        .iter()
-        .filter(|(k, _)| Some(k.as_str()) != skip)
-        .collect();
-    // RFC 8785 orders members by UTF-16 code units. The map's own order (UTF-8 bytes)
-    // agrees except between U+E000..U+FFFF and supplementary characters, so this sort
-    // usually finds the entries already in order and costs one pass.
-    entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
     out.push(b'{');
-    for (i, (k, v)) in entries.into_iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    let mut member = |out: &mut Vec<u8>, k: &str, v: &Value| {
+        if !first {
             out.push(b',');
         }
+        first = false;
         write_string(out, k);
         out.push(b':');
-        write_value(out, v)?;
+        write_value(out, v)
+    };
+    if needs_sort(map) {
+        for (k, v) in sorted_members(map, skip) {
+            member(out, k, v)?;
+        }
+    } else {
+        // The common case, without the iterator adapters of `sorted_members`.
+        for (k, v) in map {
+            if Some(k.as_str()) != skip {
+                member(out, k, v)?;
+            }
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Whether the map's byte order of keys may differ from RFC 8785's (see
+/// [`sorted_members`]).
+fn needs_sort(map: &Map<String, Value>) -> bool {
+    map.keys()
+        .any(|k| !k.is_ascii() && k.bytes().any(|b| b >= 0xEE))
+}
+
+/// The members of `map` (without `skip`) in RFC 8785 order.
+///
+/// RFC 8785 orders members by UTF-16 code units; the map's own order (UTF-8 bytes)
+/// agrees except when a key holds a character from U+E000 on (UTF-8 lead byte 0xEE
+/// or above). Such keys are rare, so the map's order is used as it is unless one is
+/// present, and only then are the members sorted.
+fn sorted_members<'m>(
+    map: &'m Map<String, Value>,
+    skip: Option<&'m str>,
+) -> impl Iterator<Item = (&'m String, &'m Value)> {
+    let kept = move |(k, _): &(&String, &Value)| Some(k.as_str()) != skip;
+    let sorted = needs_sort(map).then(|| {
+        let mut entries: Vec<(&String, &Value)> = map.iter().filter(kept).collect();
+        entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        entries
+    });
+    let (in_order, resorted) = match sorted {
+        Some(entries) => (None, Some(entries.into_iter())),
+        None => (Some(map.iter().filter(kept)), None),
+    };
+    in_order
+        .into_iter()
+        .flatten()
+        .chain(resorted.into_iter().flatten())
+}
+
+/// An envelope's signed form with the positions [`crate::store`] needs, found while
+/// writing it rather than by scanning the bytes again.
+#[derive(Debug, Clone, Default)]
+pub struct SignedForm {
+    /// RFC 8785 bytes of the envelope without its `signature` member.
+    pub bytes: Vec<u8>,
+    /// Where the `signature` member goes in `bytes`: the first byte of the first
+    /// member that sorts after it, or the closing brace.
+    pub signature_at: usize,
+    /// `(offset, length)` in `bytes` of every element of `bundle.objects`.
+    pub objects: Vec<(usize, usize)>,
+}
+
+/// The signed form of an envelope document (see [`SignedForm`]).
+pub fn signed_form(doc: &Map<String, Value>) -> Result<SignedForm, CanonicalError> {
+    const SKIP: &str = "signature";
+    let mut out = Vec::with_capacity(4096);
+    let mut signature_at = None;
+    let mut objects = Vec::new();
+    out.push(b'{');
+    let mut first = true;
+    for (k, v) in sorted_members(doc, Some(SKIP)) {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        if signature_at.is_none() && k.encode_utf16().cmp(SKIP.encode_utf16()).is_gt() {
+            signature_at = Some(out.len());
+        }
+        write_string(&mut out, k);
+        out.push(b':');
+        match (k.as_str(), v) {
+            ("bundle", Value::Object(bundle)) => {
+                write_bundle(&mut out, bundle, &mut objects)?;
+            }
+            _ => write_value(&mut out, v)?,
+        }
+    }
+    let signature_at = signature_at.unwrap_or(out.len());
+    out.push(b'}');
+    Ok(SignedForm {
+        bytes: out,
+        signature_at,
+        objects,
+    })
+}
+
+/// A bundle, noting the byte range of each element of its `objects` array.
+fn write_bundle(
+    out: &mut Vec<u8>,
+    bundle: &Map<String, Value>,
+    ranges: &mut Vec<(usize, usize)>,
+) -> Result<(), CanonicalError> {
+    out.push(b'{');
+    let mut first = true;
+    for (k, v) in sorted_members(bundle, None) {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_string(out, k);
+        out.push(b':');
+        match (k.as_str(), v) {
+            ("objects", Value::Array(items)) => {
+                ranges.reserve(items.len());
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let start = out.len();
+                    write_value(out, item)?;
+                    ranges.push((start, out.len() - start));
+                }
+                out.push(b']');
+            }
+            _ => write_value(out, v)?,
+        }
     }
     out.push(b'}');
     Ok(())
@@ -105,25 +227,55 @@ fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), Canonic
     if let Some(u) = n.as_u64()
         && u <= SAFE
     {
-        out.extend_from_slice(u.to_string().as_bytes());
+        write_decimal(out, u);
     } else if let Some(i) = n.as_i64()
         && i.unsigned_abs() <= SAFE
     {
-        out.extend_from_slice(i.to_string().as_bytes());
+        out.push(b'-');
+        write_decimal(out, i.unsigned_abs());
     } else {
         out.extend_from_slice(&canonical_bytes(n)?);
     }
     Ok(())
 }
 
+/// The decimal digits of `n`, without allocating.
+fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// A JSON string as ECMAScript's `JSON.stringify` writes it: only `"`, `\` and
 /// control characters are escaped, with the short escapes where they exist.
+///
+/// Strings are checked eight bytes at a time: nearly all of them need no escape and
+/// are copied whole.
 fn write_string(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        if i + 8 <= bytes.len() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[i..i + 8]);
+            if !word_needs_escape(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -133,7 +285,10 @@ fn write_string(out: &mut Vec<u8>, s: &str) {
             0x08 => b"\\b",
             0x0c => b"\\f",
             0x00..=0x1f => b"",
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&bytes[start..i]);
         if esc.is_empty() {
@@ -143,10 +298,23 @@ fn write_string(out: &mut Vec<u8>, s: &str) {
         } else {
             out.extend_from_slice(esc);
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any of the eight bytes of `w` is a control character, `"` or `\`: the
+/// classic "some byte is zero" and "some byte is below n" word tricks, which are exact
+/// for the question "any byte?" (not for which byte; the caller then looks byte by
+/// byte).
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0;
+    below_space || has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\')))
 }
 
 /// Serialises a JSON object without one of its members, so the signed form can be
@@ -399,6 +567,66 @@ mod tests {
                     canonical_bytes(&Without { map: m, skip: &skip }).unwrap()
                 );
             }
+        });
+    }
+
+    /// The signed form is the document without `signature`, its object ranges are
+    /// the objects' own canonical forms, and splicing the signature in at
+    /// `signature_at` gives the whole document's canonical form, whatever other members
+    /// sort around it.
+    #[test]
+    fn signed_form_positions_are_exact() {
+        use proptest::prelude::*;
+        let key = prop_oneof![
+            "[a-z_]{1,10}",
+            Just("signaturf".to_string()),
+            Just("signatur".to_string()),
+            Just("\u{e000}".to_string()),
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<i32>().prop_map(Value::from),
+            "(\\PC|[\u{0}-\u{1f}\"\\\\])*".prop_map(Value::from),
+        ];
+        let object = prop::collection::btree_map("[a-z]{1,4}", leaf.clone(), 0..5)
+            .prop_map(|m| Value::Object(m.into_iter().collect()));
+        let doc = (
+            prop::collection::btree_map(key, leaf, 0..6),
+            prop::collection::vec(object, 0..5),
+            any::<bool>(),
+        );
+        proptest!(ProptestConfig::with_cases(500), |((members, objects, with_bundle) in doc)| {
+            let mut m: Map<String, Value> = members.into_iter().collect();
+            if with_bundle {
+                m.insert(
+                    "bundle".into(),
+                    serde_json::json!({"type": "bundle", "objects": objects.clone()}),
+                );
+            }
+            let form = signed_form(&m).unwrap();
+            prop_assert_eq!(&form.bytes, &canonical_object_without(&m, "signature").unwrap());
+            let expected_ranges = if with_bundle { objects.len() } else { 0 };
+            prop_assert_eq!(form.objects.len(), expected_ranges);
+            for (&(off, len), o) in form.objects.iter().zip(&objects) {
+                let own = canonical_value(o).unwrap();
+                prop_assert_eq!(&form.bytes[off..off + len], own.as_slice());
+            }
+            let mut with_sig = m.clone();
+            with_sig.insert("signature".into(), Value::from("SIG"));
+            let at = form.signature_at;
+            let member = br#""signature":"SIG""#;
+            let mut spliced = form.bytes[..at].to_vec();
+            if at + 1 == form.bytes.len() {
+                if form.bytes.len() > 2 {
+                    spliced.push(b',');
+                }
+                spliced.extend_from_slice(member);
+            } else {
+                spliced.extend_from_slice(member);
+                spliced.push(b',');
+            }
+            spliced.extend_from_slice(&form.bytes[at..]);
+            prop_assert_eq!(spliced, canonical_object(&with_sig).unwrap());
         });
     }
 

@@ -17,7 +17,7 @@ use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::{TlpLevel, TlpResolver};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use canonical::{canonical_object, canonical_object_without};
+use canonical::{SignedForm, canonical_object, signed_form};
 use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use serde_json::{Map, Value};
 
@@ -119,7 +119,7 @@ impl Default for VerifyOptions {
 pub struct Envelope {
     doc: Map<String, Value>,
     header: Header,
-    signed: Vec<u8>,
+    signed: SignedForm,
     id: EnvelopeId,
     signature: Signature,
 }
@@ -211,9 +211,8 @@ impl Envelope {
             ))
         })?;
         let signature = Signature::from_bytes(&sig_arr);
-        let signed =
-            canonical_object_without(&doc, "signature").map_err(|e| malformed(e.to_string()))?;
-        let id = EnvelopeId::of_signed_bytes(&signed);
+        let signed = signed_form(&doc).map_err(|e| malformed(e.to_string()))?;
+        let id = EnvelopeId::of_signed_bytes(&signed.bytes);
         Ok(Envelope {
             doc,
             header: Header {
@@ -256,13 +255,13 @@ impl Envelope {
             Value::Array(meta.recipients.iter().cloned().map(Value::from).collect()),
         );
         doc.insert("bundle".into(), bundle);
-        let signed = canonical_object_without(&doc, "signature")?;
-        let signature = signer.key.sign(&signed);
+        let signed = signed_form(&doc)?;
+        let signature = signer.key.sign(&signed.bytes);
         doc.insert(
             "signature".into(),
             URL_SAFE_NO_PAD.encode(signature.to_bytes()).into(),
         );
-        let id = EnvelopeId::of_signed_bytes(&signed);
+        let id = EnvelopeId::of_signed_bytes(&signed.bytes);
         let signed_at_ts = Timestamp::parse(&signed_at).unwrap_or(meta.signed_at);
         Ok(Envelope {
             doc,
@@ -315,6 +314,11 @@ impl Envelope {
 
     /// The canonical bytes the signature covers.
     pub fn signed_bytes(&self) -> &[u8] {
+        &self.signed.bytes
+    }
+
+    /// The signed form with where its signature and its objects are.
+    pub fn signed_form(&self) -> &SignedForm {
         &self.signed
     }
 
@@ -328,7 +332,7 @@ impl Envelope {
     pub fn verify(&self, roster: &Roster, opts: &VerifyOptions) -> Result<(), VerifyError> {
         let key = self.check_authority(roster, opts)?;
         key.verifying_key
-            .verify_strict(&self.signed, &self.signature)
+            .verify_strict(&self.signed.bytes, &self.signature)
             .map_err(|_| VerifyError::BadSignature)?;
         self.check_content(roster)
     }
@@ -434,7 +438,7 @@ impl Envelope {
 /// callers to reject weak keys themselves, which `check_authority` does for every key.
 /// When the batch equation fails, each signature is re-checked with `verify_strict`
 /// so the result names exactly the envelopes at fault.
-pub fn verify_batch<E: std::borrow::Borrow<Envelope>>(
+pub fn verify_batch<E: std::borrow::Borrow<Envelope> + Sync>(
     envelopes: &[E],
     roster: &Roster,
     opts: &VerifyOptions,
@@ -449,7 +453,7 @@ pub fn verify_batch<E: std::borrow::Borrow<Envelope>>(
         match e.check_authority(roster, opts) {
             Ok(k) => {
                 idx.push(i);
-                msgs.push(&e.signed);
+                msgs.push(&e.signed.bytes);
                 sigs.push(e.signature);
                 keys.push(k.verifying_key);
                 results.push(Ok(()));
@@ -457,19 +461,33 @@ pub fn verify_batch<E: std::borrow::Borrow<Envelope>>(
             Err(err) => results.push(Err(err)),
         }
     }
+    // One batch equation per core (hashing the signed bytes is most of the cost).
     // verify_strict also refuses small-order R; the batch equation does not, so the
     // same check runs here to keep both paths accepting exactly the same envelopes.
-    let r_ok: Vec<bool> = sigs.iter().map(r_is_acceptable).collect();
-    let batch_ok = !idx.is_empty()
-        && r_ok.iter().all(|&ok| ok)
-        && ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok();
-    for (n, &i) in idx.iter().enumerate() {
-        let sig_ok = batch_ok || keys[n].verify_strict(msgs[n], &sigs[n]).is_ok();
-        results[i] = if sig_ok {
+    let part = idx.len().div_ceil(crate::parallel::threads()).max(1);
+    let parts: Vec<std::ops::Range<usize>> = (0..idx.len())
+        .step_by(part)
+        .map(|a| a..(a + part).min(idx.len()))
+        .collect();
+    let sig_ok: Vec<bool> = crate::parallel::map(&parts, 2, |_, r| {
+        let batch_ok = sigs[r.clone()].iter().all(r_is_acceptable)
+            && ed25519_dalek::verify_batch(&msgs[r.clone()], &sigs[r.clone()], &keys[r.clone()])
+                .is_ok();
+        r.clone()
+            .map(|n| batch_ok || keys[n].verify_strict(msgs[n], &sigs[n]).is_ok())
+            .collect::<Vec<bool>>()
+    })
+    .concat();
+    // Content checks (full STIX validation) are independent per envelope.
+    let content = crate::parallel::map(&idx, 2, |n, &i| {
+        if sig_ok[n] {
             envelopes[i].borrow().check_content(roster)
         } else {
             Err(VerifyError::BadSignature)
-        };
+        }
+    });
+    for (i, verdict) in idx.into_iter().zip(content) {
+        results[i] = verdict;
     }
     results
 }

@@ -11,7 +11,7 @@ use super::metrics::Metrics;
 use crate::envelope::canonical::canonical_bytes;
 use crate::envelope::{Envelope, EnvelopeMeta};
 use crate::stix::timestamp::Timestamp;
-use crate::stix::tlp::{TlpLevel, TlpResolver};
+use crate::stix::tlp::{TlpLevel, TlpResolver, level_of_marking_definition};
 use crate::stix::validate::{Finding, Report, validate_bundle, validate_object};
 use crate::store::prepare::split_id;
 use crate::store::{IngestOutcome, StoreError};
@@ -137,7 +137,7 @@ impl Node {
         }
         // 1. Validate every object, reporting every finding (on both cores for big
         // publishes: validation is most of a publish's work).
-        let reports = validate_all(&objects);
+        let checked = validate_all(&objects);
         let mut results: Vec<ObjectResult> = Vec::with_capacity(objects.len());
         // The bundle's own properties (its id) are checked too: a bundle the offline
         // validator refuses is refused here, not published object by object. (Its
@@ -149,17 +149,23 @@ impl Node {
         } else {
             Report::default()
         };
-        for (obj, r) in objects.iter().zip(reports) {
-            let valid = r.is_valid();
+        let mut definitions = Vec::new();
+        for c in checked {
+            let valid = c.report.is_valid();
+            if let Some(level) = c.marking_definition
+                && !c.id.is_empty()
+            {
+                definitions.push((c.id.clone(), level));
+            }
             results.push(ObjectResult {
-                id: text(obj, "id").unwrap_or_default(),
-                version: text(obj, "modified").or_else(|| text(obj, "created")),
+                id: c.id,
+                version: c.version,
                 status: if valid { "published" } else { "rejected" },
                 tlp: None,
                 envelope: None,
-                errors: r.errors().cloned().collect(),
+                errors: c.report.errors().cloned().collect(),
             });
-            bundle_report.findings.extend(r.findings);
+            bundle_report.findings.extend(c.report.findings);
         }
         if mode == Mode::AllOrNothing && !bundle_report.is_valid() {
             Metrics::add(
@@ -169,24 +175,28 @@ impl Node {
             return Err(PublishError::Invalid(bundle_report));
         }
         // 2. Group valid, not-yet-held objects by TLP level.
-        let resolver = TlpResolver::for_objects(&objects);
+        let resolver = TlpResolver::with_definitions(definitions);
         let default = self.config.default_tlp;
-        let mut groups: BTreeMap<TlpLevel, Vec<usize>> = BTreeMap::new();
-        {
+        let placed: Vec<Option<(TlpLevel, bool)>> = {
             let view = self.store.read();
             let me = view.origin_index(self.member());
-            for (i, obj) in objects.iter().enumerate() {
-                if results[i].status != "published" {
-                    continue;
-                }
-                let level = resolver.effective_level(obj, default);
-                results[i].tlp = Some(level);
-                if let Some(me) = me
-                    && self.already_held(&view, me, obj)
-                {
-                    results[i].status = "held";
-                    continue;
-                }
+            crate::parallel::map(&objects, 1000, |i, obj| {
+                (results[i].status == "published").then(|| {
+                    let level = resolver.effective_level(obj, default);
+                    let held = me.is_some_and(|me| self.already_held(&view, me, obj));
+                    (level, held)
+                })
+            })
+        };
+        let mut groups: BTreeMap<TlpLevel, Vec<usize>> = BTreeMap::new();
+        for (i, place) in placed.into_iter().enumerate() {
+            let Some((level, held)) = place else {
+                continue;
+            };
+            results[i].tlp = Some(level);
+            if held {
+                results[i].status = "held";
+            } else {
                 groups.entry(level).or_default().push(i);
             }
         }
@@ -198,43 +208,48 @@ impl Node {
         // 3. Sign (serialised: sequence numbers are consecutive) and store.
         let mut seq_guard = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
         let mut seq = *seq_guard;
-        let mut envelopes = Vec::new();
-        let mut members_of: Vec<(usize, Vec<usize>)> = Vec::new();
+        let mut jobs: Vec<(u64, TlpLevel, Vec<Value>)> = Vec::new();
+        let mut members_of: Vec<Vec<usize>> = Vec::new();
         for (level, idx) in &groups {
             for chunk in idx.chunks(MAX_OBJECTS_PER_ENVELOPE) {
                 let objs: Vec<Value> = chunk
                     .iter()
                     .map(|&i| std::mem::take(&mut objects[i]))
                     .collect();
-                // Built by hand: `json!` would serialise (copy) every object again.
-                let mut b = serde_json::Map::new();
-                b.insert("type".into(), Value::from("bundle"));
-                b.insert(
-                    "id".into(),
-                    Value::from(format!("bundle--{}", uuid::Uuid::new_v4())),
-                );
-                b.insert("objects".into(), Value::Array(objs));
-                let b = Value::Object(b);
-                let env = Envelope::sign(
-                    b,
-                    &self.signer,
-                    EnvelopeMeta {
-                        seq,
-                        signed_at: Timestamp::now(),
-                        tlp: *level,
-                        recipients: if *level == TlpLevel::Red {
-                            recipients.to_vec()
-                        } else {
-                            Vec::new()
-                        },
-                    },
-                )
-                .map_err(|e| PublishError::Sign(e.to_string()))?;
+                jobs.push((seq, *level, objs));
+                members_of.push(chunk.to_vec());
                 seq += 1;
-                members_of.push((envelopes.len(), chunk.to_vec()));
-                envelopes.push(env);
             }
         }
+        // Envelopes are independent once their sequence numbers are fixed: they are
+        // canonicalised and signed on every core.
+        let envelopes = crate::parallel::map_owned(jobs, 2, |(seq, level, objs)| {
+            // Built by hand: `json!` would serialise (copy) every object again.
+            let mut b = serde_json::Map::new();
+            b.insert("type".into(), Value::from("bundle"));
+            b.insert(
+                "id".into(),
+                Value::from(format!("bundle--{}", uuid::Uuid::new_v4())),
+            );
+            b.insert("objects".into(), Value::Array(objs));
+            Envelope::sign(
+                Value::Object(b),
+                &self.signer,
+                EnvelopeMeta {
+                    seq,
+                    signed_at: Timestamp::now(),
+                    tlp: level,
+                    recipients: if level == TlpLevel::Red {
+                        recipients.to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                },
+            )
+        })
+        .into_iter()
+        .collect::<Result<Vec<Envelope>, _>>()
+        .map_err(|e| PublishError::Sign(e.to_string()))?;
         let outcomes = self.store.ingest(&envelopes, "local")?;
         *seq_guard = seq;
         drop(seq_guard);
@@ -242,10 +257,7 @@ impl Node {
             self.sync.head.send_replace(self.store.head());
         }
         let mut published = Vec::new();
-        for ((env_ix, idx), (env, outcome)) in
-            members_of.iter().zip(envelopes.iter().zip(&outcomes))
-        {
-            debug_assert_eq!(*env_ix, published.len());
+        for (idx, (env, outcome)) in members_of.iter().zip(envelopes.iter().zip(&outcomes)) {
             if !matches!(outcome, IngestOutcome::Accepted { .. }) {
                 return Err(PublishError::Store(StoreError::Rejected(
                     "a freshly signed envelope was already held".into(),
@@ -279,6 +291,7 @@ impl Node {
             report.rejected as u64,
         );
         self.metrics.publish_took(started.elapsed().as_secs_f64());
+        crate::parallel::drop_elsewhere((envelopes, objects, bundle));
         Ok(report)
     }
 
@@ -311,30 +324,30 @@ impl Node {
     }
 }
 
-/// Validates every object, in order; splits the work over two threads for large inputs.
-fn validate_all(objects: &[Value]) -> Vec<Report> {
-    let one = |offset: usize, objs: &[Value]| -> Vec<Report> {
-        objs.iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let mut r = Report::default();
-                validate_object(o, &format!("/objects/{}", offset + i), &mut r);
-                r
-            })
-            .collect()
-    };
-    if objects.len() < 2000 {
-        return one(0, objects);
-    }
-    let mid = objects.len() / 2;
-    let (a, b) = objects.split_at(mid);
-    std::thread::scope(|s| {
-        let second = s.spawn(|| one(mid, b));
-        let mut first = one(0, a);
-        match second.join() {
-            Ok(rest) => first.extend(rest),
-            Err(_) => first.extend(one(mid, b)),
+/// What publishing needs to know of one object, found in one pass.
+struct Checked {
+    /// Every finding.
+    report: Report,
+    /// Its id (empty when it has none).
+    id: String,
+    /// `modified` (or `created`), when present.
+    version: Option<String>,
+    /// The level it defines, when it is a TLP marking definition.
+    marking_definition: Option<TlpLevel>,
+}
+
+/// Validates every object, in order, on every core for large inputs (validation is
+/// most of a publish's work), noting what later steps need so that they do not walk
+/// the objects again.
+fn validate_all(objects: &[Value]) -> Vec<Checked> {
+    crate::parallel::map(objects, 1000, |i, o| {
+        let mut report = Report::default();
+        validate_object(o, &format!("/objects/{i}"), &mut report);
+        Checked {
+            report,
+            id: text(o, "id").unwrap_or_default(),
+            version: text(o, "modified").or_else(|| text(o, "created")),
+            marking_definition: level_of_marking_definition(o),
         }
-        first
     })
 }

@@ -83,6 +83,13 @@ pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
+/// Parses a bundle or TAXII envelope body strictly, its `objects` on every core.
+pub(crate) fn parse_objects_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    crate::json::from_slice_strict_parallel(bytes).map_err(|e| {
+        ApiError::bad_request("malformed-json", format!("body is not valid JSON: {e}"))
+    })
+}
+
 fn json_response(status: StatusCode, v: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(v) {
         Ok(b) => (status, [(header::CONTENT_TYPE, "application/json")], b).into_response(),
@@ -113,7 +120,7 @@ async fn publish(
         .collect();
     let n = node.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let doc = parse_json(&bytes)?;
+        let doc = parse_objects_json(&bytes)?;
         n.publish(doc, &recipients, Mode::AllOrNothing)
             .map_err(publish_error)
     })

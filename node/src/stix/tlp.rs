@@ -156,6 +156,20 @@ pub fn level_of_marking_definition(obj: &Value) -> Option<TlpLevel> {
     None
 }
 
+/// Whether `obj` references a marking that is not a well-known TLP id: only then can
+/// marking definitions elsewhere in its bundle change its level, so a caller can skip
+/// looking for them (a pass over every object of the bundle) for objects that don't.
+pub fn references_unknown_marking(obj: &Value) -> bool {
+    let unknown = |id: Option<&str>| id.is_none_or(|id| level_of_marking_id(id).is_none());
+    let refs = obj.get("object_marking_refs").and_then(Value::as_array);
+    let granular = obj.get("granular_markings").and_then(Value::as_array);
+    refs.into_iter().flatten().any(|r| unknown(r.as_str()))
+        || granular
+            .into_iter()
+            .flatten()
+            .any(|g| unknown(g.get("marking_ref").and_then(Value::as_str)))
+}
+
 /// Resolves marking references to TLP levels: the well-known ids plus TLP marking
 /// definitions found in the same bundle.
 #[derive(Debug, Default, Clone)]
@@ -181,6 +195,14 @@ impl TlpResolver {
             }
         }
         TlpResolver { local }
+    }
+
+    /// A resolver that also knows the given TLP marking definitions (id, level), as
+    /// [`level_of_marking_definition`] found them.
+    pub fn with_definitions(definitions: impl IntoIterator<Item = (String, TlpLevel)>) -> Self {
+        TlpResolver {
+            local: definitions.into_iter().collect(),
+        }
     }
 
     /// The level a marking id stands for, if it is a TLP marking.

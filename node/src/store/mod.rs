@@ -310,27 +310,36 @@ impl Store {
             (self.log.next_ordinal(), now.max(v.last_date_added() + 1))
         };
         let mut outcomes = vec![IngestOutcome::Duplicate; batch.len()];
-        let mut pending: Vec<(usize, RecordHeader, prepare::Prepared)> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        {
+        let candidates: Vec<usize> = {
             let v = self.read();
-            for (i, env) in batch.iter().enumerate() {
-                let id = env.id().digest_bytes();
-                if v.has_envelope(&id) || !seen.insert(id) {
-                    continue;
-                }
-                let p = prepare::prepare(env)?;
-                let header = RecordHeader {
-                    ordinal,
-                    received_at: now,
-                    date_added_base: da_base,
-                    received_from: received_from.to_string(),
-                };
-                ordinal += 1;
-                // Gaps are fine; date_added only has to be unique and increasing.
-                da_base += p.objects.len() as i64 + 1;
-                pending.push((i, header, p));
-            }
+            let mut seen = std::collections::HashSet::new();
+            batch
+                .iter()
+                .enumerate()
+                .filter(|(_, env)| {
+                    let id = env.id().digest_bytes();
+                    !v.has_envelope(&id) && seen.insert(id)
+                })
+                .map(|(i, _)| i)
+                .collect()
+        };
+        // Preparing (object ranges, content hashes, observable keys) is independent per
+        // envelope: it runs on every core.
+        let prepared = crate::parallel::map(&candidates, 2, |_, &i| prepare::prepare(&batch[i]));
+        let mut pending: Vec<(usize, RecordHeader, prepare::Prepared)> =
+            Vec::with_capacity(candidates.len());
+        for (i, p) in candidates.into_iter().zip(prepared) {
+            let p = p?;
+            let header = RecordHeader {
+                ordinal,
+                received_at: now,
+                date_added_base: da_base,
+                received_from: received_from.to_string(),
+            };
+            ordinal += 1;
+            // Gaps are fine; date_added only has to be unique and increasing.
+            da_base += p.objects.len() as i64 + 1;
+            pending.push((i, header, p));
         }
         if pending.is_empty() {
             return Ok(outcomes);

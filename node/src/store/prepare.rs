@@ -2,18 +2,19 @@
 //! canonical bytes and, per object, its byte range within them, content hash, TLP and
 //! observable keys.
 //!
-//! RFC 8785 is compositional: the canonical form of an array is `[` + the canonical
-//! forms of its elements joined by `,` + `]`. So the envelope's canonical bytes are
-//! built from the canonical form of the envelope with a random placeholder in place of
-//! the objects, with each object's own canonical form spliced in. Every object's body
-//! is then a byte range of the stored envelope: object bodies are stored once.
+//! RFC 8785 is compositional: the canonical form of an object or array is built from
+//! the canonical forms of its members. So the envelope's canonical bytes are its signed
+//! form with the `signature` member spliced in, and each object's canonical form is a
+//! byte range of them (noted while the signed form was written). Object bodies are
+//! stored once, inside the stored envelope.
 
 use super::StoreError;
 use super::record::ObjectEntry;
 use crate::envelope::Envelope;
+use crate::envelope::canonical::SignedForm;
 use crate::stix::observable::keys_from_object;
 use crate::stix::timestamp::Timestamp;
-use crate::stix::tlp::TlpResolver;
+use crate::stix::tlp::{TlpResolver, references_unknown_marking};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -44,7 +45,7 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
         .get("signature")
         .and_then(Value::as_str)
         .ok_or_else(|| corrupt("envelope without signature"))?;
-    let (bytes, ranges) = canonical_with_object_ranges(env.signed_bytes(), signature)
+    let (bytes, ranges) = canonical_with_object_ranges(env.signed_form(), signature)
         .ok_or_else(|| corrupt("signed form is not a canonical envelope"))?;
     let objects = env.objects();
     if ranges.len() != objects.len() {
@@ -52,7 +53,8 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
             "object count differs between value and signed form",
         ));
     }
-    let resolver = TlpResolver::for_objects(objects);
+    let well_known = TlpResolver::new();
+    let mut with_definitions: Option<TlpResolver> = None;
     let envelope_tlp = env.header().tlp;
     let mut entries = Vec::with_capacity(objects.len());
     for (obj, &(off, len)) in objects.iter().zip(&ranges) {
@@ -79,7 +81,13 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
             hash,
             body_off: off as u32,
             body_len: len as u32,
-            tlp: resolver.effective_level(obj, envelope_tlp),
+            tlp: if references_unknown_marking(obj) {
+                with_definitions
+                    .get_or_insert_with(|| TlpResolver::for_objects(objects))
+                    .effective_level(obj, envelope_tlp)
+            } else {
+                well_known.effective_level(obj, envelope_tlp)
+            },
             revoked: obj.get("revoked").and_then(Value::as_bool) == Some(true),
             spec_21: obj
                 .get("spec_version")
@@ -97,154 +105,50 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
     })
 }
 
-// ---- A scanner for canonical (whitespace-free, valid) JSON ----
-//
-// The signed form already holds every object's canonical bytes; re-canonicalising
-// each object would double the most expensive step of ingest. These helpers walk the
-// signed bytes structurally instead.
-
-fn skip_string(b: &[u8], mut i: usize) -> Option<usize> {
-    if b.get(i) != Some(&b'"') {
-        return None;
-    }
-    i += 1;
-    loop {
-        match *b.get(i)? {
-            b'"' => return Some(i + 1),
-            b'\\' => i += 2,
-            _ => i += 1,
-        }
-    }
-}
-
-fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
-    match *b.get(i)? {
-        b'"' => skip_string(b, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            loop {
-                match *b.get(i)? {
-                    b'"' => {
-                        i = skip_string(b, i)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(i + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-        }
-        _ => {
-            while !matches!(*b.get(i)?, b',' | b'}' | b']') {
-                i += 1;
-            }
-            Some(i)
-        }
-    }
-}
-
 /// `(offset, length)` of an object's bytes.
 type ByteRange = (usize, usize);
 
-/// One member of a canonical JSON object.
-struct MemberAt<'a> {
-    /// Index of the key's opening quote.
-    start: usize,
-    /// The key, without quotes.
-    key: &'a [u8],
-    /// Index of the value's first byte.
-    value: usize,
-}
-
-/// Members of the object starting at `i`.
-fn members(b: &[u8], mut i: usize) -> Option<Vec<MemberAt<'_>>> {
-    if b.get(i) != Some(&b'{') {
-        return None;
-    }
-    i += 1;
-    let mut out = Vec::new();
-    if b.get(i) == Some(&b'}') {
-        return Some(out);
-    }
-    loop {
-        let k_end = skip_string(b, i)?;
-        let key = b.get(i + 1..k_end - 1)?;
-        if b.get(k_end) != Some(&b':') {
-            return None;
-        }
-        let v_start = k_end + 1;
-        let v_end = skip_value(b, v_start)?;
-        out.push(MemberAt {
-            start: i,
-            key,
-            value: v_start,
-        });
-        match *b.get(v_end)? {
-            b',' => i = v_end + 1,
-            b'}' => return Some(out),
-            _ => return None,
-        }
-    }
-}
-
-/// From the signed canonical form (envelope without `signature`) and the signature,
-/// the canonical form of the whole envelope and the byte range of every object of its
-/// bundle.
+/// From the signed form and the signature, the canonical form of the whole envelope
+/// and the byte range of every object of its bundle.
+///
+/// RFC 8785 is compositional, so the whole envelope is the signed form with the
+/// `signature` member spliced in where its key sorts; the objects' ranges, noted when
+/// the signed form was written, move by the length of what was spliced in before them.
 fn canonical_with_object_ranges(
-    signed: &[u8],
+    signed: &SignedForm,
     signature: &str,
 ) -> Option<(Vec<u8>, Vec<ByteRange>)> {
-    let top = members(signed, 0)?;
-    // `signature` goes before the first member that sorts after it (keys are ASCII
-    // here, so byte order is RFC 8785's UTF-16 order), or before the closing brace.
-    let after = top.iter().find(|m| m.key > b"signature".as_slice());
-    let insert_at = after.map_or(signed.len() - 1, |m| m.start);
-    let member = format!("\"signature\":\"{signature}\"");
-    let mut out = Vec::with_capacity(signed.len() + member.len() + 1);
-    out.extend_from_slice(&signed[..insert_at]);
-    if after.is_some() {
-        out.extend_from_slice(member.as_bytes());
-        out.push(b',');
-    } else {
-        out.push(b',');
-        out.extend_from_slice(member.as_bytes());
-    }
-    out.extend_from_slice(&signed[insert_at..]);
-    let shift = member.len() + 1;
-
-    let bundle_at = top.iter().find(|m| m.key == b"bundle")?.value;
-    let objects_at = members(signed, bundle_at)?
-        .into_iter()
-        .find(|m| m.key == b"objects")?
-        .value;
-    if signed.get(objects_at) != Some(&b'[') {
+    let bytes = &signed.bytes;
+    let at = signed.signature_at;
+    let closing = at + 1 == bytes.len();
+    if at >= bytes.len() || (!closing && bytes.get(at) != Some(&b'"')) {
         return None;
     }
-    let mut ranges = Vec::new();
-    let mut i = objects_at + 1;
-    if signed.get(i) != Some(&b']') {
-        loop {
-            let end = skip_value(signed, i)?;
-            ranges.push((i, end - i));
-            match *signed.get(end)? {
-                b',' => i = end + 1,
-                b']' => break,
-                _ => return None,
+    let member = format!("\"signature\":\"{signature}\"");
+    let mut out = Vec::with_capacity(bytes.len() + member.len() + 1);
+    out.extend_from_slice(&bytes[..at]);
+    if closing {
+        if bytes.len() > 2 {
+            out.push(b',');
+        }
+        out.extend_from_slice(member.as_bytes());
+    } else {
+        out.extend_from_slice(member.as_bytes());
+        out.push(b',');
+    }
+    out.extend_from_slice(&bytes[at..]);
+    let shift = member.len() + 1;
+    let ranges = signed
+        .objects
+        .iter()
+        .map(|&(off, len)| {
+            if off >= at {
+                (off + shift, len)
+            } else {
+                (off, len)
             }
-        }
-    }
-    // Byte ranges are in `out`: shifted when the signature went in before them.
-    if insert_at <= objects_at {
-        for r in &mut ranges {
-            r.0 += shift;
-        }
-    }
+        })
+        .collect();
     Some((out, ranges))
 }
 

@@ -175,8 +175,14 @@ impl Node {
         peer: &str,
         offers: Vec<Offer>,
     ) -> Result<Vec<Offered>, StoreError> {
+        let pending = || Offered {
+            id: String::new(),
+            status: "pending",
+            code: None,
+            message: None,
+        };
         let mut results: Vec<Offered> = Vec::with_capacity(offers.len());
-        let mut parsed: Vec<(usize, Envelope)> = Vec::new();
+        let mut to_parse: Vec<(usize, Offer)> = Vec::new();
         {
             let view = self.store.read();
             for offer in offers {
@@ -191,23 +197,28 @@ impl Node {
                     });
                     continue;
                 }
-                match offer.parse() {
-                    Ok(e) if view.has_envelope(&e.id().digest_bytes()) => results.push(Offered {
-                        id: e.id().to_string(),
-                        status: "duplicate",
-                        code: None,
-                        message: None,
-                    }),
-                    Ok(e) => {
-                        parsed.push((results.len(), e));
-                        results.push(Offered {
-                            id: String::new(),
-                            status: "pending",
+                to_parse.push((results.len(), offer));
+                results.push(pending());
+            }
+        }
+        // Parsing (strict JSON, canonical form, id) is independent per envelope.
+        let parsed_all =
+            crate::parallel::map_owned(to_parse, 2, |(slot, offer)| (slot, offer.parse()));
+        let mut parsed: Vec<(usize, Envelope)> = Vec::with_capacity(parsed_all.len());
+        {
+            let view = self.store.read();
+            for (slot, r) in parsed_all {
+                match r {
+                    Ok(e) if view.has_envelope(&e.id().digest_bytes()) => {
+                        results[slot] = Offered {
+                            id: e.id().to_string(),
+                            status: "duplicate",
                             code: None,
                             message: None,
-                        });
+                        }
                     }
-                    Err(e) => results.push(rejected(String::new(), e.code(), e.to_string())),
+                    Ok(e) => parsed.push((slot, e)),
+                    Err(e) => results[slot] = rejected(String::new(), e.code(), e.to_string()),
                 }
             }
         }
@@ -274,6 +285,7 @@ impl Node {
         if accepted > 0 {
             self.sync.head.send_replace(self.store.head());
         }
+        crate::parallel::drop_elsewhere(to_store);
         Ok(results)
     }
 }

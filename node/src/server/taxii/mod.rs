@@ -10,7 +10,7 @@ pub mod query;
 pub mod select;
 pub mod token;
 
-use super::api::{parse_json, publish_error, read_body};
+use super::api::{parse_objects_json, publish_error, read_body};
 use super::caller::Caller;
 use super::error::{ApiError, TAXII_MEDIA_TYPE};
 use crate::config::Role;
@@ -498,7 +498,7 @@ async fn add_objects(
     let request_timestamp = Timestamp::now().to_micros_string();
     let n = node.clone();
     let status = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        let doc = parse_json(&bytes).map_err(ApiError::taxii)?;
+        let doc = parse_objects_json(&bytes).map_err(ApiError::taxii)?;
         let objects = doc
             .get("objects")
             .and_then(Value::as_array)
