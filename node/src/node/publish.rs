@@ -2,7 +2,8 @@
 //!
 //! One publish may become several envelopes: one per TLP level present (SPEC section
 //! 3), each cut into envelopes of at most `MAX_OBJECTS_PER_ENVELOPE` objects so that
-//! envelopes stay a manageable unit for sync. Objects this node already published with
+//! envelopes stay a manageable unit for sync (and, for mid-sized publishes, into one
+//! envelope per core: see [`objects_per_envelope`]). Objects this node already published with
 //! identical content are reported as held and not signed again, so repeating a publish
 //! is harmless.
 
@@ -22,6 +23,19 @@ use std::collections::BTreeMap;
 
 /// Objects per envelope at most.
 pub const MAX_OBJECTS_PER_ENVELOPE: usize = 1000;
+
+/// Objects per envelope at least, when a TLP level has that many to publish.
+pub const MIN_OBJECTS_PER_ENVELOPE: usize = 250;
+
+/// How many objects go in each envelope when `n` objects of one TLP level are
+/// published: at most [`MAX_OBJECTS_PER_ENVELOPE`], and few enough that a typical TAXII
+/// request (1,000 objects) becomes one envelope per core, since envelopes are signed
+/// and prepared in parallel; never below [`MIN_OBJECTS_PER_ENVELOPE`], so that small
+/// publishes do not multiply envelopes.
+pub fn objects_per_envelope(n: usize) -> usize {
+    n.div_ceil(crate::parallel::threads())
+        .clamp(MIN_OBJECTS_PER_ENVELOPE, MAX_OBJECTS_PER_ENVELOPE)
+}
 
 /// How to treat invalid objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,7 +225,7 @@ impl Node {
         let mut jobs: Vec<(u64, TlpLevel, Vec<Value>)> = Vec::new();
         let mut members_of: Vec<Vec<usize>> = Vec::new();
         for (level, idx) in &groups {
-            for chunk in idx.chunks(MAX_OBJECTS_PER_ENVELOPE) {
+            for chunk in idx.chunks(objects_per_envelope(idx.len())) {
                 let objs: Vec<Value> = chunk
                     .iter()
                     .map(|&i| std::mem::take(&mut objects[i]))
@@ -350,4 +364,24 @@ fn validate_all(objects: &[Value]) -> Vec<Checked> {
             marking_definition: level_of_marking_definition(o),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_sizes_use_every_core_within_bounds() {
+        let cores = crate::parallel::threads();
+        for n in [1, 100, 250, 999, 1000, 1001, 4000, 10_000, 1_000_000] {
+            let size = objects_per_envelope(n);
+            assert!(
+                (MIN_OBJECTS_PER_ENVELOPE..=MAX_OBJECTS_PER_ENVELOPE).contains(&size),
+                "{n}: {size}"
+            );
+        }
+        assert_eq!(100usize.div_ceil(objects_per_envelope(100)), 1);
+        assert_eq!(1000usize.div_ceil(objects_per_envelope(1000)), cores.min(4));
+        assert_eq!(10_000usize.div_ceil(objects_per_envelope(10_000)), 10);
+    }
 }

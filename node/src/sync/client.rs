@@ -169,7 +169,14 @@ impl PeerClient {
                     .map(|(_, c)| c.validity().not_after.timestamp())
             });
         let status = resp.status();
-        let mut buf = Vec::new();
+        // Sized once when the peer states the length (growing by doubling copied each
+        // multi-megabyte page about twice over).
+        let expected = resp.content_length().unwrap_or(0);
+        let mut buf = Vec::with_capacity(
+            usize::try_from(expected)
+                .unwrap_or(0)
+                .min(MAX_RESPONSE_BYTES),
+        );
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.unreachable(e))? {
             if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
                 return Err(
