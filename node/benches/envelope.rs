@@ -16,9 +16,8 @@ use synergia::stix::timestamp::Timestamp;
 use synergia::stix::tlp::TlpLevel;
 use synergia::workload::{self, GenOptions};
 
-/// The binary's allocator, so the figures are the ones the node gets.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The node's allocator, tuned as the node tunes it, so the figures are the node's.
+synergia::use_node_allocator!();
 
 const ORIGIN: &str = "kaspersky";
 const KEY_ID: &str = "kaspersky-2026a";

@@ -11,9 +11,8 @@ use std::time::Duration;
 use synergia::stix::{observable, pattern, validate};
 use synergia::workload::{GenOptions, write_bundle};
 
-/// The binary's allocator, so the figures are the ones the node gets.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The node's allocator, tuned as the node tunes it, so the figures are the node's.
+synergia::use_node_allocator!();
 
 fn opts(count: u64) -> GenOptions {
     GenOptions {

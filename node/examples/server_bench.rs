@@ -30,9 +30,8 @@ use synergia::keys::federation::{InitOptions, init_federation};
 use synergia::node::Node;
 use synergia::workload::{GenOptions, for_each_bundle_object, for_each_object};
 
-/// The binary's allocator, so the figures are the ones the node gets.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The node's allocator, tuned as the node tunes it, so the figures are the node's.
+synergia::use_node_allocator!();
 
 const TAXII: &str = "application/taxii+json;version=2.1";
 

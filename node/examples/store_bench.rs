@@ -28,9 +28,8 @@ use synergia::stix::tlp::TlpLevel;
 use synergia::store::{Store, StoreOptions};
 use synergia::workload::{GenOptions, for_each_bundle_object, for_each_object, observable_value};
 
-/// The binary's allocator, so the figures are the ones the node gets.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The node's allocator, tuned as the node tunes it, so the figures are the node's.
+synergia::use_node_allocator!();
 
 struct Args {
     count: u64,

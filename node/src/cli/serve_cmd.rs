@@ -64,7 +64,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             Node::open(cfg)
                 .with_context(|| format!("starting the node from {}", a.config.display()))?,
         );
-        crate::give_back_freed_memory();
+        synergia::allocator::give_back_freed_memory();
         let listener = tokio::net::TcpListener::bind(&address)
             .await
             .with_context(|| format!("cannot listen on {address} (listen.address)"))?;

@@ -125,6 +125,8 @@ async fn publish(
     let n = node.clone();
     let result = tokio::task::spawn_blocking(move || {
         let doc = parse_objects_json(&bytes)?;
+        // The parsed form is all that is needed from here on.
+        drop(bytes);
         n.publish(doc, &recipients, Mode::AllOrNothing)
             .map_err(publish_error)
     })

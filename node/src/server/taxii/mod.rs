@@ -498,16 +498,33 @@ async fn add_objects(
     let request_timestamp = Timestamp::now().to_micros_string();
     let n = node.clone();
     let status = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        let doc = parse_objects_json(&bytes).map_err(ApiError::taxii)?;
-        let objects = doc
-            .get("objects")
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not-an-envelope", "body must be a TAXII envelope {\"objects\": […]}").taxii()
-            })?
-            .clone();
-        let bundle = json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": objects});
-        let report = n.publish(bundle, &[], Mode::PerObject).map_err(|e| publish_error(e).taxii())?;
+        let mut doc = parse_objects_json(&bytes).map_err(ApiError::taxii)?;
+        // The parsed form is all that is needed from here on.
+        drop(bytes);
+        let objects = match doc.get_mut("objects") {
+            Some(Value::Array(objects)) => std::mem::take(objects),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "not-an-envelope",
+                    "body must be a TAXII envelope {\"objects\": […]}",
+                )
+                .taxii());
+            }
+        };
+        // Built by hand: `json!` would copy every object (it serialises what it is
+        // given).
+        let mut bundle = serde_json::Map::new();
+        bundle.insert("type".into(), json!("bundle"));
+        bundle.insert(
+            "id".into(),
+            json!(format!("bundle--{}", uuid::Uuid::new_v4())),
+        );
+        bundle.insert("objects".into(), Value::Array(objects));
+        let bundle = Value::Object(bundle);
+        let report = n
+            .publish(bundle, &[], Mode::PerObject)
+            .map_err(|e| publish_error(e).taxii())?;
         let entry = |r: &crate::node::publish::ObjectResult, message: String| {
             let mut e = json!({"id": r.id, "message": message});
             if let Some(v) = &r.version {
@@ -519,13 +536,31 @@ async fn add_objects(
             .objects
             .iter()
             .filter(|r| r.status != "rejected")
-            .map(|r| entry(r, if r.status == "held" { "already published with identical content".into() } else { format!("published in {}", r.envelope.clone().unwrap_or_default()) }))
+            .map(|r| {
+                entry(
+                    r,
+                    if r.status == "held" {
+                        "already published with identical content".into()
+                    } else {
+                        format!("published in {}", r.envelope.clone().unwrap_or_default())
+                    },
+                )
+            })
             .collect();
         let failures: Vec<Value> = report
             .objects
             .iter()
             .filter(|r| r.status == "rejected")
-            .map(|r| entry(r, r.errors.iter().map(|f| format!("{} [{}] {}", f.pointer, f.code, f.message)).collect::<Vec<_>>().join("; ")))
+            .map(|r| {
+                entry(
+                    r,
+                    r.errors
+                        .iter()
+                        .map(|f| format!("{} [{}] {}", f.pointer, f.code, f.message))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })
             .collect();
         let status = json!({
             "id": uuid::Uuid::new_v4().to_string(),

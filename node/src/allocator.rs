@@ -1,0 +1,58 @@
+//! The memory allocator every Synergia program uses, and how it is tuned.
+//!
+//! mimalloc instead of the system allocator: parsing and validating STIX allocates and
+//! frees millions of small strings and map nodes, and glibc's allocator spent a third
+//! of a federation sync in malloc, free and page zeroing (docs/benchmarks.md).
+//!
+//! The binary, the examples and the benchmarks all declare it with
+//! [`use_node_allocator!`](crate::use_node_allocator) so that measured figures are the
+//! ones the node gets.
+//!
+//! The only unsafe code of the crate is here: two calls into mimalloc's C API, which
+//! have no preconditions beyond the ones stated where they are made.
+#![allow(unsafe_code)]
+
+pub use mimalloc::MiMalloc;
+
+/// mimalloc's `arena_eager_commit` option (mimalloc.h, `mi_option_e`).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// Commits allocator memory as it is used rather than whole arenas up front.
+///
+/// With eager commit (mimalloc's default on Linux) pages the node touched again after
+/// a purge came back as freshly zeroed transparent huge pages: page zeroing was a sixth
+/// of the CPU profile of a five-member sync and the kernel a third of its CPU time;
+/// committing on demand cut that kernel time by about 40% (docs/benchmarks.md). The
+/// option is read when the first arena is created, which the runtime's first
+/// allocations do before `main`, so [`use_node_allocator!`](crate::use_node_allocator)
+/// runs this from the program's initialisers.
+pub extern "C" fn tune() {
+    // SAFETY: mi_option_set only stores the value; it runs before any thread exists,
+    // as its documentation asks.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) }
+}
+
+/// Returns memory freed so far to the operating system. mimalloc keeps freed pages for
+/// reuse; after start-up (the index scan, the view built by doubling) that is a few
+/// hundred megabytes at a million objects that the node would otherwise hold for a
+/// while.
+pub fn give_back_freed_memory() {
+    // SAFETY: mi_collect only walks the allocator's own free lists; it has no
+    // preconditions.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
+/// Declares mimalloc as the program's global allocator, tuned by [`tune`] before
+/// `main`.
+#[macro_export]
+macro_rules! use_node_allocator {
+    () => {
+        #[global_allocator]
+        static GLOBAL: $crate::allocator::MiMalloc = $crate::allocator::MiMalloc;
+
+        #[cfg(target_os = "linux")]
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static TUNE_ALLOCATOR: extern "C" fn() = $crate::allocator::tune;
+    };
+}
