@@ -81,7 +81,7 @@ fn options() -> Result<Options> {
         count: 1_000_000,
         convergence_count: 30_000,
         medallion_counts: vec![1000, 3000],
-        medallion_publish_counts: vec![10_000],
+        medallion_publish_counts: vec![10_000, 20_000],
         baseline: None,
         criterion: true,
     };
