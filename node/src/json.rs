@@ -31,7 +31,9 @@ pub fn from_slice_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
 /// top level are still refused), then the elements are parsed in parallel. Whatever
 /// does not fit that shape, and every error, goes through [`from_slice_strict`] on the
 /// whole document, so the result and the error messages (with their line and column)
-/// are exactly that function's.
+/// are that function's. One difference: the nesting limit applies to each element on
+/// its own, so an element may nest two levels deeper than in a plain parse of the
+/// whole document (the stack is bounded the same way).
 pub fn from_slice_strict_parallel(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     fast_objects(bytes).or_else(|_| from_slice_strict(bytes))
 }
@@ -48,12 +50,8 @@ fn fast_objects(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     for p in parsed {
         objects.push(p?);
     }
-    if map
-        .insert("objects".into(), Value::Array(objects))
-        .is_some()
-    {
-        return Err(de::Error::custom("duplicate object key \"objects\""));
-    }
+    // `TopLevel` kept `objects` out of the map, so this adds the member.
+    map.insert("objects".into(), Value::Array(objects));
     Ok(Value::Object(map))
 }
 

@@ -3,9 +3,9 @@
 //! One publish may become several envelopes: one per TLP level present (SPEC section
 //! 3), each cut into envelopes of at most `MAX_OBJECTS_PER_ENVELOPE` objects so that
 //! envelopes stay a manageable unit for sync (and, for mid-sized publishes, into one
-//! envelope per core: see [`objects_per_envelope`]). Objects this node already published with
-//! identical content are reported as held and not signed again, so repeating a publish
-//! is harmless.
+//! envelope per core: see [`objects_per_envelope`]). Objects this node already
+//! published with identical content are reported as held and not signed again, so
+//! repeating a publish is harmless.
 
 use super::Node;
 use super::metrics::Metrics;
@@ -236,7 +236,8 @@ impl Node {
             }
         }
         // Envelopes are independent once their sequence numbers are fixed: they are
-        // canonicalised and signed on every core.
+        // canonicalised and signed on every core, all with the same signing instant.
+        let signed_at = Timestamp::now();
         let envelopes = crate::parallel::map_owned(jobs, 2, |(seq, level, objs)| {
             // Built by hand: `json!` would serialise (copy) every object again.
             let mut b = serde_json::Map::new();
@@ -251,7 +252,7 @@ impl Node {
                 &self.signer,
                 EnvelopeMeta {
                     seq,
-                    signed_at: Timestamp::now(),
+                    signed_at,
                     tlp: level,
                     recipients: if level == TlpLevel::Red {
                         recipients.to_vec()
