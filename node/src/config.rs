@@ -93,6 +93,12 @@ pub struct Limits {
     pub taxii_max_page: usize,
     /// TAXII page size when the client gives no `limit`.
     pub taxii_default_page: usize,
+    /// Publishes (node API and TAXII) processed at once; further ones wait before
+    /// their body is read. A publish holds its body and its parsed objects (several
+    /// times the body) in memory, so this and `max_body_bytes` bound the memory that
+    /// publishing can take, however many clients publish at once. Publishing already
+    /// uses every core, so more at once would not be faster.
+    pub max_concurrent_publishes: usize,
     /// Time allowed for a whole request to a peer (a feed page, a push, a digest),
     /// seconds: a peer that sends its answer slowly, or never finishes it, is cut off
     /// after it and backed off like any other failing peer.
@@ -110,6 +116,7 @@ impl Default for Limits {
             taxii_max_page: 10_000,
             taxii_default_page: 1000,
             peer_timeout_secs: 60,
+            max_concurrent_publishes: 2,
         }
     }
 }
@@ -274,6 +281,10 @@ impl Config {
             ("limits.max_connections", l.max_connections),
             ("limits.taxii_max_page", l.taxii_max_page),
             ("limits.taxii_default_page", l.taxii_default_page),
+            (
+                "limits.max_concurrent_publishes",
+                l.max_concurrent_publishes,
+            ),
         ] {
             if v == 0 {
                 return Err((key.into(), "must be greater than 0".into()));

@@ -613,3 +613,77 @@ fn pushed_envelope_ids_skip_held_envelopes_and_must_be_true() {
         assert_eq!(s.node.node.store.head(), before + 2);
     });
 }
+
+/// A request body sent in pieces, when the test says so.
+struct Pieces(tokio::sync::mpsc::Receiver<Vec<u8>>);
+
+impl futures_core::Stream for Pieces {
+    type Item = Result<Vec<u8>, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|piece| piece.map(Ok))
+    }
+}
+
+/// With `max_concurrent_publishes = 1`, a second publish waits, body unread, until the
+/// first one (whose body is still arriving) is done; then both succeed.
+#[test]
+fn publishes_beyond_the_limit_wait_their_turn() {
+    let fed = Federation::new(&["alpha", "beta"], &[]);
+    let mut cfg = fed.config("alpha");
+    cfg.limits.max_concurrent_publishes = 1;
+    let node = RunningNode::start(cfg);
+    let rt = rt();
+    let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    let url = format!("{}/api/v1/bundles", node.url);
+    rt.block_on(async {
+        let first = serde_json::to_vec(&gen_bundle(50, "alpha")).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let half = first.len() / 2;
+        tx.send(first[..half].to_vec()).await.unwrap();
+        let slow = tokio::spawn({
+            let (admin, url) = (admin.clone(), url.clone());
+            async move {
+                let r = admin
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(reqwest::Body::wrap_stream(Pieces(rx)))
+                    .send()
+                    .await
+                    .unwrap();
+                r.status()
+            }
+        });
+        // The slow publish is admitted and reading its body.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let quick = tokio::spawn({
+            let (admin, url) = (admin.clone(), url.clone());
+            async move {
+                let r = admin
+                    .post(url)
+                    .json(&gen_bundle(5, "alpha"))
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status(), std::time::Instant::now())
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert!(
+            !quick.is_finished(),
+            "the second publish did not wait its turn"
+        );
+        let released = std::time::Instant::now();
+        tx.send(first[half..].to_vec()).await.unwrap();
+        drop(tx);
+        assert_eq!(slow.await.unwrap(), 200);
+        let (quick_status, quick_done) = quick.await.unwrap();
+        assert_eq!(quick_status, 200);
+        assert!(
+            quick_done >= released,
+            "the second publish finished too early"
+        );
+    });
+}

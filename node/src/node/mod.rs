@@ -53,6 +53,8 @@ pub struct Node {
     pub token_key: [u8; 32],
     /// When the node started.
     pub started_at: Timestamp,
+    /// Admits `limits.max_concurrent_publishes` publishes at once (see there).
+    pub publish_gate: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Node {
@@ -148,6 +150,7 @@ impl Node {
             }
         };
         let sync = crate::sync::SyncState::load(&store);
+        let publish_gate = tokio::sync::Semaphore::new(config.limits.max_concurrent_publishes);
         Ok(Node {
             config,
             roster,
@@ -158,6 +161,7 @@ impl Node {
             next_seq: Mutex::new(next_seq),
             token_key,
             started_at: Timestamp::now(),
+            publish_gate,
         })
     }
 

@@ -115,6 +115,12 @@ async fn publish(
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Publish)?;
+    // Waits its turn before reading the body (limits.max_concurrent_publishes).
+    let _turn = node
+        .publish_gate
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     let bytes = read_body(body, node.config.limits.max_body_bytes).await?;
     let recipients: Vec<String> = q
         .iter()

@@ -492,6 +492,12 @@ async fn add_objects(
         )
         .taxii());
     }
+    // Waits its turn before reading the body (limits.max_concurrent_publishes).
+    let _turn = node
+        .publish_gate
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(e).taxii())?;
     let bytes = read_body(body, node.config.limits.max_body_bytes)
         .await
         .map_err(ApiError::taxii)?;
