@@ -76,18 +76,7 @@ impl<'de> Visitor<'de> for TopLevel {
                 objects = Some(map.next_value::<Vec<&'de serde_json::value::RawValue>>()?);
                 continue;
             }
-            match out.entry(key) {
-                Entry::Vacant(slot) => {
-                    let StrictValue(v) = map.next_value()?;
-                    slot.insert(v);
-                }
-                Entry::Occupied(slot) => {
-                    return Err(de::Error::custom(format!(
-                        "duplicate object key {:?}",
-                        slot.key()
-                    )));
-                }
-            }
+            insert_member(&mut out, key, &mut map)?;
         }
         let objects = objects.ok_or_else(|| de::Error::custom("no objects array"))?;
         Ok((out, objects))
@@ -161,22 +150,31 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            // One map lookup per key (this runs for every key of every ingested
-            // object), and the error points at the repeated key, not past its value.
-            match out.entry(key) {
-                Entry::Vacant(slot) => {
-                    let StrictValue(v) = map.next_value()?;
-                    slot.insert(v);
-                }
-                Entry::Occupied(slot) => {
-                    return Err(de::Error::custom(format!(
-                        "duplicate object key {:?}",
-                        slot.key()
-                    )));
-                }
-            }
+            insert_member(&mut out, key, &mut map)?;
         }
         Ok(Value::Object(out))
+    }
+}
+
+/// Reads the value of member `key` into `out`, refusing a key already there.
+///
+/// One map lookup per key (this runs for every key of every ingested object), and the
+/// error points at the repeated key, not past its value.
+fn insert_member<'de, A: MapAccess<'de>>(
+    out: &mut Map<String, Value>,
+    key: String,
+    map: &mut A,
+) -> Result<(), A::Error> {
+    match out.entry(key) {
+        Entry::Vacant(slot) => {
+            let StrictValue(v) = map.next_value()?;
+            slot.insert(v);
+            Ok(())
+        }
+        Entry::Occupied(slot) => Err(de::Error::custom(format!(
+            "duplicate object key {:?}",
+            slot.key()
+        ))),
     }
 }
 
