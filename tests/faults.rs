@@ -29,6 +29,20 @@ use synergia::stix::tlp::TlpLevel;
 
 const GREEN: &str = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb";
 
+/// Waits until `held` grows (unless all `total` are there; 30 s at most), then a
+/// random further moment of up to 150 ms: somewhere inside the next pages.
+fn pause_during_progress(held: impl Fn() -> u64, total: u64, rng: &mut u64) {
+    let before = held();
+    let t = Instant::now();
+    while held() <= before && before < total && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    std::thread::sleep(Duration::from_millis(*rng % 150));
+}
+
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_synergia"))
 }
@@ -145,15 +159,7 @@ fn a_peer_killed_while_serving_its_feed_is_caught_up_with_after_restart() {
     for k in 0..KILLS {
         // Wait until alpha is part-way through what beta has, then kill beta at a
         // random moment of the next pages.
-        let before = held(&rt);
-        let t = Instant::now();
-        while held(&rt) <= before && before < ENVELOPES && t.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(rng % 150));
+        pause_during_progress(|| held(&rt), ENVELOPES, &mut rng);
         beta.kill();
         let at_kill = held(&rt);
         if at_kill > 0 && at_kill < ENVELOPES {
@@ -291,15 +297,7 @@ fn a_node_killed_during_sync_resumes_with_nothing_lost_and_nothing_twice() {
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
     let mut kills_mid_sync = 0;
     for k in 0..KILLS {
-        let before = held(&rt);
-        let t = Instant::now();
-        while held(&rt) <= before && before < ENVELOPES && t.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(rng % 150));
+        pause_during_progress(|| held(&rt), ENVELOPES, &mut rng);
         let at_kill = held(&rt);
         alpha.kill();
         if at_kill > 0 && at_kill < ENVELOPES {

@@ -79,64 +79,61 @@ fn write_object(
     map: &Map<String, Value>,
     skip: Option<&str>,
 ) -> Result<(), CanonicalError> {
+    write_members(out, map, skip, |out, k, v| {
+        write_key(out, k);
+        write_value(out, v)
+    })
+}
+
+/// Writes `{…}` with the members of `map` (without `skip`) in RFC 8785 order, each
+/// by `member` (which writes the key and the value, so callers can note positions as
+/// they go).
+///
+/// RFC 8785 orders members by UTF-16 code units; the map's own order (UTF-8 bytes)
+/// agrees except when a key holds a character from U+E000 on (UTF-8 lead byte 0xEE
+/// or above). Such keys are rare, so the map's order is used as it is unless one is
+/// present, and only then are the members sorted.
+fn write_members<'m>(
+    out: &mut Vec<u8>,
+    map: &'m Map<String, Value>,
+    skip: Option<&str>,
+    mut member: impl FnMut(&mut Vec<u8>, &'m str, &'m Value) -> Result<(), CanonicalError>,
+) -> Result<(), CanonicalError> {
+    let needs_sort = map
+        .keys()
+        .any(|k| !k.is_ascii() && k.bytes().any(|b| b >= 0xEE));
     out.push(b'{');
     let mut first = true;
-    let mut member = |out: &mut Vec<u8>, k: &str, v: &Value| {
+    let mut emit = |out: &mut Vec<u8>, k: &'m String, v: &'m Value| {
+        if Some(k.as_str()) == skip {
+            return Ok(());
+        }
         if !first {
             out.push(b',');
         }
         first = false;
-        write_string(out, k);
-        out.push(b':');
-        write_value(out, v)
+        member(out, k, v)
     };
-    if needs_sort(map) {
-        for (k, v) in sorted_members(map, skip) {
-            member(out, k, v)?;
+    if needs_sort {
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        for (k, v) in entries {
+            emit(out, k, v)?;
         }
     } else {
-        // The common case, without the iterator adapters of `sorted_members`.
+        // The common case: the map's own order, no vector, no sort.
         for (k, v) in map {
-            if Some(k.as_str()) != skip {
-                member(out, k, v)?;
-            }
+            emit(out, k, v)?;
         }
     }
     out.push(b'}');
     Ok(())
 }
 
-/// Whether the map's byte order of keys may differ from RFC 8785's (see
-/// [`sorted_members`]).
-fn needs_sort(map: &Map<String, Value>) -> bool {
-    map.keys()
-        .any(|k| !k.is_ascii() && k.bytes().any(|b| b >= 0xEE))
-}
-
-/// The members of `map` (without `skip`) in RFC 8785 order.
-///
-/// RFC 8785 orders members by UTF-16 code units; the map's own order (UTF-8 bytes)
-/// agrees except when a key holds a character from U+E000 on (UTF-8 lead byte 0xEE
-/// or above). Such keys are rare, so the map's order is used as it is unless one is
-/// present, and only then are the members sorted.
-fn sorted_members<'m>(
-    map: &'m Map<String, Value>,
-    skip: Option<&'m str>,
-) -> impl Iterator<Item = (&'m String, &'m Value)> {
-    let kept = move |(k, _): &(&String, &Value)| Some(k.as_str()) != skip;
-    let sorted = needs_sort(map).then(|| {
-        let mut entries: Vec<(&String, &Value)> = map.iter().filter(kept).collect();
-        entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-        entries
-    });
-    let (in_order, resorted) = match sorted {
-        Some(entries) => (None, Some(entries.into_iter())),
-        None => (Some(map.iter().filter(kept)), None),
-    };
-    in_order
-        .into_iter()
-        .flatten()
-        .chain(resorted.into_iter().flatten())
+/// `"key":`
+fn write_key(out: &mut Vec<u8>, k: &str) {
+    write_string(out, k);
+    out.push(b':');
 }
 
 /// An envelope's signed form with the positions [`crate::store`] needs, found while
@@ -158,27 +155,18 @@ pub fn signed_form(doc: &Map<String, Value>) -> Result<SignedForm, CanonicalErro
     let mut out = Vec::with_capacity(4096);
     let mut signature_at = None;
     let mut objects = Vec::new();
-    out.push(b'{');
-    let mut first = true;
-    for (k, v) in sorted_members(doc, Some(SKIP)) {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
+    write_members(&mut out, doc, Some(SKIP), |out, k, v| {
         if signature_at.is_none() && k.encode_utf16().cmp(SKIP.encode_utf16()).is_gt() {
             signature_at = Some(out.len());
         }
-        write_string(&mut out, k);
-        out.push(b':');
-        match (k.as_str(), v) {
-            ("bundle", Value::Object(bundle)) => {
-                write_bundle(&mut out, bundle, &mut objects)?;
-            }
-            _ => write_value(&mut out, v)?,
+        write_key(out, k);
+        match (k, v) {
+            ("bundle", Value::Object(bundle)) => write_bundle(out, bundle, &mut objects),
+            _ => write_value(out, v),
         }
-    }
-    let signature_at = signature_at.unwrap_or(out.len());
-    out.push(b'}');
+    })?;
+    // Before the closing brace when no member sorts after `signature`.
+    let signature_at = signature_at.unwrap_or(out.len() - 1);
     Ok(SignedForm {
         bytes: out,
         signature_at,
@@ -192,16 +180,9 @@ fn write_bundle(
     bundle: &Map<String, Value>,
     ranges: &mut Vec<(usize, usize)>,
 ) -> Result<(), CanonicalError> {
-    out.push(b'{');
-    let mut first = true;
-    for (k, v) in sorted_members(bundle, None) {
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        write_string(out, k);
-        out.push(b':');
-        match (k.as_str(), v) {
+    write_members(out, bundle, None, |out, k, v| {
+        write_key(out, k);
+        match (k, v) {
             ("objects", Value::Array(items)) => {
                 ranges.reserve(items.len());
                 out.push(b'[');
@@ -214,12 +195,11 @@ fn write_bundle(
                     ranges.push((start, out.len() - start));
                 }
                 out.push(b']');
+                Ok(())
             }
-            _ => write_value(out, v)?,
+            _ => write_value(out, v),
         }
-    }
-    out.push(b'}');
-    Ok(())
+    })
 }
 
 fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) -> Result<(), CanonicalError> {

@@ -82,16 +82,16 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
 
 /// Parses a JSON body strictly (duplicate keys, unsafe integers refused).
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    crate::json::from_slice_strict(bytes).map_err(|e| {
-        ApiError::bad_request("malformed-json", format!("body is not valid JSON: {e}"))
-    })
+    crate::json::from_slice_strict(bytes).map_err(malformed_json)
 }
 
 /// Parses a bundle or TAXII envelope body strictly, its `objects` on every core.
 pub(crate) fn parse_objects_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    crate::json::from_slice_strict_parallel(bytes).map_err(|e| {
-        ApiError::bad_request("malformed-json", format!("body is not valid JSON: {e}"))
-    })
+    crate::json::from_slice_strict_parallel(bytes).map_err(malformed_json)
+}
+
+fn malformed_json(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request("malformed-json", format!("body is not valid JSON: {e}"))
 }
 
 fn json_response(status: StatusCode, v: &impl serde::Serialize) -> Response {
