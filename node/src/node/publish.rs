@@ -14,7 +14,7 @@ use crate::envelope::{Envelope, EnvelopeMeta};
 use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::{TlpLevel, TlpResolver, level_of_marking_definition};
 use crate::stix::validate::{Finding, Report, validate_bundle, validate_object};
-use crate::store::prepare::split_id;
+use crate::store::prepare::{prepare, split_id};
 use crate::store::{IngestOutcome, StoreError};
 use serde::Serialize;
 use serde_json::Value;
@@ -237,8 +237,10 @@ impl Node {
         }
         // Envelopes are independent once their sequence numbers are fixed: they are
         // canonicalised and signed on every core, all with the same signing instant.
+        // Each is prepared for the store right after it is signed, on the same core,
+        // while its canonical bytes are still in cache.
         let signed_at = Timestamp::now();
-        let envelopes = crate::parallel::map_owned(jobs, 2, |(seq, level, objs)| {
+        let signed = crate::parallel::map_owned(jobs, 2, |(seq, level, objs)| {
             // Built by hand: `json!` would serialise (copy) every object again.
             let mut b = serde_json::Map::new();
             b.insert("type".into(), Value::from("bundle"));
@@ -247,7 +249,7 @@ impl Node {
                 Value::from(format!("bundle--{}", uuid::Uuid::new_v4())),
             );
             b.insert("objects".into(), Value::Array(objs));
-            Envelope::sign(
+            let env = Envelope::sign(
                 Value::Object(b),
                 &self.signer,
                 EnvelopeMeta {
@@ -261,11 +263,18 @@ impl Node {
                     },
                 },
             )
-        })
-        .into_iter()
-        .collect::<Result<Vec<Envelope>, _>>()
-        .map_err(|e| PublishError::Sign(e.to_string()))?;
-        let outcomes = self.store.ingest(&envelopes, "local")?;
+            .map_err(|e| PublishError::Sign(e.to_string()))?;
+            let prepared = prepare(&env)?;
+            Ok::<_, PublishError>((env, prepared))
+        });
+        let mut envelopes = Vec::with_capacity(signed.len());
+        let mut prepared = Vec::with_capacity(signed.len());
+        for s in signed {
+            let (env, p) = s?;
+            envelopes.push(env);
+            prepared.push(p);
+        }
+        let outcomes = self.store.ingest_prepared(&envelopes, prepared, "local")?;
         *seq_guard = seq;
         drop(seq_guard);
         if !envelopes.is_empty() {

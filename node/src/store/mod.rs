@@ -303,6 +303,34 @@ impl Store {
         batch: &[Envelope],
         received_from: &str,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
+        self.ingest_with(batch, None, received_from)
+    }
+
+    /// [`Store::ingest`] for envelopes the caller already prepared
+    /// ([`prepare::prepare`], one per envelope, in order): a publish prepares each
+    /// envelope on the core that just signed it, while its bytes are still in cache.
+    pub fn ingest_prepared(
+        &self,
+        batch: &[Envelope],
+        prepared: Vec<prepare::Prepared>,
+        received_from: &str,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        if prepared.len() != batch.len() {
+            return Err(StoreError::Rejected(format!(
+                "{} prepared envelopes for a batch of {}",
+                prepared.len(),
+                batch.len()
+            )));
+        }
+        self.ingest_with(batch, Some(prepared), received_from)
+    }
+
+    fn ingest_with(
+        &self,
+        batch: &[Envelope],
+        given: Option<Vec<prepare::Prepared>>,
+        received_from: &str,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
         let _serial = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let now = Timestamp::now().as_micros();
         let (mut ordinal, mut da_base) = {
@@ -325,7 +353,21 @@ impl Store {
         };
         // Preparing (object ranges, content hashes, observable keys) is independent per
         // envelope: it runs on every core.
-        let prepared = crate::parallel::map(&candidates, 2, |_, &i| prepare::prepare(&batch[i]));
+        let prepared: Vec<Result<prepare::Prepared, StoreError>> = match given {
+            Some(given) => {
+                let mut given: Vec<Option<prepare::Prepared>> =
+                    given.into_iter().map(Some).collect();
+                candidates
+                    .iter()
+                    .map(|&i| {
+                        given[i].take().ok_or_else(|| {
+                            StoreError::Rejected("an envelope appears twice in a batch".into())
+                        })
+                    })
+                    .collect()
+            }
+            None => crate::parallel::map(&candidates, 2, |_, &i| prepare::prepare(&batch[i])),
+        };
         let mut pending: Vec<(usize, RecordHeader, prepare::Prepared)> =
             Vec::with_capacity(candidates.len());
         for (i, p) in candidates.into_iter().zip(prepared) {
