@@ -18,6 +18,8 @@
 //!   instead (plain HTTP on loopback, basic auth: medallion): the same objects, the
 //!   same requests, the same client code, so the two figures compare like for like;
 //!   `--no-paging` measures its publishing only.
+//! - `--window N` sets `limits.publish_window_objects` (publishes with more objects are
+//!   checked and stored N objects at a time).
 //!
 //! Prints objects/s and one `RESULT {json}` line for scripts.
 
@@ -312,6 +314,25 @@ fn main() {
     println!("RESULT {result}");
 }
 
+/// Resets the kernel's record of this process's peak memory (`/proc/self/clear_refs`)
+/// and returns the memory in use now, MB (`None` where there is no procfs).
+fn reset_peak_memory() -> Option<u64> {
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    status_mb("VmRSS:")
+}
+
+/// The process's peak memory since [`reset_peak_memory`], MB.
+fn peak_memory() -> Option<u64> {
+    status_mb("VmHWM:")
+}
+
+fn status_mb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
+}
+
 /// Measures a Synergia node: publish, page, and (`--replicate`) a peer's catch-up.
 fn synergia_node() -> Value {
     let taxii = arg("--publish").as_deref() == Some("taxii");
@@ -339,6 +360,9 @@ fn synergia_node() -> Value {
         cfg.peers.clear();
     }
     cfg.limits.max_body_bytes = 512 << 20;
+    if let Some(w) = arg("--window") {
+        cfg.limits.publish_window_objects = w.parse().expect("--window: a number of objects");
+    }
     let node = Arc::new(Node::open(cfg).expect("node"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -359,7 +383,13 @@ fn synergia_node() -> Value {
             "publishing {objects} objects in {} requests ...",
             bodies.len()
         );
+        // The process's peak memory from here on is the node's publishing (plus the
+        // request bodies, held from the start): the generator's memory is given back
+        // and the kernel's high-water mark reset.
+        synergia::allocator::give_back_freed_memory();
+        let before_publish = reset_peak_memory();
         let publish = publish(&http, &publish_url, taxii, None, bodies).await;
+        let publish_peak = peak_memory();
         eprintln!("paging the consolidated collection ...");
         let (paged, paging) = page(
             &http,
@@ -376,6 +406,8 @@ fn synergia_node() -> Value {
             "publish_s": publish.as_secs_f64(),
             "paging_objects_per_s": paged as f64 / paging.as_secs_f64(),
             "paging_s": paging.as_secs_f64(),
+            "rss_before_publish_mb": before_publish,
+            "peak_rss_publishing_mb": publish_peak,
         })
     });
     if flag("--replicate") {

@@ -99,6 +99,10 @@ pub struct Limits {
     /// publishing can take, however many clients publish at once. Publishing already
     /// uses every core, so more at once would not be faster.
     pub max_concurrent_publishes: usize,
+    /// Publishes with more objects than this are checked and stored this many objects
+    /// at a time, so that only one window's parsed objects are in memory (the parsed
+    /// form takes several times the text). Smaller publishes are parsed once, whole.
+    pub publish_window_objects: usize,
     /// Time allowed for a whole request to a peer (a feed page, a push, a digest),
     /// seconds: a peer that sends its answer slowly, or never finishes it, is cut off
     /// after it and backed off like any other failing peer.
@@ -117,6 +121,7 @@ impl Default for Limits {
             taxii_default_page: 1000,
             peer_timeout_secs: 60,
             max_concurrent_publishes: 2,
+            publish_window_objects: 20_000,
         }
     }
 }
@@ -285,6 +290,7 @@ impl Config {
                 "limits.max_concurrent_publishes",
                 l.max_concurrent_publishes,
             ),
+            ("limits.publish_window_objects", l.publish_window_objects),
         ] {
             if v == 0 {
                 return Err((key.into(), "must be greater than 0".into()));

@@ -41,18 +41,83 @@ pub fn from_slice_strict_parallel(bytes: &[u8]) -> Result<Value, serde_json::Err
 /// The fast path of [`from_slice_strict_parallel`]; any error sends the caller to the
 /// plain parse.
 fn fast_objects(bytes: &[u8]) -> Result<Value, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let top = de.deserialize_map(TopLevel)?;
-    de.end()?;
-    let (mut map, raw) = top;
+    let RawObjects {
+        mut members,
+        objects: raw,
+        ..
+    } = RawObjects::split(bytes)?;
     let parsed = crate::parallel::map(&raw, 1000, |_, r| from_slice_strict(r.get().as_bytes()));
     let mut objects = Vec::with_capacity(parsed.len());
     for p in parsed {
         objects.push(p?);
     }
     // `TopLevel` kept `objects` out of the map, so this adds the member.
-    map.insert("objects".into(), Value::Array(objects));
-    Ok(Value::Object(map))
+    members.insert("objects".into(), Value::Array(objects));
+    Ok(Value::Object(members))
+}
+
+/// A document with a top-level `objects` array (a bundle, a TAXII envelope) whose
+/// elements are kept as text, to be parsed a window at a time: a large publish is
+/// checked and stored window by window, so the parsed form of only one window is in
+/// memory at once (`limits.publish_window_objects`).
+#[derive(Debug)]
+pub struct RawObjects<'a> {
+    /// Every top-level member except `objects`, parsed strictly.
+    pub members: Map<String, Value>,
+    /// The text of each element of `objects`.
+    pub objects: Vec<&'a serde_json::value::RawValue>,
+    body: &'a [u8],
+}
+
+impl<'a> RawObjects<'a> {
+    /// Splits `body` into its members and the text of its objects. An error means the
+    /// document is not valid JSON of that shape; [`from_slice_strict`] then says what
+    /// is wrong in the same words as for any other document.
+    pub fn split(body: &'a [u8]) -> Result<Self, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let (members, objects) = de.deserialize_map(TopLevel)?;
+        de.end()?;
+        Ok(RawObjects {
+            members,
+            objects,
+            body,
+        })
+    }
+
+    /// Parses the objects in `range` strictly, on every core. An error names the line
+    /// and column in the whole document, as a parse of the whole document would.
+    pub fn parse(&self, range: std::ops::Range<usize>) -> Result<Vec<Value>, String> {
+        let raw = self.objects.get(range).unwrap_or_default();
+        let parsed = crate::parallel::map(raw, 1000, |_, r| from_slice_strict(r.get().as_bytes()));
+        let mut out = Vec::with_capacity(parsed.len());
+        for (r, p) in raw.iter().zip(parsed) {
+            out.push(p.map_err(|e| self.locate(r.get(), &e))?);
+        }
+        Ok(out)
+    }
+
+    /// The message of an error in one element, with the position moved from the
+    /// element's text to the whole document.
+    fn locate(&self, element: &str, e: &serde_json::Error) -> String {
+        let message = e.to_string();
+        let what = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(what, _)| what);
+        if e.line() == 0 {
+            return what.to_string();
+        }
+        // The element is a slice of the body: its offset is where it starts.
+        let start = (element.as_ptr() as usize).saturating_sub(self.body.as_ptr() as usize);
+        let before = self.body.get(..start).unwrap_or_default();
+        let start_line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let start_column = before.iter().rev().take_while(|&&b| b != b'\n').count();
+        let (line, column) = if e.line() == 1 {
+            (start_line, start_column + e.column())
+        } else {
+            (start_line + e.line() - 1, e.column())
+        };
+        format!("{what} at line {line} column {column}")
+    }
 }
 
 /// A top-level object whose `objects` member is kept as the raw text of each element.
@@ -211,6 +276,32 @@ mod tests {
         );
         assert!(from_str_strict("1e400").is_err());
         assert!(from_str_strict("{} x").is_err());
+    }
+
+    #[test]
+    fn windows_parse_like_the_whole_document_and_errors_say_where() {
+        let good =
+            "{\"type\": \"bundle\",\n \"objects\": [{\"a\": 1},\n  {\"b\": [2]}, {\"c\": \"d\"}]}";
+        let raw = RawObjects::split(good.as_bytes()).unwrap();
+        assert_eq!(raw.objects.len(), 3);
+        assert_eq!(raw.members["type"], "bundle");
+        let whole = from_slice_strict(good.as_bytes()).unwrap();
+        let mut parsed = raw.parse(0..2).unwrap();
+        parsed.extend(raw.parse(2..3).unwrap());
+        assert_eq!(Value::Array(parsed), whole["objects"]);
+        // Errors only the strict parse finds (the scan lets them through), on the
+        // first line of an element and further down: same words as the whole parse.
+        for bad in [
+            "{\"objects\": [{\"a\": 1},\n  {\"b\": 1, \"b\": 2}]}",
+            "{\"objects\": [{\"a\": 1}, {\"x\": 1,\n\"y\": 9007199254740993}],\n \"id\": 1}",
+        ] {
+            let raw = RawObjects::split(bad.as_bytes()).unwrap();
+            let expected = from_slice_strict(bad.as_bytes()).unwrap_err().to_string();
+            assert_eq!(raw.parse(0..2).unwrap_err(), expected, "{bad}");
+            assert!(raw.parse(0..1).is_ok());
+        }
+        assert!(RawObjects::split(b"{\"objects\": [1,]}").is_err());
+        assert!(RawObjects::split(b"{\"type\": \"bundle\"}").is_err());
     }
 
     #[test]

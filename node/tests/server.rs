@@ -687,3 +687,173 @@ fn publishes_beyond_the_limit_wait_their_turn() {
         );
     });
 }
+
+/// A publish with more objects than `limits.publish_window_objects` is checked whole
+/// before anything is stored, then stored a window at a time: it answers and stores
+/// exactly what a publish parsed whole does, and a bad object, malformed JSON or a red
+/// object without recipients in its last window still changes nothing.
+#[test]
+fn a_windowed_publish_answers_and_stores_like_a_whole_one() {
+    let whole_fed = Federation::new(&["alpha", "beta"], &[]);
+    let whole = RunningNode::start(whole_fed.config("alpha"));
+    let fed = Federation::new(&["alpha", "beta"], &[]);
+    let mut cfg = fed.config("alpha");
+    cfg.limits.publish_window_objects = 40;
+    let windowed = RunningNode::start(cfg);
+    let rt = rt();
+    let whole_admin = https_client(
+        &whole_fed.ca_path(),
+        Some(&whole_fed.admin_identity("alpha")),
+    );
+    let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    // The first object is marked by a definition that comes last, windows later.
+    let mut b = bundle(&GenOptions {
+        count: 120,
+        seed: 5,
+        origin: "alpha".into(),
+        identity: None,
+        overlap: 0.3,
+        tlp: Some(TlpLevel::Green),
+    });
+    let marking = "marking-definition--0c6d9a2e-51f4-4c1b-8d8a-3e2f7b9c4a10";
+    let objects = b["objects"].as_array_mut().unwrap();
+    objects[0]["object_marking_refs"] = json!([marking]);
+    objects.push(json!({
+        "type": "marking-definition", "spec_version": "2.1", "id": marking,
+        "created": "2026-01-01T00:00:00.000Z", "name": "TLP:AMBER",
+        "definition_type": "statement", "definition": {"statement": "amber, by name"}
+    }));
+    let count = objects.len();
+    assert!(
+        count > 3 * 40,
+        "{count} objects make more than three windows"
+    );
+    rt.block_on(async {
+        let publish = |client: &reqwest::Client, base: &str, recipients: &str, body: String| {
+            let req = client
+                .post(format!("{base}/api/v1/bundles?recipients={recipients}"))
+                .header("content-type", "application/json")
+                .body(body);
+            async move {
+                let r = req.send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            }
+        };
+        let stats = |client: &reqwest::Client, base: &str| {
+            let req = client.get(format!("{base}/api/v1/stats"));
+            async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+        };
+        let (st, a) = publish(&whole_admin, &whole.url, "beta", b.to_string()).await;
+        assert_eq!(st, 200, "{a}");
+        let (st, w) = publish(&admin, &windowed.url, "beta", b.to_string()).await;
+        assert_eq!(st, 200, "{w}");
+        let per_object = |r: &Value| -> Vec<(Value, Value, Value)> {
+            r["objects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| (o["id"].clone(), o["status"].clone(), o["tlp"].clone()))
+                .collect()
+        };
+        assert_eq!(per_object(&w), per_object(&a));
+        assert_eq!(w["objects"][0]["tlp"], "amber", "{}", w["objects"][0]);
+        assert_eq!(w["published"], count);
+        for r in [&a, &w] {
+            let in_envelopes: u64 = r["envelopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["objects"].as_u64().unwrap())
+                .sum();
+            assert_eq!(in_envelopes, count as u64);
+        }
+        assert!(w["envelopes"].as_array().unwrap().len() > 3);
+        let before = stats(&admin, &windowed.url).await;
+        let other = stats(&whole_admin, &whole.url).await;
+        for k in ["objects", "object_versions", "digests"] {
+            assert_eq!(before[k], other[k], "{k}");
+        }
+
+        // Repeated: everything is held, nothing is signed again.
+        let (st, again) = publish(&admin, &windowed.url, "beta", b.to_string()).await;
+        assert_eq!(st, 200, "{again}");
+        assert_eq!(again["held"], count);
+        assert_eq!(again["envelopes"], json!([]));
+
+        // Each of these fails on the last window, after the first pass has parsed the
+        // others: nothing is stored.
+        let mut fresh = bundle(&GenOptions {
+            count: 150,
+            seed: 11,
+            origin: "alpha".into(),
+            identity: None,
+            overlap: 0.3,
+            tlp: Some(TlpLevel::Green),
+        });
+        let last = fresh["objects"].as_array().unwrap().len() - 1;
+        let mut invalid = fresh.clone();
+        invalid["objects"][last]["id"] = json!("indicator--not-a-uuid");
+        let (st, e) = publish(&admin, &windowed.url, "beta", invalid.to_string()).await;
+        assert_eq!(
+            (st, e["error"].as_str()),
+            (422, Some("invalid-stix")),
+            "{e}"
+        );
+        let text = fresh.to_string();
+        let dup = text.replacen(
+            "\"type\":\"relationship\"",
+            "\"type\":\"relationship\",\"type\":\"relationship\"",
+            1,
+        );
+        let mut with_dup = text.clone();
+        // The duplicate key goes into the last object.
+        if let Some(at) = text.rfind("\"type\":") {
+            with_dup = format!("{}\"type\":\"x\",{}", &text[..at], &text[at..]);
+        }
+        assert_ne!(dup, text);
+        let (st, e) = publish(&admin, &windowed.url, "beta", with_dup).await;
+        assert_eq!(
+            (st, e["error"].as_str()),
+            (400, Some("malformed-json")),
+            "{e}"
+        );
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.contains("duplicate object key") && message.contains("line 1 column"),
+            "{message}"
+        );
+        fresh["objects"][last]["object_marking_refs"] = json!([TlpLevel::Red.marking_id()]);
+        let (st, e) = publish(&admin, &windowed.url, "", fresh.to_string()).await;
+        assert_eq!(
+            (st, e["error"].as_str()),
+            (422, Some("bad-recipients")),
+            "{e}"
+        );
+        let after = stats(&admin, &windowed.url).await;
+        for k in ["envelopes", "objects", "object_versions", "digests"] {
+            assert_eq!(after[k], before[k], "{k}");
+        }
+
+        // TAXII: a post past the window is published a window at a time too.
+        let objs = gen_bundle(60, "beta")["objects"].clone();
+        let n = objs.as_array().unwrap().len();
+        let r = admin
+            .post(format!(
+                "{}/taxii2/synergia/collections/local/objects/",
+                windowed.url
+            ))
+            .header("Accept", TAXII)
+            .header("Content-Type", TAXII)
+            .body(json!({"objects": objs}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let st: Value = r.json().await.unwrap();
+        assert_eq!(
+            (st["success_count"].as_u64(), st["failure_count"].as_u64()),
+            (Some(n as u64), Some(0)),
+            "{st}"
+        );
+    });
+}

@@ -11,8 +11,11 @@ use super::Node;
 use super::metrics::Metrics;
 use crate::envelope::canonical::canonical_bytes;
 use crate::envelope::{Envelope, EnvelopeMeta};
+use crate::json::RawObjects;
 use crate::stix::timestamp::Timestamp;
-use crate::stix::tlp::{TlpLevel, TlpResolver, level_of_marking_definition};
+use crate::stix::tlp::{
+    TlpLevel, TlpResolver, level_of_marking_definition, references_unknown_marking,
+};
 use crate::stix::validate::{Finding, Report, validate_bundle, validate_object};
 use crate::store::prepare::{prepare, split_id};
 use crate::store::{IngestOutcome, StoreError};
@@ -53,6 +56,9 @@ pub enum PublishError {
     /// The document is not a STIX bundle.
     #[error("not a STIX bundle: {0}")]
     NotABundle(String),
+    /// An object of a windowed publish is not valid JSON (where, in the document).
+    #[error("body is not valid JSON: {0}")]
+    Json(String),
     /// Objects are not valid STIX 2.1 (every finding).
     #[error("the bundle is not valid STIX 2.1 ({} errors)", .0.errors().count())]
     Invalid(Report),
@@ -142,58 +148,22 @@ impl Node {
                 ));
             }
         };
-        for r in recipients {
-            if self.roster.member(r).is_none() {
-                return Err(PublishError::Recipients(format!(
-                    "recipient {r:?} is not a member of the roster"
-                )));
-            }
-        }
+        self.check_recipients(recipients)?;
         // 1. Validate every object, reporting every finding (on both cores for big
-        // publishes: validation is most of a publish's work).
-        let checked = validate_all(&objects);
-        let mut results: Vec<ObjectResult> = Vec::with_capacity(objects.len());
-        // The bundle's own properties (its id) are checked too: a bundle the offline
-        // validator refuses is refused here, not published object by object. (Its
-        // objects were moved out above and are checked one by one.)
-        let mut bundle_report = if mode == Mode::AllOrNothing {
-            let mut r = validate_bundle(&bundle);
-            r.findings.retain(|f| !f.pointer.starts_with("/objects"));
-            r
-        } else {
-            Report::default()
-        };
-        let mut definitions = Vec::new();
-        for c in checked {
-            let valid = c.report.is_valid();
-            if let Some(level) = c.marking_definition
-                && !c.id.is_empty()
-            {
-                definitions.push((c.id.clone(), level));
-            }
-            results.push(ObjectResult {
-                id: c.id,
-                version: c.version,
-                status: if valid { "published" } else { "rejected" },
-                tlp: None,
-                envelope: None,
-                errors: c.report.errors().cloned().collect(),
-            });
-            bundle_report.findings.extend(c.report.findings);
-        }
-        if mode == Mode::AllOrNothing && !bundle_report.is_valid() {
-            Metrics::add(
-                &self.metrics.publish_rejected_objects,
-                results.iter().filter(|r| r.status == "rejected").count() as u64,
-            );
-            return Err(PublishError::Invalid(bundle_report));
-        }
+        // publishes: validation is most of a publish's work). The bundle's own
+        // properties (its id) are checked too: a bundle the offline validator refuses
+        // is refused here, not published object by object. (Its objects were moved out
+        // above and are checked one by one.)
+        let mut checks = Checks::new(&bundle, mode);
+        checks.add(validate_all(&objects, 0));
+        checks.refuse_if_invalid(self, mode)?;
         // 2. Group valid, not-yet-held objects by TLP level.
-        let resolver = TlpResolver::with_definitions(definitions);
+        let resolver = TlpResolver::with_definitions(std::mem::take(&mut checks.definitions));
         let default = self.config.default_tlp;
         let placed: Vec<Option<(TlpLevel, bool)>> = {
             let view = self.store.read();
             let me = view.origin_index(self.member());
+            let results = &checks.results;
             crate::parallel::map(&objects, 1000, |i, obj| {
                 (results[i].status == "published").then(|| {
                     let level = resolver.effective_level(obj, default);
@@ -202,37 +172,164 @@ impl Node {
                 })
             })
         };
-        let mut groups: BTreeMap<TlpLevel, Vec<usize>> = BTreeMap::new();
+        let mut groups: BTreeMap<TlpLevel, Vec<(usize, Value)>> = BTreeMap::new();
         for (i, place) in placed.into_iter().enumerate() {
             let Some((level, held)) = place else {
                 continue;
             };
-            results[i].tlp = Some(level);
+            checks.results[i].tlp = Some(level);
             if held {
-                results[i].status = "held";
+                checks.results[i].status = "held";
             } else {
-                groups.entry(level).or_default().push(i);
+                groups
+                    .entry(level)
+                    .or_default()
+                    .push((i, std::mem::take(&mut objects[i])));
             }
         }
         if groups.contains_key(&TlpLevel::Red) && recipients.is_empty() {
-            return Err(PublishError::Recipients(
-                "red objects need recipients (the members allowed to receive them)".into(),
-            ));
+            return Err(PublishError::Recipients(RED_NEEDS_RECIPIENTS.into()));
         }
         // 3. Sign (serialised: sequence numbers are consecutive) and store.
-        let mut seq_guard = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
-        let mut seq = *seq_guard;
+        let mut seq = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+        let stored = self.sign_and_store(&mut seq, groups, recipients)?;
+        drop(seq);
+        crate::parallel::drop_elsewhere((objects, bundle));
+        Ok(self.finish(checks.results, stored, started))
+    }
+
+    /// Publishes a bundle too large to hold parsed at once (more objects than
+    /// `limits.publish_window_objects`), a window of objects at a time.
+    ///
+    /// Two passes over the objects' text: the first parses and validates every object
+    /// (keeping only its id, version, findings and TLP level), so that an invalid
+    /// object refuses the publish before anything is stored, exactly as
+    /// [`Node::publish`] does; the second parses each window again, signs it into
+    /// envelopes and stores them before moving on. Only one window's parsed objects and
+    /// envelopes are in memory at a time. If the store fails midway, the windows stored
+    /// before stay stored (a repeated publish reports their objects as held).
+    pub fn publish_windowed(
+        &self,
+        raw: &RawObjects<'_>,
+        recipients: &[String],
+        mode: Mode,
+    ) -> Result<PublishReport, PublishError> {
+        let started = std::time::Instant::now();
+        if raw.members.get("type").and_then(Value::as_str) != Some("bundle") {
+            return Err(PublishError::NotABundle(
+                "type must be \"bundle\" with an objects array".into(),
+            ));
+        }
+        self.check_recipients(recipients)?;
+        let window = self.config.limits.publish_window_objects.max(1);
+        let windows = || {
+            (0..raw.objects.len())
+                .step_by(window)
+                .map(move |first| first..(first + window).min(raw.objects.len()))
+        };
+        let mut bundle = Value::Object(raw.members.clone());
+        bundle["objects"] = Value::Array(Vec::new());
+        let mut checks = Checks::new(&bundle, mode);
+        // 1. Parse and validate every window; note each valid object's TLP level, or
+        // its markings when they name a definition that may come later in the bundle.
+        let default = self.config.default_tlp;
+        let well_known = TlpResolver::new();
+        let mut levels: Vec<Level> = Vec::with_capacity(raw.objects.len());
+        for range in windows() {
+            let objects = raw.parse(range.clone()).map_err(PublishError::Json)?;
+            let checked = validate_all(&objects, range.start);
+            levels.extend(crate::parallel::map(&objects, 1000, |i, obj| {
+                if !checked[i].report.is_valid() {
+                    Level::Rejected
+                } else if references_unknown_marking(obj)
+                    && level_of_marking_definition(obj).is_none()
+                {
+                    Level::Deferred(markings_of(obj))
+                } else {
+                    Level::Known(well_known.effective_level(obj, default))
+                }
+            }));
+            checks.add(checked);
+            crate::parallel::drop_elsewhere(objects);
+        }
+        checks.refuse_if_invalid(self, mode)?;
+        let resolver = TlpResolver::with_definitions(std::mem::take(&mut checks.definitions));
+        let levels: Vec<Option<TlpLevel>> = levels
+            .into_iter()
+            .map(|l| match l {
+                Level::Rejected => None,
+                Level::Known(level) => Some(level),
+                Level::Deferred(markings) => Some(resolver.effective_level(&markings, default)),
+            })
+            .collect();
+        if levels.contains(&Some(TlpLevel::Red)) && recipients.is_empty() {
+            return Err(PublishError::Recipients(RED_NEEDS_RECIPIENTS.into()));
+        }
+        // 2. Parse each window again, sign it and store it.
+        let mut seq = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stored = Vec::new();
+        for range in windows() {
+            let mut objects = raw.parse(range.clone()).map_err(PublishError::Json)?;
+            let held: Vec<bool> = {
+                let view = self.store.read();
+                let me = view.origin_index(self.member());
+                crate::parallel::map(&objects, 1000, |i, obj| {
+                    levels[range.start + i].is_some()
+                        && me.is_some_and(|me| self.already_held(&view, me, obj))
+                })
+            };
+            let mut groups: BTreeMap<TlpLevel, Vec<(usize, Value)>> = BTreeMap::new();
+            for (k, obj) in objects.iter_mut().enumerate() {
+                let i = range.start + k;
+                let Some(level) = levels[i] else {
+                    continue;
+                };
+                checks.results[i].tlp = Some(level);
+                if held[k] {
+                    checks.results[i].status = "held";
+                } else {
+                    groups
+                        .entry(level)
+                        .or_default()
+                        .push((i, std::mem::take(obj)));
+                }
+            }
+            stored.extend(self.sign_and_store(&mut seq, groups, recipients)?);
+            crate::parallel::drop_elsewhere(objects);
+        }
+        drop(seq);
+        Ok(self.finish(checks.results, stored, started))
+    }
+
+    fn check_recipients(&self, recipients: &[String]) -> Result<(), PublishError> {
+        match recipients.iter().find(|r| self.roster.member(r).is_none()) {
+            Some(r) => Err(PublishError::Recipients(format!(
+                "recipient {r:?} is not a member of the roster"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Signs the objects of each TLP level into envelopes numbered on from `*seq`,
+    /// prepares and stores them; returns every envelope with the positions (in the
+    /// publish) of its objects. `*seq` moves on only once the envelopes are durable.
+    fn sign_and_store(
+        &self,
+        seq: &mut u64,
+        groups: BTreeMap<TlpLevel, Vec<(usize, Value)>>,
+        recipients: &[String],
+    ) -> Result<Vec<(PublishedEnvelope, Vec<usize>)>, PublishError> {
+        let mut next = *seq;
         let mut jobs: Vec<(u64, TlpLevel, Vec<Value>)> = Vec::new();
         let mut members_of: Vec<Vec<usize>> = Vec::new();
-        for (level, idx) in &groups {
-            for chunk in idx.chunks(objects_per_envelope(idx.len())) {
-                let objs: Vec<Value> = chunk
-                    .iter()
-                    .map(|&i| std::mem::take(&mut objects[i]))
-                    .collect();
-                jobs.push((seq, *level, objs));
-                members_of.push(chunk.to_vec());
-                seq += 1;
+        for (level, mut members) in groups {
+            let size = objects_per_envelope(members.len());
+            while !members.is_empty() {
+                let rest = members.split_off(size.min(members.len()));
+                let (idx, objs) = std::mem::replace(&mut members, rest).into_iter().unzip();
+                jobs.push((next, level, objs));
+                members_of.push(idx);
+                next += 1;
             }
         }
         // Envelopes are independent once their sequence numbers are fixed: they are
@@ -275,34 +372,51 @@ impl Node {
             prepared.push(p);
         }
         let outcomes = self.store.ingest_prepared(&envelopes, prepared, "local")?;
-        *seq_guard = seq;
-        drop(seq_guard);
+        *seq = next;
         if !envelopes.is_empty() {
             self.sync.head.send_replace(self.store.head());
         }
-        let mut published = Vec::new();
-        for (idx, (env, outcome)) in members_of.iter().zip(envelopes.iter().zip(&outcomes)) {
+        let mut stored = Vec::with_capacity(envelopes.len());
+        for (idx, (env, outcome)) in members_of.into_iter().zip(envelopes.iter().zip(&outcomes)) {
             if !matches!(outcome, IngestOutcome::Accepted { .. }) {
                 return Err(PublishError::Store(StoreError::Rejected(
                     "a freshly signed envelope was already held".into(),
                 )));
             }
-            for &i in idx {
-                results[i].envelope = Some(env.id().to_string());
+            stored.push((
+                PublishedEnvelope {
+                    id: env.id().to_string(),
+                    seq: env.header().seq,
+                    tlp: env.header().tlp,
+                    objects: idx.len(),
+                },
+                idx,
+            ));
+        }
+        crate::parallel::drop_elsewhere(envelopes);
+        Ok(stored)
+    }
+
+    /// The answer to a publish, with its metrics counted.
+    fn finish(
+        &self,
+        mut results: Vec<ObjectResult>,
+        stored: Vec<(PublishedEnvelope, Vec<usize>)>,
+        started: std::time::Instant,
+    ) -> PublishReport {
+        let mut envelopes = Vec::with_capacity(stored.len());
+        for (env, idx) in stored {
+            for i in idx {
+                results[i].envelope = Some(env.id.clone());
             }
-            published.push(PublishedEnvelope {
-                id: env.id().to_string(),
-                seq: env.header().seq,
-                tlp: env.header().tlp,
-                objects: idx.len(),
-            });
+            envelopes.push(env);
         }
         let count = |s: &str| results.iter().filter(|r| r.status == s).count();
         let report = PublishReport {
             published: count("published"),
             held: count("held"),
             rejected: count("rejected"),
-            envelopes: published,
+            envelopes,
             objects: results,
         };
         Metrics::add(
@@ -315,8 +429,7 @@ impl Node {
             report.rejected as u64,
         );
         self.metrics.publish_took(started.elapsed().as_secs_f64());
-        crate::parallel::drop_elsewhere((envelopes, objects, bundle));
-        Ok(report)
+        report
     }
 
     /// Whether this member already published exactly this object version.
@@ -348,6 +461,95 @@ impl Node {
     }
 }
 
+const RED_NEEDS_RECIPIENTS: &str =
+    "red objects need recipients (the members allowed to receive them)";
+
+/// What validation found so far: a result per object, every finding, and the TLP
+/// marking definitions the bundle carries.
+struct Checks {
+    results: Vec<ObjectResult>,
+    report: Report,
+    definitions: Vec<(String, TlpLevel)>,
+}
+
+impl Checks {
+    /// Starts with the findings on the bundle's own properties (node API only; its
+    /// objects are checked one by one, so `bundle` comes without them).
+    fn new(bundle: &Value, mode: Mode) -> Self {
+        let report = if mode == Mode::AllOrNothing {
+            let mut r = validate_bundle(bundle);
+            r.findings.retain(|f| !f.pointer.starts_with("/objects"));
+            r
+        } else {
+            Report::default()
+        };
+        Checks {
+            results: Vec::new(),
+            report,
+            definitions: Vec::new(),
+        }
+    }
+
+    /// Adds the next objects' checks, in bundle order.
+    fn add(&mut self, checked: Vec<Checked>) {
+        self.results.reserve(checked.len());
+        for c in checked {
+            let valid = c.report.is_valid();
+            if let Some(level) = c.marking_definition
+                && !c.id.is_empty()
+            {
+                self.definitions.push((c.id.clone(), level));
+            }
+            self.results.push(ObjectResult {
+                id: c.id,
+                version: c.version,
+                status: if valid { "published" } else { "rejected" },
+                tlp: None,
+                envelope: None,
+                errors: c.report.errors().cloned().collect(),
+            });
+            self.report.findings.extend(c.report.findings);
+        }
+    }
+
+    /// In all-or-nothing mode, any error refuses the publish (and is counted).
+    fn refuse_if_invalid(&mut self, node: &Node, mode: Mode) -> Result<(), PublishError> {
+        if mode == Mode::AllOrNothing && !self.report.is_valid() {
+            Metrics::add(
+                &node.metrics.publish_rejected_objects,
+                self.results
+                    .iter()
+                    .filter(|r| r.status == "rejected")
+                    .count() as u64,
+            );
+            return Err(PublishError::Invalid(std::mem::take(&mut self.report)));
+        }
+        Ok(())
+    }
+}
+
+/// A windowed publish's first pass: an object's TLP level, or what is needed to find
+/// it once every marking definition of the bundle is known.
+enum Level {
+    /// Invalid: not published.
+    Rejected,
+    /// Its markings are well-known ids (or it has none).
+    Known(TlpLevel),
+    /// Its marking references, which name definitions the bundle may carry later.
+    Deferred(Value),
+}
+
+/// Only the members of `obj` that decide its TLP level.
+fn markings_of(obj: &Value) -> Value {
+    let mut m = serde_json::Map::new();
+    for key in ["object_marking_refs", "granular_markings"] {
+        if let Some(v) = obj.get(key) {
+            m.insert(key.into(), v.clone());
+        }
+    }
+    Value::Object(m)
+}
+
 /// What publishing needs to know of one object, found in one pass.
 struct Checked {
     /// Every finding.
@@ -362,11 +564,11 @@ struct Checked {
 
 /// Validates every object, in order, on every core for large inputs (validation is
 /// most of a publish's work), noting what later steps need so that they do not walk
-/// the objects again.
-fn validate_all(objects: &[Value]) -> Vec<Checked> {
+/// the objects again. `first` is the position of `objects[0]` in the bundle.
+fn validate_all(objects: &[Value], first: usize) -> Vec<Checked> {
     crate::parallel::map(objects, 1000, |i, o| {
         let mut report = Report::default();
-        validate_object(o, &format!("/objects/{i}"), &mut report);
+        validate_object(o, &format!("/objects/{}", first + i), &mut report);
         Checked {
             report,
             id: text(o, "id").unwrap_or_default(),

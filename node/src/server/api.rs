@@ -3,6 +3,7 @@
 use super::caller::Caller;
 use super::error::ApiError;
 use crate::config::Role;
+use crate::json::RawObjects;
 use crate::node::Node;
 use crate::node::publish::{Mode, PublishError};
 use crate::stix::tlp::ALL_LEVELS;
@@ -90,8 +91,34 @@ pub(crate) fn parse_objects_json(bytes: &[u8]) -> Result<Value, ApiError> {
     crate::json::from_slice_strict_parallel(bytes).map_err(malformed_json)
 }
 
-fn malformed_json(e: serde_json::Error) -> ApiError {
+fn malformed_json(e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("malformed-json", format!("body is not valid JSON: {e}"))
+}
+
+/// A publish body, parsed whole or, past `limits.publish_window_objects` objects,
+/// left as text for a windowed publish ([`Node::publish_windowed`]).
+pub(crate) enum PublishBody<'a> {
+    /// The whole document, parsed.
+    Whole(Value),
+    /// The document's members and the text of its objects.
+    Windowed(RawObjects<'a>),
+}
+
+/// Parses a publish body (a bundle, or a TAXII envelope): the document is split into
+/// its members and the text of its objects once, and the objects are parsed on every
+/// core, unless there are more than `window` of them. A document of another shape
+/// goes through the plain strict parse (and the publish then says what is wrong).
+pub(crate) fn parse_publish_body(bytes: &[u8], window: usize) -> Result<PublishBody<'_>, ApiError> {
+    match RawObjects::split(bytes) {
+        Ok(raw) if raw.objects.len() > window => Ok(PublishBody::Windowed(raw)),
+        Ok(raw) => {
+            let objects = raw.parse(0..raw.objects.len()).map_err(malformed_json)?;
+            let mut doc = raw.members;
+            doc.insert("objects".into(), Value::Array(objects));
+            Ok(PublishBody::Whole(Value::Object(doc)))
+        }
+        Err(_) => parse_objects_json(bytes).map(PublishBody::Whole),
+    }
 }
 
 fn json_response(status: StatusCode, v: &impl serde::Serialize) -> Response {
@@ -130,11 +157,16 @@ async fn publish(
         .collect();
     let n = node.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let doc = parse_objects_json(&bytes)?;
-        // The parsed form is all that is needed from here on.
-        drop(bytes);
-        n.publish(doc, &recipients, Mode::AllOrNothing)
-            .map_err(publish_error)
+        let window = n.config.limits.publish_window_objects;
+        match parse_publish_body(&bytes, window)? {
+            PublishBody::Windowed(raw) => n.publish_windowed(&raw, &recipients, Mode::AllOrNothing),
+            PublishBody::Whole(doc) => {
+                // The parsed form is all that is needed from here on.
+                drop(bytes);
+                n.publish(doc, &recipients, Mode::AllOrNothing)
+            }
+        }
+        .map_err(publish_error)
     })
     .await
     .map_err(ApiError::internal)??;
@@ -144,6 +176,7 @@ async fn publish(
 /// Maps publish failures to HTTP answers.
 pub(crate) fn publish_error(e: PublishError) -> ApiError {
     match e {
+        PublishError::Json(m) => malformed_json(m),
         PublishError::NotABundle(m) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not-a-bundle", m)
         }

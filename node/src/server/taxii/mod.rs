@@ -10,7 +10,7 @@ pub mod query;
 pub mod select;
 pub mod token;
 
-use super::api::{parse_objects_json, publish_error, read_body};
+use super::api::{PublishBody, parse_publish_body, publish_error, read_body};
 use super::caller::Caller;
 use super::error::{ApiError, TAXII_MEDIA_TYPE};
 use crate::config::Role;
@@ -504,33 +504,38 @@ async fn add_objects(
     let request_timestamp = Timestamp::now().to_micros_string();
     let n = node.clone();
     let status = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        let mut doc = parse_objects_json(&bytes).map_err(ApiError::taxii)?;
-        // The parsed form is all that is needed from here on.
-        drop(bytes);
-        let objects = match doc.get_mut("objects") {
-            Some(Value::Array(objects)) => std::mem::take(objects),
-            _ => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "not-an-envelope",
-                    "body must be a TAXII envelope {\"objects\": […]}",
-                )
-                .taxii());
-            }
-        };
-        // Built by hand: `json!` would copy every object (it serialises what it is
-        // given).
+        // The objects are published as a bundle of this member's.
         let mut bundle = serde_json::Map::new();
         bundle.insert("type".into(), json!("bundle"));
         bundle.insert(
             "id".into(),
             json!(format!("bundle--{}", uuid::Uuid::new_v4())),
         );
-        bundle.insert("objects".into(), Value::Array(objects));
-        let bundle = Value::Object(bundle);
-        let report = n
-            .publish(bundle, &[], Mode::PerObject)
-            .map_err(|e| publish_error(e).taxii())?;
+        let window = n.config.limits.publish_window_objects;
+        let report = match parse_publish_body(&bytes, window).map_err(ApiError::taxii)? {
+            PublishBody::Windowed(mut raw) => {
+                raw.members = bundle;
+                n.publish_windowed(&raw, &[], Mode::PerObject)
+            }
+            PublishBody::Whole(mut doc) => {
+                // The parsed form is all that is needed from here on.
+                drop(bytes);
+                let objects = match doc.get_mut("objects") {
+                    Some(Value::Array(objects)) => std::mem::take(objects),
+                    _ => {
+                        return Err(ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "not-an-envelope",
+                            "body must be a TAXII envelope {\"objects\": […]}",
+                        )
+                        .taxii());
+                    }
+                };
+                bundle.insert("objects".into(), Value::Array(objects));
+                n.publish(Value::Object(bundle), &[], Mode::PerObject)
+            }
+        }
+        .map_err(|e| publish_error(e).taxii())?;
         let entry = |r: &crate::node::publish::ObjectResult, message: String| {
             let mut e = json!({"id": r.id, "message": message});
             if let Some(v) = &r.version {
