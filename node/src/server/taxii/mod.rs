@@ -406,24 +406,30 @@ async fn get_versions(
     check_accept(&headers)?;
     read(&caller)?;
     let c = collection(&node, &caller, &coll)?;
-    let view = node.store.read();
-    let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::All, Some(&id))?;
-    if p.handles.is_empty() && f.next.is_none() {
-        return Err(
-            ApiError::not_found(format!("no object {id} in collection {}", c.alias)).taxii(),
-        );
-    }
-    let mut versions: Vec<(i64, String)> = p
-        .handles
-        .iter()
-        .map(|&h| {
-            let v = &view.versions()[h as usize];
-            (v.modified, version_text(v.modified, v.date_added))
-        })
-        .collect();
-    versions.sort();
-    let body = json!({"more": p.more, "versions": versions.into_iter().map(|(_, s)| s).collect::<Vec<_>>()});
-    Ok(paged_json(&node, &view, &c, &f, &p, body))
+    // Off the async workers, as every handler that reads the view: a publish may hold
+    // the view's write lock for a moment.
+    tokio::task::spawn_blocking(move || {
+        let view = node.store.read();
+        let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::All, Some(&id))?;
+        if p.handles.is_empty() && f.next.is_none() {
+            return Err(
+                ApiError::not_found(format!("no object {id} in collection {}", c.alias)).taxii(),
+            );
+        }
+        let mut versions: Vec<(i64, String)> = p
+            .handles
+            .iter()
+            .map(|&h| {
+                let v = &view.versions()[h as usize];
+                (v.modified, version_text(v.modified, v.date_added))
+            })
+            .collect();
+        versions.sort();
+        let body = json!({"more": p.more, "versions": versions.into_iter().map(|(_, s)| s).collect::<Vec<_>>()});
+        Ok(paged_json(&node, &view, &c, &f, &p, body))
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 async fn get_manifest(
@@ -436,26 +442,30 @@ async fn get_manifest(
     check_accept(&headers)?;
     read(&caller)?;
     let c = collection(&node, &caller, &coll)?;
-    let view = node.store.read();
-    let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::Last, None)?;
-    let records: Vec<Value> = p
-        .handles
-        .iter()
-        .map(|&h| {
-            let v = &view.versions()[h as usize];
-            json!({
-                "id": object_id(&view, h),
-                "date_added": Timestamp::from_micros(v.date_added).to_micros_string(),
-                "version": version_text(v.modified, v.date_added),
-                "media_type": STIX_MEDIA_TYPE,
+    tokio::task::spawn_blocking(move || {
+        let view = node.store.read();
+        let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::Last, None)?;
+        let records: Vec<Value> = p
+            .handles
+            .iter()
+            .map(|&h| {
+                let v = &view.versions()[h as usize];
+                json!({
+                    "id": object_id(&view, h),
+                    "date_added": Timestamp::from_micros(v.date_added).to_micros_string(),
+                    "version": version_text(v.modified, v.date_added),
+                    "media_type": STIX_MEDIA_TYPE,
+                })
             })
-        })
-        .collect();
-    let mut body = json!({"more": p.more});
-    if !records.is_empty() {
-        body["objects"] = json!(records);
-    }
-    Ok(paged_json(&node, &view, &c, &f, &p, body))
+            .collect();
+        let mut body = json!({"more": p.more});
+        if !records.is_empty() {
+            body["objects"] = json!(records);
+        }
+        Ok(paged_json(&node, &view, &c, &f, &p, body))
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 async fn add_objects(
