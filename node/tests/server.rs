@@ -723,6 +723,16 @@ fn a_windowed_publish_answers_and_stores_like_a_whole_one() {
         "created": "2026-01-01T00:00:00.000Z", "name": "TLP:AMBER",
         "definition_type": "statement", "definition": {"statement": "amber, by name"}
     }));
+    // A cyber-observable whose `modified` is a custom property, not a timestamp, has
+    // one version like any observable.
+    objects.insert(
+        70,
+        json!({
+            "type": "ipv4-addr", "spec_version": "2.1",
+            "id": "ipv4-addr--7d3b1e2c-4f5a-5b6c-8d7e-9f0a1b2c3d4e",
+            "value": "203.0.113.9", "modified": "yesterday"
+        }),
+    );
     let count = objects.len();
     assert!(
         count > 3 * 40,

@@ -13,6 +13,7 @@ pub use canonical::EnvelopeId;
 pub use error::{SignError, VerifyError};
 
 use crate::roster::{Roster, TrustedKey};
+use crate::stix::PatternKeys;
 use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::{TlpLevel, TlpResolver};
 use base64::Engine as _;
@@ -20,6 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use canonical::{SignedForm, canonical_object, signed_form};
 use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use serde_json::{Map, Value};
+use std::sync::OnceLock;
 
 /// The `type` member of every envelope.
 pub const ENVELOPE_TYPE: &str = "synergia-envelope";
@@ -122,6 +124,8 @@ pub struct Envelope {
     signed: SignedForm,
     id: EnvelopeId,
     signature: Signature,
+    /// The observable keys of the objects' STIX patterns, once validation found them.
+    pattern_keys: OnceLock<PatternKeys>,
 }
 
 fn malformed(msg: impl Into<String>) -> VerifyError {
@@ -228,6 +232,7 @@ impl Envelope {
             signed,
             id,
             signature,
+            pattern_keys: OnceLock::new(),
         })
     }
 
@@ -278,6 +283,7 @@ impl Envelope {
             signed,
             id,
             signature,
+            pattern_keys: OnceLock::new(),
         })
     }
 
@@ -320,6 +326,20 @@ impl Envelope {
     /// The signed form with where its signature and its objects are.
     pub fn signed_form(&self) -> &SignedForm {
         &self.signed
+    }
+
+    /// The observable keys of each object's STIX pattern, when validation noted them
+    /// (content checks on receipt, or the publish that signed the envelope).
+    pub fn pattern_keys(&self) -> Option<&PatternKeys> {
+        self.pattern_keys.get()
+    }
+
+    /// Notes what validation found in the objects' patterns, one entry per object;
+    /// the first note stays.
+    pub fn note_pattern_keys(&self, keys: PatternKeys) {
+        if keys.len() == self.objects().len() {
+            let _ = self.pattern_keys.set(keys);
+        }
     }
 
     /// RFC 8785 form of the whole envelope, signature included: what we store and
@@ -409,7 +429,9 @@ impl Envelope {
                 "{r:?} is not a member of the roster"
             )));
         }
-        crate::stix::check_bundle(self.bundle()).map_err(VerifyError::InvalidBundle)?;
+        let keys = crate::stix::check_bundle_noting_keys(self.bundle())
+            .map_err(VerifyError::InvalidBundle)?;
+        self.note_pattern_keys(keys);
         let objects = self.objects();
         let resolver = TlpResolver::for_objects(objects);
         for obj in objects {

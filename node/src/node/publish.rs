@@ -12,11 +12,13 @@ use super::metrics::Metrics;
 use crate::envelope::canonical::canonical_bytes;
 use crate::envelope::{Envelope, EnvelopeMeta};
 use crate::json::RawObjects;
+use crate::stix::PatternKeys;
+use crate::stix::observable::ObservableKey;
 use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::{
     TlpLevel, TlpResolver, level_of_marking_definition, references_unknown_marking,
 };
-use crate::stix::validate::{Finding, Report, validate_bundle, validate_object};
+use crate::stix::validate::{Finding, Report, validate_bundle, validate_object_noting_keys};
 use crate::store::prepare::{prepare, split_id};
 use crate::store::{IngestOutcome, StoreError};
 use serde::Serialize;
@@ -172,6 +174,16 @@ impl Node {
                 })
             })
         };
+        // Red objects need recipients, already held or not (as for a windowed publish,
+        // which must decide before it stores anything).
+        if placed
+            .iter()
+            .flatten()
+            .any(|&(level, _)| level == TlpLevel::Red)
+            && recipients.is_empty()
+        {
+            return Err(PublishError::Recipients(RED_NEEDS_RECIPIENTS.into()));
+        }
         let mut groups: BTreeMap<TlpLevel, Vec<(usize, Value)>> = BTreeMap::new();
         for (i, place) in placed.into_iter().enumerate() {
             let Some((level, held)) = place else {
@@ -187,12 +199,9 @@ impl Node {
                     .push((i, std::mem::take(&mut objects[i])));
             }
         }
-        if groups.contains_key(&TlpLevel::Red) && recipients.is_empty() {
-            return Err(PublishError::Recipients(RED_NEEDS_RECIPIENTS.into()));
-        }
         // 3. Sign (serialised: sequence numbers are consecutive) and store.
         let mut seq = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
-        let stored = self.sign_and_store(&mut seq, groups, recipients)?;
+        let stored = self.sign_and_store(&mut seq, groups, &mut checks.pattern_keys, recipients)?;
         drop(seq);
         crate::parallel::drop_elsewhere((objects, bundle));
         Ok(self.finish(checks.results, stored, started))
@@ -207,7 +216,8 @@ impl Node {
     /// [`Node::publish`] does; the second parses each window again, signs it into
     /// envelopes and stores them before moving on. Only one window's parsed objects and
     /// envelopes are in memory at a time. If the store fails midway, the windows stored
-    /// before stay stored (a repeated publish reports their objects as held).
+    /// before stay stored (a repeated publish reports their objects as held). An
+    /// object repeated, identical, in a later window is reported as held there.
     pub fn publish_windowed(
         &self,
         raw: &RawObjects<'_>,
@@ -294,7 +304,12 @@ impl Node {
                         .push((i, std::mem::take(obj)));
                 }
             }
-            stored.extend(self.sign_and_store(&mut seq, groups, recipients)?);
+            stored.extend(self.sign_and_store(
+                &mut seq,
+                groups,
+                &mut checks.pattern_keys,
+                recipients,
+            )?);
             crate::parallel::drop_elsewhere(objects);
         }
         drop(seq);
@@ -317,17 +332,23 @@ impl Node {
         &self,
         seq: &mut u64,
         groups: BTreeMap<TlpLevel, Vec<(usize, Value)>>,
+        pattern_keys: &mut PatternKeys,
         recipients: &[String],
     ) -> Result<Vec<(PublishedEnvelope, Vec<usize>)>, PublishError> {
         let mut next = *seq;
-        let mut jobs: Vec<(u64, TlpLevel, Vec<Value>)> = Vec::new();
+        let mut jobs: Vec<(u64, TlpLevel, Vec<Value>, PatternKeys)> = Vec::new();
         let mut members_of: Vec<Vec<usize>> = Vec::new();
         for (level, mut members) in groups {
             let size = objects_per_envelope(members.len());
             while !members.is_empty() {
                 let rest = members.split_off(size.min(members.len()));
-                let (idx, objs) = std::mem::replace(&mut members, rest).into_iter().unzip();
-                jobs.push((next, level, objs));
+                let (idx, objs): (Vec<usize>, Vec<Value>) =
+                    std::mem::replace(&mut members, rest).into_iter().unzip();
+                let keys = idx
+                    .iter()
+                    .map(|&i| pattern_keys.get_mut(i).and_then(Option::take))
+                    .collect();
+                jobs.push((next, level, objs, keys));
                 members_of.push(idx);
                 next += 1;
             }
@@ -337,7 +358,7 @@ impl Node {
         // Each is prepared for the store right after it is signed, on the same core,
         // while its canonical bytes are still in cache.
         let signed_at = Timestamp::now();
-        let signed = crate::parallel::map_owned(jobs, 2, |(seq, level, objs)| {
+        let signed = crate::parallel::map_owned(jobs, 2, |(seq, level, objs, keys)| {
             // Built by hand: `json!` would serialise (copy) every object again.
             let mut b = serde_json::Map::new();
             b.insert("type".into(), Value::from("bundle"));
@@ -361,6 +382,7 @@ impl Node {
                 },
             )
             .map_err(|e| PublishError::Sign(e.to_string()))?;
+            env.note_pattern_keys(keys);
             let prepared = prepare(&env)?;
             Ok::<_, PublishError>((env, prepared))
         });
@@ -470,6 +492,8 @@ struct Checks {
     results: Vec<ObjectResult>,
     report: Report,
     definitions: Vec<(String, TlpLevel)>,
+    /// Per object, the keys of its pattern, handed to the store with its envelope.
+    pattern_keys: PatternKeys,
 }
 
 impl Checks {
@@ -487,13 +511,16 @@ impl Checks {
             results: Vec::new(),
             report,
             definitions: Vec::new(),
+            pattern_keys: Vec::new(),
         }
     }
 
     /// Adds the next objects' checks, in bundle order.
     fn add(&mut self, checked: Vec<Checked>) {
         self.results.reserve(checked.len());
+        self.pattern_keys.reserve(checked.len());
         for c in checked {
+            self.pattern_keys.push(c.pattern_keys);
             let valid = c.report.is_valid();
             if let Some(level) = c.marking_definition
                 && !c.id.is_empty()
@@ -560,6 +587,8 @@ struct Checked {
     version: Option<String>,
     /// The level it defines, when it is a TLP marking definition.
     marking_definition: Option<TlpLevel>,
+    /// The observable keys of its STIX pattern, when it has one that parsed.
+    pattern_keys: Option<Vec<ObservableKey>>,
 }
 
 /// Validates every object, in order, on every core for large inputs (validation is
@@ -568,8 +597,10 @@ struct Checked {
 fn validate_all(objects: &[Value], first: usize) -> Vec<Checked> {
     crate::parallel::map(objects, 1000, |i, o| {
         let mut report = Report::default();
-        validate_object(o, &format!("/objects/{}", first + i), &mut report);
+        let pattern_keys =
+            validate_object_noting_keys(o, &format!("/objects/{}", first + i), &mut report);
         Checked {
+            pattern_keys,
             report,
             id: text(o, "id").unwrap_or_default(),
             version: text(o, "modified").or_else(|| text(o, "created")),

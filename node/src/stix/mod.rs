@@ -9,14 +9,25 @@ pub mod validate;
 
 use serde_json::Value;
 
+/// Per object of a bundle, in order, the observable keys of its STIX pattern when it
+/// has one that parsed: found by validation, kept so that storing does not parse each
+/// pattern again.
+pub type PatternKeys = Vec<Option<Vec<observable::ObservableKey>>>;
+
 /// Checks that a bundle is valid STIX 2.1, summarising the errors in one line.
 ///
 /// Used wherever content crosses a trust boundary (publish, envelope verification):
 /// warnings never refuse content, errors do.
 pub fn check_bundle(bundle: &Value) -> Result<(), String> {
-    let report = validate::validate_bundle(bundle);
+    check_bundle_noting_keys(bundle).map(drop)
+}
+
+/// [`check_bundle`], also returning the observable keys validation found in each
+/// object's STIX pattern (see [`validate::validate_bundle_noting_keys`]).
+pub fn check_bundle_noting_keys(bundle: &Value) -> Result<PatternKeys, String> {
+    let (report, keys) = validate::validate_bundle_noting_keys(bundle);
     if report.is_valid() {
-        return Ok(());
+        return Ok(keys);
     }
     let errors: Vec<_> = report.errors().collect();
     let mut msg = String::new();

@@ -301,13 +301,20 @@ impl EvidenceLog {
     /// Appends records (headers carry their ordinals, which must continue the log) and
     /// makes them durable before returning their positions.
     ///
+    /// A batch goes into one segment (a new one starts before a batch, once the last
+    /// one is full), so that a failed append leaves nothing of its batch behind: a
+    /// batch split over two segments could fail after the first part was made durable,
+    /// and the next append would then reuse its ordinals.
+    ///
     /// Callers serialise appends (the store holds its ingest lock).
     pub fn append(&self, records: &[(RecordHeader, &[u8])]) -> Result<Vec<LogPos>, StoreError> {
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::with_capacity(records.len());
         let mut pending: Option<Pending<'_>> = None;
+        if let Some((first, _)) = records.first() {
+            self.roll_if_needed(&mut tail, first.ordinal, &mut pending)?;
+        }
         for (header, env) in records {
-            self.roll_if_needed(&mut tail, header.ordinal, &mut pending)?;
             let p = match &mut pending {
                 Some(p) => p,
                 None => {
@@ -504,12 +511,12 @@ mod tests {
     }
 
     #[test]
-    fn a_large_batch_rolls_segments_and_reads_back_in_order() {
+    fn large_batches_stay_in_one_segment_and_read_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = EvidenceLog::open(dir.path(), 0).unwrap();
-        let log = log.with_segment_bytes(200_000);
-        // More records per segment than one vectored write takes (1,024 slices on
-        // Linux), and a roll to a new segment within the batch.
+        let log = log.with_segment_bytes(100_000);
+        // More records in one batch than one vectored write takes (1,024 slices on
+        // Linux), and segments rolled between batches.
         let bodies: Vec<Vec<u8>> = (0..2_100u64)
             .map(|i| {
                 format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i as usize % 97)).into_bytes()
@@ -520,13 +527,11 @@ mod tests {
             .enumerate()
             .map(|(i, b)| (h(i as u64), b.as_slice()))
             .collect();
-        let mut pos = log.append(&batch[..2_000]).unwrap();
-        pos.extend(log.append(&batch[2_000..]).unwrap());
-        assert!(
-            log.segment_starts().len() >= 2,
-            "{:?}",
-            log.segment_starts()
-        );
+        let mut pos = log.append(&batch[..1_500]).unwrap();
+        pos.extend(log.append(&batch[1_500..1_600]).unwrap());
+        pos.extend(log.append(&batch[1_600..]).unwrap());
+        // A full segment is left for a new one before a batch, never within one.
+        assert_eq!(log.segment_starts(), vec![0, 1_500]);
         for (p, b) in pos.iter().zip(&bodies) {
             assert_eq!(&log.read_at(p.segment, p.offset, p.len).unwrap(), b);
         }

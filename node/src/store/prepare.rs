@@ -53,11 +53,15 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
             "object count differs between value and signed form",
         ));
     }
+    // Validation found the keys of the objects' patterns, when it ran on this
+    // envelope (receipt, publish); otherwise (the log read at start-up) they are
+    // found here.
+    let known_keys = env.pattern_keys();
     let well_known = TlpResolver::new();
     let mut with_definitions: Option<TlpResolver> = None;
     let envelope_tlp = env.header().tlp;
     let mut entries = Vec::with_capacity(objects.len());
-    for (obj, &(off, len)) in objects.iter().zip(&ranges) {
+    for (i, (obj, &(off, len))) in objects.iter().zip(&ranges).enumerate() {
         let body = &bytes[off..off + len];
         let id = obj
             .get("id")
@@ -65,12 +69,13 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
             .ok_or_else(|| corrupt("object without id"))?;
         let (type_name, uuid) = split_id(id)
             .ok_or_else(|| corrupt(format!("object id {id:?} is not <type>--<uuid>")))?;
-        let modified = match obj.get("modified").and_then(Value::as_str) {
-            Some(m) => Timestamp::parse(m)
-                .map_err(|e| corrupt(format!("{id}: modified: {e}")))?
-                .as_micros(),
-            None => i64::MIN,
-        };
+        // Objects without a timestamp `modified` (cyber-observables, for which it is
+        // an ordinary custom property if present) have one version.
+        let modified = obj
+            .get("modified")
+            .and_then(Value::as_str)
+            .and_then(|m| Timestamp::parse(m).ok())
+            .map_or(i64::MIN, |m| m.as_micros());
         let digest = Sha256::digest(body);
         let mut hash = [0u8; 16];
         hash.copy_from_slice(&digest[..16]);
@@ -93,10 +98,13 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
                 .get("spec_version")
                 .and_then(Value::as_str)
                 .is_none_or(|v| v == "2.1"),
-            obs_keys: keys_from_object(obj)
-                .iter()
-                .map(|k| k.to_string())
-                .collect(),
+            obs_keys: match known_keys.and_then(|k| k.get(i)).and_then(Option::as_ref) {
+                Some(keys) => keys.iter().map(|k| k.to_string()).collect(),
+                None => keys_from_object(obj)
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect(),
+            },
         });
     }
     Ok(Prepared {

@@ -83,6 +83,50 @@ fn envelopes(origin: &str, count: u64, per: usize) -> Vec<Envelope> {
         .collect()
 }
 
+/// The keys validation notes from patterns are the keys the store finds by parsing
+/// the patterns again, object by object: for the gen workload (addresses, domains,
+/// URLs, hashes) and for compound, set, subnet and keyless patterns.
+#[test]
+fn keys_noted_by_validation_are_the_keys_found_again() {
+    let indicator = |i: usize, pattern: &str| {
+        json!({
+            "type": "indicator", "spec_version": "2.1",
+            "id": format!("indicator--{}", uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, pattern.as_bytes())),
+            "created": "2026-01-01T00:00:00.000Z", "modified": format!("2026-01-01T00:00:0{i}.000Z"),
+            "valid_from": "2026-01-01T00:00:00Z", "pattern_type": "stix", "pattern": pattern
+        })
+    };
+    let patterns = [
+        "[ipv4-addr:value = '198.51.100.7' OR domain-name:value = 'Bad.Example.']",
+        "[file:hashes.MD5 = '79054025255fb1a26e4bc422aef54eb4' AND file:name = 'a.exe']",
+        "[network-traffic:dst_port = 443]",
+        "[ipv4-addr:value ISSUBSET '203.0.113.0/24']",
+        "[email-addr:value IN ('a@b.example', 'c@d.example')] FOLLOWEDBY [url:value = 'http://x.example/p']",
+        "[ipv4-addr:value != '192.0.2.1']",
+    ];
+    let objects: Vec<Value> = patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| indicator(i, p))
+        .collect();
+    let mut all = envelopes("groupib", 400, 1000);
+    all.push(sign("groupib", 99, objects));
+    let mut with_keys = 0;
+    for env in all {
+        let found = super::prepare::prepare(&env).unwrap();
+        let keys = crate::stix::check_bundle_noting_keys(env.bundle()).unwrap();
+        with_keys += keys.iter().flatten().filter(|k| !k.is_empty()).count();
+        env.note_pattern_keys(keys);
+        assert!(env.pattern_keys().is_some());
+        let noted = super::prepare::prepare(&env).unwrap();
+        assert_eq!(noted.bytes, found.bytes);
+        for (a, b) in noted.objects.iter().zip(&found.objects) {
+            assert_eq!(a.obs_keys, b.obs_keys);
+        }
+    }
+    assert!(with_keys >= 400, "{with_keys} indicators with keys");
+}
+
 fn digests(s: &Store) -> Vec<ViewDigest> {
     crate::stix::tlp::ALL_LEVELS
         .iter()

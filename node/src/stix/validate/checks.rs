@@ -2,6 +2,7 @@
 //! records findings, and syntactic checks on identifiers, names and hashes.
 
 use super::{Finding, Report, Severity};
+use crate::stix::observable::ObservableKey;
 use crate::stix::timestamp::Timestamp;
 use serde_json::Value;
 
@@ -80,6 +81,8 @@ impl<'a> Ptr<'a> {
 pub(crate) struct Ctx<'r> {
     pub(crate) report: &'r mut Report,
     pub(crate) id: Option<&'r str>,
+    /// The observable keys of the object's STIX pattern, once it parsed.
+    pub(crate) pattern_keys: Option<Vec<ObservableKey>>,
 }
 
 impl Ctx<'_> {

@@ -17,6 +17,8 @@ mod checks;
 mod rules;
 pub mod vocab;
 
+use crate::stix::observable::ObservableKey;
+use crate::stix::pattern::Pattern;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -75,9 +77,18 @@ impl Report {
 
 /// Validates a `bundle` document and every object in it.
 pub fn validate_bundle(doc: &Value) -> Report {
+    validate_bundle_noting_keys(doc).0
+}
+
+/// [`validate_bundle`], also returning for each object the observable keys of its
+/// STIX pattern when it has one that parsed (what
+/// [`keys_from_object`](crate::stix::observable::keys_from_object) gives for it):
+/// validation parses every pattern, and a caller that stores the objects passes the
+/// keys on rather than parse each pattern again.
+pub fn validate_bundle_noting_keys(doc: &Value) -> (Report, Vec<Option<Vec<ObservableKey>>>) {
     let mut report = Report::default();
-    rules::bundle(doc, &mut report);
-    report
+    let keys = rules::bundle(doc, &mut report);
+    (report, keys)
 }
 
 /// Validates one STIX object located at `pointer` (`""` for a stand-alone object,
@@ -86,21 +97,29 @@ pub fn validate_object(obj: &Value, pointer: &str, report: &mut Report) {
     rules::object(obj, pointer, report);
 }
 
-/// Checks a STIX pattern with the pattern grammar; `Some((position, message))` when
-/// the pattern does not parse (position is a 0-based character offset).
+/// [`validate_object`], also returning the observable keys of the object's STIX
+/// pattern when it has one that parsed (see [`validate_bundle_noting_keys`]).
+pub fn validate_object_noting_keys(
+    obj: &Value,
+    pointer: &str,
+    report: &mut Report,
+) -> Option<Vec<ObservableKey>> {
+    rules::object(obj, pointer, report)
+}
+
+/// Checks a STIX pattern with the pattern grammar: the parsed pattern, or
+/// `(position, message)` when it does not parse (position is a 0-based character
+/// offset).
 ///
 /// Beyond the grammar, the object types and first property names the pattern uses
 /// must be well-formed STIX names (a known SCO type, or a custom type name), as the
 /// specification requires and the OASIS validator checks.
-fn stix_pattern_error(pattern: &str) -> Option<(usize, String)> {
-    let parsed = match crate::stix::pattern::parse(pattern) {
-        Ok(p) => p,
-        Err(e) => return Some((e.position, e.message)),
-    };
+fn check_stix_pattern(pattern: &str) -> Result<Pattern, (usize, String)> {
+    let parsed = crate::stix::pattern::parse(pattern).map_err(|e| (e.position, e.message))?;
     for path in parsed.object_paths() {
         let ty = path.object_type.as_str();
         if !rules::SCO_TYPES.contains(&ty) && !is_type_name(ty) {
-            return Some((0, format!("'{ty}' is not a valid observable type name")));
+            return Err((0, format!("'{ty}' is not a valid observable type name")));
         }
         if let Some(prop) = path.property_names().next() {
             let well_formed = (3..=250).contains(&prop.len())
@@ -108,14 +127,14 @@ fn stix_pattern_error(pattern: &str) -> Option<(usize, String)> {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
             if !well_formed {
-                return Some((
+                return Err((
                     0,
                     format!("'{prop}' is not a valid observable property name"),
                 ));
             }
         }
     }
-    None
+    Ok(parsed)
 }
 
 /// STIX type name syntax: 3–250 characters of `a-z`, `0-9` and single hyphens.

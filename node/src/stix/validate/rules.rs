@@ -6,7 +6,8 @@
 
 use super::checks::{self, Ctx, Ptr, json_type};
 use super::vocab as ov;
-use super::{Report, stix_pattern_error};
+use super::{Report, check_stix_pattern};
+use crate::stix::observable::{ObservableKey, keys_from_pattern};
 use crate::stix::timestamp::Timestamp;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -817,18 +818,23 @@ fn rule_for(ty: &str) -> Option<&'static TypeRule> {
 /// Observed-data `object_refs` point at SCOs and SROs.
 const SCO_OR_SRO: &[&str] = &["@sco"];
 
-/// Validates a bundle document.
-pub(crate) fn bundle(doc: &Value, report: &mut Report) {
+/// Validates a bundle document; returns, for each of its objects, the observable
+/// keys of its STIX pattern when it has one that parsed.
+pub(crate) fn bundle(doc: &Value, report: &mut Report) -> Vec<Option<Vec<ObservableKey>>> {
     let root = Ptr::root("");
     let id = doc.get("id").and_then(Value::as_str);
-    let mut cx = Ctx { report, id };
+    let mut cx = Ctx {
+        report,
+        id,
+        pattern_keys: None,
+    };
     let Value::Object(m) = doc else {
         cx.error(
             "invalid-property-type",
             root,
             format!("a bundle must be a JSON object, not {}", json_type(doc)),
         );
-        return;
+        return Vec::new();
     };
     match m.get("type") {
         Some(Value::String(t)) if t == "bundle" => {}
@@ -865,7 +871,7 @@ pub(crate) fn bundle(doc: &Value, report: &mut Report) {
         ),
     }
     let Some(objects) = m.get("objects") else {
-        return;
+        return Vec::new();
     };
     let Value::Array(objects) = objects else {
         cx.error(
@@ -873,7 +879,7 @@ pub(crate) fn bundle(doc: &Value, report: &mut Report) {
             root.key("objects"),
             "objects must be an array".into(),
         );
-        return;
+        return Vec::new();
     };
     if objects.is_empty() {
         cx.error(
@@ -887,10 +893,12 @@ pub(crate) fn bundle(doc: &Value, report: &mut Report) {
     // (a second pass over a large bundle costs a cache miss per object) and in
     // expected linear time.
     let mut versions: HashSet<(&str, Option<&str>)> = HashSet::with_capacity(objects.len());
+    let mut keys = Vec::with_capacity(objects.len());
     for (i, obj) in objects.iter().enumerate() {
-        object_at(obj, objs_ptr.idx(i), report);
+        keys.push(object_at(obj, objs_ptr.idx(i), report));
         duplicate(obj, i, &mut versions, objs_ptr, report);
     }
+    keys
 }
 
 /// Warns about an object whose id and version already appeared earlier in the bundle
@@ -910,6 +918,7 @@ fn duplicate<'a>(
         let mut cx = Ctx {
             report,
             id: Some(id),
+            pattern_keys: None,
         };
         cx.warn(
             "duplicate-object",
@@ -919,24 +928,33 @@ fn duplicate<'a>(
     }
 }
 
-/// Validates one object at `base`.
-pub(crate) fn object(v: &Value, base: &str, report: &mut Report) {
-    object_at(v, Ptr::root(base), report);
+/// Validates one object at `base`; returns the observable keys of its STIX pattern
+/// when it has one that parsed.
+pub(crate) fn object(v: &Value, base: &str, report: &mut Report) -> Option<Vec<ObservableKey>> {
+    object_at(v, Ptr::root(base), report)
 }
 
 /// Validates one object at `at` (the pointer is rendered only for a finding).
-fn object_at(v: &Value, at: Ptr, report: &mut Report) {
+fn object_at(v: &Value, at: Ptr, report: &mut Report) -> Option<Vec<ObservableKey>> {
     let Value::Object(m) = v else {
-        let mut cx = Ctx { report, id: None };
+        let mut cx = Ctx {
+            report,
+            id: None,
+            pattern_keys: None,
+        };
         cx.error(
             "invalid-property-type",
             at,
             format!("a STIX object must be a JSON object, not {}", json_type(v)),
         );
-        return;
+        return None;
     };
     let id = m.get("id").and_then(Value::as_str);
-    let mut cx = Ctx { report, id };
+    let mut cx = Ctx {
+        report,
+        id,
+        pattern_keys: None,
+    };
     let ty = match m.get("type") {
         Some(Value::String(t)) => {
             if let Some(why) = checks::type_name_error(t) {
@@ -993,11 +1011,12 @@ fn object_at(v: &Value, at: Ptr, report: &mut Report) {
             "every object needs 'id'".into(),
         ),
     }
-    let Some(ty) = ty else { return };
+    let ty = ty?;
     match rule_for(ty) {
         Some(rule) => known(&mut cx, at, m, rule),
         None => custom_object(&mut cx, at, ty, m),
     }
+    cx.pattern_keys
 }
 
 /// Most property-table entries (common ones included) any type has; [`known`] keeps
@@ -1695,13 +1714,15 @@ fn indicator(cx: &mut Ctx, at: Ptr, m: &Obj) {
     order(cx, at, m, "valid_from", "valid_until", true);
     if m.get("pattern_type").and_then(Value::as_str) == Some("stix")
         && let Some(p) = m.get("pattern").and_then(Value::as_str)
-        && let Some((offset, msg)) = stix_pattern_error(p)
     {
-        cx.error(
-            "invalid-pattern",
-            at.key("pattern"),
-            format!("pattern does not parse at character {offset}: {msg}"),
-        );
+        match check_stix_pattern(p) {
+            Ok(pattern) => cx.pattern_keys = Some(keys_from_pattern(&pattern)),
+            Err((offset, msg)) => cx.error(
+                "invalid-pattern",
+                at.key("pattern"),
+                format!("pattern does not parse at character {offset}: {msg}"),
+            ),
+        }
     }
 }
 
