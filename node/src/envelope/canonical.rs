@@ -193,6 +193,12 @@ fn write_bundle(
                     let start = out.len();
                     write_value(out, item)?;
                     ranges.push((start, out.len() - start));
+                    if i == 0 {
+                        // Objects of one feed are of a size: room for the rest at the
+                        // first one's, rather than the buffer doubling (and being
+                        // copied) a dozen times on the way to a large envelope.
+                        out.reserve((out.len() - start + 1) * (items.len() - 1) + 64);
+                    }
                 }
                 out.push(b']');
                 Ok(())
