@@ -372,6 +372,17 @@ async fn get_objects(
     .map_err(ApiError::internal)?
 }
 
+/// 404 when a page for one object id is empty and no page follows: the collection
+/// holds no version of it that the caller may see.
+fn object_found(p: &select::Page, f: &Filters, id: &str, c: &Collection) -> Result<(), ApiError> {
+    if p.handles.is_empty() && f.next.is_none() {
+        return Err(
+            ApiError::not_found(format!("no object {id} in collection {}", c.alias)).taxii(),
+        );
+    }
+    Ok(())
+}
+
 async fn get_object(
     State(node): State<Arc<Node>>,
     caller: Caller,
@@ -385,11 +396,7 @@ async fn get_object(
     tokio::task::spawn_blocking(move || {
         let view = node.store.read();
         let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::Last, Some(&id))?;
-        if p.handles.is_empty() && f.next.is_none() {
-            return Err(
-                ApiError::not_found(format!("no object {id} in collection {}", c.alias)).taxii(),
-            );
-        }
+        object_found(&p, &f, &id, &c)?;
         envelope_response(&node, &view, &c, &f, &p)
     })
     .await
@@ -411,11 +418,7 @@ async fn get_versions(
     tokio::task::spawn_blocking(move || {
         let view = node.store.read();
         let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::All, Some(&id))?;
-        if p.handles.is_empty() && f.next.is_none() {
-            return Err(
-                ApiError::not_found(format!("no object {id} in collection {}", c.alias)).taxii(),
-            );
-        }
+        object_found(&p, &f, &id, &c)?;
         let mut versions: Vec<(i64, String)> = p
             .handles
             .iter()
