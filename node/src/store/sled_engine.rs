@@ -8,13 +8,24 @@
 use super::StoreError;
 use super::engine::{Entry, IndexEngine, Op, Space};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long closing the index waits for sled's final flush (see the `Drop` impl).
+const CLOSE_DEADLINE: Duration = Duration::from_secs(20);
 
 /// sled-backed index engine.
 pub struct SledEngine {
-    db: sled::Db,
-    trees: Vec<(Space, sled::Tree)>,
+    /// Always `Some` while the engine is in use; `Drop` takes it to close it on a
+    /// thread of its own.
+    open: Option<Open>,
     path: PathBuf,
     cache_bytes: u64,
+}
+
+/// The open database and its trees.
+struct Open {
+    db: sled::Db,
+    trees: Vec<(Space, sled::Tree)>,
 }
 
 fn engine_err(e: sled::Error) -> StoreError {
@@ -66,22 +77,72 @@ impl SledEngine {
             trees.push((s, db.open_tree(s.name()).map_err(engine_err)?));
         }
         Ok(SledEngine {
-            db,
-            trees,
+            open: Some(Open { db, trees }),
             path: path.to_path_buf(),
             cache_bytes,
         })
     }
 
-    fn tree(&self, space: Space) -> &sled::Tree {
+    fn handles(&self) -> Result<&Open, StoreError> {
+        self.open
+            .as_ref()
+            .ok_or_else(|| StoreError::Engine("the index is closed".into()))
+    }
+
+    fn tree(&self, space: Space) -> Result<&sled::Tree, StoreError> {
         // Every Space is opened in `open`, in Space::ALL order.
-        &self.trees[Space::ALL.iter().position(|s| *s == space).unwrap_or(0)].1
+        let trees = &self.handles()?.trees;
+        Ok(&trees[Space::ALL.iter().position(|s| *s == space).unwrap_or(0)].1)
+    }
+}
+
+impl Drop for SledEngine {
+    /// sled flushes when the last handle drops and waits for that flush without limit.
+    /// Once, at the end of a five-node demo, that wait never ended (the closing thread
+    /// sat in sled's `make_stable` for 15 minutes with its I/O threads idle), and the
+    /// process hung. Nothing depends on this flush: every acknowledged envelope is in
+    /// the fsynced evidence log, and opening the store replays whatever the index had
+    /// not recorded. So the flush and the drop run on a thread of their own, and the
+    /// owner waits for them at most [`CLOSE_DEADLINE`]; after that it goes on (and the
+    /// process can exit) without them.
+    fn drop(&mut self) {
+        let Some(open) = self.open.take() else {
+            return;
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("index-close".into())
+            .spawn(move || {
+                let flushed = open.db.flush().map(|_| ());
+                drop(open);
+                let _ = tx.send(flushed);
+            });
+        if let Err(e) = spawned {
+            // The handles went down with the closure, closed on this thread.
+            tracing::warn!(error = %e, "no thread to close the index on; closed it in place");
+            return;
+        }
+        let path = self.path.display().to_string();
+        match rx.recv_timeout(CLOSE_DEADLINE) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(
+                path,
+                error = %e,
+                "the index's final flush failed; the next start replays the log into it"
+            ),
+            Err(_) => tracing::warn!(
+                path,
+                "the index did not close within {} s; leaving it (the next start replays \
+                 the log into it)",
+                CLOSE_DEADLINE.as_secs()
+            ),
+        }
     }
 }
 
 impl IndexEngine for SledEngine {
     fn reopened(self: Box<Self>) -> Result<Box<dyn IndexEngine>, StoreError> {
-        self.db.flush().map_err(engine_err)?;
+        self.handles()?.db.flush().map_err(engine_err)?;
         let (path, cache) = (self.path.clone(), self.cache_bytes);
         drop(self);
         Ok(Box::new(SledEngine::open(&path, cache)?))
@@ -89,7 +150,7 @@ impl IndexEngine for SledEngine {
 
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .tree(space)
+            .tree(space)?
             .get(key)
             .map_err(engine_err)?
             .map(|v| v.to_vec()))
@@ -114,13 +175,13 @@ impl IndexEngine for SledEngine {
             }
         }
         for (space, batch) in batches {
-            self.tree(space).apply_batch(batch).map_err(engine_err)?;
+            self.tree(space)?.apply_batch(batch).map_err(engine_err)?;
         }
         Ok(())
     }
 
     fn scan(&self, space: Space, from: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
-        self.tree(space)
+        self.tree(space)?
             .range(from..)
             .take(limit)
             .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(engine_err))
@@ -129,18 +190,18 @@ impl IndexEngine for SledEngine {
 
     fn last(&self, space: Space) -> Result<Option<Entry>, StoreError> {
         Ok(self
-            .tree(space)
+            .tree(space)?
             .last()
             .map_err(engine_err)?
             .map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(engine_err)
+        self.handles()?.db.flush().map(|_| ()).map_err(engine_err)
     }
 
     fn clear(&self) -> Result<(), StoreError> {
-        for (_, t) in &self.trees {
+        for (_, t) in &self.handles()?.trees {
             t.clear().map_err(engine_err)?;
         }
         self.flush()
@@ -189,5 +250,29 @@ mod tests {
         assert!(t.elapsed() >= std::time::Duration::from_millis(250));
         assert_eq!(second.get(Space::Meta, b"k").unwrap(), Some(b"v".to_vec()));
         holder.join().unwrap();
+    }
+
+    /// Dropping the engine closes it on its own thread and flushes what was written
+    /// without a flush of its own: a reopen finds it, and finds the lock released.
+    #[test]
+    fn drop_flushes_and_releases_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let first = SledEngine::open(&path, 1 << 20).unwrap();
+        first
+            .apply(vec![Op::Put(
+                Space::Peers,
+                b"p".to_vec(),
+                b"cursor".to_vec(),
+            )])
+            .unwrap();
+        drop(first);
+        let t = std::time::Instant::now();
+        let second = SledEngine::open(&path, 1 << 20).unwrap();
+        assert!(t.elapsed() < CLOSE_DEADLINE);
+        assert_eq!(
+            second.get(Space::Peers, b"p").unwrap(),
+            Some(b"cursor".to_vec())
+        );
     }
 }
