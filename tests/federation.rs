@@ -180,11 +180,24 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
             }
         }
 
-        // 5. A stopped node catches up after a restart, with no loss and no duplicate.
+        // 5. A stopped node catches up after a restart, with no loss and no duplicate,
+        // from relays alone: the origin of what it missed is down by then, so every
+        // envelope must come through another member's feed (which lists relayed
+        // envelopes by id first, and sends them in full when asked again).
         f.procs.get_mut("teamcymru").unwrap().kill();
         let more = bundle(&GenOptions { seed: 77, ..opts("groupib", 200) });
         f.publish("groupib", &more, "").await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let more_ids: Vec<String> = more["objects"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_string()).collect();
+        f.wait_for("interpol to hold groupib's new objects", 60, async || {
+            for id in &more_ids {
+                if f.get("interpol", &format!("/api/v1/objects/{id}/provenance")).await.0 != 200 {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        f.procs.get_mut("groupib").unwrap().kill();
         f.procs.insert("teamcymru".into(), NodeProcess::start(std::path::Path::new(BIN), &f.fed, "teamcymru"));
         let expected_tc: u64 = bundles
             .iter()
@@ -194,6 +207,32 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
         f.wait_for("teamcymru to catch up", 60, async || f.versions("teamcymru").await == expected_tc).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(f.versions("teamcymru").await, expected_tc, "no duplicate after catching up");
+        f.procs.insert("groupib".into(), NodeProcess::start(std::path::Path::new(BIN), &f.fed, "groupib"));
+
+        // A feed asked for relayed envelopes as ids (kaspersky's, read as teamcymru)
+        // lists other origins' envelopes as null with their id, and its own in full.
+        let as_peer = https_client(&f.fed.ca_path(), Some(&f.fed.node_identity("teamcymru")));
+        let feed = async |relayed: &str| -> (u16, Value) {
+            let r = as_peer.get(format!("{}/federation/v1/feed?after=0&limit=500&relayed={relayed}", f.fed.url("kaspersky"))).send().await.unwrap();
+            (r.status().as_u16(), r.json().await.unwrap())
+        };
+        let (status, ids_page) = feed("ids").await;
+        assert_eq!(status, 200, "{ids_page}");
+        let (_, full_page) = feed("full").await;
+        let (entries, full) = (ids_page["envelopes"].as_array().unwrap(), full_page["envelopes"].as_array().unwrap());
+        assert_eq!(ids_page["ids"], full_page["ids"]);
+        assert_eq!(entries.len(), full.len());
+        let relayed = full.iter().filter(|e| e["origin"] != "kaspersky").count();
+        assert!(relayed > 0 && relayed < full.len(), "{relayed} of {}", full.len());
+        for (e, whole) in entries.iter().zip(full) {
+            if whole["origin"] == "kaspersky" {
+                assert_eq!(e, whole);
+            } else {
+                assert!(e.is_null(), "relayed envelope sent in full: {}", whole["origin"]);
+            }
+        }
+        let (status, err) = feed("everything").await;
+        assert_eq!((status, err["error"].as_str()), (400, Some("bad-relayed")), "{err}");
 
         // 6. A hostile peer: groupib's node certificate presents forged, re-signed and
         // not-forwardable envelopes to interpol. Each is refused and counted.
@@ -244,6 +283,7 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
         };
         let (_, stats) = f.get("interpol", "/api/v1/stats").await;
         let envelopes = stats["envelopes"].as_u64().unwrap();
+        println!("FEDERATION-TRAFFIC envelopes_sent={s2} held_at_coordinator={envelopes}");
         assert!(s2 <= envelopes * 5 * 4, "{s2} envelopes sent for {envelopes} held");
     });
 }

@@ -52,8 +52,21 @@ async fn feed(
     let peer = caller.require_peer()?.to_string();
     let mut after = 0u64;
     let mut limit = 100usize;
+    let mut relayed_as_ids = false;
     for (k, v) in &q {
         match k.as_str() {
+            "relayed" => {
+                relayed_as_ids = match v.as_str() {
+                    "ids" => true,
+                    "full" => false,
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "bad-relayed",
+                            "relayed must be ids or full",
+                        ));
+                    }
+                }
+            }
             "after" => {
                 after = v.parse().map_err(|_| {
                     ApiError::bad_request(
@@ -85,6 +98,7 @@ async fn feed(
         let mut body = Vec::with_capacity(64 * 1024);
         body.extend_from_slice(b"{\"envelopes\":[");
         let mut count = 0usize;
+        let mut bodies = 0u64;
         let mut next = after;
         let mut more = false;
         let mut withheld: BTreeMap<String, u64> = BTreeMap::new();
@@ -107,12 +121,19 @@ async fn feed(
             if node.sync.was_pushed(&peer, after, e.ordinal) {
                 continue;
             }
-            let bytes = node.store.envelope_bytes(e).map_err(ApiError::internal)?;
             if count > 0 {
                 body.push(b',');
                 ids.push(b',');
             }
-            body.extend_from_slice(&bytes);
+            if relayed_as_ids && view.origin_name(e.origin) != node.member() {
+                // Relayed: the peer most likely has it from its origin already, and
+                // asks for the body only if not.
+                body.extend_from_slice(b"null");
+            } else {
+                let bytes = node.store.envelope_bytes(e).map_err(ApiError::internal)?;
+                body.extend_from_slice(&bytes);
+                bodies += 1;
+            }
             ids.push(b'"');
             ids.extend_from_slice(EnvelopeId::from_digest_bytes(&e.id).as_str().as_bytes());
             ids.push(b'"');
@@ -123,7 +144,7 @@ async fn feed(
         body.extend_from_slice(
             format!("],\"next\":\"{next}\",\"more\":{more},\"head\":{head}}}").as_bytes(),
         );
-        let sent = count as u64;
+        let sent = bodies;
         node.sync
             .update(&node.store, &peer, !withheld.is_empty(), |s| {
                 s.envelopes_sent += sent;

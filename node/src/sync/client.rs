@@ -64,12 +64,13 @@ impl SyncError {
     }
 }
 
-/// A feed page as sent: the envelopes are kept as text. Duplicate members are refused
-/// (serde's derived reader does), and each envelope is read strictly when parsed.
+/// A feed page as sent: the envelopes are kept as text (`null` for a relayed one
+/// listed by id only). Duplicate members are refused (serde's derived reader does),
+/// and each envelope is read strictly when parsed.
 #[derive(serde::Deserialize)]
 struct RawPage<'a> {
     #[serde(borrow)]
-    envelopes: Vec<&'a RawValue>,
+    envelopes: Vec<Option<&'a RawValue>>,
     #[serde(default)]
     ids: Option<Vec<&'a str>>,
     next: &'a str,
@@ -84,6 +85,8 @@ struct RawPage<'a> {
 pub struct FeedPage {
     /// Envelopes as received, with the ids the peer states for them.
     pub envelopes: Vec<Offer>,
+    /// Relayed envelopes the page listed by id only (asked for with `relayed=ids`).
+    pub relayed: Vec<EnvelopeId>,
     /// Cursor for the next page.
     pub next: u64,
     /// Whether more follows now.
@@ -195,16 +198,26 @@ impl PeerClient {
         Ok((buf, cert_not_after))
     }
 
-    /// `GET /federation/v1/feed?after=…&limit=…`.
+    /// `GET /federation/v1/feed?after=…&limit=…[&relayed=ids]`.
     ///
     /// The page is read without parsing its envelopes: each is kept as text with the
     /// id the peer states for it, and parsed only if this node does not hold it
-    /// (see [`Offer`]).
-    pub async fn feed(&self, after: u64, limit: usize) -> Result<FeedPage, SyncError> {
+    /// (see [`Offer`]). With `relayed_as_ids`, envelopes of other origins come as ids
+    /// only ([`FeedPage::relayed`]).
+    pub async fn feed(
+        &self,
+        after: u64,
+        limit: usize,
+        relayed_as_ids: bool,
+    ) -> Result<FeedPage, SyncError> {
+        let mut query = vec![("after", after.to_string()), ("limit", limit.to_string())];
+        if relayed_as_ids {
+            query.push(("relayed", "ids".to_string()));
+        }
         let resp = self
             .http
             .get(format!("{}/federation/v1/feed", self.base))
-            .query(&[("after", after.to_string()), ("limit", limit.to_string())])
+            .query(&query)
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -240,17 +253,27 @@ impl PeerClient {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(self.malformed("feed ids do not match its envelopes")),
         };
-        let envelopes = page
-            .envelopes
-            .into_iter()
-            .zip(claimed)
-            .map(|(raw, claimed)| Offer {
-                body: OfferBody::Text(raw.to_owned()),
-                claimed,
-            })
-            .collect();
+        let mut envelopes = Vec::with_capacity(page.envelopes.len());
+        let mut relayed = Vec::new();
+        for (raw, claimed) in page.envelopes.into_iter().zip(claimed) {
+            match (raw, claimed) {
+                (Some(raw), claimed) => envelopes.push(Offer {
+                    body: OfferBody::Text(raw.to_owned()),
+                    claimed,
+                }),
+                (None, Some(id)) if relayed_as_ids => relayed.push(id),
+                (None, _) => {
+                    return Err(self.malformed(if relayed_as_ids {
+                        "feed lists an envelope as null without its id"
+                    } else {
+                        "feed lists an envelope as null without being asked to"
+                    }));
+                }
+            }
+        }
         Ok(FeedPage {
             envelopes,
+            relayed,
             next,
             more: page.more,
             head: page.head.unwrap_or(next),

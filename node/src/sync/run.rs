@@ -59,14 +59,39 @@ fn record_error(node: &Node, peer: &str, e: &SyncError) {
     });
 }
 
+/// How many of `ids` this node does not hold.
+fn missing(node: &Node, ids: &[EnvelopeId]) -> usize {
+    let view = node.store.read();
+    ids.iter()
+        .filter(|id| !view.has_envelope(&id.digest_bytes()))
+        .count()
+}
+
+/// Pulls a peer's feed from the persisted cursor, forever.
+///
+/// Pages ask for relayed envelopes (other origins') as ids only: in a full mesh the
+/// origin has pushed them here already, and sending their bodies again from every
+/// other member was most of the federation's traffic and a good part of its CPU (TLS
+/// both ways, copies, scanning text only to drop it). A page listing a relayed id this
+/// node does not hold is asked for again in full, and the next page is asked for in
+/// full too (a node catching up lacks most of them); once a full page brings mostly
+/// envelopes held already, pages go back to ids.
 async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     let peer = client.name.clone();
     let mut failures = 0u32;
+    let mut relayed_as_ids = true;
     loop {
         let cursor = node.sync.peer(&peer).cursor;
         node.sync
             .update(&node.store, &peer, false, |s| s.last_attempt = Some(now()));
-        let page = match client.feed(cursor, PULL_PAGE).await {
+        let mut page = client.feed(cursor, PULL_PAGE, relayed_as_ids).await;
+        if let Ok(p) = &page
+            && missing(&node, &p.relayed) > 0
+        {
+            relayed_as_ids = false;
+            page = client.feed(cursor, PULL_PAGE, false).await;
+        }
+        let page = match page {
             Ok(p) => p,
             Err(e) => {
                 record_error(&node, &peer, &e);
@@ -81,8 +106,12 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
         let envelopes = page.envelopes;
         let accepted = tokio::task::spawn_blocking(move || n.accept_from_peer(&p, envelopes)).await;
         match accepted {
-            Ok(Ok(_)) => {
+            Ok(Ok(results)) => {
                 failures = 0;
+                if !relayed_as_ids {
+                    let held = results.iter().filter(|r| r.status == "duplicate").count();
+                    relayed_as_ids = held * 2 >= results.len();
+                }
                 // Durable: the cursor may move.
                 let t = now();
                 node.sync.update(&node.store, &peer, true, |s| {
