@@ -254,26 +254,29 @@ pub async fn run(
     } else {
         &MEMBERS[..4]
     };
-    // Generate and serialise every bundle first: the clock measures the federation,
-    // not the workload generator.
+    // Generate and serialise every bundle, and count what each node must end up
+    // holding, first: the clock measures the federation, not the demo's own work.
     let mut prepared = Vec::new();
+    let mut bundles = BTreeMap::new();
     for m in publishers {
         let b = bundle(&vendor_workload(m, opts));
         let body = serde_json::to_vec(&b).map_err(|e| DemoError::Publish {
             member: m.to_string(),
             message: e.to_string(),
         })?;
-        prepared.push((m.to_string(), b, body, demo.admin_client(m)?));
+        prepared.push((m.to_string(), body, demo.admin_client(m)?));
+        bundles.insert(m.to_string(), b);
     }
+    let expected = expected_counts(&bundles);
+    drop(bundles);
     let started = Instant::now();
     // The vendors publish at the same time, each through its own node's API.
     let mut publishes = Vec::new();
-    for (member, b, body, client) in prepared {
+    for (member, body, client) in prepared {
         let (_, url) = &demo.nodes[member.as_str()];
         let url = format!("{url}/api/v1/bundles");
         publishes.push((
             member.clone(),
-            b,
             tokio::spawn(async move {
                 let t = Instant::now();
                 let fail = |message: String| DemoError::Publish {
@@ -297,8 +300,7 @@ pub async fn run(
             }),
         ));
     }
-    let mut bundles = BTreeMap::new();
-    for (m, b, task) in publishes {
+    for (m, task) in publishes {
         let (report, took) = task.await.map_err(|e| DemoError::Publish {
             member: m.clone(),
             message: e.to_string(),
@@ -309,9 +311,7 @@ pub async fn run(
             report["envelopes"].as_array().map_or(0, Vec::len),
             took.as_secs_f64()
         ));
-        bundles.insert(m.clone(), b);
     }
-    let expected = expected_counts(&bundles);
     progress("waiting for the federation to converge ...");
     let mut last_report = Instant::now();
     loop {
