@@ -29,6 +29,10 @@ use synergia::stix::tlp::TlpLevel;
 
 const GREEN: &str = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb";
 
+/// Extra rounds a kill test may take, each with a fresh batch for the puller, when no
+/// kill has yet landed part-way through a feed.
+const TOP_UPS: usize = 4;
+
 /// Waits until `held` grows (unless all `total` are there; 30 s at most), then a
 /// random further moment of up to 150 ms: somewhere inside the next pages.
 fn pause_during_progress(held: impl Fn() -> u64, total: u64, rng: &mut u64) {
@@ -114,31 +118,35 @@ fn a_peer_killed_while_serving_its_feed_is_caught_up_with_after_restart() {
     let rt = rt();
     let gamma_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("gamma")));
     let gamma = fed.signer("gamma");
-    let envelopes: Vec<Value> = (1..=ENVELOPES)
-        .map(|i| signed(&gamma, bundle("gamma", i, 8), i))
-        .collect();
-    rt.block_on(async {
-        for chunk in envelopes.chunks(1000) {
-            let r: Value = gamma_peer
-                .post(format!("{beta_url}/federation/v1/envelopes"))
-                .json(&json!({"envelopes": chunk}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let ok = r["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|x| x["status"] == "accepted")
-                .count();
-            assert_eq!(ok, chunk.len(), "{}", r["results"][0]);
-        }
-    });
+    // Gamma's envelopes `from..from + n`, pushed to beta.
+    let push_to_beta = |from: u64, n: u64| -> Vec<Value> {
+        let batch: Vec<Value> = (from..from + n)
+            .map(|i| signed(&gamma, bundle("gamma", i, 8), i))
+            .collect();
+        rt.block_on(async {
+            for chunk in batch.chunks(1000) {
+                let r: Value = gamma_peer
+                    .post(format!("{beta_url}/federation/v1/envelopes"))
+                    .json(&json!({"envelopes": chunk}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let ok = r["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|x| x["status"] == "accepted")
+                    .count();
+                assert_eq!(ok, chunk.len(), "{}", r["results"][0]);
+            }
+        });
+        batch
+    };
+    let mut envelopes = push_to_beta(1, ENVELOPES);
     let beta_admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("beta")));
-    let beta_stats = rt.block_on(stats(&beta_admin, &beta_url)).unwrap();
 
     let alpha = NodeProcess::spawn(
         bin(),
@@ -156,29 +164,39 @@ fn a_peer_killed_while_serving_its_feed_is_caught_up_with_after_restart() {
     };
     let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ u64::from(std::process::id());
     let mut kills_mid_feed = 0;
-    for k in 0..KILLS {
+    let mut k = 0;
+    while k < KILLS || (kills_mid_feed == 0 && k < KILLS + TOP_UPS) {
         // Wait until alpha is part-way through what beta has, then kill beta at a
         // random moment of the next pages.
-        pause_during_progress(|| held(&rt), ENVELOPES, &mut rng);
+        let total = envelopes.len() as u64;
+        pause_during_progress(|| held(&rt), total, &mut rng);
         beta.kill();
         let at_kill = held(&rt);
-        if at_kill > 0 && at_kill < ENVELOPES {
+        if at_kill > 0 && at_kill < total {
             kills_mid_feed += 1;
         }
-        eprintln!("kill {k}: alpha held {at_kill} of {ENVELOPES} when beta was killed");
+        eprintln!("kill {k}: alpha held {at_kill} of {total} when beta was killed");
         std::thread::sleep(Duration::from_millis(300));
         beta = start_beta();
+        if kills_mid_feed == 0 && at_kill == total {
+            // Alpha was through before the kill (a slow moment of the machine):
+            // give it more to take.
+            envelopes.extend(push_to_beta(total + 1, ENVELOPES));
+        }
+        k += 1;
     }
+    let total = envelopes.len() as u64;
     // After the last restart alpha catches up.
     let t = Instant::now();
-    while held(&rt) < ENVELOPES {
+    while held(&rt) < total {
         assert!(
             t.elapsed() < Duration::from_secs(60),
-            "alpha holds {} of {ENVELOPES} a minute after beta's last restart",
+            "alpha holds {} of {total} a minute after beta's last restart",
             held(&rt)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let beta_stats = rt.block_on(stats(&beta_admin, &beta_url)).unwrap();
     // The counters move just after the store: wait until the pull has recorded its
     // last page (cursor at beta's head).
     let beta_status = || -> Value {
@@ -211,10 +229,10 @@ fn a_peer_killed_while_serving_its_feed_is_caught_up_with_after_restart() {
     drop(beta);
     // Nothing lost, nothing twice: the same envelopes and the same view as beta, and
     // each envelope accepted from beta exactly once.
-    assert_eq!(alpha_stats["envelopes"], ENVELOPES);
+    assert_eq!(alpha_stats["envelopes"], total);
     assert_eq!(alpha_stats["digests"], beta_stats["digests"]);
     assert_eq!(alpha_stats["origins"], beta_stats["origins"]);
-    assert_eq!(from_beta["envelopes_received"], ENVELOPES, "{from_beta}");
+    assert_eq!(from_beta["envelopes_received"], total, "{from_beta}");
     let alpha_cfg = fed.config("alpha");
     let store = synergia::store::Store::open(
         &alpha_cfg.data_dir,
@@ -231,8 +249,8 @@ fn a_peer_killed_while_serving_its_feed_is_caught_up_with_after_restart() {
         "beta was never killed while alpha was part-way through its feed"
     );
     eprintln!(
-        "FAULT kind=peer-killed-mid-feed injected={KILLS} survived={KILLS} mid_feed={kills_mid_feed} envelopes={ENVELOPES} acked_lost={missing} duplicates={} in {:?}",
-        from_beta["envelopes_received"].as_u64().unwrap_or(0) - ENVELOPES,
+        "FAULT kind=peer-killed-mid-feed injected={k} survived={k} mid_feed={kills_mid_feed} envelopes={total} acked_lost={missing} duplicates={} in {:?}",
+        from_beta["envelopes_received"].as_u64().unwrap_or(0) - total,
         started.elapsed()
     );
 }
@@ -258,23 +276,30 @@ fn a_node_killed_during_sync_resumes_with_nothing_lost_and_nothing_twice() {
     let rt = rt();
     let gamma_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("gamma")));
     let gamma = fed.signer("gamma");
-    let envelopes: Vec<Value> = (1..=ENVELOPES)
-        .map(|i| signed(&gamma, bundle("gamma-sync", i, 8), i))
-        .collect();
-    rt.block_on(async {
-        for chunk in envelopes.chunks(1000) {
-            let r = gamma_peer
-                .post(format!("{beta_url}/federation/v1/envelopes"))
-                .json(&json!({"envelopes": chunk}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-        }
-    });
+    // Gamma's envelopes `from..from + n`, pushed to beta.
+    let push_to_beta = |from: u64, n: u64| -> Vec<Value> {
+        let batch: Vec<Value> = (from..from + n)
+            .map(|i| signed(&gamma, bundle("gamma-sync", i, 8), i))
+            .collect();
+        rt.block_on(async {
+            for chunk in batch.chunks(1000) {
+                let r = gamma_peer
+                    .post(format!("{beta_url}/federation/v1/envelopes"))
+                    .json(&json!({"envelopes": chunk}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        });
+        batch
+    };
+    let mut envelopes = push_to_beta(1, ENVELOPES);
     let beta_admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("beta")));
-    let beta_stats = rt.block_on(stats(&beta_admin, &beta_url)).unwrap();
-    assert_eq!(beta_stats["envelopes"], ENVELOPES);
+    assert_eq!(
+        rt.block_on(stats(&beta_admin, &beta_url)).unwrap()["envelopes"],
+        ENVELOPES
+    );
 
     let alpha_log = fed.dir.path().join("alpha.log");
     let start_alpha = || {
@@ -296,25 +321,35 @@ fn a_node_killed_during_sync_resumes_with_nothing_lost_and_nothing_twice() {
     let mut alpha = start_alpha();
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
     let mut kills_mid_sync = 0;
-    for k in 0..KILLS {
-        pause_during_progress(|| held(&rt), ENVELOPES, &mut rng);
+    let mut k = 0;
+    while k < KILLS || (kills_mid_sync == 0 && k < KILLS + TOP_UPS) {
+        let total = envelopes.len() as u64;
+        pause_during_progress(|| held(&rt), total, &mut rng);
         let at_kill = held(&rt);
         alpha.kill();
-        if at_kill > 0 && at_kill < ENVELOPES {
+        if at_kill > 0 && at_kill < total {
             kills_mid_sync += 1;
         }
-        eprintln!("kill {k}: alpha held {at_kill} of {ENVELOPES} when it was killed");
+        eprintln!("kill {k}: alpha held {at_kill} of {total} when it was killed");
+        if kills_mid_sync == 0 && at_kill == total {
+            // Alpha was through before the kill (a slow moment of the machine):
+            // give it more to take.
+            envelopes.extend(push_to_beta(total + 1, ENVELOPES));
+        }
         alpha = start_alpha();
+        k += 1;
     }
+    let total = envelopes.len() as u64;
     let t = Instant::now();
-    while held(&rt) < ENVELOPES {
+    while held(&rt) < total {
         assert!(
             t.elapsed() < Duration::from_secs(60),
-            "alpha holds {} of {ENVELOPES} a minute after its last restart",
+            "alpha holds {} of {total} a minute after its last restart",
             held(&rt)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let beta_stats = rt.block_on(stats(&beta_admin, &beta_url)).unwrap();
     let alpha_stats = rt.block_on(stats(&alpha_admin, &alpha_url)).unwrap();
     drop(alpha);
     drop(beta);
@@ -336,7 +371,7 @@ fn a_node_killed_during_sync_resumes_with_nothing_lost_and_nothing_twice() {
         "alpha was never killed part-way through the feed"
     );
     eprintln!(
-        "FAULT kind=node-killed-during-sync injected={KILLS} survived={KILLS} mid_sync={kills_mid_sync} envelopes={ENVELOPES} acked_lost={missing} duplicates={logged_twice} in {:?}",
+        "FAULT kind=node-killed-during-sync injected={k} survived={k} mid_sync={kills_mid_sync} envelopes={total} acked_lost={missing} duplicates={logged_twice} in {:?}",
         started.elapsed()
     );
 }

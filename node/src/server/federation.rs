@@ -121,11 +121,17 @@ async fn feed(
             if node.sync.was_pushed(&peer, after, e.ordinal) {
                 continue;
             }
+            let own = view.origin_name(e.origin) == node.member();
+            if own && node.sync.push_will_send(&peer, e.ordinal) {
+                // Our push task sends it (see `push_will_send`): stop here.
+                next = e.ordinal;
+                break;
+            }
             if count > 0 {
                 body.push(b',');
                 ids.push(b',');
             }
-            if relayed_as_ids && view.origin_name(e.origin) != node.member() {
+            if relayed_as_ids && !own {
                 // Relayed: the peer most likely has it from its origin already, and
                 // asks for the body only if not.
                 body.extend_from_slice(b"null");

@@ -44,6 +44,16 @@ pub struct Offered {
     pub message: Option<String>,
 }
 
+/// How far a peer's push task has got.
+#[derive(Debug, Clone, Copy)]
+struct PushProgress {
+    /// Every own envelope below this ordinal has been tried (pushed, or given up
+    /// to the pull path); the task is responsible for those from here on.
+    through: u64,
+    /// The last push to this peer failed.
+    failing: bool,
+}
+
 /// Sync bookkeeping shared by the server (feed, push endpoint) and the peer tasks.
 #[derive(Debug)]
 pub struct SyncState {
@@ -51,6 +61,8 @@ pub struct SyncState {
     /// Ordinals pushed successfully to a peer, not yet passed by its pull cursor on us:
     /// the feed skips them so a pushed envelope is not sent twice.
     pushed: Mutex<HashMap<String, BTreeSet<u64>>>,
+    /// Per peer, how far its push task has got (see [`SyncState::push_will_send`]).
+    push_progress: Mutex<HashMap<String, PushProgress>>,
     /// The store's head (next log ordinal); pushers wait for it to move.
     pub head: tokio::sync::watch::Sender<u64>,
 }
@@ -69,6 +81,7 @@ impl SyncState {
         SyncState {
             peers: Mutex::new(peers),
             pushed: Mutex::default(),
+            push_progress: Mutex::default(),
             head: tokio::sync::watch::Sender::new(node_store.head()),
         }
     }
@@ -100,6 +113,53 @@ impl SyncState {
         if persist && let Ok(bytes) = serde_json::to_vec(&snapshot) {
             let _ = store.put_value(Space::Peers, name, bytes, false);
         }
+    }
+
+    /// A push task for `peer` starts: it is responsible for this node's own envelopes
+    /// from ordinal `from` on.
+    pub fn push_started(&self, peer: &str, from: u64) {
+        let mut m = self.push_progress.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(
+            peer.to_string(),
+            PushProgress {
+                through: from,
+                failing: false,
+            },
+        );
+    }
+
+    /// The push task for `peer` has tried everything below `through`; `ok` says
+    /// whether that try succeeded (`None`: there was nothing to send).
+    pub fn push_tried(&self, peer: &str, through: u64, ok: Option<bool>) {
+        let mut m = self.push_progress.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = m.get_mut(peer) {
+            p.through = p.through.max(through);
+            if let Some(ok) = ok {
+                p.failing = !ok;
+            }
+        }
+    }
+
+    /// The push task for `peer` stops.
+    pub fn push_stopped(&self, peer: &str) {
+        let mut m = self.push_progress.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(peer);
+    }
+
+    /// Whether the push task for `peer` is about to send (or is sending) this node's
+    /// own envelope at `ordinal`: its task runs, is not failing, and has not tried
+    /// it yet.
+    ///
+    /// The feed stops before such an envelope rather than send it too: the same
+    /// bodies went both ways at once (a push in flight, a pull a moment later), and
+    /// the receiver paid for both. It does not skip it either, because the puller's
+    /// cursor would then pass an envelope the push may still fail to deliver; once
+    /// the push is done the envelope is either marked pushed (skipped) or, after a
+    /// failure, served like any other.
+    pub fn push_will_send(&self, peer: &str, ordinal: u64) -> bool {
+        let m = self.push_progress.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(peer)
+            .is_some_and(|p| !p.failing && ordinal >= p.through)
     }
 
     /// Records ordinals pushed to a peer.
@@ -302,4 +362,47 @@ fn rejected(id: String, code: &str, message: String) -> Offered {
 /// Now in µs.
 pub(crate) fn now() -> i64 {
     Timestamp::now().as_micros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EngineKind, Store, StoreOptions};
+
+    /// The feed waits for an own envelope only while the peer's push task runs, is
+    /// not failing, and has not tried that envelope yet.
+    #[test]
+    fn the_feed_waits_only_for_what_a_healthy_push_task_will_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            engine: EngineKind::Memory,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(dir.path(), &opts).unwrap();
+        let s = SyncState::load(&store);
+        assert!(!s.push_will_send("beta", 10), "no push task");
+        s.push_started("beta", 10);
+        assert!(
+            !s.push_will_send("beta", 9),
+            "before the task started: the pull's"
+        );
+        assert!(s.push_will_send("beta", 10));
+        assert!(!s.push_will_send("gamma", 10), "per peer");
+        s.push_tried("beta", 15, Some(true));
+        assert!(!s.push_will_send("beta", 14), "pushed");
+        assert!(s.push_will_send("beta", 15));
+        s.push_tried("beta", 20, Some(false));
+        assert!(
+            !s.push_will_send("beta", 25),
+            "failing: the pull takes over"
+        );
+        s.push_tried("beta", 22, None);
+        assert!(!s.push_will_send("beta", 25), "nothing sent: still failing");
+        s.push_tried("beta", 30, Some(true));
+        assert!(s.push_will_send("beta", 30));
+        s.push_tried("beta", 5, Some(true));
+        assert!(!s.push_will_send("beta", 29), "progress never goes back");
+        s.push_stopped("beta");
+        assert!(!s.push_will_send("beta", 30), "task gone");
+    }
 }

@@ -147,11 +147,28 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     }
 }
 
+/// Tells the feed when a push task stops (returns or is aborted).
+struct PushTask {
+    node: Arc<Node>,
+    peer: String,
+}
+
+impl Drop for PushTask {
+    fn drop(&mut self) {
+        self.node.sync.push_stopped(&self.peer);
+    }
+}
+
 async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     let peer = client.name.clone();
     let mut head_rx = node.sync.head.subscribe();
     // Push only what arrives from now on; pull (the peer's) covers the past.
     let mut pushed_through = node.store.head();
+    node.sync.push_started(&peer, pushed_through);
+    let _task = PushTask {
+        node: node.clone(),
+        peer: peer.clone(),
+    };
     let mut failures = 0u32;
     loop {
         let head = *head_rx.borrow_and_update();
@@ -203,12 +220,14 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
         }
         pushed_through = last;
         if batch.is_empty() {
+            node.sync.push_tried(&peer, last, None);
             continue;
         }
         match client.push(&batch).await {
             Ok(_) => {
                 failures = 0;
                 node.sync.mark_pushed(&peer, ordinals);
+                node.sync.push_tried(&peer, last, Some(true));
                 let n = batch.len() as u64;
                 let t = now();
                 node.sync.update(&node.store, &peer, false, |s| {
@@ -219,6 +238,7 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             }
             Err(e) => {
                 // The peer's pull will fetch what this push missed.
+                node.sync.push_tried(&peer, last, Some(false));
                 record_error(&node, &peer, &e);
                 failures += 1;
                 tokio::time::sleep(backoff(failures)).await;
