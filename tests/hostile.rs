@@ -609,6 +609,14 @@ fn hostile_inputs_are_refused_cleanly_and_change_nothing() {
         assert_eq!(accepted, 1000, "{}", r["results"][0]);
         assert!(took < Duration::from_secs(30), "1000 tiny envelopes took {took:?}");
         eprintln!("flood: 1000 one-object envelopes accepted in one push in {took:?}");
+        // Each envelope of a push is read strictly on its own: one that repeats a key
+        // is rejected, its neighbour is taken.
+        let twice = serde_json::to_string(&sign(&beta, tiny_bundle(2001), 2001, Timestamp::now())).unwrap().replacen("\"tlp\":", "\"tlp\":\"green\",\"tlp\":", 1);
+        let fine = serde_json::to_string(&sign(&beta, tiny_bundle(2002), 2002, Timestamp::now())).unwrap();
+        let r: Value = s.peer.post(s.url("/federation/v1/envelopes")).header("content-type", "application/json").body(format!("{{\"envelopes\":[{twice},{fine}]}}")).send().await.unwrap().json().await.unwrap();
+        let outcome: Vec<(&str, &str)> = r["results"].as_array().unwrap().iter().map(|x| (x["status"].as_str().unwrap(), x["code"].as_str().unwrap_or(""))).collect();
+        assert_eq!(outcome, vec![("rejected", "malformed"), ("accepted", "")], "{r}");
+        assert!(r["results"][0]["message"].as_str().unwrap().contains("duplicate object key \"tlp\""), "{r}");
         s.base = Some(snapshot(&s.node.node));
 
         let valid = gen_bundle(3, 9, "alpha");

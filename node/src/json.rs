@@ -74,8 +74,14 @@ impl<'a> RawObjects<'a> {
     /// document is not valid JSON of that shape; [`from_slice_strict`] then says what
     /// is wrong in the same words as for any other document.
     pub fn split(body: &'a [u8]) -> Result<Self, serde_json::Error> {
+        Self::split_at(body, "objects")
+    }
+
+    /// [`RawObjects::split`] for a document whose array of elements to keep as text
+    /// is the member `array` (`envelopes` in a push).
+    pub fn split_at(body: &'a [u8], array: &'static str) -> Result<Self, serde_json::Error> {
         let mut de = serde_json::Deserializer::from_slice(body);
-        let (members, objects) = de.deserialize_map(TopLevel)?;
+        let (members, objects) = de.deserialize_map(TopLevel { array })?;
         de.end()?;
         Ok(RawObjects {
             members,
@@ -120,30 +126,36 @@ impl<'a> RawObjects<'a> {
     }
 }
 
-/// A top-level object whose `objects` member is kept as the raw text of each element.
-struct TopLevel;
+/// A top-level object whose member `array` is kept as the raw text of each element.
+struct TopLevel {
+    array: &'static str,
+}
 
 impl<'de> Visitor<'de> for TopLevel {
     type Value = (Map<String, Value>, Vec<&'de serde_json::value::RawValue>);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object with an objects array")
+        write!(f, "a JSON object with an {} array", self.array)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Map::new();
         let mut objects = None;
         while let Some(key) = map.next_key::<String>()? {
-            if key == "objects" {
+            if key == self.array {
                 if objects.is_some() {
-                    return Err(de::Error::custom("duplicate object key \"objects\""));
+                    return Err(de::Error::custom(format!(
+                        "duplicate object key {:?}",
+                        self.array
+                    )));
                 }
                 objects = Some(map.next_value::<Vec<&'de serde_json::value::RawValue>>()?);
                 continue;
             }
             insert_member(&mut out, key, &mut map)?;
         }
-        let objects = objects.ok_or_else(|| de::Error::custom("no objects array"))?;
+        let objects =
+            objects.ok_or_else(|| de::Error::custom(format!("no {} array", self.array)))?;
         Ok((out, objects))
     }
 }

@@ -138,7 +138,7 @@ fn write_key(out: &mut Vec<u8>, k: &str) {
 
 /// An envelope's signed form with the positions [`crate::store`] needs, found while
 /// writing it rather than by scanning the bytes again.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignedForm {
     /// RFC 8785 bytes of the envelope without its `signature` member.
     pub bytes: Vec<u8>,
@@ -295,7 +295,7 @@ fn write_string(out: &mut Vec<u8>, s: &str) {
 /// classic "some byte is zero" and "some byte is below n" word tricks, which are exact
 /// for the question "any byte?" (not for which byte; the caller then looks byte by
 /// byte).
-fn word_needs_escape(w: u64) -> bool {
+pub(super) fn word_needs_escape(w: u64) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;

@@ -8,6 +8,7 @@
 
 pub mod canonical;
 mod error;
+pub mod wire;
 
 pub use canonical::EnvelopeId;
 pub use error::{SignError, VerifyError};
@@ -142,14 +143,23 @@ fn str_member<'a>(doc: &'a Map<String, Value>, name: &str) -> Result<&'a str, Ve
 
 impl Envelope {
     /// Parses an envelope from JSON bytes. Checks shape only; see [`Envelope::verify`].
+    ///
+    /// Envelopes as nodes send them are already in their RFC 8785 form; their signed
+    /// form is then taken from the bytes ([`wire::signed_form_of_canonical`]) rather
+    /// than written out again from the parsed value.
     pub fn from_slice(bytes: &[u8]) -> Result<Envelope, VerifyError> {
         let value: Value = crate::json::from_slice_strict(bytes)
             .map_err(|e| malformed(format!("not valid JSON: {e}")))?;
-        Envelope::from_value(value)
+        Envelope::from_parts(value, wire::signed_form_of_canonical(bytes))
     }
 
     /// Parses an envelope from a JSON value. Checks shape only.
     pub fn from_value(value: Value) -> Result<Envelope, VerifyError> {
+        Envelope::from_parts(value, None)
+    }
+
+    /// [`Envelope::from_value`], with the signed form when the caller already has it.
+    fn from_parts(value: Value, signed: Option<SignedForm>) -> Result<Envelope, VerifyError> {
         let Value::Object(doc) = value else {
             return Err(malformed("an envelope is a JSON object"));
         };
@@ -215,7 +225,10 @@ impl Envelope {
             ))
         })?;
         let signature = Signature::from_bytes(&sig_arr);
-        let signed = signed_form(&doc).map_err(|e| malformed(e.to_string()))?;
+        let signed = match signed {
+            Some(s) => s,
+            None => signed_form(&doc).map_err(|e| malformed(e.to_string()))?,
+        };
         let id = EnvelopeId::of_signed_bytes(&signed.bytes);
         Ok(Envelope {
             doc,

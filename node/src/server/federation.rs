@@ -4,10 +4,11 @@ use super::api::{parse_json, read_body};
 use super::caller::Caller;
 use super::error::ApiError;
 use crate::envelope::EnvelopeId;
+use crate::json::RawObjects;
 use crate::node::Node;
 use crate::stix::tlp::TlpLevel;
+use crate::sync::Offer;
 use crate::sync::policy::{self, Withheld};
-use crate::sync::{Offer, OfferBody};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -172,18 +173,19 @@ async fn push(
     let peer = caller.require_peer()?.to_string();
     let bytes = read_body(body, node.config.limits.max_body_bytes).await?;
     let results = tokio::task::spawn_blocking(move || {
-        let mut doc = parse_json(&bytes)?;
-        drop(bytes);
-        let envelopes = match doc.get_mut("envelopes").map(Value::take) {
-            Some(Value::Array(a)) => a,
-            _ => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "malformed",
-                    "body must be {\"envelopes\": […]}",
-                ));
-            }
+        // The envelopes are kept as text: each is parsed (strictly) only if this node
+        // does not hold its stated id, and its signed form is then taken from its
+        // canonical bytes (see `Offer`).
+        let Ok(raw) = RawObjects::split_at(&bytes, "envelopes") else {
+            // Not JSON (400), or JSON of another shape (422).
+            parse_json(&bytes)?;
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "malformed",
+                "body must be {\"envelopes\": […]}",
+            ));
         };
+        let (doc, envelopes) = (raw.members, raw.objects);
         if envelopes.len() > MAX_PUSH {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -192,14 +194,15 @@ async fn push(
             ));
         }
         let claimed = stated_ids(doc.get("ids"), envelopes.len())?;
-        let offers = envelopes
+        let offers: Vec<Offer> = envelopes
             .into_iter()
             .zip(claimed)
             .map(|(v, claimed)| Offer {
-                body: OfferBody::Json(v),
+                text: v.to_owned(),
                 claimed,
             })
             .collect();
+        drop(bytes);
         node.accept_from_peer(&peer, offers)
             .map_err(ApiError::store)
     })

@@ -1,7 +1,7 @@
 //! HTTPS client for a peer's federation API: the federation CA as the only root, this
 //! node's certificate as identity, bounded responses.
 
-use super::{Offer, OfferBody};
+use super::Offer;
 use crate::config::Config;
 use crate::envelope::EnvelopeId;
 use crate::server::tls::{TlsError, client_config};
@@ -258,7 +258,7 @@ impl PeerClient {
         for (raw, claimed) in page.envelopes.into_iter().zip(claimed) {
             match (raw, claimed) {
                 (Some(raw), claimed) => envelopes.push(Offer {
-                    body: OfferBody::Text(raw.to_owned()),
+                    text: raw.to_owned(),
                     claimed,
                 }),
                 (None, Some(id)) if relayed_as_ids => relayed.push(id),

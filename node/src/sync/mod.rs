@@ -194,29 +194,21 @@ impl SyncState {
 /// is answered `duplicate` without being parsed. A peer that states a wrong id gains
 /// nothing: the envelope it sent is simply not taken from it (as if it had withheld
 /// it), and an envelope that is parsed must carry the id stated for it.
+///
+/// The text is kept as sent, not only until it is parsed: an envelope as nodes send
+/// it is in its RFC 8785 form, and its signed form is then cut from the text rather
+/// than written out again ([`Envelope::from_slice`]).
 #[derive(Debug)]
 pub struct Offer {
-    /// The envelope as sent.
-    pub body: OfferBody,
+    /// The envelope's JSON text as sent.
+    pub text: Box<serde_json::value::RawValue>,
     /// The id the peer states for it, if any.
     pub claimed: Option<EnvelopeId>,
 }
 
-/// The form an offered envelope arrived in.
-#[derive(Debug)]
-pub enum OfferBody {
-    /// Already parsed (strictly) as part of a larger document.
-    Json(serde_json::Value),
-    /// The envelope's JSON text, not parsed yet.
-    Text(Box<serde_json::value::RawValue>),
-}
-
 impl Offer {
     fn parse(self) -> Result<Envelope, VerifyError> {
-        let env = match self.body {
-            OfferBody::Json(v) => Envelope::from_value(v)?,
-            OfferBody::Text(t) => Envelope::from_slice(t.get().as_bytes())?,
-        };
+        let env = Envelope::from_slice(self.text.get().as_bytes())?;
         match self.claimed {
             Some(c) if &c != env.id() => Err(VerifyError::Malformed(format!(
                 "the id stated for this envelope ({c}) is not its id ({})",
