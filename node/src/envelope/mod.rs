@@ -127,6 +127,8 @@ pub struct Envelope {
     signature: Signature,
     /// The observable keys of the objects' STIX patterns, once validation found them.
     pattern_keys: OnceLock<PatternKeys>,
+    /// The TLP level each object is shared at, once the content check found them.
+    levels: OnceLock<Vec<TlpLevel>>,
 }
 
 fn malformed(msg: impl Into<String>) -> VerifyError {
@@ -246,6 +248,7 @@ impl Envelope {
             id,
             signature,
             pattern_keys: OnceLock::new(),
+            levels: OnceLock::new(),
         })
     }
 
@@ -297,6 +300,7 @@ impl Envelope {
             id,
             signature,
             pattern_keys: OnceLock::new(),
+            levels: OnceLock::new(),
         })
     }
 
@@ -353,6 +357,13 @@ impl Envelope {
         if keys.len() == self.objects().len() {
             let _ = self.pattern_keys.set(keys);
         }
+    }
+
+    /// The TLP level each object is shared at (its own most restrictive TLP marking,
+    /// or the envelope's level when it has none), when the content check on receipt
+    /// noted them; the store then need not resolve every object's markings again.
+    pub fn object_levels(&self) -> Option<&[TlpLevel]> {
+        self.levels.get().map(Vec::as_slice)
     }
 
     /// RFC 8785 form of the whole envelope, signature included: what we store and
@@ -447,8 +458,11 @@ impl Envelope {
         self.note_pattern_keys(keys);
         let objects = self.objects();
         let resolver = TlpResolver::for_objects(objects);
+        let mut levels = Vec::with_capacity(objects.len());
         for obj in objects {
-            if let Some(level) = resolver.object_level(obj)
+            let level = resolver.object_level(obj);
+            levels.push(level.unwrap_or(h.tlp));
+            if let Some(level) = level
                 && level > h.tlp
             {
                 return Err(VerifyError::TlpMismatch {
@@ -462,6 +476,7 @@ impl Envelope {
                 });
             }
         }
+        let _ = self.levels.set(levels);
         Ok(())
     }
 }

@@ -57,6 +57,8 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
     // envelope (receipt, publish); otherwise (the log read at start-up) they are
     // found here.
     let known_keys = env.pattern_keys();
+    // Likewise the objects' levels, found by the content check on receipt.
+    let known_levels = env.object_levels().filter(|l| l.len() == objects.len());
     let well_known = TlpResolver::new();
     let mut with_definitions: Option<TlpResolver> = None;
     let envelope_tlp = env.header().tlp;
@@ -86,7 +88,9 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
             hash,
             body_off: off as u32,
             body_len: len as u32,
-            tlp: if references_unknown_marking(obj) {
+            tlp: if let Some(levels) = known_levels {
+                levels[i]
+            } else if references_unknown_marking(obj) {
                 with_definitions
                     .get_or_insert_with(|| TlpResolver::for_objects(objects))
                     .effective_level(obj, envelope_tlp)

@@ -127,6 +127,46 @@ fn keys_noted_by_validation_are_the_keys_found_again() {
     assert!(with_keys >= 400, "{with_keys} indicators with keys");
 }
 
+/// The levels the content check notes on receipt are the levels the store finds by
+/// resolving every object's markings itself: for the gen workload (clear, green and
+/// amber objects and unmarked ones in an amber envelope) and for an object marked by
+/// a TLP statement marking defined in its own bundle.
+#[test]
+fn levels_noted_by_the_content_check_are_the_levels_found_again() {
+    let roster = roster_with(None);
+    let opts = crate::envelope::VerifyOptions::default();
+    let statement = "marking-definition--3b8c0f4e-8c1a-4a43-9a55-2d0f7c1e9b11";
+    let marked = vec![
+        json!({"type": "marking-definition", "spec_version": "2.1", "id": statement,
+               "created": "2026-01-01T00:00:00.000Z", "name": "TLP:AMBER",
+               "definition_type": "statement", "definition": {"statement": "TLP:AMBER"}}),
+        json!({"type": "ipv4-addr", "spec_version": "2.1",
+               "id": "ipv4-addr--0b6a4e47-8d5d-5b40-9d88-6b4a8f1a3c21", "value": "198.51.100.9",
+               "object_marking_refs": [statement]}),
+    ];
+    let mut all = envelopes("kaspersky", 300, 100);
+    all.push(sign("kaspersky", 50, marked));
+    let mut seen = std::collections::BTreeSet::new();
+    for env in all {
+        let found = super::prepare::prepare(&env).unwrap();
+        assert!(env.object_levels().is_none());
+        env.verify(&roster, &opts).unwrap();
+        let noted = env
+            .object_levels()
+            .expect("noted by the content check")
+            .to_vec();
+        let again: Vec<TlpLevel> = found.objects.iter().map(|o| o.tlp).collect();
+        assert_eq!(noted, again);
+        let with_noted = super::prepare::prepare(&env).unwrap();
+        assert_eq!(
+            with_noted.objects.iter().map(|o| o.tlp).collect::<Vec<_>>(),
+            again
+        );
+        seen.extend(again);
+    }
+    assert!(seen.len() >= 3, "levels seen: {seen:?}");
+}
+
 fn digests(s: &Store) -> Vec<ViewDigest> {
     crate::stix::tlp::ALL_LEVELS
         .iter()
