@@ -211,8 +211,19 @@ pub async fn serve(
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
     }
-    if let Err(e) = node.store.flush() {
-        tracing::warn!(error = %e, "index flush at shutdown failed (the log is durable; the index catches up at start)");
+    // Bounded, like the index's own close (store/sled_engine.rs): a flush that never
+    // returns must not keep the process from exiting; the log is durable either way.
+    let store = node.clone();
+    let flush = tokio::task::spawn_blocking(move || store.store.flush());
+    match tokio::time::timeout(Duration::from_secs(20), flush).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "index flush at shutdown failed (the log is durable; the index catches up at start)")
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "index flush at shutdown did not run"),
+        Err(_) => tracing::warn!(
+            "index flush at shutdown still running after 20 s; exiting without it (the log is durable; the index catches up at start)"
+        ),
     }
     Ok(())
 }

@@ -102,7 +102,9 @@ impl Drop for SledEngine {
     /// sat in sled's `make_stable` for 15 minutes with its I/O threads idle), and the
     /// process hung. Nothing depends on this flush: every acknowledged envelope is in
     /// the fsynced evidence log, and opening the store replays whatever the index had
-    /// not recorded. So the flush and the drop run on a thread of their own, and the
+    /// not recorded; the rest is bookkeeping that is safe to lose (peer cursors and
+    /// TAXII statuses written without a flush of their own: a cursor that goes back
+    /// only brings envelopes this node then skips as held). So the flush and the drop run on a thread of their own, and the
     /// owner waits for them at most [`CLOSE_DEADLINE`]; after that it goes on (and the
     /// process can exit) without them.
     fn drop(&mut self) {
@@ -142,7 +144,7 @@ impl Drop for SledEngine {
 
 impl IndexEngine for SledEngine {
     fn reopened(self: Box<Self>) -> Result<Box<dyn IndexEngine>, StoreError> {
-        self.handles()?.db.flush().map_err(engine_err)?;
+        // Closing flushes (within its deadline, see `Drop`).
         let (path, cache) = (self.path.clone(), self.cache_bytes);
         drop(self);
         Ok(Box::new(SledEngine::open(&path, cache)?))

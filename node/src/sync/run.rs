@@ -122,7 +122,11 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                     if page.cert_not_after.is_some() {
                         s.cert_not_after = page.cert_not_after;
                     }
-                    s.behind_since = if page.head > page.next {
+                    // Behind while the peer says more is ready. A page that ends
+                    // short of its head without `more` stopped where the peer's push
+                    // to us is under way (those envelopes are on their way), so it
+                    // is not counted as falling behind.
+                    s.behind_since = if page.more && page.head > page.next {
                         s.behind_since.or(Some(t))
                     } else {
                         None
@@ -224,9 +228,19 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             continue;
         }
         match client.push(&batch).await {
-            Ok(_) => {
+            Ok(answer) => {
                 failures = 0;
-                node.sync.mark_pushed(&peer, ordinals);
+                // Only what the peer took (or held already) counts as delivered; the
+                // feed serves anything else again.
+                let taken = taken_by_peer(&answer, ordinals.len());
+                node.sync.mark_pushed(
+                    &peer,
+                    ordinals
+                        .iter()
+                        .zip(&taken)
+                        .filter(|(_, t)| **t)
+                        .map(|(o, _)| *o),
+                );
                 node.sync.push_tried(&peer, last, Some(true));
                 let n = batch.len() as u64;
                 let t = now();
@@ -247,6 +261,18 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     }
 }
 
+/// Per pushed envelope, whether the peer's answer says it took it (`accepted`) or held
+/// it (`duplicate`); an answer of another shape counts as taking none.
+fn taken_by_peer(answer: &serde_json::Value, n: usize) -> Vec<bool> {
+    match answer.get("results").and_then(|r| r.as_array()) {
+        Some(results) if results.len() == n => results
+            .iter()
+            .map(|r| matches!(r["status"].as_str(), Some("accepted" | "duplicate")))
+            .collect(),
+        _ => vec![false; n],
+    }
+}
+
 async fn digest_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     let peer = client.name.clone();
     loop {
@@ -261,5 +287,24 @@ async fn digest_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 .update(&node.store, &peer, false, |s| s.their_digests = digests);
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A pushed envelope counts as delivered only if the peer took or held it.
+    #[test]
+    fn only_what_the_peer_took_counts_as_pushed() {
+        let answer = json!({"results": [
+            {"id": "a", "status": "accepted"},
+            {"id": "b", "status": "rejected", "code": "signed-in-future"},
+            {"id": "c", "status": "duplicate"},
+        ]});
+        assert_eq!(taken_by_peer(&answer, 3), vec![true, false, true]);
+        assert_eq!(taken_by_peer(&answer, 4), vec![false; 4], "count differs");
+        assert_eq!(taken_by_peer(&json!({"error": "x"}), 2), vec![false; 2]);
     }
 }
