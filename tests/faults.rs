@@ -47,6 +47,43 @@ fn pause_during_progress(held: impl Fn() -> u64, total: u64, rng: &mut u64) {
     std::thread::sleep(Duration::from_millis(*rng % 150));
 }
 
+/// Signs envelopes `from..from + n` of `signer` (bundles of 8 addresses tagged `tag`)
+/// and pushes them to the node at `url` as `peer`, checking every one is accepted.
+fn push_signed(
+    rt: &tokio::runtime::Runtime,
+    peer: &reqwest::Client,
+    url: &str,
+    signer: &Signer,
+    tag: &str,
+    from: u64,
+    n: u64,
+) -> Vec<Value> {
+    let batch: Vec<Value> = (from..from + n)
+        .map(|i| signed(signer, bundle(tag, i, 8), i))
+        .collect();
+    rt.block_on(async {
+        for chunk in batch.chunks(1000) {
+            let r: Value = peer
+                .post(format!("{url}/federation/v1/envelopes"))
+                .json(&json!({"envelopes": chunk}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let ok = r["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| x["status"] == "accepted")
+                .count();
+            assert_eq!(ok, chunk.len(), "{}", r["results"][0]);
+        }
+    });
+    batch
+}
+
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_synergia"))
 }
@@ -118,33 +155,8 @@ fn a_peer_killed_while_serving_its_feed_is_caught_up_with_after_restart() {
     let rt = rt();
     let gamma_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("gamma")));
     let gamma = fed.signer("gamma");
-    // Gamma's envelopes `from..from + n`, pushed to beta.
-    let push_to_beta = |from: u64, n: u64| -> Vec<Value> {
-        let batch: Vec<Value> = (from..from + n)
-            .map(|i| signed(&gamma, bundle("gamma", i, 8), i))
-            .collect();
-        rt.block_on(async {
-            for chunk in batch.chunks(1000) {
-                let r: Value = gamma_peer
-                    .post(format!("{beta_url}/federation/v1/envelopes"))
-                    .json(&json!({"envelopes": chunk}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let ok = r["results"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|x| x["status"] == "accepted")
-                    .count();
-                assert_eq!(ok, chunk.len(), "{}", r["results"][0]);
-            }
-        });
-        batch
-    };
+    let push_to_beta =
+        |from: u64, n: u64| push_signed(&rt, &gamma_peer, &beta_url, &gamma, "gamma", from, n);
     let mut envelopes = push_to_beta(1, ENVELOPES);
     let beta_admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("beta")));
 
@@ -276,24 +288,8 @@ fn a_node_killed_during_sync_resumes_with_nothing_lost_and_nothing_twice() {
     let rt = rt();
     let gamma_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("gamma")));
     let gamma = fed.signer("gamma");
-    // Gamma's envelopes `from..from + n`, pushed to beta.
-    let push_to_beta = |from: u64, n: u64| -> Vec<Value> {
-        let batch: Vec<Value> = (from..from + n)
-            .map(|i| signed(&gamma, bundle("gamma-sync", i, 8), i))
-            .collect();
-        rt.block_on(async {
-            for chunk in batch.chunks(1000) {
-                let r = gamma_peer
-                    .post(format!("{beta_url}/federation/v1/envelopes"))
-                    .json(&json!({"envelopes": chunk}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-            }
-        });
-        batch
-    };
+    let push_to_beta =
+        |from: u64, n: u64| push_signed(&rt, &gamma_peer, &beta_url, &gamma, "gamma-sync", from, n);
     let mut envelopes = push_to_beta(1, ENVELOPES);
     let beta_admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("beta")));
     assert_eq!(
