@@ -277,6 +277,13 @@ async fn object_provenance(
 
 async fn stats(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Operate)?;
+    // Walks the data directory and waits for the view's lock: not on an async worker.
+    tokio::task::spawn_blocking(move || stats_body(&node))
+        .await
+        .map_err(ApiError::internal)
+}
+
+fn stats_body(node: &Node) -> Response {
     let (log_bytes, index_bytes) = node.store.disk_bytes();
     let v = node.store.read();
     let digests: serde_json::Map<String, Value> = ALL_LEVELS
@@ -294,12 +301,15 @@ async fn stats(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response
         "index_needs_restart": node.store.index_failed(),
         "started_at": node.started_at.to_millis_string(),
     });
-    Ok(json_response(StatusCode::OK, &body))
+    json_response(StatusCode::OK, &body)
 }
 
 async fn metrics(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Operate)?;
-    let text = crate::node::metrics::render(&node);
+    // Like stats: the view's lock and a walk of the data directory.
+    let text = tokio::task::spawn_blocking(move || crate::node::metrics::render(&node))
+        .await
+        .map_err(ApiError::internal)?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

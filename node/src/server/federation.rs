@@ -248,7 +248,12 @@ pub fn shared_digests(node: &Node) -> serde_json::Map<String, Value> {
 
 async fn digest(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response, ApiError> {
     caller.require_peer()?;
-    let head = node.store.head();
-    let body = json!({"member": node.member(), "head": head, "digests": shared_digests(&node)});
-    Ok(json_ok(body.to_string().into_bytes()))
+    // Every peer asks every two seconds; the view's lock may be held by an ingest.
+    tokio::task::spawn_blocking(move || {
+        let head = node.store.head();
+        let body = json!({"member": node.member(), "head": head, "digests": shared_digests(&node)});
+        json_ok(body.to_string().into_bytes())
+    })
+    .await
+    .map_err(ApiError::internal)
 }
