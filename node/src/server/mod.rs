@@ -213,8 +213,8 @@ pub async fn serve(
     }
     // Bounded, like the index's own close (store/sled_engine.rs): a flush that never
     // returns must not keep the process from exiting; the log is durable either way.
-    let store = node.clone();
-    let flush = tokio::task::spawn_blocking(move || store.store.flush());
+    let closing = node.clone();
+    let flush = tokio::task::spawn_blocking(move || closing.store.flush());
     match tokio::time::timeout(Duration::from_secs(20), flush).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => {

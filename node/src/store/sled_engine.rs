@@ -104,9 +104,10 @@ impl Drop for SledEngine {
     /// the fsynced evidence log, and opening the store replays whatever the index had
     /// not recorded; the rest is bookkeeping that is safe to lose (peer cursors and
     /// TAXII statuses written without a flush of their own: a cursor that goes back
-    /// only brings envelopes this node then skips as held). So the flush and the drop run on a thread of their own, and the
-    /// owner waits for them at most [`CLOSE_DEADLINE`]; after that it goes on (and the
-    /// process can exit) without them.
+    /// only brings envelopes this node then skips as held). So the flush and the drop
+    /// run on a thread of their own, and the owner waits for them at most
+    /// [`CLOSE_DEADLINE`]; after that it goes on (and the process can exit) without
+    /// them.
     fn drop(&mut self) {
         let Some(open) = self.open.take() else {
             return;

@@ -237,9 +237,8 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                     &peer,
                     ordinals
                         .iter()
-                        .zip(&taken)
-                        .filter(|(_, t)| **t)
-                        .map(|(o, _)| *o),
+                        .zip(taken)
+                        .filter_map(|(o, t)| t.then_some(*o)),
                 );
                 node.sync.push_tried(&peer, last, Some(true));
                 let n = batch.len() as u64;
