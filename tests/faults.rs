@@ -585,6 +585,142 @@ fn a_full_disk_refuses_ingest_cleanly_and_the_node_recovers() {
     );
 }
 
+/// A large bundle: `n` distinct objects (`n` at most 62,500).
+fn large_bundle(i: u64, n: u64) -> Value {
+    let ns = uuid::Uuid::from_u128(0xfa17_0000_0000_4000_8000_0000_0000_0003);
+    let objects: Vec<Value> = (0..n)
+        .map(|j| {
+            let value = format!("172.{}.{}.{}", 16 + i % 16, j / 250, j % 250);
+            json!({
+                "type": "ipv4-addr",
+                "spec_version": "2.1",
+                "id": format!("ipv4-addr--{}", uuid::Uuid::new_v5(&ns, value.as_bytes())),
+                "value": value,
+                "object_marking_refs": [GREEN],
+            })
+        })
+        .collect();
+    json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v5(&ns, format!("b{i}").as_bytes())), "objects": objects})
+}
+
+/// The disk fills while a publish of many envelopes is being stored (a batch per core
+/// at a time, each made durable before the next): the publish gets 507, the batches
+/// already durable stay (with their sequence numbers), nothing half-written shows,
+/// and the same publish once space returns stores only the rest.
+#[test]
+fn a_disk_filling_during_a_large_publish_keeps_the_batches_made_durable() {
+    let fed = Federation::new(&["alpha"], &[]);
+    let cfg = fed.config("alpha");
+    let url = url_of(&fed, "alpha");
+    let (mut node, _logs) = NodeProcess::spawn_captured(
+        bin(),
+        "alpha",
+        &fed.config_path("alpha"),
+        &url,
+        &fed.ca_path(),
+        "info",
+    );
+    let pid = node.pid().unwrap();
+    let rt = rt();
+    let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    let publish = |b: &Value| -> (u16, Value) {
+        rt.block_on(async {
+            let r = admin
+                .post(format!("{url}/api/v1/bundles"))
+                .json(b)
+                .timeout(Duration::from_secs(120))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        })
+    };
+    let seqs = |v: &Value| -> Vec<u64> {
+        v["envelopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let log_files = || {
+        let mut files = Vec::new();
+        dir_files(&cfg.data_dir.join("log"), &mut files);
+        files
+    };
+    let log_bytes = || log_files().iter().map(|(_, n)| n).sum::<u64>();
+    let n = 10_000;
+    let cores = synergia::parallel::threads() as u64;
+
+    // A first publish of the same shape says how many bytes an envelope takes.
+    let before = log_bytes();
+    let (status, first) = publish(&large_bundle(1, n));
+    assert_eq!(status, 200, "{first}");
+    let first_seqs = seqs(&first);
+    let envelopes = first_seqs.len() as u64;
+    assert!(
+        envelopes > cores,
+        "{envelopes} envelopes: not more than one batch of {cores}"
+    );
+    let per_envelope = (log_bytes() - before) / envelopes;
+    let stats_before = rt.block_on(stats(&admin, &url)).unwrap();
+
+    // Room for one batch and half an envelope more.
+    let largest = log_files().iter().map(|(_, n)| *n).max().unwrap();
+    let room = per_envelope * cores + per_envelope / 2;
+    set_file_size_limit(pid, Some(largest + room));
+    let big = large_bundle(2, n);
+    let (status, v) = publish(&big);
+    assert_eq!(status, 507, "publish on a filling disk: {v}");
+    assert_eq!(v["error"], "insufficient-storage", "{v}");
+    let during = rt.block_on(stats(&admin, &url)).unwrap();
+    assert_eq!(
+        during["envelopes"].as_u64().unwrap(),
+        stats_before["envelopes"].as_u64().unwrap() + cores,
+        "one batch of {cores} envelopes made durable before the disk filled"
+    );
+    let filled = log_bytes();
+    assert!(
+        filled <= before + (envelopes + cores) * per_envelope + per_envelope / 2,
+        "a half-written batch stayed in the log"
+    );
+
+    // Space returns: the same publish stores the rest, numbered after the batch kept.
+    set_file_size_limit(pid, None);
+    let (status, again) = publish(&big);
+    assert_eq!(status, 200, "{again}");
+    let per_batch_objects: u64 = n.div_ceil(envelopes) * cores;
+    assert_eq!(again["held"], per_batch_objects, "{}", again["held"]);
+    assert_eq!(again["published"], n - per_batch_objects);
+    let again_seqs = seqs(&again);
+    let last_first = *first_seqs.iter().max().unwrap();
+    assert_eq!(
+        again_seqs.iter().min().copied(),
+        Some(last_first + cores + 1),
+        "sequence numbers of the kept batch reused or skipped"
+    );
+    let after = rt.block_on(stats(&admin, &url)).unwrap();
+    assert_eq!(
+        after["envelopes"].as_u64().unwrap(),
+        stats_before["envelopes"].as_u64().unwrap() + cores + again_seqs.len() as u64
+    );
+    node.kill();
+
+    // Restart: the same envelopes and view.
+    let store =
+        synergia::store::Store::open(&cfg.data_dir, &synergia::store::StoreOptions::default())
+            .unwrap();
+    assert_eq!(
+        store.read().envelope_count() as u64,
+        after["envelopes"].as_u64().unwrap()
+    );
+    drop(store);
+    eprintln!(
+        "FAULT kind=disk-full-during-large-publish injected=1 survived=1 envelopes={envelopes} kept_batch={cores} retried_published={} held={}",
+        again["published"], again["held"]
+    );
+}
+
 /// Every secret of a federation's key directory, in the forms it could leak in: each
 /// private key's PEM body lines and whole base64, the key bytes in hex and base64url,
 /// and the bearer tokens.

@@ -16,7 +16,7 @@ pub use error::{SignError, VerifyError};
 use crate::roster::{Roster, TrustedKey};
 use crate::stix::PatternKeys;
 use crate::stix::timestamp::Timestamp;
-use crate::stix::tlp::{TlpLevel, TlpResolver};
+use crate::stix::tlp::TlpLevel;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use canonical::{SignedForm, canonical_object, signed_form};
@@ -360,10 +360,19 @@ impl Envelope {
     }
 
     /// The TLP level each object is shared at (its own most restrictive TLP marking,
-    /// or the envelope's level when it has none), when the content check on receipt
-    /// noted them; the store then need not resolve every object's markings again.
+    /// or the envelope's level when it has none), when the content check on receipt or
+    /// the publish that signed the envelope noted them; the store then need not resolve every object's markings again.
     pub fn object_levels(&self) -> Option<&[TlpLevel]> {
         self.levels.get().map(Vec::as_slice)
+    }
+
+    /// Notes the TLP level each object is shared at, one entry per object, when the
+    /// caller already knows them (a publish splits objects by level before signing);
+    /// the first note stays.
+    pub fn note_object_levels(&self, levels: Vec<TlpLevel>) {
+        if levels.len() == self.objects().len() {
+            let _ = self.levels.set(levels);
+        }
     }
 
     /// RFC 8785 form of the whole envelope, signature included: what we store and
@@ -457,10 +466,8 @@ impl Envelope {
             .map_err(VerifyError::InvalidBundle)?;
         self.note_pattern_keys(keys);
         let objects = self.objects();
-        let resolver = TlpResolver::for_objects(objects);
         let mut levels = Vec::with_capacity(objects.len());
-        for obj in objects {
-            let level = resolver.object_level(obj);
+        for (obj, level) in objects.iter().zip(crate::stix::tlp::object_levels(objects)) {
             levels.push(level.unwrap_or(h.tlp));
             if let Some(level) = level
                 && level > h.tlp

@@ -15,11 +15,9 @@ use crate::json::RawObjects;
 use crate::stix::PatternKeys;
 use crate::stix::observable::ObservableKey;
 use crate::stix::timestamp::Timestamp;
-use crate::stix::tlp::{
-    TlpLevel, TlpResolver, level_of_marking_definition, references_unknown_marking,
-};
+use crate::stix::tlp::{OwnLevel, TlpLevel, TlpResolver, own_level};
 use crate::stix::validate::{Finding, Report, validate_bundle, validate_object_noting_keys};
-use crate::store::prepare::{prepare, split_id};
+use crate::store::prepare::{Prepared, prepare, split_id};
 use crate::store::{IngestOutcome, StoreError};
 use serde::Serialize;
 use serde_json::Value;
@@ -67,7 +65,8 @@ pub enum PublishError {
     /// Red objects without recipients, or unknown recipients.
     #[error("{0}")]
     Recipients(String),
-    /// The store failed: nothing was acknowledged.
+    /// The store failed: nothing was acknowledged (batches of envelopes made durable
+    /// before the failure stay stored: see `sign_and_store`).
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Signing failed.
@@ -166,9 +165,10 @@ impl Node {
             let view = self.store.read();
             let me = view.origin_index(self.member());
             let results = &checks.results;
+            let own = &checks.own_levels;
             crate::parallel::map(&objects, 1000, |i, obj| {
                 (results[i].status == "published").then(|| {
-                    let level = resolver.effective_level(obj, default);
+                    let level = resolver.object_level_given(obj, own[i]).unwrap_or(default);
                     let held = me.is_some_and(|me| self.already_held(&view, me, obj));
                     (level, held)
                 })
@@ -248,15 +248,17 @@ impl Node {
         for range in windows() {
             let objects = raw.parse(range.clone()).map_err(PublishError::Json)?;
             let checked = validate_all(&objects, range.start);
-            levels.extend(crate::parallel::map(&objects, 1000, |i, obj| {
-                if !checked[i].report.is_valid() {
+            levels.extend(objects.iter().zip(&checked).map(|(obj, c)| {
+                if !c.report.is_valid() {
                     Level::Rejected
-                } else if references_unknown_marking(obj)
-                    && level_of_marking_definition(obj).is_none()
-                {
+                } else if c.own_level == OwnLevel::NeedsDefinitions {
                     Level::Deferred(markings_of(obj))
                 } else {
-                    Level::Known(well_known.effective_level(obj, default))
+                    Level::Known(
+                        well_known
+                            .object_level_given(obj, c.own_level)
+                            .unwrap_or(default),
+                    )
                 }
             }));
             checks.add(checked);
@@ -327,7 +329,14 @@ impl Node {
 
     /// Signs the objects of each TLP level into envelopes numbered on from `*seq`,
     /// prepares and stores them; returns every envelope with the positions (in the
-    /// publish) of its objects. `*seq` moves on only once the envelopes are durable.
+    /// publish) of its objects. `*seq` moves on past every envelope made durable.
+    ///
+    /// Signing runs on every core, storing (log write, `fsync`, indexing) on one: the
+    /// envelopes are stored a few at a time, in sequence order, on a thread of their
+    /// own while the next few are signed, so that the other core is not idle while the
+    /// store works. Each batch is durable before the next is stored; if one fails, the
+    /// batches before it stay stored (a repeated publish reports their objects as held)
+    /// and the error is returned.
     fn sign_and_store(
         &self,
         seq: &mut u64,
@@ -358,7 +367,7 @@ impl Node {
         // Each is prepared for the store right after it is signed, on the same core,
         // while its canonical bytes are still in cache.
         let signed_at = Timestamp::now();
-        let signed = crate::parallel::map_owned(jobs, 2, |(seq, level, objs, keys)| {
+        let sign = |(seq, level, objs, keys): (u64, TlpLevel, Vec<Value>, PatternKeys)| {
             // Built by hand: `json!` would serialise (copy) every object again.
             let mut b = serde_json::Map::new();
             b.insert("type".into(), Value::from("bundle"));
@@ -383,28 +392,82 @@ impl Node {
             )
             .map_err(|e| PublishError::Sign(e.to_string()))?;
             env.note_pattern_keys(keys);
+            // Every object of the envelope is shared at its level.
+            env.note_object_levels(vec![level; env.objects().len()]);
             let prepared = prepare(&env)?;
             Ok::<_, PublishError>((env, prepared))
+        };
+        // A batch per core: each batch is one `fsync`, and its store overlaps the
+        // signing of the next (larger batches measured slower: the first one's
+        // signing and the last one's store overlap nothing).
+        let batch = crate::parallel::threads();
+        let (envelopes, stored_result, sign_result) = std::thread::scope(|scope| {
+            let (to_store, batches) =
+                std::sync::mpsc::sync_channel::<(Vec<Envelope>, Vec<Prepared>)>(1);
+            let storer = scope.spawn(move || {
+                let mut envelopes: Vec<Envelope> = Vec::new();
+                for (envs, prepared) in batches {
+                    let outcomes = match self.store.ingest_prepared(&envs, prepared, "local") {
+                        Ok(outcomes) => outcomes,
+                        Err(e) => return (envelopes, Err(PublishError::Store(e))),
+                    };
+                    // Counted as stored even if one was refused: the others of the
+                    // batch were, and their sequence numbers are used.
+                    envelopes.extend(envs);
+                    if outcomes
+                        .iter()
+                        .any(|o| !matches!(o, IngestOutcome::Accepted { .. }))
+                    {
+                        return (
+                            envelopes,
+                            Err(PublishError::Store(StoreError::Rejected(
+                                "a freshly signed envelope was already held".into(),
+                            ))),
+                        );
+                    }
+                }
+                (envelopes, Ok(()))
+            });
+            let mut sign_result = Ok(());
+            let mut jobs = jobs.into_iter();
+            loop {
+                let part: Vec<_> = jobs.by_ref().take(batch).collect();
+                if part.is_empty() {
+                    break;
+                }
+                let mut envs = Vec::with_capacity(part.len());
+                let mut prepared = Vec::with_capacity(part.len());
+                for s in crate::parallel::map_owned(part, 1, sign) {
+                    match s {
+                        Ok((env, p)) => {
+                            envs.push(env);
+                            prepared.push(p);
+                        }
+                        Err(e) => {
+                            sign_result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                // Stop at the first failure; a closed channel means the store failed.
+                if sign_result.is_err() || to_store.send((envs, prepared)).is_err() {
+                    break;
+                }
+            }
+            drop(to_store);
+            match storer.join() {
+                Ok((envelopes, stored)) => (envelopes, stored, sign_result),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         });
-        let mut envelopes = Vec::with_capacity(signed.len());
-        let mut prepared = Vec::with_capacity(signed.len());
-        for s in signed {
-            let (env, p) = s?;
-            envelopes.push(env);
-            prepared.push(p);
-        }
-        let outcomes = self.store.ingest_prepared(&envelopes, prepared, "local")?;
-        *seq = next;
-        if !envelopes.is_empty() {
+        if let Some(last) = envelopes.last() {
+            *seq = last.header().seq + 1;
             self.sync.head.send_replace(self.store.head());
         }
+        stored_result?;
+        sign_result?;
         let mut stored = Vec::with_capacity(envelopes.len());
-        for (idx, (env, outcome)) in members_of.into_iter().zip(envelopes.iter().zip(&outcomes)) {
-            if !matches!(outcome, IngestOutcome::Accepted { .. }) {
-                return Err(PublishError::Store(StoreError::Rejected(
-                    "a freshly signed envelope was already held".into(),
-                )));
-            }
+        for (idx, env) in members_of.into_iter().zip(envelopes.iter()) {
             stored.push((
                 PublishedEnvelope {
                     id: env.id().to_string(),
@@ -494,6 +557,8 @@ struct Checks {
     definitions: Vec<(String, TlpLevel)>,
     /// Per object, the keys of its pattern, handed to the store with its envelope.
     pattern_keys: PatternKeys,
+    /// Per object, what its own markings say of its TLP level.
+    own_levels: Vec<OwnLevel>,
 }
 
 impl Checks {
@@ -512,6 +577,7 @@ impl Checks {
             report,
             definitions: Vec::new(),
             pattern_keys: Vec::new(),
+            own_levels: Vec::new(),
         }
     }
 
@@ -519,14 +585,16 @@ impl Checks {
     fn add(&mut self, checked: Vec<Checked>) {
         self.results.reserve(checked.len());
         self.pattern_keys.reserve(checked.len());
+        self.own_levels.reserve(checked.len());
         for c in checked {
             self.pattern_keys.push(c.pattern_keys);
             let valid = c.report.is_valid();
-            if let Some(level) = c.marking_definition
+            if let OwnLevel::Definition(level) = c.own_level
                 && !c.id.is_empty()
             {
                 self.definitions.push((c.id.clone(), level));
             }
+            self.own_levels.push(c.own_level);
             self.results.push(ObjectResult {
                 id: c.id,
                 version: c.version,
@@ -585,8 +653,8 @@ struct Checked {
     id: String,
     /// `modified` (or `created`), when present.
     version: Option<String>,
-    /// The level it defines, when it is a TLP marking definition.
-    marking_definition: Option<TlpLevel>,
+    /// What its own markings say of its TLP level (found while it is at hand).
+    own_level: OwnLevel,
     /// The observable keys of its STIX pattern, when it has one that parsed.
     pattern_keys: Option<Vec<ObservableKey>>,
 }
@@ -604,7 +672,7 @@ fn validate_all(objects: &[Value], first: usize) -> Vec<Checked> {
             report,
             id: text(o, "id").unwrap_or_default(),
             version: text(o, "modified").or_else(|| text(o, "created")),
-            marking_definition: level_of_marking_definition(o),
+            own_level: own_level(o),
         }
     })
 }

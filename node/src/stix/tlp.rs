@@ -170,6 +170,50 @@ pub fn references_unknown_marking(obj: &Value) -> bool {
             .any(|g| unknown(g.get("marking_ref").and_then(Value::as_str)))
 }
 
+/// What an object says of its own TLP level, found from the object alone: one pass
+/// over its marking references while it is at hand (validation), so that later steps
+/// need not look up its members again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnLevel {
+    /// It is a TLP marking definition of this level (itself public: see
+    /// [`TlpResolver::object_level`]).
+    Definition(TlpLevel),
+    /// Its markings are all well-known TLP ids (or not TLP at all, but none unknown):
+    /// the most restrictive of them, `None` when it carries no TLP marking.
+    Known(Option<TlpLevel>),
+    /// It references a marking id that is not well known: a definition elsewhere in
+    /// its bundle may give it a level.
+    NeedsDefinitions,
+}
+
+/// What `obj` says of its own TLP level (see [`OwnLevel`]).
+pub fn own_level(obj: &Value) -> OwnLevel {
+    if let Some(level) = level_of_marking_definition(obj) {
+        return OwnLevel::Definition(level);
+    }
+    let mut level: Option<TlpLevel> = None;
+    let mut see = |id: Option<&str>| match id.and_then(level_of_marking_id) {
+        Some(l) => {
+            level = Some(level.map_or(l, |cur| cur.max(l)));
+            true
+        }
+        None => false,
+    };
+    if let Some(refs) = obj.get("object_marking_refs").and_then(Value::as_array)
+        && !refs.iter().all(|r| see(r.as_str()))
+    {
+        return OwnLevel::NeedsDefinitions;
+    }
+    if let Some(gms) = obj.get("granular_markings").and_then(Value::as_array)
+        && !gms
+            .iter()
+            .all(|g| see(g.get("marking_ref").and_then(Value::as_str)))
+    {
+        return OwnLevel::NeedsDefinitions;
+    }
+    OwnLevel::Known(level)
+}
+
 /// Resolves marking references to TLP levels: the well-known ids plus TLP marking
 /// definitions found in the same bundle.
 #[derive(Debug, Default, Clone)]
@@ -240,6 +284,36 @@ impl TlpResolver {
     pub fn effective_level(&self, obj: &Value, default: TlpLevel) -> TlpLevel {
         self.object_level(obj).unwrap_or(default)
     }
+
+    /// [`TlpResolver::object_level`] of `obj`, given what [`own_level`] found in it:
+    /// only an object that references unknown markings is looked at again.
+    pub fn object_level_given(&self, obj: &Value, own: OwnLevel) -> Option<TlpLevel> {
+        match own {
+            OwnLevel::Definition(_) => Some(TlpLevel::Clear),
+            OwnLevel::Known(level) => level,
+            OwnLevel::NeedsDefinitions => self.object_level(obj),
+        }
+    }
+}
+
+/// Each object's own TLP level ([`TlpResolver::object_level`] with the marking
+/// definitions among `objects`), looking at each object's members once unless it
+/// references a marking that is not well known.
+pub fn object_levels(objects: &[Value]) -> Vec<Option<TlpLevel>> {
+    let own: Vec<OwnLevel> = objects.iter().map(own_level).collect();
+    let resolver = if own.contains(&OwnLevel::NeedsDefinitions) {
+        TlpResolver::with_definitions(objects.iter().zip(&own).filter_map(|(o, own)| match own {
+            OwnLevel::Definition(level) => Some((o.get("id")?.as_str()?.to_string(), *level)),
+            _ => None,
+        }))
+    } else {
+        TlpResolver::new()
+    };
+    objects
+        .iter()
+        .zip(own)
+        .map(|(o, own)| resolver.object_level_given(o, own))
+        .collect()
 }
 
 /// The most restrictive level among the objects of a bundle (`objects` array),
@@ -352,6 +426,66 @@ mod tests {
         assert_eq!(r.object_level(&objs[2]), Some(TlpLevel::Amber));
         assert_eq!(r.object_level(&objs[3]), Some(TlpLevel::Red));
         assert_eq!(bundle_level(&b, TlpLevel::Clear), Some(TlpLevel::Red));
+    }
+
+    #[test]
+    fn one_pass_levels_equal_the_resolver_levels() {
+        let local_amber = "marking-definition--aaaaaaaa-0000-4000-8000-000000000000";
+        let statement = "marking-definition--cccccccc-0000-4000-8000-000000000000";
+        let objects = vec![
+            json!({"type": "marking-definition", "id": local_amber,
+                   "definition_type": "tlp", "definition": {"tlp": "amber"}}),
+            json!({"type": "marking-definition", "id": statement,
+                   "definition_type": "statement", "definition": {"statement": "x"}}),
+            json!({"type": "indicator", "id": "indicator--1"}),
+            json!({"type": "indicator", "id": "indicator--2",
+                   "object_marking_refs": [TlpLevel::Green.marking_id(), TlpLevel::Amber.marking_id()]}),
+            json!({"type": "indicator", "id": "indicator--3",
+                   "object_marking_refs": [TlpLevel::Green.marking_id()],
+                   "granular_markings": [{"marking_ref": TlpLevel::Red.marking_id(), "selectors": ["name"]}]}),
+            json!({"type": "indicator", "id": "indicator--4", "object_marking_refs": [local_amber]}),
+            json!({"type": "indicator", "id": "indicator--5", "object_marking_refs": [statement]}),
+            json!({"type": "indicator", "id": "indicator--6",
+                   "object_marking_refs": [TlpLevel::Clear.marking_id(), statement]}),
+            json!({"type": "indicator", "id": "indicator--7",
+                   "granular_markings": [{"marking_ref": local_amber, "selectors": ["name"]},
+                                         {"selectors": ["pattern"], "lang": "en"}]}),
+            json!({"type": "indicator", "id": "indicator--8", "object_marking_refs": [7]}),
+        ];
+        let expected: Vec<_> = {
+            let r = TlpResolver::for_objects(&objects);
+            objects.iter().map(|o| r.object_level(o)).collect()
+        };
+        assert_eq!(object_levels(&objects), expected);
+        assert_eq!(
+            expected,
+            vec![
+                Some(TlpLevel::Clear),
+                None,
+                None,
+                Some(TlpLevel::Amber),
+                Some(TlpLevel::Red),
+                Some(TlpLevel::Amber),
+                None,
+                Some(TlpLevel::Clear),
+                Some(TlpLevel::Amber),
+                None,
+            ]
+        );
+        // Only well-known ids: nothing needs the bundle's definitions.
+        assert_eq!(own_level(&objects[4]), OwnLevel::Known(Some(TlpLevel::Red)));
+        assert_eq!(own_level(&objects[5]), OwnLevel::NeedsDefinitions);
+        assert_eq!(
+            own_level(&objects[0]),
+            OwnLevel::Definition(TlpLevel::Amber)
+        );
+        for file in ["tlp2-green.json", "tlp2-red.json"] {
+            let b = corpus(file);
+            let objs = b["objects"].as_array().unwrap();
+            let r = TlpResolver::for_objects(objs);
+            let want: Vec<_> = objs.iter().map(|o| r.object_level(o)).collect();
+            assert_eq!(object_levels(objs), want, "{file}");
+        }
     }
 
     #[test]
