@@ -462,12 +462,15 @@ impl Envelope {
                 "{r:?} is not a member of the roster"
             )));
         }
-        let keys = crate::stix::check_bundle_noting_keys(self.bundle())
-            .map_err(VerifyError::InvalidBundle)?;
+        let (keys, own) =
+            crate::stix::check_bundle_noting(self.bundle()).map_err(VerifyError::InvalidBundle)?;
         self.note_pattern_keys(keys);
         let objects = self.objects();
         let mut levels = Vec::with_capacity(objects.len());
-        for (obj, level) in objects.iter().zip(crate::stix::tlp::object_levels(objects)) {
+        for (obj, level) in objects
+            .iter()
+            .zip(crate::stix::tlp::object_levels_given(objects, own))
+        {
             levels.push(level.unwrap_or(h.tlp));
             if let Some(level) = level
                 && level > h.tlp

@@ -19,15 +19,16 @@ pub type PatternKeys = Vec<Option<Vec<observable::ObservableKey>>>;
 /// Used wherever content crosses a trust boundary (publish, envelope verification):
 /// warnings never refuse content, errors do.
 pub fn check_bundle(bundle: &Value) -> Result<(), String> {
-    check_bundle_noting_keys(bundle).map(drop)
+    check_bundle_noting(bundle).map(drop)
 }
 
-/// [`check_bundle`], also returning the observable keys validation found in each
-/// object's STIX pattern (see [`validate::validate_bundle_noting_keys`]).
-pub fn check_bundle_noting_keys(bundle: &Value) -> Result<PatternKeys, String> {
-    let (report, keys) = validate::validate_bundle_noting_keys(bundle);
+/// [`check_bundle`], also returning what validation found in each object on the way:
+/// the observable keys of its STIX pattern and what its own markings say of its TLP
+/// level (see [`validate::validate_bundle_noting`]).
+pub fn check_bundle_noting(bundle: &Value) -> Result<(PatternKeys, Vec<tlp::OwnLevel>), String> {
+    let (report, keys, levels) = validate::validate_bundle_noting(bundle);
     if report.is_valid() {
-        return Ok(keys);
+        return Ok((keys, levels));
     }
     let errors: Vec<_> = report.errors().collect();
     let mut msg = String::new();

@@ -300,7 +300,14 @@ impl TlpResolver {
 /// definitions among `objects`), looking at each object's members once unless it
 /// references a marking that is not well known.
 pub fn object_levels(objects: &[Value]) -> Vec<Option<TlpLevel>> {
-    let own: Vec<OwnLevel> = objects.iter().map(own_level).collect();
+    object_levels_given(objects, objects.iter().map(own_level).collect())
+}
+
+/// [`object_levels`], given each object's [`own_level`] (as validation notes it).
+pub fn object_levels_given(objects: &[Value], own: Vec<OwnLevel>) -> Vec<Option<TlpLevel>> {
+    if own.len() != objects.len() {
+        return object_levels(objects);
+    }
     let resolver = if own.contains(&OwnLevel::NeedsDefinitions) {
         TlpResolver::with_definitions(objects.iter().zip(&own).filter_map(|(o, own)| match own {
             OwnLevel::Definition(level) => Some((o.get("id")?.as_str()?.to_string(), *level)),

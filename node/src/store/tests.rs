@@ -114,7 +114,7 @@ fn keys_noted_by_validation_are_the_keys_found_again() {
     let mut with_keys = 0;
     for env in all {
         let found = super::prepare::prepare(&env).unwrap();
-        let keys = crate::stix::check_bundle_noting_keys(env.bundle()).unwrap();
+        let (keys, _) = crate::stix::check_bundle_noting(env.bundle()).unwrap();
         with_keys += keys.iter().flatten().filter(|k| !k.is_empty()).count();
         env.note_pattern_keys(keys);
         assert!(env.pattern_keys().is_some());

@@ -19,6 +19,7 @@ pub mod vocab;
 
 use crate::stix::observable::ObservableKey;
 use crate::stix::pattern::Pattern;
+use crate::stix::tlp::OwnLevel;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -77,18 +78,23 @@ impl Report {
 
 /// Validates a `bundle` document and every object in it.
 pub fn validate_bundle(doc: &Value) -> Report {
-    validate_bundle_noting_keys(doc).0
+    validate_bundle_noting(doc).0
 }
 
 /// [`validate_bundle`], also returning for each object the observable keys of its
 /// STIX pattern when it has one that parsed (what
-/// [`keys_from_object`](crate::stix::observable::keys_from_object) gives for it):
-/// validation parses every pattern, and a caller that stores the objects passes the
-/// keys on rather than parse each pattern again.
-pub fn validate_bundle_noting_keys(doc: &Value) -> (Report, Vec<Option<Vec<ObservableKey>>>) {
+/// [`keys_from_object`](crate::stix::observable::keys_from_object) gives for it) and
+/// what its own markings say of its TLP level
+/// ([`own_level`](crate::stix::tlp::own_level)): validation parses
+/// every pattern and has each object in cache, and a caller that stores the objects
+/// passes these on rather than walk the objects again.
+pub fn validate_bundle_noting(
+    doc: &Value,
+) -> (Report, Vec<Option<Vec<ObservableKey>>>, Vec<OwnLevel>) {
     let mut report = Report::default();
-    let keys = rules::bundle(doc, &mut report);
-    (report, keys)
+    let mut levels = Vec::new();
+    let keys = rules::bundle(doc, &mut report, &mut levels);
+    (report, keys, levels)
 }
 
 /// Validates one STIX object located at `pointer` (`""` for a stand-alone object,

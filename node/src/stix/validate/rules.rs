@@ -9,6 +9,7 @@ use super::vocab as ov;
 use super::{Report, check_stix_pattern};
 use crate::stix::observable::{ObservableKey, keys_from_pattern};
 use crate::stix::timestamp::Timestamp;
+use crate::stix::tlp::{OwnLevel, own_level};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
@@ -820,7 +821,14 @@ const SCO_OR_SRO: &[&str] = &["@sco"];
 
 /// Validates a bundle document; returns, for each of its objects, the observable
 /// keys of its STIX pattern when it has one that parsed.
-pub(crate) fn bundle(doc: &Value, report: &mut Report) -> Vec<Option<Vec<ObservableKey>>> {
+///
+/// `levels` gets, per object, what its own markings say of its TLP level (found here
+/// while the object is in cache).
+pub(crate) fn bundle(
+    doc: &Value,
+    report: &mut Report,
+    levels: &mut Vec<OwnLevel>,
+) -> Vec<Option<Vec<ObservableKey>>> {
     let root = Ptr::root("");
     let id = doc.get("id").and_then(Value::as_str);
     let mut cx = Ctx {
@@ -894,9 +902,11 @@ pub(crate) fn bundle(doc: &Value, report: &mut Report) -> Vec<Option<Vec<Observa
     // expected linear time.
     let mut versions: HashSet<(&str, Option<&str>)> = HashSet::with_capacity(objects.len());
     let mut keys = Vec::with_capacity(objects.len());
+    levels.reserve(objects.len());
     for (i, obj) in objects.iter().enumerate() {
         keys.push(object_at(obj, objs_ptr.idx(i), report));
         duplicate(obj, i, &mut versions, objs_ptr, report);
+        levels.push(own_level(obj));
     }
     keys
 }
