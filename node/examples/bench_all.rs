@@ -517,6 +517,19 @@ fn one_run(o: &Options, paths: &Paths, samples: &mut Samples) -> Result<()> {
             .arg("--replicate"),
     )?;
     push(samples, "publish_api", r["publish_objects_per_s"].as_f64())?;
+    // A pipeline that publishes over two connections at once (the node takes
+    // concurrent publishes; `limits.max_concurrent_publishes`).
+    let r2 = run_result(
+        Command::new(paths.release("examples/server_bench"))
+            .arg("--bundle")
+            .arg(&big)
+            .args(["--concurrency", "2"]),
+    )?;
+    push(
+        samples,
+        "publish_api_2",
+        r2["publish_objects_per_s"].as_f64(),
+    )?;
     push(samples, "paging", r["paging_objects_per_s"].as_f64())?;
     push(
         samples,
@@ -697,6 +710,13 @@ fn specs(o: &Options) -> Vec<Spec> {
             "objects/s",
             Higher,
             Some(Target::AtLeast(100_000.0)),
+        ),
+        s(
+            "publish_api_2",
+            "same, two clients publishing at once".into(),
+            "objects/s",
+            Higher,
+            None,
         ),
         s(
             "store_ingest",

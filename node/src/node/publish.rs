@@ -397,16 +397,20 @@ impl Node {
             let prepared = prepare(&env)?;
             Ok::<_, PublishError>((env, prepared))
         };
-        // A batch per core: each batch is one `fsync`, and its store overlaps the
-        // signing of the next (larger batches measured slower: the first one's
-        // signing and the last one's store overlap nothing).
+        // Envelopes are signed a batch per core at a time (the first batch's signing
+        // and the last one's store overlap nothing, so batches are small). The store
+        // takes every batch signed while it was busy in one go: one `fsync` for all of
+        // them (an `fsync` costs milliseconds however little it writes).
         let batch = crate::parallel::threads();
         let (envelopes, stored_result, sign_result) = std::thread::scope(|scope| {
-            let (to_store, batches) =
-                std::sync::mpsc::sync_channel::<(Vec<Envelope>, Vec<Prepared>)>(1);
+            let (to_store, batches) = std::sync::mpsc::channel::<(Vec<Envelope>, Vec<Prepared>)>();
             let storer = scope.spawn(move || {
                 let mut envelopes: Vec<Envelope> = Vec::new();
-                for (envs, prepared) in batches {
+                while let Ok((mut envs, mut prepared)) = batches.recv() {
+                    while let Ok((more, more_prepared)) = batches.try_recv() {
+                        envs.extend(more);
+                        prepared.extend(more_prepared);
+                    }
                     let outcomes = match self.store.ingest_prepared(&envs, prepared, "local") {
                         Ok(outcomes) => outcomes,
                         Err(e) => return (envelopes, Err(PublishError::Store(e))),
@@ -414,6 +418,8 @@ impl Node {
                     // Counted as stored even if one was refused: the others of the
                     // batch were, and their sequence numbers are used.
                     envelopes.extend(envs);
+                    // Push tasks send what is durable without waiting for the rest.
+                    self.sync.head.send_replace(self.store.head());
                     if outcomes
                         .iter()
                         .any(|o| !matches!(o, IngestOutcome::Accepted { .. }))
@@ -462,7 +468,6 @@ impl Node {
         });
         if let Some(last) = envelopes.last() {
             *seq = last.header().seq + 1;
-            self.sync.head.send_replace(self.store.head());
         }
         stored_result?;
         sign_result?;
