@@ -605,8 +605,9 @@ fn large_bundle(i: u64, n: u64) -> Value {
 
 /// The disk fills while a publish of many envelopes is being stored (in batches, each
 /// made durable before the next): the publish gets 507, the batches already durable
-/// stay (with their sequence numbers), nothing half-written shows, and the same
-/// publish once space returns stores only the rest.
+/// stay (with their sequence numbers) and count as published, nothing half-written
+/// shows, and the same publish once space returns stores only the rest. Likewise for
+/// a publish larger than a window, stored a window at a time.
 #[test]
 fn a_disk_filling_during_a_large_publish_keeps_the_batches_made_durable() {
     let fed = Federation::new(&["alpha"], &[]);
@@ -649,6 +650,23 @@ fn a_disk_filling_during_a_large_publish_keeps_the_batches_made_durable() {
         files
     };
     let log_bytes = || log_files().iter().map(|(_, n)| n).sum::<u64>();
+    let get_metrics = || {
+        rt.block_on(async {
+            admin
+                .get(format!("{url}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    };
+    let metric = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    };
     let n = 10_000;
 
     // A first publish of the same shape says how many bytes an envelope takes.
@@ -675,6 +693,16 @@ fn a_disk_filling_during_a_large_publish_keeps_the_batches_made_durable() {
     assert!(
         (1..envelopes).contains(&kept),
         "{kept} of {envelopes} envelopes kept: the batches before the failed one stay, the failed one does not"
+    );
+    // The kept envelopes count as published.
+    let m = get_metrics();
+    assert_eq!(
+        metric(&m, "synergia_published_envelopes_total"),
+        envelopes + kept
+    );
+    assert_eq!(
+        metric(&m, "synergia_published_objects_total"),
+        n + kept * n.div_ceil(envelopes)
     );
     // The kept envelopes' records and nothing of the failed batch (envelopes differ
     // by a few bytes from the average).
@@ -703,6 +731,34 @@ fn a_disk_filling_during_a_large_publish_keeps_the_batches_made_durable() {
     assert_eq!(
         after["envelopes"].as_u64().unwrap(),
         stats_before["envelopes"].as_u64().unwrap() + kept + again_seqs.len() as u64
+    );
+
+    // A publish larger than a window (20,000 objects by default) is stored a window
+    // at a time: with room for the first window's 20 envelopes only, the second
+    // window fails and the first stays, published and counted.
+    let metrics_before = (
+        metric(&get_metrics(), "synergia_published_envelopes_total"),
+        metric(&get_metrics(), "synergia_published_objects_total"),
+    );
+    let largest = log_files().iter().map(|(_, n)| *n).max().unwrap();
+    set_file_size_limit(pid, Some(largest + per_envelope * 20 + per_envelope / 2));
+    let (status, v) = publish(&large_bundle(3, 25_000));
+    assert_eq!(status, 507, "windowed publish on a filling disk: {v}");
+    set_file_size_limit(pid, None);
+    let after = rt.block_on(stats(&admin, &url)).unwrap();
+    assert_eq!(
+        after["envelopes"].as_u64().unwrap(),
+        stats_before["envelopes"].as_u64().unwrap() + kept + again_seqs.len() as u64 + 20,
+        "the first window's 20 envelopes kept"
+    );
+    let m = get_metrics();
+    assert_eq!(
+        metric(&m, "synergia_published_envelopes_total"),
+        metrics_before.0 + 20
+    );
+    assert_eq!(
+        metric(&m, "synergia_published_objects_total"),
+        metrics_before.1 + 20_000
     );
     node.kill();
 

@@ -306,12 +306,17 @@ impl Node {
                         .push((i, std::mem::take(obj)));
                 }
             }
-            stored.extend(self.sign_and_store(
-                &mut seq,
-                groups,
-                &mut checks.pattern_keys,
-                recipients,
-            )?);
+            match self.sign_and_store(&mut seq, groups, &mut checks.pattern_keys, recipients) {
+                Ok(s) => stored.extend(s),
+                Err(e) => {
+                    // The windows stored before stay published.
+                    self.count_published(
+                        stored.len() as u64,
+                        stored.iter().map(|(_, idx)| idx.len() as u64).sum(),
+                    );
+                    return Err(e);
+                }
+            }
             crate::parallel::drop_elsewhere(objects);
         }
         drop(seq);
@@ -469,6 +474,14 @@ impl Node {
         if let Some(last) = envelopes.last() {
             *seq = last.header().seq + 1;
         }
+        if stored_result.is_err() || sign_result.is_err() {
+            // The batches stored before the failure are published all the same (the
+            // answer to a successful publish counts them in `finish`).
+            self.count_published(
+                envelopes.len() as u64,
+                envelopes.iter().map(|e| e.objects().len() as u64).sum(),
+            );
+        }
         stored_result?;
         sign_result?;
         let mut stored = Vec::with_capacity(envelopes.len());
@@ -485,6 +498,12 @@ impl Node {
         }
         crate::parallel::drop_elsewhere(envelopes);
         Ok(stored)
+    }
+
+    /// Counts envelopes and objects published.
+    fn count_published(&self, envelopes: u64, objects: u64) {
+        Metrics::add(&self.metrics.published_envelopes, envelopes);
+        Metrics::add(&self.metrics.published_objects, objects);
     }
 
     /// The answer to a publish, with its metrics counted.
@@ -509,11 +528,7 @@ impl Node {
             envelopes,
             objects: results,
         };
-        Metrics::add(
-            &self.metrics.published_envelopes,
-            report.envelopes.len() as u64,
-        );
-        Metrics::add(&self.metrics.published_objects, report.published as u64);
+        self.count_published(report.envelopes.len() as u64, report.published as u64);
         Metrics::add(
             &self.metrics.publish_rejected_objects,
             report.rejected as u64,
