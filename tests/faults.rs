@@ -401,6 +401,33 @@ fn dir_files(dir: &Path, out: &mut Vec<(std::path::PathBuf, u64)>) {
     }
 }
 
+/// The evidence log's files under a node's data directory, with their sizes.
+fn log_files(data_dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut files = Vec::new();
+    dir_files(&data_dir.join("log"), &mut files);
+    files
+}
+
+/// Publishes `bundle` through the node API: the status and the JSON answer (null when
+/// the body is not JSON).
+fn publish_bundle(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    bundle: &Value,
+) -> (u16, Value) {
+    rt.block_on(async {
+        let r = client
+            .post(format!("{url}/api/v1/bundles"))
+            .json(bundle)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    })
+}
+
 /// The disk fills during ingest: clear errors, nothing acknowledged lost, recovery.
 #[test]
 fn a_full_disk_refuses_ingest_cleanly_and_the_node_recovers() {
@@ -422,17 +449,7 @@ fn a_full_disk_refuses_ingest_cleanly_and_the_node_recovers() {
     let beta_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("beta")));
     let beta = fed.signer("beta");
     let mut acked: Vec<EnvelopeId> = Vec::new();
-    let publish = |i: u64| -> (u16, Value) {
-        rt.block_on(async {
-            let r = admin
-                .post(format!("{url}/api/v1/bundles"))
-                .json(&bundle("alpha", i, 20))
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-        })
-    };
+    let publish = |i: u64| publish_bundle(&rt, &admin, &url, &bundle("alpha", i, 20));
     let ids = |v: &Value| -> Vec<EnvelopeId> {
         v["envelopes"]
             .as_array()
@@ -449,8 +466,7 @@ fn a_full_disk_refuses_ingest_cleanly_and_the_node_recovers() {
     let held_before = rt.block_on(stats(&admin, &url)).unwrap();
 
     // The disk is full: no file of the node may grow past its current size.
-    let mut files = Vec::new();
-    dir_files(&cfg.data_dir.join("log"), &mut files);
+    let files = log_files(&cfg.data_dir);
     let log_bytes: u64 = files.iter().map(|(_, n)| n).sum();
     let largest_log = files.iter().map(|(_, n)| *n).max().unwrap();
     set_file_size_limit(pid, Some(largest_log));
@@ -490,8 +506,7 @@ fn a_full_disk_refuses_ingest_cleanly_and_the_node_recovers() {
         .expect("the node stopped answering");
     assert_eq!(during["envelopes"], held_before["envelopes"]);
     assert_eq!(during["digests"], held_before["digests"]);
-    let mut files = Vec::new();
-    dir_files(&cfg.data_dir.join("log"), &mut files);
+    let files = log_files(&cfg.data_dir);
     assert_eq!(files.iter().map(|(_, n)| n).sum::<u64>(), log_bytes);
 
     // Long enough for the index engine's background flush (every second) to meet the
@@ -624,18 +639,7 @@ fn a_disk_filling_during_a_large_publish_keeps_the_batches_made_durable() {
     let pid = node.pid().unwrap();
     let rt = rt();
     let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
-    let publish = |b: &Value| -> (u16, Value) {
-        rt.block_on(async {
-            let r = admin
-                .post(format!("{url}/api/v1/bundles"))
-                .json(b)
-                .timeout(Duration::from_secs(120))
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-        })
-    };
+    let publish = |b: &Value| publish_bundle(&rt, &admin, &url, b);
     let seqs = |v: &Value| -> Vec<u64> {
         v["envelopes"]
             .as_array()
@@ -644,12 +648,7 @@ fn a_disk_filling_during_a_large_publish_keeps_the_batches_made_durable() {
             .map(|e| e["seq"].as_u64().unwrap())
             .collect()
     };
-    let log_files = || {
-        let mut files = Vec::new();
-        dir_files(&cfg.data_dir.join("log"), &mut files);
-        files
-    };
-    let log_bytes = || log_files().iter().map(|(_, n)| n).sum::<u64>();
+    let log_bytes = || log_files(&cfg.data_dir).iter().map(|(_, n)| n).sum::<u64>();
     let get_metrics = || {
         rt.block_on(async {
             admin
@@ -681,7 +680,11 @@ fn a_disk_filling_during_a_large_publish_keeps_the_batches_made_durable() {
 
     // Room for all envelopes but the last (and half an envelope more): the batch that
     // holds the last envelope fails, the batches stored before it stay.
-    let largest = log_files().iter().map(|(_, n)| *n).max().unwrap();
+    let largest = log_files(&cfg.data_dir)
+        .iter()
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap();
     let room = per_envelope * (envelopes - 1) + per_envelope / 2;
     set_file_size_limit(pid, Some(largest + room));
     let big = large_bundle(2, n);
@@ -740,7 +743,11 @@ fn a_disk_filling_during_a_large_publish_keeps_the_batches_made_durable() {
         metric(&get_metrics(), "synergia_published_envelopes_total"),
         metric(&get_metrics(), "synergia_published_objects_total"),
     );
-    let largest = log_files().iter().map(|(_, n)| *n).max().unwrap();
+    let largest = log_files(&cfg.data_dir)
+        .iter()
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap();
     set_file_size_limit(pid, Some(largest + per_envelope * 20 + per_envelope / 2));
     let (status, v) = publish(&large_bundle(3, 25_000));
     assert_eq!(status, 507, "windowed publish on a filling disk: {v}");
