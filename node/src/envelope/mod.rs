@@ -127,7 +127,8 @@ pub struct Envelope {
     signature: Signature,
     /// The observable keys of the objects' STIX patterns, once validation found them.
     pattern_keys: OnceLock<PatternKeys>,
-    /// The TLP level each object is shared at, once the content check found them.
+    /// The TLP level each object is shared at, once the content check or the publish
+    /// that signed the envelope found them.
     levels: OnceLock<Vec<TlpLevel>>,
 }
 
@@ -361,7 +362,8 @@ impl Envelope {
 
     /// The TLP level each object is shared at (its own most restrictive TLP marking,
     /// or the envelope's level when it has none), when the content check on receipt or
-    /// the publish that signed the envelope noted them; the store then need not resolve every object's markings again.
+    /// the publish that signed the envelope noted them; the store then need not
+    /// resolve every object's markings again.
     pub fn object_levels(&self) -> Option<&[TlpLevel]> {
         self.levels.get().map(Vec::as_slice)
     }
@@ -486,7 +488,7 @@ impl Envelope {
                 });
             }
         }
-        let _ = self.levels.set(levels);
+        self.note_object_levels(levels);
         Ok(())
     }
 }

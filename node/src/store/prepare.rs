@@ -57,7 +57,8 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
     // envelope (receipt, publish); otherwise (the log read at start-up) they are
     // found here.
     let known_keys = env.pattern_keys();
-    // Likewise the objects' levels, found by the content check on receipt.
+    // Likewise the objects' levels, found by the content check on receipt or noted
+    // by the publish that signed the envelope.
     let known_levels = env.object_levels().filter(|l| l.len() == objects.len());
     let well_known = TlpResolver::new();
     let mut with_definitions: Option<TlpResolver> = None;
