@@ -23,6 +23,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Objects per envelope at most.
 pub const MAX_OBJECTS_PER_ENVELOPE: usize = 1000;
@@ -39,6 +41,13 @@ pub fn objects_per_envelope(n: usize) -> usize {
     n.div_ceil(crate::parallel::threads())
         .clamp(MIN_OBJECTS_PER_ENVELOPE, MAX_OBJECTS_PER_ENVELOPE)
 }
+
+/// One envelope to sign: its sequence number, TLP level, objects and their pattern
+/// keys.
+type SignJob = (u64, TlpLevel, Vec<Value>, PatternKeys);
+
+/// A signed envelope, prepared for the store.
+type SignResult = Result<(Envelope, Prepared), PublishError>;
 
 /// How to treat invalid objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,7 +359,7 @@ impl Node {
         recipients: &[String],
     ) -> Result<Vec<(PublishedEnvelope, Vec<usize>)>, PublishError> {
         let mut next = *seq;
-        let mut jobs: Vec<(u64, TlpLevel, Vec<Value>, PatternKeys)> = Vec::new();
+        let mut jobs: Vec<SignJob> = Vec::new();
         let mut members_of: Vec<Vec<usize>> = Vec::new();
         for (level, mut members) in groups {
             let size = objects_per_envelope(members.len());
@@ -372,7 +381,7 @@ impl Node {
         // Each is prepared for the store right after it is signed, on the same core,
         // while its canonical bytes are still in cache.
         let signed_at = Timestamp::now();
-        let sign = |(seq, level, objs, keys): (u64, TlpLevel, Vec<Value>, PatternKeys)| {
+        let sign = |(seq, level, objs, keys): SignJob| -> SignResult {
             // Built by hand: `json!` would serialise (copy) every object again.
             let mut b = serde_json::Map::new();
             b.insert("type".into(), Value::from("bundle"));
@@ -400,76 +409,95 @@ impl Node {
             // Every object of the envelope is shared at its level.
             env.note_object_levels(vec![level; env.objects().len()]);
             let prepared = prepare(&env)?;
-            Ok::<_, PublishError>((env, prepared))
+            Ok((env, prepared))
         };
-        // Envelopes are signed a batch per core at a time (the first batch's signing
-        // and the last one's store overlap nothing, so batches are small). The store
-        // takes every batch signed while it was busy in one go: one `fsync` for all of
-        // them (an `fsync` costs milliseconds however little it writes).
-        let batch = crate::parallel::threads();
+        // Every core signs, taking the next envelope as soon as it is done with one,
+        // so that no core waits for another. This thread stores the signed envelopes
+        // in sequence order while the next are signed, every one ready in one ingest:
+        // one `fsync` for all of them (an `fsync` costs milliseconds however little
+        // it writes).
+        let slots: Vec<Mutex<Option<SignJob>>> =
+            jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
+        let next_job = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
         let (envelopes, stored_result, sign_result) = std::thread::scope(|scope| {
-            let (to_store, batches) = std::sync::mpsc::channel::<(Vec<Envelope>, Vec<Prepared>)>();
-            let storer = scope.spawn(move || {
-                let mut envelopes: Vec<Envelope> = Vec::new();
-                while let Ok((mut envs, mut prepared)) = batches.recv() {
-                    while let Ok((more, more_prepared)) = batches.try_recv() {
-                        envs.extend(more);
-                        prepared.extend(more_prepared);
-                    }
-                    let outcomes = match self.store.ingest_prepared(&envs, prepared, "local") {
-                        Ok(outcomes) => outcomes,
-                        Err(e) => return (envelopes, Err(PublishError::Store(e))),
-                    };
-                    // Counted as stored even if one was refused: the others of the
-                    // batch were, and their sequence numbers are used.
-                    envelopes.extend(envs);
-                    // Push tasks send what is durable without waiting for the rest.
-                    self.sync.head.send_replace(self.store.head());
-                    if outcomes
-                        .iter()
-                        .any(|o| !matches!(o, IngestOutcome::Accepted { .. }))
-                    {
-                        return (
-                            envelopes,
-                            Err(PublishError::Store(StoreError::Rejected(
-                                "a freshly signed envelope was already held".into(),
-                            ))),
-                        );
-                    }
-                }
-                (envelopes, Ok(()))
-            });
-            let mut sign_result = Ok(());
-            let mut jobs = jobs.into_iter();
-            loop {
-                let part: Vec<_> = jobs.by_ref().take(batch).collect();
-                if part.is_empty() {
-                    break;
-                }
-                let mut envs = Vec::with_capacity(part.len());
-                let mut prepared = Vec::with_capacity(part.len());
-                for s in crate::parallel::map_owned(part, 1, sign) {
-                    match s {
-                        Ok((env, p)) => {
-                            envs.push(env);
-                            prepared.push(p);
-                        }
-                        Err(e) => {
-                            sign_result = Err(e);
+            let (to_store, signed) = std::sync::mpsc::channel::<(usize, SignResult)>();
+            for _ in 0..crate::parallel::threads().min(slots.len()) {
+                let (to_store, slots, next_job, stop, sign) =
+                    (to_store.clone(), &slots, &next_job, &stop, &sign);
+                scope.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next_job.fetch_add(1, Ordering::Relaxed);
+                        let Some(job) = slots
+                            .get(i)
+                            .and_then(|s| s.lock().unwrap_or_else(|p| p.into_inner()).take())
+                        else {
+                            break;
+                        };
+                        let result = sign(job);
+                        let failed = result.is_err();
+                        // A closed channel means the store failed.
+                        if to_store.send((i, result)).is_err() || failed {
+                            stop.store(true, Ordering::Relaxed);
                             break;
                         }
                     }
+                });
+            }
+            drop(to_store);
+            let mut envelopes: Vec<Envelope> = Vec::new();
+            let mut waiting: BTreeMap<usize, (Envelope, Prepared)> = BTreeMap::new();
+            let mut sign_result = Ok(());
+            let mut stored_result = Ok(());
+            while let Ok(first) = signed.recv() {
+                for (i, result) in std::iter::once(first).chain(signed.try_iter()) {
+                    match result {
+                        Ok(done) => {
+                            waiting.insert(i, done);
+                        }
+                        // Envelopes after a failed one are never stored: their
+                        // sequence numbers would leave a gap.
+                        Err(e) => {
+                            if sign_result.is_ok() {
+                                sign_result = Err(e);
+                            }
+                        }
+                    }
                 }
-                // Stop at the first failure; a closed channel means the store failed.
-                if sign_result.is_err() || to_store.send((envs, prepared)).is_err() {
+                // The envelopes that follow those stored, in sequence order.
+                let (mut envs, mut prepared) = (Vec::new(), Vec::new());
+                while let Some((env, p)) = waiting.remove(&(envelopes.len() + envs.len())) {
+                    envs.push(env);
+                    prepared.push(p);
+                }
+                if envs.is_empty() {
+                    continue;
+                }
+                let outcomes = match self.store.ingest_prepared(&envs, prepared, "local") {
+                    Ok(outcomes) => outcomes,
+                    Err(e) => {
+                        stored_result = Err(PublishError::Store(e));
+                        break;
+                    }
+                };
+                // Counted as stored even if one was refused: the others of the batch
+                // were, and their sequence numbers are used.
+                envelopes.extend(envs);
+                // Push tasks send what is durable without waiting for the rest.
+                self.sync.head.send_replace(self.store.head());
+                if outcomes
+                    .iter()
+                    .any(|o| !matches!(o, IngestOutcome::Accepted { .. }))
+                {
+                    stored_result = Err(PublishError::Store(StoreError::Rejected(
+                        "a freshly signed envelope was already held".into(),
+                    )));
                     break;
                 }
             }
-            drop(to_store);
-            match storer.join() {
-                Ok((envelopes, stored)) => (envelopes, stored, sign_result),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+            // Signers still at work stop after their envelope.
+            stop.store(true, Ordering::Relaxed);
+            (envelopes, stored_result, sign_result)
         });
         if let Some(last) = envelopes.last() {
             *seq = last.header().seq + 1;
