@@ -3,15 +3,17 @@
 //! Publishing and receiving spend nearly all their time on work that is independent
 //! per object or per envelope: parsing, STIX validation, the canonical form, hashes and
 //! signatures. A node has few cores (two on the machines our members run), and one
-//! request would otherwise use one of them. These helpers cut such work into one
-//! contiguous part per core, run the parts on scoped threads and return the results in
-//! input order. Small inputs stay on the calling thread, where a thread would cost more
+//! request would otherwise use one of them. These helpers cut such work into small
+//! contiguous blocks that scoped threads, one per core, take in turn (so that a core
+//! slowed by other work does not hold up the others), and return the results in input
+//! order. Small inputs stay on the calling thread, where a thread would cost more
 //! than it saves.
 //!
 //! Threads are scoped per call rather than pooled: a call does milliseconds of work, a
 //! thread costs microseconds, and nothing outlives the request that started it.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// Most threads one call uses.
 const MAX_THREADS: usize = 8;
@@ -35,6 +37,52 @@ fn parts(len: usize, min_len: usize) -> usize {
     }
 }
 
+/// Items per block when `len` items are spread over `n` threads: small enough that a
+/// thread slowed by other work (another request, a drop, the store) leaves its share
+/// to the others, large enough that taking a block costs nothing next to its work.
+fn block_size(len: usize, n: usize) -> usize {
+    len.div_ceil(n * BLOCKS_PER_THREAD).max(1)
+}
+
+/// Blocks per thread: see [`block_size`].
+const BLOCKS_PER_THREAD: usize = 16;
+
+/// Runs `work(block)` for blocks `0..blocks` on `n` threads (the calling one among
+/// them), each taking the next block as soon as it is done with one; returns every
+/// block's result in block order.
+///
+/// A panic in `work` is re-raised on the calling thread, as if the work had run there.
+fn run_blocks<R, W>(n: usize, blocks: usize, work: W) -> Vec<R>
+where
+    R: Send,
+    W: Fn(usize) -> R + Sync,
+{
+    let next = AtomicUsize::new(0);
+    let take = || {
+        let mut done = Vec::new();
+        loop {
+            let b = next.fetch_add(1, Ordering::Relaxed);
+            if b >= blocks {
+                return done;
+            }
+            done.push((b, work(b)));
+        }
+    };
+    let mut all: Vec<(usize, R)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..n).map(|_| s.spawn(take)).collect();
+        let mut all = take();
+        for h in handles {
+            match h.join() {
+                Ok(part) => all.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    });
+    all.sort_unstable_by_key(|&(b, _)| b);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
 /// `f(index, item)` for every item, in order, spread over the cores once there are at
 /// least `min_len` items.
 ///
@@ -49,37 +97,20 @@ where
     if n == 1 {
         return items.iter().enumerate().map(|(i, t)| f(i, t)).collect();
     }
-    let size = items.len().div_ceil(n);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(size)
-            .enumerate()
-            .skip(1)
-            .map(|(c, chunk)| {
-                s.spawn(move || {
-                    chunk
-                        .iter()
-                        .enumerate()
-                        .map(|(i, t)| f(c * size + i, t))
-                        .collect::<Vec<R>>()
-                })
-            })
-            .collect();
-        let mut out: Vec<R> = items[..size.min(items.len())]
+    let size = block_size(items.len(), n);
+    let blocks = run_blocks(n, items.len().div_ceil(size), |b| {
+        let first = b * size;
+        items[first..(first + size).min(items.len())]
             .iter()
             .enumerate()
-            .map(|(i, t)| f(i, t))
-            .collect();
-        out.reserve(items.len() - out.len());
-        for h in handles {
-            match h.join() {
-                Ok(part) => out.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
+            .map(|(i, t)| f(first + i, t))
+            .collect::<Vec<R>>()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for block in blocks {
+        out.extend(block);
+    }
+    out
 }
 
 /// Like [`map`], for work that consumes its items.
@@ -93,31 +124,25 @@ where
     if n == 1 {
         return items.into_iter().map(f).collect();
     }
-    let size = items.len().div_ceil(n);
-    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(n);
+    let size = block_size(items.len(), n);
+    let mut chunks: Vec<Mutex<Vec<T>>> = Vec::with_capacity(items.len().div_ceil(size));
     let mut rest = items;
     while rest.len() > size {
         let tail = rest.split_off(size);
-        chunks.push(rest);
+        chunks.push(Mutex::new(rest));
         rest = tail;
     }
-    chunks.push(rest);
-    let f = &f;
-    std::thread::scope(|s| {
-        let mut chunks = chunks.into_iter();
-        let first = chunks.next().unwrap_or_default();
-        let handles: Vec<_> = chunks
-            .map(|chunk| s.spawn(move || chunk.into_iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        let mut out: Vec<R> = first.into_iter().map(f).collect();
-        for h in handles {
-            match h.join() {
-                Ok(part) => out.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
+    chunks.push(Mutex::new(rest));
+    let blocks = run_blocks(n, chunks.len(), |b| {
+        // Each block is taken once: the lock is never contended.
+        let chunk = std::mem::take(&mut *chunks[b].lock().unwrap_or_else(|p| p.into_inner()));
+        chunk.into_iter().map(&f).collect::<Vec<R>>()
+    });
+    let mut out = Vec::new();
+    for block in blocks {
+        out.extend(block);
+    }
+    out
 }
 
 /// Drops `value` on a thread of its own.
@@ -163,6 +188,35 @@ mod tests {
                 .iter()
                 .all(|&same| same)
         );
+    }
+
+    #[test]
+    fn a_core_held_up_leaves_its_share_to_the_others() {
+        if threads() < 2 {
+            return;
+        }
+        // The thread that takes the first block is held up there; the others take
+        // every block after it, so it ends up with far less than an equal share.
+        let items: Vec<usize> = (0..4000).collect();
+        let out = map(&items, 2, |i, _| {
+            if i == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            std::thread::current().id()
+        });
+        let held_up = out[0];
+        let its_share = out.iter().filter(|&&t| t == held_up).count();
+        assert!(its_share < items.len() / 4, "{its_share} of {}", items.len());
+        let owned = map_owned(items.clone(), 2, |i| {
+            if i == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            (i, std::thread::current().id())
+        });
+        assert!(owned.iter().enumerate().all(|(k, &(i, _))| k == i));
+        let held_up = owned[0].1;
+        let its_share = owned.iter().filter(|&&(_, t)| t == held_up).count();
+        assert!(its_share < items.len() / 4, "{its_share} of {}", items.len());
     }
 
     #[test]
