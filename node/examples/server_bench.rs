@@ -229,6 +229,20 @@ async fn page(
     (paged, t.elapsed())
 }
 
+/// CPU time (user and system) this process has used, in seconds: the node and the
+/// client both run in it, so this is what a publish costs on this machine, steadier
+/// than its wall time when other work shares the cores.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a `rusage` into the pointer it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -388,8 +402,15 @@ fn synergia_node() -> Value {
         // and the kernel's high-water mark reset.
         synergia::allocator::give_back_freed_memory();
         let before_publish = reset_peak_memory();
+        let cpu_before = cpu_seconds();
         let publish = publish(&http, &publish_url, taxii, None, bodies).await;
+        let publish_cpu = cpu_seconds() - cpu_before;
         let publish_peak = peak_memory();
+        eprintln!(
+            "publish: {:.0} objects/s, {:.2} CPU-µs per object",
+            objects as f64 / publish.as_secs_f64(),
+            publish_cpu * 1e6 / objects as f64
+        );
         eprintln!("paging the consolidated collection ...");
         let (paged, paging) = page(
             &http,
@@ -404,6 +425,7 @@ fn synergia_node() -> Value {
             "publish_concurrency": num("--concurrency", 1).max(1),
             "publish_objects_per_s": objects as f64 / publish.as_secs_f64(),
             "publish_s": publish.as_secs_f64(),
+            "publish_cpu_s": publish_cpu,
             "paging_objects_per_s": paged as f64 / paging.as_secs_f64(),
             "paging_s": paging.as_secs_f64(),
             "rss_before_publish_mb": before_publish,
