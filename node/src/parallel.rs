@@ -206,7 +206,11 @@ mod tests {
         });
         let held_up = out[0];
         let its_share = out.iter().filter(|&&t| t == held_up).count();
-        assert!(its_share < items.len() / 4, "{its_share} of {}", items.len());
+        assert!(
+            its_share < items.len() / 4,
+            "{its_share} of {}",
+            items.len()
+        );
         let owned = map_owned(items.clone(), 2, |i| {
             if i == 0 {
                 std::thread::sleep(std::time::Duration::from_millis(300));
@@ -216,7 +220,11 @@ mod tests {
         assert!(owned.iter().enumerate().all(|(k, &(i, _))| k == i));
         let held_up = owned[0].1;
         let its_share = owned.iter().filter(|&&(_, t)| t == held_up).count();
-        assert!(its_share < items.len() / 4, "{its_share} of {}", items.len());
+        assert!(
+            its_share < items.len() / 4,
+            "{its_share} of {}",
+            items.len()
+        );
     }
 
     #[test]
