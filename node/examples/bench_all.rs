@@ -466,6 +466,13 @@ fn medallion_sizes(o: &Options) -> Vec<(u64, bool)> {
     v
 }
 
+/// `server_bench --bundle BUNDLE`, for the caller to add its options.
+fn server_bench(paths: &Paths, bundle: &Path) -> Command {
+    let mut cmd = Command::new(paths.release("examples/server_bench"));
+    cmd.arg("--bundle").arg(bundle);
+    cmd
+}
+
 /// One run of every end-to-end measurement.
 fn one_run(o: &Options, paths: &Paths, samples: &mut Samples) -> Result<()> {
     let big = paths.gen_bundle(o.count);
@@ -511,21 +518,11 @@ fn one_run(o: &Options, paths: &Paths, samples: &mut Samples) -> Result<()> {
         Some((f("log_bytes").unwrap_or(0.0) + f("index_bytes").unwrap_or(0.0)) / 1048576.0),
     )?;
 
-    let r = run_result(
-        Command::new(paths.release("examples/server_bench"))
-            .arg("--bundle")
-            .arg(&big)
-            .arg("--replicate"),
-    )?;
+    let r = run_result(server_bench(paths, &big).arg("--replicate"))?;
     push(samples, "publish_api", r["publish_objects_per_s"].as_f64())?;
     // A pipeline that publishes over two connections at once (the node takes
     // concurrent publishes; `limits.max_concurrent_publishes`).
-    let r2 = run_result(
-        Command::new(paths.release("examples/server_bench"))
-            .arg("--bundle")
-            .arg(&big)
-            .args(["--concurrency", "2"]),
-    )?;
+    let r2 = run_result(server_bench(paths, &big).args(["--concurrency", "2"]))?;
     push(
         samples,
         "publish_api_2",
@@ -546,18 +543,11 @@ fn one_run(o: &Options, paths: &Paths, samples: &mut Samples) -> Result<()> {
 
     for (n, paging) in medallion_sizes(o) {
         let bundle = paths.gen_bundle(n);
-        let s = run_result(
-            Command::new(paths.release("examples/server_bench"))
-                .arg("--bundle")
-                .arg(&bundle)
-                .args(["--publish", "taxii"]),
-        )?;
+        let s = run_result(server_bench(paths, &bundle).args(["--publish", "taxii"]))?;
         let m = {
             let medallion = Medallion::start(paths)?;
-            let mut cmd = Command::new(paths.release("examples/server_bench"));
-            cmd.arg("--bundle")
-                .arg(&bundle)
-                .args(["--taxii-collection", &medallion.collection_url])
+            let mut cmd = server_bench(paths, &bundle);
+            cmd.args(["--taxii-collection", &medallion.collection_url])
                 .args(["--basic", "bench:bench"]);
             if !paging {
                 cmd.arg("--no-paging");

@@ -106,11 +106,7 @@ where
             .map(|(i, t)| f(first + i, t))
             .collect::<Vec<R>>()
     });
-    let mut out = Vec::with_capacity(items.len());
-    for block in blocks {
-        out.extend(block);
-    }
-    out
+    blocks.into_iter().flatten().collect()
 }
 
 /// Like [`map`], for work that consumes its items.
@@ -138,11 +134,7 @@ where
         let chunk = std::mem::take(&mut *chunks[b].lock().unwrap_or_else(|p| p.into_inner()));
         chunk.into_iter().map(&f).collect::<Vec<R>>()
     });
-    let mut out = Vec::new();
-    for block in blocks {
-        out.extend(block);
-    }
-    out
+    blocks.into_iter().flatten().collect()
 }
 
 /// Drops `value` on a thread of its own.
