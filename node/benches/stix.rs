@@ -49,6 +49,11 @@ fn parse_and_validate(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("parse-only", "100k-indicators"), |b| {
         b.iter(|| synergia::json::from_slice_strict(black_box(&bytes)).expect("parses"))
     });
+    // The same strict parse through serde alone: the baseline of the direct parser.
+    g.bench_function(
+        BenchmarkId::new("parse-only-serde", "100k-indicators"),
+        |b| b.iter(|| synergia::json::from_slice_strict_serde(black_box(&bytes)).expect("parses")),
+    );
     g.bench_function(BenchmarkId::new("parse-parallel", "100k-indicators"), |b| {
         b.iter(|| synergia::json::from_slice_strict_parallel(black_box(&bytes)).expect("parses"))
     });

@@ -256,7 +256,7 @@ fn write_string(out: &mut Vec<u8>, s: &str) {
         if i + 8 <= bytes.len() {
             let mut word = [0u8; 8];
             word.copy_from_slice(&bytes[i..i + 8]);
-            if !word_needs_escape(u64::from_le_bytes(word)) {
+            if !crate::json::word_needs_escape(u64::from_le_bytes(word)) {
                 i += 8;
                 continue;
             }
@@ -289,18 +289,6 @@ fn write_string(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
-}
-
-/// Whether any of the eight bytes of `w` is a control character, `"` or `\`: the
-/// classic "some byte is zero" and "some byte is below n" word tricks, which are exact
-/// for the question "any byte?" (not for which byte; the caller then looks byte by
-/// byte).
-pub(super) fn word_needs_escape(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
-    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0;
-    below_space || has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\')))
 }
 
 /// Serialises a JSON object without one of its members, so the signed form can be

@@ -155,7 +155,7 @@ impl<'a> Scan<'a> {
             while let Some(w) = self.b.get(self.at..self.at + 8) {
                 let mut word = [0u8; 8];
                 word.copy_from_slice(w);
-                if super::canonical::word_needs_escape(u64::from_le_bytes(word)) {
+                if crate::json::word_needs_escape(u64::from_le_bytes(word)) {
                     break;
                 }
                 self.at += 8;

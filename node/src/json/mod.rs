@@ -11,11 +11,30 @@ use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 use std::fmt;
 
+mod parser;
+
 /// Largest integer magnitude with an exact IEEE-754 double form.
 pub const MAX_SAFE_INTEGER: u64 = 1 << 53;
 
 /// Parses JSON, refusing duplicate object keys and unsafe integers.
+///
+/// Text that is UTF-8 is read by the direct parser ([`parser`]); whatever it refuses,
+/// and text that is not UTF-8, is read through serde, which says what is wrong.
 pub fn from_slice_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => from_str_strict(text),
+        Err(_) => from_slice_strict_serde(bytes),
+    }
+}
+
+/// Parses JSON text strictly (see [`from_slice_strict`]).
+pub fn from_str_strict(text: &str) -> Result<Value, serde_json::Error> {
+    parser::parse(text).or_else(|parser::Refused| from_slice_strict_serde(text.as_bytes()))
+}
+
+/// The strict parse through serde: the reference the direct parser is tested against,
+/// and what finds the message (with line and column) for input that parser refuses.
+pub fn from_slice_strict_serde(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let v = StrictValue::deserialize(&mut de)?;
     de.end()?;
@@ -46,7 +65,7 @@ fn fast_objects(bytes: &[u8]) -> Result<Value, serde_json::Error> {
         objects: raw,
         ..
     } = RawObjects::split(bytes)?;
-    let parsed = crate::parallel::map(&raw, 1000, |_, r| from_slice_strict(r.get().as_bytes()));
+    let parsed = crate::parallel::map(&raw, 1000, |_, r| from_str_strict(r.get()));
     let mut objects = Vec::with_capacity(parsed.len());
     for p in parsed {
         objects.push(p?);
@@ -80,9 +99,12 @@ impl<'a> RawObjects<'a> {
     /// [`RawObjects::split`] for a document whose array of elements to keep as text
     /// is the member `array` (`envelopes` in a push).
     pub fn split_at(body: &'a [u8], array: &'static str) -> Result<Self, serde_json::Error> {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let (members, objects) = de.deserialize_map(TopLevel { array })?;
-        de.end()?;
+        // Text found to be UTF-8 here as a whole is not checked again element by
+        // element, here or when the elements are parsed.
+        let (members, objects) = match std::str::from_utf8(body) {
+            Ok(text) => top_level(serde_json::Deserializer::from_str(text), array)?,
+            Err(_) => top_level(serde_json::Deserializer::from_slice(body), array)?,
+        };
         Ok(RawObjects {
             members,
             objects,
@@ -94,7 +116,7 @@ impl<'a> RawObjects<'a> {
     /// and column in the whole document, as a parse of the whole document would.
     pub fn parse(&self, range: std::ops::Range<usize>) -> Result<Vec<Value>, String> {
         let raw = self.objects.get(range).unwrap_or_default();
-        let parsed = crate::parallel::map(raw, 1000, |_, r| from_slice_strict(r.get().as_bytes()));
+        let parsed = crate::parallel::map(raw, 1000, |_, r| from_str_strict(r.get()));
         let mut out = Vec::with_capacity(parsed.len());
         for (r, p) in raw.iter().zip(parsed) {
             out.push(p.map_err(|e| self.locate(r.get(), &e))?);
@@ -126,13 +148,27 @@ impl<'a> RawObjects<'a> {
     }
 }
 
+/// The members of a top-level object, and the text of each element of its member
+/// `array`.
+type Split<'de> = (Map<String, Value>, Vec<&'de serde_json::value::RawValue>);
+
+/// Reads a whole document as a [`TopLevel`].
+fn top_level<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    array: &'static str,
+) -> Result<Split<'de>, serde_json::Error> {
+    let split = de.deserialize_map(TopLevel { array })?;
+    de.end()?;
+    Ok(split)
+}
+
 /// A top-level object whose member `array` is kept as the raw text of each element.
 struct TopLevel {
     array: &'static str,
 }
 
 impl<'de> Visitor<'de> for TopLevel {
-    type Value = (Map<String, Value>, Vec<&'de serde_json::value::RawValue>);
+    type Value = Split<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "a JSON object with an {} array", self.array)
@@ -158,11 +194,6 @@ impl<'de> Visitor<'de> for TopLevel {
             objects.ok_or_else(|| de::Error::custom(format!("no {} array", self.array)))?;
         Ok((out, objects))
     }
-}
-
-/// Parses JSON text strictly (see [`from_slice_strict`]).
-pub fn from_str_strict(s: &str) -> Result<Value, serde_json::Error> {
-    from_slice_strict(s.as_bytes())
 }
 
 struct StrictValue(Value);
@@ -253,6 +284,19 @@ fn insert_member<'de, A: MapAccess<'de>>(
             slot.key()
         ))),
     }
+}
+
+/// Whether any of the eight bytes of `w` is a control character, `"` or `\`: the bytes
+/// a JSON string cannot hold as they are, where a parser must look closer and a writer
+/// must escape. The classic "some byte is zero" and "some byte is below n" word tricks,
+/// which are exact for the question "any byte?" (not for which byte; the caller then
+/// looks byte by byte).
+pub(crate) fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGHS != 0;
+    below_space || has_zero(w ^ (ONES * u64::from(b'"'))) || has_zero(w ^ (ONES * u64::from(b'\\')))
 }
 
 #[cfg(test)]
