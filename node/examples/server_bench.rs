@@ -438,6 +438,7 @@ fn synergia_node() -> Value {
         let peer = Arc::new(Node::open(cfg).expect("peer node"));
         eprintln!("replicating {held_by_a} object versions to an empty peer ...");
         let t = Instant::now();
+        let cpu = cpu_seconds();
         let (stop_b, task_b) = start(&rt, peer.clone(), ports[1]);
         while peer.store.read().version_count() < held_by_a {
             assert!(
@@ -447,6 +448,16 @@ fn synergia_node() -> Value {
             std::thread::sleep(Duration::from_millis(20));
         }
         let took = t.elapsed();
+        let cpu = cpu_seconds() - cpu;
+        eprintln!(
+            "replicate: {:.0} objects/s, {:.2} CPU-µs per object, cores busy {:.0}% of the time",
+            held_by_a as f64 / took.as_secs_f64(),
+            cpu / held_by_a as f64 * 1e6,
+            100.0 * cpu
+                / took.as_secs_f64()
+                / std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+        );
+        result["replicate_cpu_s"] = json!(cpu);
         result["replicated_objects"] = json!(held_by_a);
         result["replicate_s"] = json!(took.as_secs_f64());
         result["replicated_objects_per_s"] = json!(held_by_a as f64 / took.as_secs_f64());

@@ -219,6 +219,18 @@ impl Offer {
     }
 }
 
+/// Envelopes a peer offered, checked and waiting to be stored: see
+/// [`Node::check_offers`].
+#[derive(Debug)]
+pub struct Checked {
+    /// One result per offer; `pending` for those to store.
+    results: Vec<Offered>,
+    /// The envelopes that passed every check, in offer order.
+    to_store: Vec<Envelope>,
+    /// Where each of them sits in `results`.
+    slots: Vec<usize>,
+}
+
 impl Node {
     /// Takes envelopes a peer offered (by push or in its feed): parse, verify (batch),
     /// apply the receive policy, store durably, count. Returns one result per input.
@@ -227,6 +239,14 @@ impl Node {
         peer: &str,
         offers: Vec<Offer>,
     ) -> Result<Vec<Offered>, StoreError> {
+        let checked = self.check_offers(peer, offers);
+        self.store_checked(peer, checked)
+    }
+
+    /// The first half of [`Node::accept_from_peer`]: parse, verify and apply the
+    /// receive policy, on every core; nothing is stored. The pull loop checks a page
+    /// while the page before it is being stored, since storing runs on one core.
+    pub fn check_offers(&self, peer: &str, offers: Vec<Offer>) -> Checked {
         let pending = || Offered {
             id: String::new(),
             status: "pending",
@@ -297,6 +317,22 @@ impl Node {
                 }
             }
         }
+        Checked {
+            results,
+            to_store,
+            slots,
+        }
+    }
+
+    /// The second half of [`Node::accept_from_peer`]: stores the checked envelopes
+    /// durably and counts everything. Envelopes found held meanwhile (stored from
+    /// another peer since they were checked) are answered `duplicate`.
+    pub fn store_checked(&self, peer: &str, checked: Checked) -> Result<Vec<Offered>, StoreError> {
+        let Checked {
+            mut results,
+            to_store,
+            slots,
+        } = checked;
         let outcomes = self.store.ingest(&to_store, peer)?;
         let mut accepted = 0u64;
         let mut objects = 0u64;
