@@ -105,12 +105,43 @@ impl Parser<'_> {
         Ok(())
     }
 
+    /// Leaves a container at its closing bracket.
+    fn leave(&mut self) {
+        self.at += 1;
+        self.depth -= 1;
+    }
+
+    /// Right after an opening bracket: whether the container closes at once (empty).
+    fn closes_at_once(&mut self, close: u8) -> bool {
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.leave();
+        }
+        empty
+    }
+
+    /// After an element: `true` at a comma (another element follows), `false` at the
+    /// closing bracket (the container is left).
+    fn another(&mut self, close: u8) -> Parsed<bool> {
+        self.whitespace();
+        match self.peek() {
+            Some(b',') => {
+                self.at += 1;
+                self.whitespace();
+                Ok(true)
+            }
+            Some(b) if b == close => {
+                self.leave();
+                Ok(false)
+            }
+            _ => Err(Refused),
+        }
+    }
+
     fn object(&mut self) -> Parsed<Value> {
         self.enter()?;
         let mut members: Vec<(String, Value)> = Vec::new();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            self.depth -= 1;
+        if self.closes_at_once(b'}') {
             return Ok(Value::Object(Map::new()));
         }
         loop {
@@ -122,18 +153,8 @@ impl Parser<'_> {
             self.eat(b':')?;
             self.whitespace();
             members.push((key, self.value()?));
-            self.whitespace();
-            match self.peek() {
-                Some(b',') => {
-                    self.at += 1;
-                    self.whitespace();
-                }
-                Some(b'}') => {
-                    self.at += 1;
-                    self.depth -= 1;
-                    return object_of(members).map(Value::Object);
-                }
-                _ => return Err(Refused),
+            if !self.another(b'}')? {
+                return object_of(members).map(Value::Object);
             }
         }
     }
@@ -141,27 +162,15 @@ impl Parser<'_> {
     fn array(&mut self) -> Parsed<Value> {
         self.enter()?;
         let mut items = Vec::new();
-        if self.peek() == Some(b']') {
-            self.at += 1;
-            self.depth -= 1;
-            return Ok(Value::Array(items));
-        }
-        loop {
-            items.push(self.value()?);
-            self.whitespace();
-            match self.peek() {
-                Some(b',') => {
-                    self.at += 1;
-                    self.whitespace();
+        if !self.closes_at_once(b']') {
+            loop {
+                items.push(self.value()?);
+                if !self.another(b']')? {
+                    break;
                 }
-                Some(b']') => {
-                    self.at += 1;
-                    self.depth -= 1;
-                    return Ok(Value::Array(items));
-                }
-                _ => return Err(Refused),
             }
         }
+        Ok(Value::Array(items))
     }
 
     /// Moves to the next `"`, `\` or control character of a string (or the end).
