@@ -121,14 +121,10 @@ where
         return items.into_iter().map(f).collect();
     }
     let size = block_size(items.len(), n);
-    let mut chunks: Vec<Mutex<Vec<T>>> = Vec::with_capacity(items.len().div_ceil(size));
-    let mut rest = items;
-    while rest.len() > size {
-        let tail = rest.split_off(size);
-        chunks.push(Mutex::new(rest));
-        rest = tail;
-    }
-    chunks.push(Mutex::new(rest));
+    let mut items = items.into_iter();
+    let chunks: Vec<Mutex<Vec<T>>> = (0..items.len().div_ceil(size))
+        .map(|_| Mutex::new(items.by_ref().take(size).collect()))
+        .collect();
     let blocks = run_blocks(n, chunks.len(), |b| {
         // Each block is taken once: the lock is never contended.
         let chunk = std::mem::take(&mut *chunks[b].lock().unwrap_or_else(|p| p.into_inner()));

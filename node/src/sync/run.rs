@@ -139,15 +139,18 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
         }
         let (n, p) = (node.clone(), peer.clone());
         let offers = std::mem::take(&mut page.envelopes);
-        let checked = tokio::task::spawn_blocking(move || n.check_offers(&p, offers));
-        let checked = checked.await;
-        // The page before must be durable before this one is stored.
-        if let Some(s) = storing.take()
-            && stored(&node, &peer, s, &mut relayed_as_ids).await.is_err()
+        let checked = tokio::task::spawn_blocking(move || n.check_offers(&p, offers)).await;
+        // The page before must be durable before this one is stored; if it is not,
+        // this page is dropped and asked for again after it.
+        if !finish_storing(
+            &node,
+            &peer,
+            &mut storing,
+            &mut relayed_as_ids,
+            &mut failures,
+        )
+        .await
         {
-            // Not stored: this page is dropped and asked for again after it.
-            failures += 1;
-            tokio::time::sleep(backoff(failures)).await;
             continue;
         }
         let checked = match checked {
@@ -158,19 +161,21 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 continue;
             }
         };
-        failures = 0;
         let (n, p) = (node.clone(), peer.clone());
         let task = tokio::task::spawn_blocking(move || n.store_checked(&p, checked));
+        let more = page.more;
         storing = Some(Storing { page, task });
-        if !storing.as_ref().is_some_and(|s| s.page.more) {
-            // Caught up: finish storing, then wait for more.
-            if let Some(s) = storing.take()
-                && stored(&node, &peer, s, &mut relayed_as_ids).await.is_err()
-            {
-                failures += 1;
-                tokio::time::sleep(backoff(failures)).await;
-                continue;
-            }
+        // Caught up: finish storing, then wait for more.
+        if !more
+            && finish_storing(
+                &node,
+                &peer,
+                &mut storing,
+                &mut relayed_as_ids,
+                &mut failures,
+            )
+            .await
+        {
             tokio::time::sleep(POLL).await;
         }
     }
@@ -213,6 +218,29 @@ struct Storing {
     page: super::client::FeedPage,
     /// The task storing them.
     task: tokio::task::JoinHandle<Result<Vec<super::Offered>, crate::store::StoreError>>,
+}
+
+/// Finishes storing the page being stored, if any. `false` if that failed: the
+/// failure is recorded and waited out (backing off further with each failure in a
+/// row), and the pull starts again from the persisted cursor.
+async fn finish_storing(
+    node: &Node,
+    peer: &str,
+    storing: &mut Option<Storing>,
+    relayed_as_ids: &mut bool,
+    failures: &mut u32,
+) -> bool {
+    let Some(s) = storing.take() else {
+        return true;
+    };
+    if stored(node, peer, s, relayed_as_ids).await.is_ok() {
+        *failures = 0;
+        true
+    } else {
+        *failures += 1;
+        tokio::time::sleep(backoff(*failures)).await;
+        false
+    }
 }
 
 /// Waits for a page to be stored; once it is durable, moves the cursor past it and
