@@ -8,7 +8,7 @@
 //! [`use_node_allocator!`](crate::use_node_allocator) so that measured figures are the
 //! ones the node gets.
 //!
-//! The only unsafe code of the crate is here: two calls into mimalloc's C API, which
+//! The only unsafe code of the crate is here: three calls into mimalloc's C API, which
 //! have no preconditions beyond the ones stated where they are made.
 #![allow(unsafe_code)]
 
@@ -16,6 +16,20 @@ pub use mimalloc::MiMalloc;
 
 /// mimalloc's `arena_eager_commit` option (mimalloc.h, `mi_option_e`).
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// mimalloc's `purge_delay` option (mimalloc.h, `mi_option_e`), in milliseconds.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// How long freed memory stays with the allocator before it goes back to the system.
+///
+/// mimalloc's default (one second) returned the pages of a feed page's parsed
+/// envelopes between one burst of work and the next, and the node faulted them in
+/// again, zeroed, for the next page: in a five-member sync that was about a quarter of the
+/// kernel's CPU time. Ten seconds (the order of jemalloc's dirty-page decay) keeps
+/// them through a sync or a long publish; an idle node still gives them back, and
+/// [`give_back_freed_memory`] still does at once (docs/benchmarks.md, "Federation
+/// convergence").
+const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
 /// Commits allocator memory as it is used rather than whole arenas up front.
 ///
@@ -30,6 +44,9 @@ pub extern "C" fn tune() {
     // SAFETY: mi_option_set only stores the value; it runs before any thread exists,
     // as its documentation asks.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) }
+    // A default only: `MIMALLOC_PURGE_DELAY` in the environment still sets it.
+    // SAFETY: as above.
+    unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
 }
 
 /// Returns memory freed so far to the operating system. mimalloc keeps freed pages for
