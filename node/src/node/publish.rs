@@ -254,7 +254,13 @@ impl Node {
         let default = self.config.default_tlp;
         let well_known = TlpResolver::new();
         let mut levels: Vec<Level> = Vec::with_capacity(raw.objects.len());
+        // The last window's objects are kept for the second pass, which would
+        // otherwise parse them again right away; one window is in memory either way.
+        let mut last: Option<Vec<Value>> = None;
         for range in windows() {
+            if let Some(done) = last.take() {
+                crate::parallel::drop_elsewhere(done);
+            }
             let objects = raw.parse(range.clone()).map_err(PublishError::Json)?;
             let checked = validate_all(&objects, range.start);
             levels.extend(objects.iter().zip(&checked).map(|(obj, c)| {
@@ -271,7 +277,7 @@ impl Node {
                 }
             }));
             checks.add(checked);
-            crate::parallel::drop_elsewhere(objects);
+            last = Some(objects);
         }
         checks.refuse_if_invalid(self, mode)?;
         let resolver = TlpResolver::with_definitions(std::mem::take(&mut checks.definitions));
@@ -286,11 +292,17 @@ impl Node {
         if levels.contains(&Some(TlpLevel::Red)) && recipients.is_empty() {
             return Err(PublishError::Recipients(RED_NEEDS_RECIPIENTS.into()));
         }
-        // 2. Parse each window again, sign it and store it.
+        // 2. Parse each window again (but the last), sign it and store it.
         let mut seq = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
         let mut stored = Vec::new();
         for range in windows() {
-            let mut objects = raw.parse(range.clone()).map_err(PublishError::Json)?;
+            let mut objects = match last.take() {
+                Some(kept) if range.end == raw.objects.len() => kept,
+                kept => {
+                    last = kept;
+                    raw.parse(range.clone()).map_err(PublishError::Json)?
+                }
+            };
             let held: Vec<bool> = {
                 let view = self.store.read();
                 let me = view.origin_index(self.member());
