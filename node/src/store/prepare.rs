@@ -29,7 +29,7 @@ pub struct Prepared {
 
 /// Splits `type--uuid` into the type and the UUID as a number.
 pub fn split_id(id: &str) -> Option<(&str, u128)> {
-    let (t, u) = id.split_once("--")?;
+    let (t, u) = crate::stix::validate::split_identifier(id)?;
     let u = uuid::Uuid::parse_str(u).ok()?;
     Some((t, u.as_u128()))
 }
@@ -66,17 +66,14 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
     let mut entries = Vec::with_capacity(objects.len());
     for (i, (obj, &(off, len))) in objects.iter().zip(&ranges).enumerate() {
         let body = &bytes[off..off + len];
-        let id = obj
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| corrupt("object without id"))?;
+        let fields = Fields::of(obj);
+        let id = fields.id.ok_or_else(|| corrupt("object without id"))?;
         let (type_name, uuid) = split_id(id)
             .ok_or_else(|| corrupt(format!("object id {id:?} is not <type>--<uuid>")))?;
         // Objects without a timestamp `modified` (cyber-observables, for which it is
         // an ordinary custom property if present) have one version.
-        let modified = obj
-            .get("modified")
-            .and_then(Value::as_str)
+        let modified = fields
+            .modified
             .and_then(|m| Timestamp::parse(m).ok())
             .map_or(i64::MIN, |m| m.as_micros());
         let digest = Sha256::digest(body);
@@ -98,11 +95,8 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
             } else {
                 well_known.effective_level(obj, envelope_tlp)
             },
-            revoked: obj.get("revoked").and_then(Value::as_bool) == Some(true),
-            spec_21: obj
-                .get("spec_version")
-                .and_then(Value::as_str)
-                .is_none_or(|v| v == "2.1"),
+            revoked: fields.revoked,
+            spec_21: fields.spec_version.is_none_or(|v| v == "2.1"),
             obs_keys: match known_keys.and_then(|k| k.get(i)).and_then(Option::as_ref) {
                 Some(keys) => keys.iter().map(|k| k.to_string()).collect(),
                 None => keys_from_object(obj)
@@ -116,6 +110,42 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
         bytes,
         objects: entries,
     })
+}
+
+/// The members of an object the index keeps, found in one walk over its members.
+///
+/// Four lookups by name cost a string comparison per tree level each, on a map last
+/// touched when the object was checked (out of cache by now); this runs for every
+/// stored object.
+#[derive(Debug, Default)]
+struct Fields<'a> {
+    /// `id`, when a string.
+    id: Option<&'a str>,
+    /// `modified`, when a string.
+    modified: Option<&'a str>,
+    /// `revoked` is `true`.
+    revoked: bool,
+    /// `spec_version`, when a string.
+    spec_version: Option<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(obj: &'a Value) -> Fields<'a> {
+        let mut f = Fields::default();
+        let Value::Object(m) = obj else {
+            return f;
+        };
+        for (k, v) in m {
+            match k.as_str() {
+                "id" => f.id = v.as_str(),
+                "modified" => f.modified = v.as_str(),
+                "revoked" => f.revoked = v.as_bool() == Some(true),
+                "spec_version" => f.spec_version = v.as_str(),
+                _ => {}
+            }
+        }
+        f
+    }
 }
 
 /// `(offset, length)` of an object's bytes.
@@ -172,6 +202,49 @@ mod tests {
     use crate::envelope::{EnvelopeMeta, Signer};
     use crate::stix::tlp::TlpLevel;
     use crate::workload::{GenOptions, bundle};
+
+    /// The one-walk read finds what lookups by name find, and ignores members of
+    /// the wrong type as they did.
+    #[test]
+    fn fields_are_what_lookups_by_name_find() {
+        let cases = [
+            serde_json::json!({"type": "indicator", "id": "indicator--1", "modified": "m",
+                "revoked": true, "spec_version": "2.1", "name": "n"}),
+            serde_json::json!({"id": "x--2", "revoked": false, "spec_version": "2.0"}),
+            serde_json::json!({"id": 3, "modified": 4, "revoked": "true", "spec_version": null}),
+            serde_json::json!({}),
+            serde_json::json!(["id", "indicator--1"]),
+        ];
+        for obj in &cases {
+            let f = Fields::of(obj);
+            assert_eq!(f.id, obj.get("id").and_then(Value::as_str), "{obj}");
+            assert_eq!(
+                f.modified,
+                obj.get("modified").and_then(Value::as_str),
+                "{obj}"
+            );
+            assert_eq!(
+                f.revoked,
+                obj.get("revoked").and_then(Value::as_bool) == Some(true),
+                "{obj}"
+            );
+            assert_eq!(
+                f.spec_version,
+                obj.get("spec_version").and_then(Value::as_str),
+                "{obj}"
+            );
+        }
+        assert!(Fields::of(&cases[0]).revoked);
+        assert_eq!(Fields::of(&cases[0]).id, Some("indicator--1"));
+        assert_eq!(
+            split_id("attack-pattern--00000000-0000-4000-8000-000000000001").map(|(t, _)| t),
+            Some("attack-pattern")
+        );
+        assert_eq!(
+            split_id("attack-pattern-00000000-0000-4000-8000-000000000001"),
+            None
+        );
+    }
 
     #[test]
     fn spliced_bytes_are_the_canonical_envelope_and_ranges_are_objects() {

@@ -154,7 +154,7 @@ pub(crate) fn uuid_error(u: &str) -> Option<&'static str> {
 
 /// The UUID version digit of a well-formed identifier.
 pub(crate) fn uuid_version(id: &str) -> Option<u8> {
-    let (_, u) = id.split_once("--")?;
+    let (_, u) = split_identifier(id)?;
     u.as_bytes().get(14).map(|c| c.wrapping_sub(b'0'))
 }
 
@@ -174,9 +174,10 @@ pub(crate) fn identifier(s: &str) -> Result<&str, String> {
 
 /// Splits at the first `--`, like `s.split_once("--")`.
 ///
-/// Every reference in every object goes through here; a byte scan for `-` is several
-/// times cheaper than the general substring search for so short a needle.
-fn split_identifier(s: &str) -> Option<(&str, &str)> {
+/// Every reference in every object goes through here, and every stored object's id;
+/// a byte scan for `-` is several times cheaper than the general substring search for
+/// so short a needle.
+pub(crate) fn split_identifier(s: &str) -> Option<(&str, &str)> {
     let b = s.as_bytes();
     let i = b.windows(2).position(|w| w == b"--")?;
     // Both halves end or start next to an ASCII '-', so they are on char boundaries.

@@ -14,6 +14,7 @@
 //! are built from a stack-allocated path only when a finding is recorded.
 
 mod checks;
+pub(crate) use checks::split_identifier;
 mod rules;
 pub mod vocab;
 
