@@ -19,6 +19,7 @@ use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::TlpLevel;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
 use canonical::{SignedForm, canonical_object, signed_form};
 use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use serde_json::{Map, Value};
@@ -130,6 +131,10 @@ pub struct Envelope {
     /// The TLP level each object is shared at, once the content check or the publish
     /// that signed the envelope found them.
     levels: OnceLock<Vec<TlpLevel>>,
+    /// The bytes the envelope was received as, when they are its RFC 8785 form (its
+    /// signed form was cut from them): storing takes them as they are rather than
+    /// splicing the signature back into a copy of the signed form.
+    received: Option<Bytes>,
 }
 
 fn malformed(msg: impl Into<String>) -> VerifyError {
@@ -154,6 +159,25 @@ impl Envelope {
         let value: Value = crate::json::from_slice_strict(bytes)
             .map_err(|e| malformed(format!("not valid JSON: {e}")))?;
         Envelope::from_parts(value, wire::signed_form_of_canonical(bytes))
+    }
+
+    /// [`Envelope::from_slice`] for bytes the envelope can keep: when they are its
+    /// RFC 8785 form they are what is stored ([`Envelope::received_canonical`]).
+    pub fn from_bytes(bytes: Bytes) -> Result<Envelope, VerifyError> {
+        let value: Value = crate::json::from_slice_strict(&bytes)
+            .map_err(|e| malformed(format!("not valid JSON: {e}")))?;
+        let signed = wire::signed_form_of_canonical(&bytes);
+        let canonical = signed.is_some();
+        let mut env = Envelope::from_parts(value, signed)?;
+        if canonical {
+            env.received = Some(bytes);
+        }
+        Ok(env)
+    }
+
+    /// The bytes the envelope was received as, when they are its RFC 8785 form.
+    pub fn received_canonical(&self) -> Option<&Bytes> {
+        self.received.as_ref()
     }
 
     /// Parses an envelope from a JSON value. Checks shape only.
@@ -250,6 +274,7 @@ impl Envelope {
             signature,
             pattern_keys: OnceLock::new(),
             levels: OnceLock::new(),
+            received: None,
         })
     }
 
@@ -302,6 +327,7 @@ impl Envelope {
             signature,
             pattern_keys: OnceLock::new(),
             levels: OnceLock::new(),
+            received: None,
         })
     }
 

@@ -197,12 +197,8 @@ async fn push(
         let offers: Vec<Offer> = envelopes
             .into_iter()
             .zip(claimed)
-            .map(|(v, claimed)| Offer {
-                text: v.to_owned(),
-                claimed,
-            })
+            .map(|(v, claimed)| Offer::within(&bytes, v.get(), claimed))
             .collect();
-        drop(bytes);
         node.accept_from_peer(&peer, offers)
             .map_err(ApiError::store)
     })

@@ -388,7 +388,7 @@ impl Store {
         }
         let to_log: Vec<(RecordHeader, &[u8])> = pending
             .iter()
-            .map(|(_, h, p)| (h.clone(), p.bytes.as_slice()))
+            .map(|(_, h, p)| (h.clone(), &p.bytes[..]))
             .collect();
         let positions = self.log.append(&to_log)?;
         let mut ops = Vec::with_capacity(pending.len());

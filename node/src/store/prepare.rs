@@ -15,6 +15,7 @@ use crate::envelope::canonical::SignedForm;
 use crate::stix::observable::keys_from_object;
 use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::{TlpResolver, references_unknown_marking};
+use bytes::Bytes;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -22,7 +23,7 @@ use sha2::{Digest, Sha256};
 #[derive(Debug)]
 pub struct Prepared {
     /// RFC 8785 bytes of the whole envelope.
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     /// Its objects, with ranges into `bytes`.
     pub objects: Vec<ObjectEntry>,
 }
@@ -45,8 +46,19 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
         .get("signature")
         .and_then(Value::as_str)
         .ok_or_else(|| corrupt("envelope without signature"))?;
-    let (bytes, ranges) = canonical_with_object_ranges(env.signed_form(), signature)
+    let member_len = signature_member(signature).len();
+    let ranges = object_ranges(env.signed_form(), member_len)
         .ok_or_else(|| corrupt("signed form is not a canonical envelope"))?;
+    // An envelope received in its RFC 8785 form is stored as received: those bytes
+    // are the signed form with the signature member in place, which is what the
+    // splice would write out again.
+    let bytes = match env.received_canonical() {
+        Some(b) if b.len() == env.signed_form().bytes.len() + member_len + 1 => b.clone(),
+        _ => Bytes::from(
+            with_signature(env.signed_form(), signature)
+                .ok_or_else(|| corrupt("signed form is not a canonical envelope"))?,
+        ),
+    };
     let objects = env.objects();
     if ranges.len() != objects.len() {
         return Err(corrupt(
@@ -151,23 +163,30 @@ impl<'a> Fields<'a> {
 /// `(offset, length)` of an object's bytes.
 type ByteRange = (usize, usize);
 
-/// From the signed form and the signature, the canonical form of the whole envelope
-/// and the byte range of every object of its bundle.
-///
-/// RFC 8785 is compositional, so the whole envelope is the signed form with the
-/// `signature` member spliced in where its key sorts; the objects' ranges, noted when
-/// the signed form was written, move by the length of what was spliced in before them.
-fn canonical_with_object_ranges(
-    signed: &SignedForm,
-    signature: &str,
-) -> Option<(Vec<u8>, Vec<ByteRange>)> {
+/// The `signature` member as RFC 8785 writes it (a base64url signature needs no
+/// escape).
+fn signature_member(signature: &str) -> String {
+    format!("\"signature\":\"{signature}\"")
+}
+
+/// Where the `signature` member goes in the signed form, and whether it goes last
+/// (before the closing brace); `None` if the signed form does not say so plainly.
+fn splice_point(signed: &SignedForm) -> Option<(usize, bool)> {
     let bytes = &signed.bytes;
     let at = signed.signature_at;
     let closing = at + 1 == bytes.len();
     if at >= bytes.len() || (!closing && bytes.get(at) != Some(&b'"')) {
         return None;
     }
-    let member = format!("\"signature\":\"{signature}\"");
+    Some((at, closing))
+}
+
+/// The canonical form of the whole envelope: the signed form with the `signature`
+/// member spliced in where its key sorts (RFC 8785 is compositional).
+fn with_signature(signed: &SignedForm, signature: &str) -> Option<Vec<u8>> {
+    let (at, closing) = splice_point(signed)?;
+    let bytes = &signed.bytes;
+    let member = signature_member(signature);
     let mut out = Vec::with_capacity(bytes.len() + member.len() + 1);
     out.extend_from_slice(&bytes[..at]);
     if closing {
@@ -180,19 +199,28 @@ fn canonical_with_object_ranges(
         out.push(b',');
     }
     out.extend_from_slice(&bytes[at..]);
-    let shift = member.len() + 1;
-    let ranges = signed
-        .objects
-        .iter()
-        .map(|&(off, len)| {
-            if off >= at {
-                (off + shift, len)
-            } else {
-                (off, len)
-            }
-        })
-        .collect();
-    Some((out, ranges))
+    Some(out)
+}
+
+/// The byte range of every object of the bundle in the whole envelope: the ranges
+/// noted when the signed form was written, moved by the length of the `signature`
+/// member (and its comma) for those after it.
+fn object_ranges(signed: &SignedForm, member_len: usize) -> Option<Vec<ByteRange>> {
+    let (at, _) = splice_point(signed)?;
+    let shift = member_len + 1;
+    Some(
+        signed
+            .objects
+            .iter()
+            .map(|&(off, len)| {
+                if off >= at {
+                    (off + shift, len)
+                } else {
+                    (off, len)
+                }
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -287,5 +315,23 @@ mod tests {
         assert_eq!(ind.obs_keys.len(), 1, "{:?}", ind.obs_keys);
         // Re-parsing the stored bytes gives the same envelope.
         assert_eq!(Envelope::from_slice(&p.bytes).unwrap().id(), env.id());
+
+        // Received in its canonical form, the envelope is stored as received: the same
+        // bytes (shared, not copied) and the same ranges as the splice gives.
+        let received = Envelope::from_bytes(p.bytes.clone()).unwrap();
+        let shared = received.received_canonical().expect("canonical bytes kept");
+        assert_eq!(shared.as_ptr(), p.bytes.as_ptr());
+        let q = prepare(&received).unwrap();
+        assert_eq!(q.bytes.as_ptr(), p.bytes.as_ptr(), "not copied");
+        assert_eq!(q.objects, p.objects);
+        // Bytes that are valid but not canonical (whitespace) are not kept: the
+        // splice writes the canonical form.
+        let mut spaced = b" ".to_vec();
+        spaced.extend_from_slice(&p.bytes);
+        let spaced = Envelope::from_bytes(spaced.into()).unwrap();
+        assert!(spaced.received_canonical().is_none());
+        let r = prepare(&spaced).unwrap();
+        assert_eq!(r.bytes, p.bytes);
+        assert_eq!(r.objects, p.objects);
     }
 }

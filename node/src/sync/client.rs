@@ -222,6 +222,7 @@ impl PeerClient {
             .await
             .map_err(|e| self.unreachable(e))?;
         let (bytes, cert_not_after) = self.body_bytes(resp).await?;
+        let bytes = bytes::Bytes::from(bytes);
         let page: RawPage = serde_json::from_slice(&bytes).map_err(|e| {
             if e.is_data() {
                 self.malformed(format!("not a feed page: {e}"))
@@ -257,10 +258,7 @@ impl PeerClient {
         let mut relayed = Vec::new();
         for (raw, claimed) in page.envelopes.into_iter().zip(claimed) {
             match (raw, claimed) {
-                (Some(raw), claimed) => envelopes.push(Offer {
-                    text: raw.to_owned(),
-                    claimed,
-                }),
+                (Some(raw), claimed) => envelopes.push(Offer::within(&bytes, raw.get(), claimed)),
                 (None, Some(id)) if relayed_as_ids => relayed.push(id),
                 (None, _) => {
                     return Err(self.malformed(if relayed_as_ids {

@@ -24,6 +24,7 @@ use crate::node::metrics::Metrics;
 use crate::stix::timestamp::Timestamp;
 use crate::store::engine::Space;
 use crate::store::{IngestOutcome, StoreError};
+use bytes::Bytes;
 use serde::Serialize;
 use state::PeerState;
 use std::collections::{BTreeSet, HashMap};
@@ -197,18 +198,31 @@ impl SyncState {
 ///
 /// The text is kept as sent, not only until it is parsed: an envelope as nodes send
 /// it is in its RFC 8785 form, and its signed form is then cut from the text rather
-/// than written out again ([`Envelope::from_slice`]).
+/// than written out again, and the text itself is what is stored
+/// ([`Envelope::from_bytes`]). It is a slice of the request or page it came in, not a
+/// copy.
 #[derive(Debug)]
 pub struct Offer {
     /// The envelope's JSON text as sent.
-    pub text: Box<serde_json::value::RawValue>,
+    pub text: Bytes,
     /// The id the peer states for it, if any.
     pub claimed: Option<EnvelopeId>,
 }
 
 impl Offer {
+    /// An offer whose text is `part` of `body` (shared, not copied; a `part` from
+    /// elsewhere is copied).
+    pub fn within(body: &Bytes, part: &str, claimed: Option<EnvelopeId>) -> Offer {
+        let start = (part.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+        let text = match start.checked_add(part.len()) {
+            Some(end) if start <= body.len() && end <= body.len() => body.slice(start..end),
+            _ => Bytes::copy_from_slice(part.as_bytes()),
+        };
+        Offer { text, claimed }
+    }
+
     fn parse(self) -> Result<Envelope, VerifyError> {
-        let env = Envelope::from_slice(self.text.get().as_bytes())?;
+        let env = Envelope::from_bytes(self.text)?;
         match self.claimed {
             Some(c) if &c != env.id() => Err(VerifyError::Malformed(format!(
                 "the id stated for this envelope ({c}) is not its id ({})",
@@ -396,6 +410,25 @@ pub(crate) fn now() -> i64 {
 mod tests {
     use super::*;
     use crate::store::{EngineKind, Store, StoreOptions};
+
+    /// An offer's text is a slice of the body it came in, never a copy of it; text
+    /// from elsewhere (which the callers never pass) is copied rather than misread.
+    #[test]
+    fn an_offer_shares_the_body_it_came_in() {
+        let body = Bytes::from_static(br#"{"envelopes":[{"a":1},{"b":2}]}"#);
+        let text = std::str::from_utf8(&body).unwrap();
+        let part = &text[14..21];
+        assert_eq!(part, r#"{"a":1}"#);
+        let o = Offer::within(&body, part, None);
+        assert_eq!(o.text.as_ptr(), part.as_ptr());
+        assert_eq!(&o.text[..], part.as_bytes());
+        let elsewhere = String::from(r#"{"b":2}"#);
+        let o = Offer::within(&body, &elsewhere, None);
+        assert_eq!(&o.text[..], elsewhere.as_bytes());
+        assert_ne!(o.text.as_ptr(), elsewhere.as_ptr());
+        let empty = Offer::within(&body, &text[31..], None);
+        assert!(empty.text.is_empty());
+    }
 
     /// The feed waits for an own envelope only while the peer's push task runs, is
     /// not failing, and has not tried that envelope yet.
