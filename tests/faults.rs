@@ -9,6 +9,9 @@
 //!   pushes get 507 `insufficient-storage`, nothing acknowledged is lost, nothing
 //!   half-written shows, and once space returns the node publishes again and restarts
 //!   with exactly the acknowledged set;
+//! - the disk filling up while a node pulls a feed in pipelined pages: it stalls
+//!   without moving its cursor past what failed, and takes the rest, each envelope
+//!   once, when space returns;
 //! - no private key or bearer token in any log line (debug level) or answer of a full
 //!   run of three nodes.
 //!
@@ -368,6 +371,152 @@ fn a_node_killed_during_sync_resumes_with_nothing_lost_and_nothing_twice() {
     );
     eprintln!(
         "FAULT kind=node-killed-during-sync injected={k} survived={k} mid_sync={kills_mid_sync} envelopes={total} acked_lost={missing} duplicates={logged_twice} in {:?}",
+        started.elapsed()
+    );
+}
+
+/// The puller's disk fills part-way through a feed it takes in pipelined pages (one
+/// page stored while the next is checked and the one after is on its way): what was
+/// made durable stays, the cursor passes neither the page whose store failed nor the
+/// pages checked and fetched behind it, and once space returns the node takes the
+/// rest, with nothing lost and nothing logged twice.
+#[test]
+fn a_puller_whose_disk_fills_mid_feed_takes_the_rest_once_space_returns() {
+    const ENVELOPES: u64 = 3000;
+    let started = Instant::now();
+    let fed = Federation::new(&["alpha", "beta", "gamma"], &[]);
+    let (alpha_url, beta_url) = (url_of(&fed, "alpha"), url_of(&fed, "beta"));
+    let beta = NodeProcess::spawn(
+        bin(),
+        "beta",
+        &fed.config_path("beta"),
+        &beta_url,
+        &fed.ca_path(),
+        &fed.dir.path().join("beta.log"),
+    );
+    let (mut alpha, alpha_logs) = NodeProcess::spawn_captured(
+        bin(),
+        "alpha",
+        &fed.config_path("alpha"),
+        &alpha_url,
+        &fed.ca_path(),
+        "info",
+    );
+    let rt = rt();
+    let alpha_admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    let held = || {
+        rt.block_on(stats(&alpha_admin, &alpha_url))
+            .and_then(|s| s["envelopes"].as_u64())
+    };
+    let t = Instant::now();
+    while held().is_none() {
+        assert!(t.elapsed() < Duration::from_secs(30), "alpha did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Alpha runs, with nothing to take yet. Its disk fills after about a third of
+    // what beta is about to serve (beta's feed pages hold 500 of these envelopes).
+    let gamma = fed.signer("gamma");
+    let per_envelope = signed(&gamma, bundle("gamma-fill", 1, 8), 1)
+        .to_string()
+        .len() as u64;
+    let data_dir = fed.config("alpha").data_dir;
+    let largest = log_files(&data_dir)
+        .iter()
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(0);
+    let pid = alpha.pid().unwrap();
+    set_file_size_limit(pid, Some(largest + per_envelope * ENVELOPES / 3));
+    let gamma_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("gamma")));
+    let envelopes = push_signed(
+        &rt,
+        &gamma_peer,
+        &beta_url,
+        &gamma,
+        "gamma-fill",
+        1,
+        ENVELOPES,
+    );
+
+    // Alpha takes what fits, then stalls: its stores fail, the pull backs off.
+    let t = Instant::now();
+    let mut last = (0u64, Instant::now());
+    loop {
+        let h = held().unwrap_or(last.0);
+        assert!(
+            h < ENVELOPES,
+            "alpha took every envelope past its disk limit"
+        );
+        if h != last.0 {
+            last = (h, Instant::now());
+        }
+        if h > 0 && last.1.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "alpha neither took nor stalled in a minute (holds {h})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stalled_at = last.0;
+    let peers: Value = rt.block_on(async {
+        alpha_admin
+            .get(format!("{alpha_url}/api/v1/peers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let beta_status = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer"] == "beta")
+        .cloned()
+        .unwrap();
+    assert!(
+        beta_status["failures"]["disk-full"].as_u64().unwrap_or(0) >= 1
+            && beta_status["last_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("the disk is full")),
+        "the failed stores are not shown in beta's peer status: {beta_status}"
+    );
+
+    // Space returns: alpha takes the rest without a restart.
+    set_file_size_limit(pid, None);
+    let t = Instant::now();
+    while held().unwrap_or(0) < ENVELOPES {
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "alpha holds {:?} of {ENVELOPES} after space returned",
+            held()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let recovered_in = t.elapsed();
+    alpha.kill();
+    drop(beta);
+    let logs = String::from_utf8_lossy(&alpha_logs.lock().unwrap()).into_owned();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("sync with peer failed") && l.contains("the disk is full")),
+        "alpha's log does not say the disk is full"
+    );
+    let store =
+        synergia::store::Store::open(&data_dir, &synergia::store::StoreOptions::default()).unwrap();
+    let missing = envelopes
+        .iter()
+        .filter(|e| !store.contains(Envelope::from_value((*e).clone()).unwrap().id()))
+        .count();
+    let logged_twice = store.head() - store.read().envelope_count() as u64;
+    assert_eq!(missing, 0, "envelopes lost");
+    assert_eq!(logged_twice, 0, "an envelope was logged twice");
+    eprintln!(
+        "FAULT kind=disk-full-during-pull injected=1 survived=1 stalled_at={stalled_at} envelopes={ENVELOPES} acked_lost={missing} duplicates={logged_twice} recovered_in_ms={} in {:?}",
+        recovered_in.as_millis(),
         started.elapsed()
     );
 }

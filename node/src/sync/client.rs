@@ -46,8 +46,18 @@ pub enum SyncError {
         message: String,
     },
     /// The store failed while taking what the peer sent.
-    #[error(transparent)]
+    #[error("{}", store_failure(.0))]
     Store(#[from] crate::store::StoreError),
+}
+
+/// What a failed store says in a peer's status: a full disk in so many words, since
+/// that is the one an operator can act on at once.
+fn store_failure(e: &crate::store::StoreError) -> String {
+    if e.is_storage_full() {
+        format!("the disk is full; nothing more is taken until space is freed ({e})")
+    } else {
+        format!("cannot store what the peer sent: {e}")
+    }
 }
 
 impl SyncError {
@@ -59,6 +69,7 @@ impl SyncError {
             SyncError::Unreachable { .. } => "unreachable",
             SyncError::Status { .. } => "http-status",
             SyncError::Malformed { .. } => "malformed",
+            SyncError::Store(e) if e.is_storage_full() => "disk-full",
             SyncError::Store(_) => "store",
         }
     }

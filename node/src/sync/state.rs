@@ -21,7 +21,8 @@ pub struct PeerState {
     /// Envelopes withheld from them by policy, by TLP level.
     pub withheld: BTreeMap<String, u64>,
     /// Failed requests to them (feed, push), by kind (`unreachable`, `http-status`,
-    /// `malformed`, `store`): a hostile or broken peer shows here.
+    /// `malformed`, `disk-full`, `store`): a hostile or broken peer shows here, and
+    /// so does a disk that cannot take what they send.
     pub failures: BTreeMap<String, u64>,
     /// Last time we tried to reach them (µs).
     pub last_attempt: Option<i64>,

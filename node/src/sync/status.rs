@@ -32,7 +32,7 @@ pub struct PeerStatus {
     /// Their envelopes we refused, by reason.
     pub rejected: BTreeMap<String, u64>,
     /// Failed requests to them, by kind (`unreachable`, `http-status`, `malformed`,
-    /// `store`).
+    /// `disk-full`, `store`).
     #[serde(default)]
     pub failures: BTreeMap<String, u64>,
     /// Envelopes we withheld from them by policy, by TLP level.
