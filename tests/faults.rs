@@ -214,25 +214,7 @@ fn a_peer_killed_while_serving_its_feed_is_caught_up_with_after_restart() {
     let beta_stats = rt.block_on(stats(&beta_admin, &beta_url)).unwrap();
     // The counters move just after the store: wait until the pull has recorded its
     // last page (cursor at beta's head).
-    let beta_status = || -> Value {
-        let peers: Value = rt.block_on(async {
-            alpha_admin
-                .get(format!("{alpha_url}/api/v1/peers"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        });
-        peers["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["peer"] == "beta")
-            .unwrap()
-            .clone()
-    };
+    let beta_status = || peer_status(&rt, &alpha_admin, &alpha_url, "beta");
     let t = Instant::now();
     let mut from_beta = beta_status();
     while from_beta["lag_envelopes"] != 0 && t.elapsed() < Duration::from_secs(10) {
@@ -280,14 +262,7 @@ fn a_node_killed_during_sync_resumes_with_nothing_lost_and_nothing_twice() {
     let started = Instant::now();
     let fed = Federation::new(&["alpha", "beta", "gamma"], &[]);
     let (alpha_url, beta_url) = (url_of(&fed, "alpha"), url_of(&fed, "beta"));
-    let beta = NodeProcess::spawn(
-        bin(),
-        "beta",
-        &fed.config_path("beta"),
-        &beta_url,
-        &fed.ca_path(),
-        &fed.dir.path().join("beta.log"),
-    );
+    let beta = spawn_logged(&fed, "beta");
     let rt = rt();
     let gamma_peer = https_client(&fed.ca_path(), Some(&fed.node_identity("gamma")));
     let gamma = fed.signer("gamma");
@@ -353,16 +328,7 @@ fn a_node_killed_during_sync_resumes_with_nothing_lost_and_nothing_twice() {
     drop(alpha);
     drop(beta);
     assert_eq!(alpha_stats["digests"], beta_stats["digests"]);
-    let store = synergia::store::Store::open(
-        &fed.config("alpha").data_dir,
-        &synergia::store::StoreOptions::default(),
-    )
-    .unwrap();
-    let missing = envelopes
-        .iter()
-        .filter(|e| !store.contains(Envelope::from_value((*e).clone()).unwrap().id()))
-        .count();
-    let logged_twice = store.head() - store.read().envelope_count() as u64;
+    let (missing, logged_twice) = lost_and_logged_twice(&fed.config("alpha").data_dir, &envelopes);
     assert_eq!(missing, 0);
     assert_eq!(logged_twice, 0, "an envelope was logged twice");
     assert!(
@@ -386,22 +352,8 @@ fn a_puller_whose_disk_fills_mid_feed_takes_the_rest_once_space_returns() {
     let started = Instant::now();
     let fed = Federation::new(&["alpha", "beta", "gamma"], &[]);
     let (alpha_url, beta_url) = (url_of(&fed, "alpha"), url_of(&fed, "beta"));
-    let beta = NodeProcess::spawn(
-        bin(),
-        "beta",
-        &fed.config_path("beta"),
-        &beta_url,
-        &fed.ca_path(),
-        &fed.dir.path().join("beta.log"),
-    );
-    let (mut alpha, alpha_logs) = NodeProcess::spawn_captured(
-        bin(),
-        "alpha",
-        &fed.config_path("alpha"),
-        &alpha_url,
-        &fed.ca_path(),
-        "info",
-    );
+    let beta = spawn_logged(&fed, "beta");
+    let (mut alpha, alpha_logs) = spawn_captured(&fed, "alpha", "info");
     let rt = rt();
     let alpha_admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
     let held = || {
@@ -460,23 +412,7 @@ fn a_puller_whose_disk_fills_mid_feed_takes_the_rest_once_space_returns() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let stalled_at = last.0;
-    let peers: Value = rt.block_on(async {
-        alpha_admin
-            .get(format!("{alpha_url}/api/v1/peers"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
-    let beta_status = peers["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["peer"] == "beta")
-        .cloned()
-        .unwrap();
+    let beta_status = peer_status(&rt, &alpha_admin, &alpha_url, "beta");
     assert!(
         beta_status["failures"]["disk-full"].as_u64().unwrap_or(0) >= 1
             && beta_status["last_error"]
@@ -505,13 +441,7 @@ fn a_puller_whose_disk_fills_mid_feed_takes_the_rest_once_space_returns() {
             .any(|l| l.contains("sync with peer failed") && l.contains("the disk is full")),
         "alpha's log does not say the disk is full"
     );
-    let store =
-        synergia::store::Store::open(&data_dir, &synergia::store::StoreOptions::default()).unwrap();
-    let missing = envelopes
-        .iter()
-        .filter(|e| !store.contains(Envelope::from_value((*e).clone()).unwrap().id()))
-        .count();
-    let logged_twice = store.head() - store.read().envelope_count() as u64;
+    let (missing, logged_twice) = lost_and_logged_twice(&data_dir, &envelopes);
     assert_eq!(missing, 0, "envelopes lost");
     assert_eq!(logged_twice, 0, "an envelope was logged twice");
     eprintln!(
@@ -519,6 +449,72 @@ fn a_puller_whose_disk_fills_mid_feed_takes_the_rest_once_space_returns() {
         recovered_in.as_millis(),
         started.elapsed()
     );
+}
+
+/// What the node at `url` shows about `peer` in `GET /api/v1/peers`.
+fn peer_status(
+    rt: &tokio::runtime::Runtime,
+    admin: &reqwest::Client,
+    url: &str,
+    peer: &str,
+) -> Value {
+    let peers: Value = rt.block_on(async {
+        admin
+            .get(format!("{url}/api/v1/peers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer"] == peer)
+        .cloned()
+        .unwrap_or_else(|| panic!("no peer {peer} in {peers}"))
+}
+
+/// Starts `member`'s node, its log (at `level`) kept in memory.
+fn spawn_captured(
+    fed: &Federation,
+    member: &str,
+    level: &str,
+) -> (NodeProcess, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    NodeProcess::spawn_captured(
+        bin(),
+        member,
+        &fed.config_path(member),
+        &url_of(fed, member),
+        &fed.ca_path(),
+        level,
+    )
+}
+
+/// Starts `member`'s node, its log in the federation's directory.
+fn spawn_logged(fed: &Federation, member: &str) -> NodeProcess {
+    NodeProcess::spawn(
+        bin(),
+        member,
+        &fed.config_path(member),
+        &url_of(fed, member),
+        &fed.ca_path(),
+        &fed.dir.path().join(format!("{member}.log")),
+    )
+}
+
+/// Of `envelopes`, how many the store in `data_dir` lacks, and how many records its
+/// evidence log holds beyond one per envelope (an envelope logged twice).
+fn lost_and_logged_twice(data_dir: &Path, envelopes: &[Value]) -> (usize, u64) {
+    let store =
+        synergia::store::Store::open(data_dir, &synergia::store::StoreOptions::default()).unwrap();
+    let missing = envelopes
+        .iter()
+        .filter(|e| !store.contains(Envelope::from_value((*e).clone()).unwrap().id()))
+        .count();
+    (missing, store.head() - store.read().envelope_count() as u64)
 }
 
 /// Sets the file-size limit of a process (`RLIMIT_FSIZE`): writes past it fail.
@@ -584,14 +580,7 @@ fn a_full_disk_refuses_ingest_cleanly_and_the_node_recovers() {
     let fed = Federation::new(&["alpha", "beta"], &[]);
     let cfg = fed.config("alpha");
     let url = url_of(&fed, "alpha");
-    let (mut node, logs) = NodeProcess::spawn_captured(
-        bin(),
-        "alpha",
-        &fed.config_path("alpha"),
-        &url,
-        &fed.ca_path(),
-        "info",
-    );
+    let (mut node, logs) = spawn_captured(&fed, "alpha", "info");
     let pid = node.pid().unwrap();
     let rt = rt();
     let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
@@ -777,14 +766,7 @@ fn a_disk_filling_during_a_large_publish_keeps_the_batches_made_durable() {
     let fed = Federation::new(&["alpha"], &[]);
     let cfg = fed.config("alpha");
     let url = url_of(&fed, "alpha");
-    let (mut node, _logs) = NodeProcess::spawn_captured(
-        bin(),
-        "alpha",
-        &fed.config_path("alpha"),
-        &url,
-        &fed.ca_path(),
-        "info",
-    );
+    let (mut node, _logs) = spawn_captured(&fed, "alpha", "info");
     let pid = node.pid().unwrap();
     let rt = rt();
     let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
@@ -994,14 +976,7 @@ fn no_private_key_or_token_appears_in_any_log_or_answer() {
     let mut nodes = Vec::new();
     let mut logs = Vec::new();
     for m in members {
-        let (p, l) = NodeProcess::spawn_captured(
-            bin(),
-            m,
-            &fed.config_path(m),
-            &url_of(&fed, m),
-            &fed.ca_path(),
-            "debug",
-        );
+        let (p, l) = spawn_captured(&fed, m, "debug");
         nodes.push(p);
         logs.push(l);
     }
