@@ -156,23 +156,27 @@ impl Envelope {
     /// form is then taken from the bytes ([`wire::signed_form_of_canonical`]) rather
     /// than written out again from the parsed value.
     pub fn from_slice(bytes: &[u8]) -> Result<Envelope, VerifyError> {
-        let value: Value = crate::json::from_slice_strict(bytes)
-            .map_err(|e| malformed(format!("not valid JSON: {e}")))?;
-        Envelope::from_parts(value, wire::signed_form_of_canonical(bytes))
+        Envelope::from_text(bytes).map(|(env, _)| env)
     }
 
     /// [`Envelope::from_slice`] for bytes the envelope can keep: when they are its
     /// RFC 8785 form they are what is stored ([`Envelope::received_canonical`]).
     pub fn from_bytes(bytes: Bytes) -> Result<Envelope, VerifyError> {
-        let value: Value = crate::json::from_slice_strict(&bytes)
-            .map_err(|e| malformed(format!("not valid JSON: {e}")))?;
-        let signed = wire::signed_form_of_canonical(&bytes);
-        let canonical = signed.is_some();
-        let mut env = Envelope::from_parts(value, signed)?;
+        let (mut env, canonical) = Envelope::from_text(&bytes)?;
         if canonical {
             env.received = Some(bytes);
         }
         Ok(env)
+    }
+
+    /// Parses envelope text; also says whether the text is the envelope's RFC 8785
+    /// form (its signed form was cut from it).
+    fn from_text(bytes: &[u8]) -> Result<(Envelope, bool), VerifyError> {
+        let value: Value = crate::json::from_slice_strict(bytes)
+            .map_err(|e| malformed(format!("not valid JSON: {e}")))?;
+        let signed = wire::signed_form_of_canonical(bytes);
+        let canonical = signed.is_some();
+        Ok((Envelope::from_parts(value, signed)?, canonical))
     }
 
     /// The bytes the envelope was received as, when they are its RFC 8785 form.

@@ -46,16 +46,16 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
         .get("signature")
         .and_then(Value::as_str)
         .ok_or_else(|| corrupt("envelope without signature"))?;
-    let member_len = signature_member(signature).len();
-    let ranges = object_ranges(env.signed_form(), member_len)
+    let member = signature_member(signature);
+    let ranges = object_ranges(env.signed_form(), member.len())
         .ok_or_else(|| corrupt("signed form is not a canonical envelope"))?;
     // An envelope received in its RFC 8785 form is stored as received: those bytes
     // are the signed form with the signature member in place, which is what the
     // splice would write out again.
     let bytes = match env.received_canonical() {
-        Some(b) if b.len() == env.signed_form().bytes.len() + member_len + 1 => b.clone(),
+        Some(b) if b.len() == env.signed_form().bytes.len() + member.len() + 1 => b.clone(),
         _ => Bytes::from(
-            with_signature(env.signed_form(), signature)
+            with_signature(env.signed_form(), &member)
                 .ok_or_else(|| corrupt("signed form is not a canonical envelope"))?,
         ),
     };
@@ -182,11 +182,11 @@ fn splice_point(signed: &SignedForm) -> Option<(usize, bool)> {
 }
 
 /// The canonical form of the whole envelope: the signed form with the `signature`
-/// member spliced in where its key sorts (RFC 8785 is compositional).
-fn with_signature(signed: &SignedForm, signature: &str) -> Option<Vec<u8>> {
+/// member (as [`signature_member`] writes it) spliced in where its key sorts (RFC 8785
+/// is compositional).
+fn with_signature(signed: &SignedForm, member: &str) -> Option<Vec<u8>> {
     let (at, closing) = splice_point(signed)?;
     let bytes = &signed.bytes;
-    let member = signature_member(signature);
     let mut out = Vec::with_capacity(bytes.len() + member.len() + 1);
     out.extend_from_slice(&bytes[..at]);
     if closing {
