@@ -7,7 +7,9 @@ use crate::envelope::EnvelopeId;
 use crate::json::RawObjects;
 use crate::node::Node;
 use crate::stix::tlp::TlpLevel;
+use crate::store::view::EnvMeta;
 use crate::sync::Offer;
+use crate::sync::body::{Carry, EnvelopeList};
 use crate::sync::policy::{self, Withheld};
 use axum::Router;
 use axum::body::Body;
@@ -96,17 +98,15 @@ async fn feed(
         let envs = view.envelopes();
         let head = envs.last().map_or(0, |e| e.ordinal + 1);
         let start = envs.partition_point(|e| e.ordinal < after);
-        let mut body = Vec::with_capacity(64 * 1024);
-        body.extend_from_slice(b"{\"envelopes\":[");
-        let mut count = 0usize;
-        let mut bodies = 0u64;
+        let mut page_bytes = 0usize;
         let mut next = after;
         let mut more = false;
         let mut withheld: BTreeMap<String, u64> = BTreeMap::new();
-        // The ids go after the envelopes so a puller can skip parsing those it holds.
-        let mut ids = Vec::with_capacity(80 * limit.min(64));
+        // What goes in the page is chosen first, so the body can be sized once and
+        // each envelope read from the log straight into it.
+        let mut entries: Vec<(&EnvMeta, Carry)> = Vec::new();
         for e in &envs[start..] {
-            if count == limit || body.len() >= MAX_FEED_BYTES {
+            if entries.len() == limit || page_bytes >= MAX_FEED_BYTES {
                 more = true;
                 break;
             }
@@ -128,30 +128,29 @@ async fn feed(
                 next = e.ordinal;
                 break;
             }
-            if count > 0 {
-                body.push(b',');
-                ids.push(b',');
-            }
-            if relayed_as_ids && !own {
-                // Relayed: the peer most likely has it from its origin already, and
-                // asks for the body only if not.
-                body.extend_from_slice(b"null");
+            // Relayed: the peer most likely has it from its origin already, and asks
+            // for the body only if not. The ids go after the envelopes so a puller
+            // can skip parsing those it holds.
+            let carry = if relayed_as_ids && !own {
+                Carry::IdOnly
             } else {
-                let bytes = node.store.envelope_bytes(e).map_err(ApiError::internal)?;
-                body.extend_from_slice(&bytes);
-                bodies += 1;
-            }
-            ids.push(b'"');
-            ids.extend_from_slice(EnvelopeId::from_digest_bytes(&e.id).as_str().as_bytes());
-            ids.push(b'"');
-            count += 1;
+                Carry::Body
+            };
+            page_bytes += match carry {
+                Carry::Body => e.pos.len as usize,
+                Carry::IdOnly => 4,
+            };
+            entries.push((e, carry));
         }
-        body.extend_from_slice(b"],\"ids\":[");
-        body.extend_from_slice(&ids);
-        body.extend_from_slice(
-            format!("],\"next\":\"{next}\",\"more\":{more},\"head\":{head}}}").as_bytes(),
-        );
-        let sent = bodies;
+        let tail = format!(",\"next\":\"{next}\",\"more\":{more},\"head\":{head}}}");
+        let mut list = EnvelopeList::for_entries(&entries, tail.len());
+        for (e, carry) in &entries {
+            list.add(&node.store, e, *carry)
+                .map_err(ApiError::internal)?;
+        }
+        let sent = entries.iter().filter(|(_, c)| *c == Carry::Body).count() as u64;
+        let mut body = list.finish();
+        body.extend_from_slice(tail.as_bytes());
         node.sync
             .update(&node.store, &peer, !withheld.is_empty(), |s| {
                 s.envelopes_sent += sent;

@@ -452,9 +452,25 @@ impl Store {
         self.log.read_at(at.segment, at.offset, at.len)
     }
 
-    /// The canonical bytes of an envelope, as logged.
-    pub fn envelope_bytes(&self, e: &view::EnvMeta) -> Result<Vec<u8>, StoreError> {
-        self.log.read_at(e.pos.segment, e.pos.offset, e.pos.len)
+    /// Appends the canonical bytes at `at` to `out` (a page being built), read in
+    /// place; on error `out` is as it was.
+    pub fn object_body_onto(
+        &self,
+        at: view::BodyLocation,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.log.read_onto(at.segment, at.offset, at.len, out)
+    }
+
+    /// Appends an envelope's canonical bytes, as logged, to `out` (a body being
+    /// built), read in place; on error `out` is as it was.
+    pub fn envelope_bytes_onto(
+        &self,
+        e: &view::EnvMeta,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.log
+            .read_onto(e.pos.segment, e.pos.offset, e.pos.len, out)
     }
 
     /// A small persisted value (peer cursors, status resources).
@@ -505,4 +521,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -83,6 +83,19 @@ fn envelopes(origin: &str, count: u64, per: usize) -> Vec<Envelope> {
         .collect()
 }
 
+/// Stores `n` signed envelopes of three `gen` objects each (origin `groupib`) and
+/// returns their bytes as stored, in order: for tests elsewhere that need a store
+/// holding real envelopes.
+pub(crate) fn ingest_signed(store: &Store, n: u64) -> Vec<Vec<u8>> {
+    let envs: Vec<Envelope> = envelopes("groupib", n * 3, 3)
+        .into_iter()
+        .take(n as usize)
+        .collect();
+    assert_eq!(envs.len() as u64, n);
+    store.ingest(&envs, "local").unwrap();
+    envs.iter().map(Envelope::to_canonical_bytes).collect()
+}
+
 /// The keys validation notes from patterns are the keys the store finds by parsing
 /// the patterns again, object by object: for the gen workload (addresses, domains,
 /// URLs, hashes) and for compound, set, subnet and keyless patterns.

@@ -290,28 +290,10 @@ impl PeerClient {
         })
     }
 
-    /// `POST /federation/v1/envelopes` with already-canonical envelope bytes and
-    /// their ids (so the peer can skip parsing the ones it holds).
-    pub async fn push(&self, envelopes: &[(Vec<u8>, EnvelopeId)]) -> Result<Value, SyncError> {
-        let mut body =
-            Vec::with_capacity(envelopes.iter().map(|(e, _)| e.len() + 76).sum::<usize>() + 32);
-        body.extend_from_slice(b"{\"envelopes\":[");
-        for (i, (e, _)) in envelopes.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(e);
-        }
-        body.extend_from_slice(b"],\"ids\":[");
-        for (i, (_, id)) in envelopes.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.push(b'"');
-            body.extend_from_slice(id.as_str().as_bytes());
-            body.push(b'"');
-        }
-        body.extend_from_slice(b"]}");
+    /// `POST /federation/v1/envelopes` with a body of held envelopes and their ids
+    /// (so the peer can skip parsing the ones it holds), written by
+    /// [`super::body::EnvelopeList`].
+    pub async fn push(&self, body: Vec<u8>) -> Result<Value, SyncError> {
         let resp = self
             .http
             .post(format!("{}/federation/v1/envelopes", self.base))

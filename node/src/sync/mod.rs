@@ -10,6 +10,7 @@
 //! envelope to its origin or back to the peer it came from, and only clear/green
 //! travel beyond their origin.
 
+pub mod body;
 pub mod client;
 pub mod policy;
 mod run;

@@ -1,10 +1,12 @@
 //! The per-peer tasks: pull (catch-up, forwarding and repair), push (this node's own
 //! envelopes, at once), digest checks.
 
+use super::body::{Carry, EnvelopeList};
 use super::client::{PeerClient, SyncError};
 use super::{now, policy};
 use crate::envelope::EnvelopeId;
 use crate::node::Node;
+use crate::store::view::EnvMeta;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -316,17 +318,17 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             }
             continue;
         }
-        // Collect what this peer may have, from pushed_through on.
-        let (batch, ordinals, last) = {
+        // Collect what this peer may have, from pushed_through on, read from the
+        // log straight into the request body.
+        let (body, ordinals, last) = {
             let view = node.store.read();
             let envs = view.envelopes();
             let start = envs.partition_point(|e| e.ordinal < pushed_through);
-            let mut batch = Vec::new();
-            let mut ordinals = Vec::new();
+            let mut entries: Vec<(&EnvMeta, Carry)> = Vec::new();
             let mut last = pushed_through;
             let mut bytes = 0usize;
             for e in &envs[start..] {
-                if batch.len() == PUSH_BATCH || bytes >= PUSH_BYTES {
+                if entries.len() == PUSH_BATCH || bytes >= PUSH_BYTES {
                     break;
                 }
                 last = e.ordinal + 1;
@@ -339,16 +341,20 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 if policy::may_send_held(&node.config, &view, &peer, e).is_err() {
                     continue;
                 }
-                match node.store.envelope_bytes(e) {
-                    Ok(b) => {
-                        bytes += b.len();
-                        batch.push((b, EnvelopeId::from_digest_bytes(&e.id)));
-                        ordinals.push(e.ordinal);
-                    }
+                bytes += e.pos.len as usize;
+                entries.push((e, Carry::Body));
+            }
+            let mut list = EnvelopeList::for_entries(&entries, 1);
+            let mut ordinals = Vec::with_capacity(entries.len());
+            for (e, carry) in &entries {
+                match list.add(&node.store, e, *carry) {
+                    Ok(()) => ordinals.push(e.ordinal),
                     Err(err) => tracing::error!(error = %err, "cannot read an envelope to push"),
                 }
             }
-            (batch, ordinals, last.max(pushed_through))
+            let mut body = list.finish();
+            body.push(b'}');
+            (body, ordinals, last.max(pushed_through))
         };
         if last == pushed_through {
             // The head moved but the view has not caught up yet.
@@ -356,11 +362,11 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             continue;
         }
         pushed_through = last;
-        if batch.is_empty() {
+        if ordinals.is_empty() {
             node.sync.push_tried(&peer, last, None);
             continue;
         }
-        match client.push(&batch).await {
+        match client.push(body).await {
             Ok(answer) => {
                 failures = 0;
                 // Only what the peer took (or held already) counts as delivered; the
@@ -374,7 +380,7 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                         .filter_map(|(o, t)| t.then_some(*o)),
                 );
                 node.sync.push_tried(&peer, last, Some(true));
-                let n = batch.len() as u64;
+                let n = ordinals.len() as u64;
                 let t = now();
                 node.sync.update(&node.store, &peer, false, |s| {
                     s.envelopes_sent += n;

@@ -331,9 +331,9 @@ fn envelope_response(
                             body.push(b',');
                         }
                         first = false;
-                        body.extend_from_slice(
-                            &node.store.object_body(r).map_err(ApiError::internal)?,
-                        );
+                        node.store
+                            .object_body_onto(r, &mut body)
+                            .map_err(ApiError::internal)?;
                     }
                     run = Some(at);
                 }
@@ -343,7 +343,9 @@ fn envelope_response(
             if !first {
                 body.push(b',');
             }
-            body.extend_from_slice(&node.store.object_body(r).map_err(ApiError::internal)?);
+            node.store
+                .object_body_onto(r, &mut body)
+                .map_err(ApiError::internal)?;
         }
         body.push(b']');
     }
