@@ -110,10 +110,11 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
             revoked: fields.revoked,
             spec_21: fields.spec_version.is_none_or(|v| v == "2.1"),
             obs_keys: match known_keys.and_then(|k| k.get(i)).and_then(Option::as_ref) {
-                Some(keys) => keys.iter().map(|k| k.to_string()).collect(),
+                // Copied as they are (not through `Display`, which grows each string).
+                Some(keys) => keys.iter().map(|k| k.as_str().to_owned()).collect(),
                 None => keys_from_object(obj)
-                    .iter()
-                    .map(|k| k.to_string())
+                    .into_iter()
+                    .map(String::from)
                     .collect(),
             },
         });
