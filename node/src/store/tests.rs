@@ -83,6 +83,15 @@ fn envelopes(origin: &str, count: u64, per: usize) -> Vec<Envelope> {
         .collect()
 }
 
+/// A store on the in-memory index engine (the log is still real files in `dir`).
+pub(crate) fn memory_store(dir: &std::path::Path) -> Store {
+    let opts = StoreOptions {
+        engine: EngineKind::Memory,
+        ..StoreOptions::default()
+    };
+    Store::open(dir, &opts).unwrap()
+}
+
 /// Stores `n` signed envelopes of three `gen` objects each (origin `groupib`) and
 /// returns their bytes as stored, in order: for tests elsewhere that need a store
 /// holding real envelopes.

@@ -102,7 +102,6 @@ impl EnvelopeList {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EngineKind, StoreOptions};
 
     /// The list reads each envelope from the log into the body, writes `null` for an
     /// id-only entry, keeps the ids in the same order, and is sized once: the body
@@ -110,11 +109,7 @@ mod tests {
     #[test]
     fn the_list_carries_the_logged_bytes_in_one_allocation() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions {
-            engine: EngineKind::Memory,
-            ..StoreOptions::default()
-        };
-        let store = Store::open(dir.path(), &opts).unwrap();
+        let store = crate::store::tests::memory_store(dir.path());
         let texts = crate::store::tests::ingest_signed(&store, 3);
         let view = store.read();
         let envs = view.envelopes();
@@ -161,11 +156,7 @@ mod tests {
     #[test]
     fn a_failed_read_adds_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions {
-            engine: EngineKind::Memory,
-            ..StoreOptions::default()
-        };
-        let store = Store::open(dir.path(), &opts).unwrap();
+        let store = crate::store::tests::memory_store(dir.path());
         crate::store::tests::ingest_signed(&store, 1);
         let view = store.read();
         let good = view.envelopes()[0].clone();

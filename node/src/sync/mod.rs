@@ -410,7 +410,6 @@ pub(crate) fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EngineKind, Store, StoreOptions};
 
     /// An offer's text is a slice of the body it came in, never a copy of it; text
     /// from elsewhere (which the callers never pass) is copied rather than misread.
@@ -436,11 +435,7 @@ mod tests {
     #[test]
     fn the_feed_waits_only_for_what_a_healthy_push_task_will_send() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = StoreOptions {
-            engine: EngineKind::Memory,
-            ..StoreOptions::default()
-        };
-        let store = Store::open(dir.path(), &opts).unwrap();
+        let store = crate::store::tests::memory_store(dir.path());
         let s = SyncState::load(&store);
         assert!(!s.push_will_send("beta", 10), "no push task");
         s.push_started("beta", 10);
