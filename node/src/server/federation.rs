@@ -136,10 +136,7 @@ async fn feed(
             } else {
                 Carry::Body
             };
-            page_bytes += match carry {
-                Carry::Body => e.pos.len as usize,
-                Carry::IdOnly => 4,
-            };
+            page_bytes += carry.text_len(e);
             entries.push((e, carry));
         }
         let tail = format!(",\"next\":\"{next}\",\"more\":{more},\"head\":{head}}}");

@@ -19,6 +19,16 @@ pub enum Carry {
     IdOnly,
 }
 
+impl Carry {
+    /// Bytes the entry takes in the `envelopes` array, without its comma.
+    pub fn text_len(self, e: &EnvMeta) -> usize {
+        match self {
+            Carry::Body => e.pos.len as usize,
+            Carry::IdOnly => 4,
+        }
+    }
+}
+
 /// An `envelopes` array and the `ids` array beside it, being written.
 #[derive(Debug)]
 pub struct EnvelopeList {
@@ -34,13 +44,7 @@ impl EnvelopeList {
     /// A list for `entries`, with room for all of them and for `tail` more bytes
     /// after (what the caller writes once [`EnvelopeList::finish`] returns).
     pub fn for_entries(entries: &[(&EnvMeta, Carry)], tail: usize) -> EnvelopeList {
-        let bodies: usize = entries
-            .iter()
-            .map(|(e, c)| match c {
-                Carry::Body => e.pos.len as usize + 1,
-                Carry::IdOnly => 5,
-            })
-            .sum();
+        let bodies: usize = entries.iter().map(|(e, c)| c.text_len(e) + 1).sum();
         let ids = entries.len() * ID_BYTES;
         let mut body = Vec::with_capacity(16 + bodies + 10 + ids + tail);
         body.extend_from_slice(b"{\"envelopes\":[");

@@ -341,7 +341,7 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 if policy::may_send_held(&node.config, &view, &peer, e).is_err() {
                     continue;
                 }
-                bytes += e.pos.len as usize;
+                bytes += Carry::Body.text_len(e);
                 entries.push((e, Carry::Body));
             }
             let mut list = EnvelopeList::for_entries(&entries, 1);
