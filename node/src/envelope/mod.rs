@@ -21,7 +21,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use canonical::{SignedForm, canonical_object, signed_form};
-use ed25519_dalek::{Signature, Signer as _, SigningKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
 
@@ -413,6 +413,18 @@ impl Envelope {
         canonical_object(&self.doc).unwrap_or_default()
     }
 
+    /// What is left once the checks that read the objects are done: see [`Sealed`].
+    pub fn into_sealed(self) -> Sealed {
+        let objects = self.objects().len();
+        Sealed {
+            header: self.header,
+            id: self.id,
+            signed_bytes: self.signed.bytes,
+            signature: self.signature,
+            objects,
+        }
+    }
+
     /// Full verification against the roster: authority, signature, content.
     pub fn verify(&self, roster: &Roster, opts: &VerifyOptions) -> Result<(), VerifyError> {
         let key = self.check_authority(roster, opts)?;
@@ -420,6 +432,16 @@ impl Envelope {
             .verify_strict(&self.signed.bytes, &self.signature)
             .map_err(|_| VerifyError::BadSignature)?;
         self.check_content(roster)
+    }
+
+    /// Origin, identity and key checks ([`Envelope::verify`]'s first step): the key
+    /// the signature must verify with, if it may sign this envelope.
+    pub fn authority_key(
+        &self,
+        roster: &Roster,
+        opts: &VerifyOptions,
+    ) -> Result<VerifyingKey, VerifyError> {
+        self.check_authority(roster, opts).map(|k| k.verifying_key)
     }
 
     /// Origin, identity and key checks: is this key allowed to sign this envelope?
@@ -480,8 +502,10 @@ impl Envelope {
         Ok(key)
     }
 
-    /// What the signature cannot vouch for: STIX validity, TLP consistency, recipients.
-    fn check_content(&self, roster: &Roster) -> Result<(), VerifyError> {
+    /// What the signature cannot vouch for ([`Envelope::verify`]'s last step): STIX
+    /// validity, TLP consistency, recipients. Notes the objects' pattern keys and
+    /// levels for the store.
+    pub fn check_content(&self, roster: &Roster) -> Result<(), VerifyError> {
         let h = &self.header;
         if !h.recipients.is_empty() && h.tlp != TlpLevel::Red {
             return Err(VerifyError::BadRecipients(format!(
@@ -524,12 +548,7 @@ impl Envelope {
 }
 
 /// Verifies many envelopes at once (bulk catch-up): authority and content checks per
-/// envelope, signatures with one ed25519 batch equation.
-///
-/// Batch verification is not strict verification: the dalek documentation asks
-/// callers to reject weak keys themselves, which `check_authority` does for every key.
-/// When the batch equation fails, each signature is re-checked with `verify_strict`
-/// so the result names exactly the envelopes at fault.
+/// envelope, signatures in batches ([`signatures_hold`]).
 pub fn verify_batch<E: std::borrow::Borrow<Envelope> + Sync>(
     envelopes: &[E],
     roster: &Roster,
@@ -553,23 +572,7 @@ pub fn verify_batch<E: std::borrow::Borrow<Envelope> + Sync>(
             Err(err) => results.push(Err(err)),
         }
     }
-    // One batch equation per core (hashing the signed bytes is most of the cost).
-    // verify_strict also refuses small-order R; the batch equation does not, so the
-    // same check runs here to keep both paths accepting exactly the same envelopes.
-    let part = idx.len().div_ceil(crate::parallel::threads()).max(1);
-    let parts: Vec<std::ops::Range<usize>> = (0..idx.len())
-        .step_by(part)
-        .map(|a| a..(a + part).min(idx.len()))
-        .collect();
-    let sig_ok: Vec<bool> = crate::parallel::map(&parts, 2, |_, r| {
-        let batch_ok = sigs[r.clone()].iter().all(r_is_acceptable)
-            && ed25519_dalek::verify_batch(&msgs[r.clone()], &sigs[r.clone()], &keys[r.clone()])
-                .is_ok();
-        r.clone()
-            .map(|n| batch_ok || keys[n].verify_strict(msgs[n], &sigs[n]).is_ok())
-            .collect::<Vec<bool>>()
-    })
-    .concat();
+    let sig_ok = signatures_hold(&msgs, &sigs, &keys);
     // Content checks (full STIX validation) are independent per envelope.
     let content = crate::parallel::map(&idx, 2, |n, &i| {
         if sig_ok[n] {
@@ -582,6 +585,76 @@ pub fn verify_batch<E: std::borrow::Borrow<Envelope> + Sync>(
         results[i] = verdict;
     }
     results
+}
+
+/// Whether each signature `sigs[n]` over `msgs[n]` verifies with `keys[n]`, as
+/// `verify_strict` decides, with one ed25519 batch equation per core (hashing the
+/// signed bytes is most of the cost); when a batch fails, each of its signatures is
+/// checked alone so the answer names exactly the ones at fault.
+///
+/// Batch verification is not strict verification: the dalek documentation asks
+/// callers to reject weak keys themselves ([`Envelope::authority_key`] does), and
+/// `verify_strict` also refuses a small-order R, which the batch equation does not, so
+/// the same check runs here to keep both paths accepting exactly the same signatures.
+pub fn signatures_hold(msgs: &[&[u8]], sigs: &[Signature], keys: &[VerifyingKey]) -> Vec<bool> {
+    let n = msgs.len().min(sigs.len()).min(keys.len());
+    let part = n.div_ceil(crate::parallel::threads()).max(1);
+    let parts: Vec<std::ops::Range<usize>> =
+        (0..n).step_by(part).map(|a| a..(a + part).min(n)).collect();
+    crate::parallel::map(&parts, 2, |_, r| {
+        let batch_ok = sigs[r.clone()].iter().all(r_is_acceptable)
+            && ed25519_dalek::verify_batch(&msgs[r.clone()], &sigs[r.clone()], &keys[r.clone()])
+                .is_ok();
+        r.clone()
+            .map(|n| batch_ok || keys[n].verify_strict(msgs[n], &sigs[n]).is_ok())
+            .collect::<Vec<bool>>()
+    })
+    .concat()
+}
+
+/// What receiving keeps of an envelope once the checks that read its objects are done
+/// and it is prepared for the store ([`Envelope::into_sealed`]): the header and id
+/// (receive policy, store), the signed bytes and signature (the signature batch that
+/// follows), the object count.
+///
+/// The parsed objects are several times the size of the envelope's text and are
+/// freed as soon as one envelope is checked and prepared, on the core that parsed it
+/// while they are still in its cache, rather than held until a whole page has been
+/// checked and stored.
+#[derive(Debug)]
+pub struct Sealed {
+    header: Header,
+    id: EnvelopeId,
+    signed_bytes: Vec<u8>,
+    signature: Signature,
+    objects: usize,
+}
+
+impl Sealed {
+    /// The envelope id.
+    pub fn id(&self) -> &EnvelopeId {
+        &self.id
+    }
+
+    /// The signed metadata.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The canonical bytes the signature covers.
+    pub fn signed_bytes(&self) -> &[u8] {
+        &self.signed_bytes
+    }
+
+    /// The origin's signature.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// How many objects the bundle held.
+    pub fn object_count(&self) -> usize {
+        self.objects
+    }
 }
 
 /// Whether a signature's R decompresses to a point that is not of small order.

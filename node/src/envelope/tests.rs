@@ -418,6 +418,56 @@ fn batch_verification_finds_exactly_the_bad_ones() {
     }
 }
 
+/// What receiving keeps of an envelope answers like the envelope, and its signed
+/// bytes and signature verify through the batch as the envelope's do.
+#[test]
+fn a_sealed_envelope_keeps_what_storing_and_the_signature_need() {
+    let s = signer(1, "kaspersky-2026a");
+    let r = roster(vec![roster_key(&s)]);
+    let envs: Vec<Envelope> = (1..=8)
+        .map(|i| {
+            let objects = (0..i).map(|n| indicator(100 * i as u32 + n as u32, None));
+            Envelope::sign(bundle(objects.collect()), &s, meta(i)).unwrap()
+        })
+        .collect();
+    let keys: Vec<VerifyingKey> = envs
+        .iter()
+        .map(|e| e.authority_key(&r, &opts()).unwrap())
+        .collect();
+    let expected: Vec<(EnvelopeId, Header, Vec<u8>, Signature, usize)> = envs
+        .iter()
+        .map(|e| {
+            let e = e.clone();
+            (
+                e.id().clone(),
+                e.header().clone(),
+                e.signed_bytes().to_vec(),
+                e.signature,
+                e.objects().len(),
+            )
+        })
+        .collect();
+    let sealed: Vec<Sealed> = envs.into_iter().map(Envelope::into_sealed).collect();
+    for (s, (id, header, signed, sig, objects)) in sealed.iter().zip(&expected) {
+        assert_eq!(s.id(), id);
+        assert_eq!(s.header(), header);
+        assert_eq!(s.signed_bytes(), &signed[..]);
+        assert_eq!(s.signature(), sig);
+        assert_eq!(s.object_count(), *objects);
+    }
+    let msgs: Vec<&[u8]> = sealed.iter().map(Sealed::signed_bytes).collect();
+    let mut sigs: Vec<Signature> = sealed.iter().map(|s| *s.signature()).collect();
+    assert_eq!(signatures_hold(&msgs, &sigs, &keys), vec![true; 8]);
+    // One signature swapped for another envelope's: only that one fails.
+    sigs[5] = sigs[2];
+    let held = signatures_hold(&msgs, &sigs, &keys);
+    assert_eq!(
+        held,
+        (0..8).map(|i| i != 5).collect::<Vec<bool>>(),
+        "{held:?}"
+    );
+}
+
 #[test]
 fn batch_refuses_small_order_r_like_strict() {
     let (e, r) = good();

@@ -29,7 +29,7 @@ pub use lookup::{
 };
 pub use rebuild::RebuildReport;
 
-use crate::envelope::{Envelope, EnvelopeId};
+use crate::envelope::{Envelope, EnvelopeId, Header, Sealed};
 use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::TlpLevel;
 use digest::ViewDigest;
@@ -176,8 +176,36 @@ fn open_engine(dir: &Path, opts: &StoreOptions) -> Result<Box<dyn IndexEngine>, 
     })
 }
 
+/// What storing needs of an envelope besides what [`prepare::prepare`] made of it:
+/// its id and signed header. A parsed [`Envelope`] has them, and so has what receiving
+/// keeps of one once it is checked ([`Sealed`]).
+pub trait Storable {
+    /// The envelope id.
+    fn id(&self) -> &EnvelopeId;
+    /// The signed metadata.
+    fn header(&self) -> &Header;
+}
+
+impl Storable for Envelope {
+    fn id(&self) -> &EnvelopeId {
+        Envelope::id(self)
+    }
+    fn header(&self) -> &Header {
+        Envelope::header(self)
+    }
+}
+
+impl Storable for Sealed {
+    fn id(&self) -> &EnvelopeId {
+        Sealed::id(self)
+    }
+    fn header(&self) -> &Header {
+        Sealed::header(self)
+    }
+}
+
 fn record_from(
-    env: &Envelope,
+    env: &impl Storable,
     header: &RecordHeader,
     pos: log::LogPos,
     objects: Vec<record::ObjectEntry>,
@@ -303,15 +331,20 @@ impl Store {
         batch: &[Envelope],
         received_from: &str,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
-        self.ingest_with(batch, None, received_from)
+        // Preparing (object ranges, content hashes, observable keys) is independent per
+        // envelope: it runs on every core, for the envelopes not held yet.
+        self.ingest_with(batch, received_from, |candidates| {
+            crate::parallel::map(candidates, 2, |_, &i| prepare::prepare(&batch[i]))
+        })
     }
 
     /// [`Store::ingest`] for envelopes the caller already prepared
     /// ([`prepare::prepare`], one per envelope, in order): a publish prepares each
-    /// envelope on the core that just signed it, while its bytes are still in cache.
-    pub fn ingest_prepared(
+    /// envelope on the core that just signed it, while its bytes are still in cache, and
+    /// receiving on the core that just checked it, keeping only its [`Sealed`] part.
+    pub fn ingest_prepared<E: Storable>(
         &self,
-        batch: &[Envelope],
+        batch: &[E],
         prepared: Vec<prepare::Prepared>,
         received_from: &str,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
@@ -322,14 +355,26 @@ impl Store {
                 batch.len()
             )));
         }
-        self.ingest_with(batch, Some(prepared), received_from)
+        let mut given: Vec<Option<prepare::Prepared>> = prepared.into_iter().map(Some).collect();
+        self.ingest_with(batch, received_from, |candidates| {
+            candidates
+                .iter()
+                .map(|&i| {
+                    given[i].take().ok_or_else(|| {
+                        StoreError::Rejected("an envelope appears twice in a batch".into())
+                    })
+                })
+                .collect()
+        })
     }
 
-    fn ingest_with(
+    /// Stores the envelopes of `batch` not held yet; `prepare` gets their positions in
+    /// `batch` and answers one prepared envelope (or error) for each, in that order.
+    fn ingest_with<E: Storable>(
         &self,
-        batch: &[Envelope],
-        given: Option<Vec<prepare::Prepared>>,
+        batch: &[E],
         received_from: &str,
+        prepare: impl FnOnce(&[usize]) -> Vec<Result<prepare::Prepared, StoreError>>,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let _serial = self.ingest.lock().unwrap_or_else(|p| p.into_inner());
         let now = Timestamp::now().as_micros();
@@ -351,23 +396,7 @@ impl Store {
                 .map(|(i, _)| i)
                 .collect()
         };
-        // Preparing (object ranges, content hashes, observable keys) is independent per
-        // envelope: it runs on every core.
-        let prepared: Vec<Result<prepare::Prepared, StoreError>> = match given {
-            Some(given) => {
-                let mut given: Vec<Option<prepare::Prepared>> =
-                    given.into_iter().map(Some).collect();
-                candidates
-                    .iter()
-                    .map(|&i| {
-                        given[i].take().ok_or_else(|| {
-                            StoreError::Rejected("an envelope appears twice in a batch".into())
-                        })
-                    })
-                    .collect()
-            }
-            None => crate::parallel::map(&candidates, 2, |_, &i| prepare::prepare(&batch[i])),
-        };
+        let prepared = prepare(&candidates);
         let mut pending: Vec<(usize, RecordHeader, prepare::Prepared)> =
             Vec::with_capacity(candidates.len());
         for (i, p) in candidates.into_iter().zip(prepared) {

@@ -19,13 +19,15 @@ pub mod status;
 
 pub use run::spawn;
 
-use crate::envelope::{Envelope, EnvelopeId, VerifyError, VerifyOptions, verify_batch};
+use crate::envelope::{Envelope, EnvelopeId, Sealed, VerifyError, VerifyOptions, signatures_hold};
 use crate::node::Node;
 use crate::node::metrics::Metrics;
 use crate::stix::timestamp::Timestamp;
 use crate::store::engine::Space;
+use crate::store::prepare::{Prepared, prepare};
 use crate::store::{IngestOutcome, StoreError};
 use bytes::Bytes;
+use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 use state::PeerState;
 use std::collections::{BTreeSet, HashMap};
@@ -240,10 +242,26 @@ impl Offer {
 pub struct Checked {
     /// One result per offer; `pending` for those to store.
     results: Vec<Offered>,
-    /// The envelopes that passed every check, in offer order.
-    to_store: Vec<Envelope>,
+    /// The envelopes that passed every check, in offer order, without their objects.
+    to_store: Vec<Sealed>,
+    /// What the store keeps of each of them.
+    prepared: Vec<Prepared>,
     /// Where each of them sits in `results`.
     slots: Vec<usize>,
+}
+
+/// One offer after the checks that read its objects ([`Node::examine`]).
+enum Examined {
+    /// Not a well-formed envelope (or not the one its stated id names).
+    Unparsed(VerifyError),
+    /// Held already.
+    Held(EnvelopeId),
+    /// Parsed; the verdicts of the checks that needed its objects, with the key its
+    /// signature must verify with and what the store keeps of it when they passed.
+    Parsed {
+        sealed: Box<Sealed>,
+        verdict: Result<(VerifyingKey, Result<Prepared, VerifyError>), VerifyError>,
+    },
 }
 
 impl Node {
@@ -258,6 +276,31 @@ impl Node {
         self.store_checked(peer, checked)
     }
 
+    /// Everything about one offer that reads its objects, on one core while they are
+    /// in its cache: parse, authority, content check (STIX validity, TLP), and
+    /// preparing it for the store; then the parsed objects are freed. The verdicts wait
+    /// for the signature's (checked for the whole page at once by the caller), which
+    /// comes first when both fail.
+    fn examine(&self, offer: Offer, opts: &VerifyOptions) -> Examined {
+        let env = match offer.parse() {
+            Ok(env) => env,
+            Err(e) => return Examined::Unparsed(e),
+        };
+        if self.store.contains(env.id()) {
+            return Examined::Held(env.id().clone());
+        }
+        let verdict = env.authority_key(&self.roster, opts).map(|key| {
+            let content = env
+                .check_content(&self.roster)
+                .and_then(|()| prepare(&env).map_err(|e| VerifyError::Malformed(e.to_string())));
+            (key, content)
+        });
+        Examined::Parsed {
+            sealed: Box::new(env.into_sealed()),
+            verdict,
+        }
+    }
+
     /// The first half of [`Node::accept_from_peer`]: parse, verify and apply the
     /// receive policy, on every core; nothing is stored. The pull loop checks a page
     /// while the page before it is being stored, since storing runs on one core.
@@ -268,73 +311,89 @@ impl Node {
             code: None,
             message: None,
         };
+        let duplicate = |id: &EnvelopeId| Offered {
+            id: id.to_string(),
+            status: "duplicate",
+            code: None,
+            message: None,
+        };
         let mut results: Vec<Offered> = Vec::with_capacity(offers.len());
-        let mut to_parse: Vec<(usize, Offer)> = Vec::new();
+        let mut to_examine: Vec<(usize, Offer)> = Vec::new();
         {
             let view = self.store.read();
             for offer in offers {
                 if let Some(c) = &offer.claimed
                     && view.has_envelope(&c.digest_bytes())
                 {
-                    results.push(Offered {
-                        id: c.to_string(),
-                        status: "duplicate",
-                        code: None,
-                        message: None,
-                    });
+                    results.push(duplicate(c));
                     continue;
                 }
-                to_parse.push((results.len(), offer));
+                to_examine.push((results.len(), offer));
                 results.push(pending());
             }
         }
-        // Parsing (strict JSON, canonical form, id) is independent per envelope.
-        let parsed_all =
-            crate::parallel::map_owned(to_parse, 2, |(slot, offer)| (slot, offer.parse()));
-        let mut parsed: Vec<(usize, Envelope)> = Vec::with_capacity(parsed_all.len());
-        {
-            let view = self.store.read();
-            for (slot, r) in parsed_all {
-                match r {
-                    Ok(e) if view.has_envelope(&e.id().digest_bytes()) => {
-                        results[slot] = Offered {
-                            id: e.id().to_string(),
-                            status: "duplicate",
-                            code: None,
-                            message: None,
-                        }
-                    }
-                    Ok(e) => parsed.push((slot, e)),
-                    Err(e) => results[slot] = rejected(String::new(), e.code(), e.to_string()),
+        // Each envelope is independent up to its signature.
+        let opts = VerifyOptions::default();
+        let examined = crate::parallel::map_owned(to_examine, 2, |(slot, offer)| {
+            (slot, self.examine(offer, &opts))
+        });
+        let mut parsed = Vec::with_capacity(examined.len());
+        for (slot, e) in examined {
+            match e {
+                Examined::Unparsed(e) => {
+                    results[slot] = rejected(String::new(), e.code(), e.to_string())
                 }
+                Examined::Held(id) => results[slot] = duplicate(&id),
+                Examined::Parsed { sealed, verdict } => parsed.push((slot, sealed, verdict)),
             }
         }
-        let envs: Vec<&Envelope> = parsed.iter().map(|(_, e)| e).collect();
-        let verdicts = verify_batch(&envs, &self.roster, &VerifyOptions::default());
+        // Signatures, in batches, for the envelopes whose key may sign them.
+        let mut msgs = Vec::new();
+        let mut sigs = Vec::new();
+        let mut keys = Vec::new();
+        for (_, sealed, verdict) in &parsed {
+            if let Ok((key, _)) = verdict {
+                msgs.push(sealed.signed_bytes());
+                sigs.push(*sealed.signature());
+                keys.push(*key);
+            }
+        }
+        let mut signed = signatures_hold(&msgs, &sigs, &keys).into_iter();
         let mut to_store = Vec::new();
+        let mut prepared = Vec::new();
         let mut slots = Vec::new();
-        for ((slot, env), verdict) in parsed.into_iter().zip(verdicts) {
-            let h = env.header();
-            let outcome: Result<(), (String, String)> = verdict
-                .map_err(|e: VerifyError| (e.code().to_string(), e.to_string()))
-                .and_then(|_| {
+        for (slot, sealed, verdict) in parsed {
+            let h = sealed.header();
+            let outcome = verdict
+                .and_then(|(_, content)| {
+                    if signed.next() == Some(true) {
+                        content
+                    } else {
+                        Err(VerifyError::BadSignature)
+                    }
+                })
+                .map_err(|e| (e.code().to_string(), e.to_string()))
+                .and_then(|p| {
                     policy::may_accept(self.member(), peer, &h.origin, h.tlp, &h.recipients)
+                        .map(|()| p)
                         .map_err(|e| (e.code().to_string(), e.to_string()))
                 });
             match outcome {
-                Ok(()) => {
+                Ok(p) => {
                     slots.push(slot);
-                    to_store.push(env);
+                    prepared.push(p);
+                    to_store.push(*sealed);
                 }
                 Err((code, message)) => {
-                    tracing::warn!(peer, origin = %h.origin, envelope = %env.id(), code = %code, "refusing an envelope: {message}");
-                    results[slot] = rejected(env.id().to_string(), &code, message);
+                    tracing::warn!(peer, origin = %h.origin, envelope = %sealed.id(), code = %code, "refusing an envelope: {message}");
+                    results[slot] = rejected(sealed.id().to_string(), &code, message);
                 }
             }
         }
         Checked {
             results,
             to_store,
+            prepared,
             slots,
         }
     }
@@ -346,9 +405,10 @@ impl Node {
         let Checked {
             mut results,
             to_store,
+            prepared,
             slots,
         } = checked;
-        let outcomes = self.store.ingest(&to_store, peer)?;
+        let outcomes = self.store.ingest_prepared(&to_store, prepared, peer)?;
         let mut accepted = 0u64;
         let mut objects = 0u64;
         for ((slot, env), outcome) in slots.into_iter().zip(&to_store).zip(outcomes) {
@@ -364,7 +424,7 @@ impl Node {
             };
             if matches!(outcome, IngestOutcome::Accepted { .. }) {
                 accepted += 1;
-                objects += env.objects().len() as u64;
+                objects += env.object_count() as u64;
             }
         }
         let mut rejections: HashMap<String, u64> = HashMap::new();
@@ -388,7 +448,6 @@ impl Node {
         if accepted > 0 {
             self.sync.head.send_replace(self.store.head());
         }
-        crate::parallel::drop_elsewhere(to_store);
         Ok(results)
     }
 }
