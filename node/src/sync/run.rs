@@ -319,42 +319,15 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             continue;
         }
         // Collect what this peer may have, from pushed_through on, read from the
-        // log straight into the request body.
-        let (body, ordinals, last) = {
-            let view = node.store.read();
-            let envs = view.envelopes();
-            let start = envs.partition_point(|e| e.ordinal < pushed_through);
-            let mut entries: Vec<(&EnvMeta, Carry)> = Vec::new();
-            let mut last = pushed_through;
-            let mut bytes = 0usize;
-            for e in &envs[start..] {
-                if entries.len() == PUSH_BATCH || bytes >= PUSH_BYTES {
-                    break;
-                }
-                last = e.ordinal + 1;
-                // Push carries this node's own envelopes (the first hop, at once);
-                // forwarding others' envelopes is the pull path's job, so a full mesh
-                // does not multiply every envelope by the number of members.
-                if view.origin_name(e.origin) != node.member() {
-                    continue;
-                }
-                if policy::may_send_held(&node.config, &view, &peer, e).is_err() {
-                    continue;
-                }
-                bytes += Carry::Body.text_len(e);
-                entries.push((e, Carry::Body));
-            }
-            let mut list = EnvelopeList::for_entries(&entries, 1);
-            let mut ordinals = Vec::with_capacity(entries.len());
-            for (e, carry) in &entries {
-                match list.add(&node.store, e, *carry) {
-                    Ok(()) => ordinals.push(e.ordinal),
-                    Err(err) => tracing::error!(error = %err, "cannot read an envelope to push"),
-                }
-            }
-            let mut body = list.finish();
-            body.push(b'}');
-            (body, ordinals, last.max(pushed_through))
+        // log straight into the request body: file reads of up to PUSH_BYTES under the
+        // view's read lock, so on a blocking thread (as the feed does), not on a
+        // worker the node's server shares.
+        let (n, p) = (node.clone(), peer.clone());
+        let built = tokio::task::spawn_blocking(move || push_body(&n, &p, pushed_through)).await;
+        let Ok((body, ordinals, last)) = built else {
+            tracing::error!(peer, "building a push body failed");
+            tokio::time::sleep(backoff(1)).await;
+            continue;
         };
         if last == pushed_through {
             // The head moved but the view has not caught up yet.
@@ -397,6 +370,47 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             }
         }
     }
+}
+
+/// The body of the next push to `peer`: this node's own envelopes from ordinal
+/// `pushed_through` on that the peer may have, at most [`PUSH_BATCH`] of them and about
+/// [`PUSH_BYTES`], read from the log straight into the body; with the ordinals it
+/// carries and the ordinal the scan stopped before.
+fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>, u64) {
+    let view = node.store.read();
+    let envs = view.envelopes();
+    let start = envs.partition_point(|e| e.ordinal < pushed_through);
+    let mut entries: Vec<(&EnvMeta, Carry)> = Vec::new();
+    let mut last = pushed_through;
+    let mut bytes = 0usize;
+    for e in &envs[start..] {
+        if entries.len() == PUSH_BATCH || bytes >= PUSH_BYTES {
+            break;
+        }
+        last = e.ordinal + 1;
+        // Push carries this node's own envelopes (the first hop, at once);
+        // forwarding others' envelopes is the pull path's job, so a full mesh
+        // does not multiply every envelope by the number of members.
+        if view.origin_name(e.origin) != node.member() {
+            continue;
+        }
+        if policy::may_send_held(&node.config, &view, peer, e).is_err() {
+            continue;
+        }
+        bytes += Carry::Body.text_len(e);
+        entries.push((e, Carry::Body));
+    }
+    let mut list = EnvelopeList::for_entries(&entries, 1);
+    let mut ordinals = Vec::with_capacity(entries.len());
+    for (e, carry) in &entries {
+        match list.add(&node.store, e, *carry) {
+            Ok(()) => ordinals.push(e.ordinal),
+            Err(err) => tracing::error!(error = %err, "cannot read an envelope to push"),
+        }
+    }
+    let mut body = list.finish();
+    body.push(b'}');
+    (body, ordinals, last.max(pushed_through))
 }
 
 /// Per pushed envelope, whether the peer's answer says it took it (`accepted`) or held
