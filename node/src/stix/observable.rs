@@ -312,6 +312,26 @@ fn parse_prefix_len(
     }
 }
 
+/// `ip` in dotted-quad form, as `Ipv4Addr`'s `Display` writes it, without the
+/// formatting machinery: every IPv4 indicator received or published makes a key, and
+/// `to_string` cost more than parsing the address.
+fn dotted(ip: Ipv4Addr) -> String {
+    let mut s = String::with_capacity(15);
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        if octet >= 100 {
+            s.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            s.push(char::from(b'0' + octet / 10 % 10));
+        }
+        s.push(char::from(b'0' + octet % 10));
+    }
+    s
+}
+
 fn normalise_ipv4(value: &str) -> Result<String, ObservableError> {
     let (a, p) = match value.trim().split_once('/') {
         Some((a, p)) => (a, Some(p)),
@@ -321,14 +341,17 @@ fn normalise_ipv4(value: &str) -> Result<String, ObservableError> {
         .parse()
         .map_err(|_| invalid("ipv4-addr", value, "not a dotted-quad IPv4 address"))?;
     let Some(p) = p else {
-        return Ok(ip.to_string());
+        return Ok(dotted(ip));
     };
     let len = parse_prefix_len("ipv4-addr", value, p, 32)?;
     if len == 32 {
-        return Ok(ip.to_string());
+        return Ok(dotted(ip));
     }
     let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    Ok(format!("{}/{len}", Ipv4Addr::from(u32::from(ip) & mask)))
+    let mut s = dotted(Ipv4Addr::from(u32::from(ip) & mask));
+    s.push('/');
+    s.push_str(&len.to_string());
+    Ok(s)
 }
 
 fn normalise_ipv6(value: &str) -> Result<String, ObservableError> {

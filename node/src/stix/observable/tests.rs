@@ -160,3 +160,23 @@ fn keys_from_objects() {
     assert!(keys_from_object(&serde_json::json!({"type": "malware"})).is_empty());
     assert!(keys_from_object(&serde_json::json!(42)).is_empty());
 }
+
+/// The dotted form written without `Display` is `Display`'s, for every octet value in
+/// every position and for random addresses.
+#[test]
+fn dotted_quads_are_written_as_display_writes_them() {
+    for octet in 0..=255u8 {
+        for position in 0..4 {
+            let mut o = [1u8, 22, 133, 4];
+            o[position] = octet;
+            let ip = Ipv4Addr::from(o);
+            assert_eq!(dotted(ip), ip.to_string());
+        }
+    }
+    let mut x = 0x9e37_79b9u32;
+    for _ in 0..10_000 {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        let ip = Ipv4Addr::from(x);
+        assert_eq!(dotted(ip), ip.to_string());
+    }
+}
