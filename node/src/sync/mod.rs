@@ -301,8 +301,8 @@ impl Node {
         }
     }
 
-    /// The first half of [`Node::accept_from_peer`]: parse, verify and apply the
-    /// receive policy, on every core; nothing is stored. The pull loop checks a page
+    /// The first half of [`Node::accept_from_peer`]: parse, verify, apply the receive
+    /// policy and prepare for the store, on every core; nothing is stored. The pull loop checks a page
     /// while the page before it is being stored, since storing runs on one core.
     pub fn check_offers(&self, peer: &str, offers: Vec<Offer>) -> Checked {
         let pending = || Offered {
