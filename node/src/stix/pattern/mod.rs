@@ -14,6 +14,7 @@
 
 mod lexer;
 mod parser;
+mod simple;
 #[cfg(test)]
 mod tests;
 

@@ -17,7 +17,18 @@ const MAX_DEPTH: usize = 200;
 /// Accepts exactly what the STIX 2.1 grammar and the OASIS reference validator
 /// accept, except where the reference is looser than the specification (see
 /// `docs/stix-deviations-patterns.md`). Never panics, whatever the input.
+///
+/// The usual one-comparison shape is read by [`super::simple`] in one pass; everything
+/// else, and every error, comes from the general parser.
 pub fn parse(input: &str) -> Result<Pattern, PatternError> {
+    match super::simple::parse(input) {
+        Some(pattern) => Ok(pattern),
+        None => parse_general(input),
+    }
+}
+
+/// [`parse`] without the fast path: the reference the fast path is tested against.
+pub(super) fn parse_general(input: &str) -> Result<Pattern, PatternError> {
     // The reference validator insists that a pattern opens with `[` after any
     // number of `(`; a leading comment, for one, is refused.
     let first = input
@@ -535,7 +546,7 @@ fn reference_text(c: &Constant) -> String {
 /// specification instead: each element of an `IN` set is checked on its own
 /// (the reference rejects every set), and `LIKE` / `MATCHES` values are patterns,
 /// not hashes, so they are not checked.
-fn check_hash_value(
+pub(super) fn check_hash_value(
     path: &ObjectPath,
     operator: ComparisonOperator,
     value: &Constant,
