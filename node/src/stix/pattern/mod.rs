@@ -4,7 +4,8 @@
 //! ingest to reject malformed indicators and to extract the observables it names
 //! (see [`crate::stix::observable`]). The parser is a hand-written lexer and
 //! recursive-descent parser: it allocates only for the tree it returns and compiles
-//! no regular expressions, so it keeps up with bulk feeds.
+//! no regular expressions, so it keeps up with bulk feeds. The usual one-comparison
+//! shape is read by a one-pass reader (`simple.rs`) in front of it.
 //!
 //! Accepted language: the OASIS grammar `STIXPattern.g4` for STIX 2.1 plus the
 //! semantic checks of the OASIS reference validator (`stix2-patterns`): duplicate
