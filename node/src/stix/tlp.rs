@@ -191,6 +191,13 @@ pub fn own_level(obj: &Value) -> OwnLevel {
     if let Some(level) = level_of_marking_definition(obj) {
         return OwnLevel::Definition(level);
     }
+    level_of_markings(obj.get("object_marking_refs"), obj.get("granular_markings"))
+}
+
+/// What an object's `object_marking_refs` and `granular_markings` (the values, when
+/// it has them) say of its TLP level: [`own_level`] of an object that is not a marking
+/// definition, for a caller that has found those properties already.
+pub fn level_of_markings(refs: Option<&Value>, granular: Option<&Value>) -> OwnLevel {
     let mut level: Option<TlpLevel> = None;
     let mut see = |id: Option<&str>| match id.and_then(level_of_marking_id) {
         Some(l) => {
@@ -199,12 +206,12 @@ pub fn own_level(obj: &Value) -> OwnLevel {
         }
         None => false,
     };
-    if let Some(refs) = obj.get("object_marking_refs").and_then(Value::as_array)
+    if let Some(refs) = refs.and_then(Value::as_array)
         && !refs.iter().all(|r| see(r.as_str()))
     {
         return OwnLevel::NeedsDefinitions;
     }
-    if let Some(gms) = obj.get("granular_markings").and_then(Value::as_array)
+    if let Some(gms) = granular.and_then(Value::as_array)
         && !gms
             .iter()
             .all(|g| see(g.get("marking_ref").and_then(Value::as_str)))

@@ -9,7 +9,7 @@ use super::vocab as ov;
 use super::{Report, check_stix_pattern};
 use crate::stix::observable::{ObservableKey, keys_from_pattern};
 use crate::stix::timestamp::Timestamp;
-use crate::stix::tlp::{OwnLevel, own_level};
+use crate::stix::tlp::{OwnLevel, level_of_markings, own_level};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
@@ -905,25 +905,63 @@ pub(crate) fn bundle(
     levels.reserve(objects.len());
     for (i, obj) in objects.iter().enumerate() {
         keys.push(object_at(obj, objs_ptr.idx(i), report));
-        duplicate(obj, i, &mut versions, objs_ptr, report);
-        levels.push(own_level(obj));
+        let fields = Fields::of(obj);
+        duplicate(&fields, i, &mut versions, objs_ptr, report);
+        levels.push(match fields.type_name {
+            Some("marking-definition") => own_level(obj),
+            _ => level_of_markings(fields.marking_refs, fields.granular_markings),
+        });
     }
     keys
+}
+
+/// The properties of an object that the bundle-level checks read (duplicate versions,
+/// TLP level), found in one pass over its members.
+///
+/// A map search compares the name with member names one by one, for each of the five;
+/// one walk compares each member's name only with those of the same length. This runs
+/// for every object published or received.
+#[derive(Default)]
+struct Fields<'a> {
+    id: Option<&'a str>,
+    modified: Option<&'a str>,
+    type_name: Option<&'a str>,
+    marking_refs: Option<&'a Value>,
+    granular_markings: Option<&'a Value>,
+}
+
+impl<'a> Fields<'a> {
+    fn of(obj: &'a Value) -> Fields<'a> {
+        let mut f = Fields::default();
+        if let Value::Object(m) = obj {
+            for (k, v) in m {
+                match k.as_str() {
+                    "id" => f.id = v.as_str(),
+                    "modified" => f.modified = v.as_str(),
+                    "type" => f.type_name = v.as_str(),
+                    "object_marking_refs" => f.marking_refs = Some(v),
+                    "granular_markings" => f.granular_markings = Some(v),
+                    _ => {}
+                }
+            }
+        }
+        f
+    }
 }
 
 /// Warns about an object whose id and version already appeared earlier in the bundle
 /// (at the later occurrence, so the first copy stays unflagged).
 fn duplicate<'a>(
-    obj: &'a Value,
+    fields: &Fields<'a>,
     i: usize,
     versions: &mut HashSet<(&'a str, Option<&'a str>)>,
     at: Ptr,
     report: &mut Report,
 ) {
-    let Some(id) = obj.get("id").and_then(Value::as_str) else {
+    let Some(id) = fields.id else {
         return;
     };
-    let modified = obj.get("modified").and_then(Value::as_str);
+    let modified = fields.modified;
     if !versions.insert((id, modified)) {
         let mut cx = Ctx {
             report,

@@ -238,3 +238,58 @@ fn modified_before_created_is_an_error_compared_as_instants() {
     validate_object(&o, "", &mut r);
     assert!(r.findings.is_empty(), "{:?}", r.findings);
 }
+
+#[test]
+fn bundle_levels_are_each_objects_own_level() {
+    // The bundle walk finds markings in one pass over each object; it must say what
+    // `own_level` says of the object on its own, whatever the object looks like.
+    let green2 = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb";
+    let green1 = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da";
+    let unknown = "marking-definition--8f3c7c5e-2d5a-4b7e-9a51-6a1c1f0e2b9d";
+    let with = |k: &str, v: Value| {
+        let mut o = indicator();
+        o[k] = v;
+        o
+    };
+    let objects = vec![
+        indicator(),
+        with("object_marking_refs", json!([green2])),
+        with("object_marking_refs", json!([green1, green2])),
+        with("object_marking_refs", json!([unknown])),
+        with("object_marking_refs", json!("not a list")),
+        with(
+            "granular_markings",
+            json!([{"marking_ref": green2, "selectors": ["pattern"]}]),
+        ),
+        with(
+            "granular_markings",
+            json!([{"marking_ref": unknown, "selectors": ["pattern"]}]),
+        ),
+        with("type", json!(7)),
+        json!({
+            "type": "marking-definition", "spec_version": "2.1", "id": green2,
+            "created": "2022-10-01T00:00:00.000Z", "definition_type": "tlp",
+            "name": "TLP:GREEN", "definition": {"tlp": "green"}
+        }),
+        json!({
+            "type": "marking-definition", "spec_version": "2.1", "id": unknown,
+            "created": "2022-10-01T00:00:00.000Z", "definition_type": "statement",
+            "definition": {"statement": "c"}, "object_marking_refs": [green1]
+        }),
+        json!(42),
+        json!([]),
+    ];
+    let doc = json!({
+        "type": "bundle", "id": "bundle--44af6c39-c09b-49c5-9de2-394224b04982",
+        "objects": objects.clone()
+    });
+    let (_, _, levels) = validate_bundle_noting(&doc);
+    let own: Vec<_> = objects.iter().map(crate::stix::tlp::own_level).collect();
+    assert_eq!(levels, own);
+    // The cases differ: every kind of answer is among them.
+    use crate::stix::tlp::OwnLevel;
+    assert!(own.contains(&OwnLevel::NeedsDefinitions));
+    assert!(own.iter().any(|l| matches!(l, OwnLevel::Definition(_))));
+    assert!(own.iter().any(|l| matches!(l, OwnLevel::Known(Some(_)))));
+    assert!(own.contains(&OwnLevel::Known(None)));
+}
