@@ -10,7 +10,7 @@
 //! What it accepts, it returns exactly as the general parser would (the tests compare
 //! both on every one-byte edit of typical patterns); it never reports errors.
 
-use super::lexer::Keyword;
+use super::lexer::{Keyword, is_ident_continue, is_ident_start};
 use super::parser::check_hash_value;
 use super::{
     Comparison, ComparisonExpression, ComparisonOperator, Constant, ObjectPath,
@@ -19,11 +19,7 @@ use super::{
 
 /// `[type:path = 'value']`, or `None` when the text is not of exactly that shape.
 pub(super) fn parse(input: &str) -> Option<Pattern> {
-    let mut r = Reader {
-        s: input,
-        b: input.as_bytes(),
-        i: 0,
-    };
+    let mut r = Reader { s: input, i: 0 };
     r.byte(b'[')?;
     r.spaces();
     let object_type = r.identifier()?.to_owned();
@@ -44,7 +40,7 @@ pub(super) fn parse(input: &str) -> Option<Pattern> {
     r.spaces();
     r.byte(b']')?;
     r.spaces();
-    if r.i != r.b.len() {
+    if r.i != input.len() {
         return None;
     }
     let path = ObjectPath {
@@ -68,13 +64,12 @@ pub(super) fn parse(input: &str) -> Option<Pattern> {
 
 struct Reader<'a> {
     s: &'a str,
-    b: &'a [u8],
     i: usize,
 }
 
 impl<'a> Reader<'a> {
     fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
+        self.s.as_bytes().get(self.i).copied()
     }
 
     fn byte(&mut self, want: u8) -> Option<()> {
@@ -91,17 +86,11 @@ impl<'a> Reader<'a> {
     /// goes) that the lexer does not turn into a keyword or a boolean.
     fn identifier(&mut self) -> Option<&'a str> {
         let start = self.i;
-        if !self
-            .peek()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
-        {
+        if !self.peek().is_some_and(is_ident_start) {
             return None;
         }
         self.i += 1;
-        while self
-            .peek()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-        {
+        while self.peek().is_some_and(is_ident_continue) {
             self.i += 1;
         }
         let text = &self.s[start..self.i];
@@ -127,10 +116,9 @@ impl<'a> Reader<'a> {
     fn quoted(&mut self) -> Option<&'a str> {
         self.byte(b'\'')?;
         let start = self.i;
-        let len = self.b[start..]
-            .iter()
-            .position(|&c| c == b'\'' || c == b'\\')?;
-        if self.b[start + len] == b'\\' {
+        let rest = &self.s.as_bytes()[start..];
+        let len = rest.iter().position(|&c| c == b'\'' || c == b'\\')?;
+        if rest[len] == b'\\' {
             return None;
         }
         self.i = start + len + 1;
