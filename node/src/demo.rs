@@ -270,6 +270,7 @@ pub async fn run(
     let expected = expected_counts(&bundles);
     drop(bundles);
     let started = Instant::now();
+    let cpu_at_start = process_cpu_secs();
     // The vendors publish at the same time, each through its own node's API.
     let mut publishes = Vec::new();
     for (member, body, client) in prepared {
@@ -335,6 +336,12 @@ pub async fn run(
                 "converged in {:.2} s after the first publish:{line}",
                 started.elapsed().as_secs_f64()
             ));
+            if let (Some(a), Some(b)) = (cpu_at_start, process_cpu_secs()) {
+                progress(&format!(
+                    "the five nodes used {:.2} CPU-s from the first publish to convergence",
+                    b - a
+                ));
+            }
             break;
         }
         if started.elapsed() > opts.timeout {
@@ -351,6 +358,24 @@ pub async fn run(
     // Let one digest check run so peer status shows agreement.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     Ok(summary(demo, opts))
+}
+
+/// CPU time this process has used (user + system, every thread), from
+/// `/proc/self/stat`; `None` where there is no such file.
+///
+/// On a shared machine the wall-clock time to convergence varies with what else runs;
+/// the CPU the nodes spent getting there varies much less, and is what a change to
+/// their work moves (docs/benchmarks.md).
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) closed by the last ')':
+    // state is field 3, utime and stime fields 14 and 15, in clock ticks (USER_HZ,
+    // 100 on Linux).
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut f = rest.split_ascii_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// The coordinator's consolidated summary and peer status.
@@ -452,4 +477,32 @@ pub fn explore_hint(demo: &Demo) -> String {
         key = k("admin-key.pem"),
         dir = demo.dir.display(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_cpu_secs;
+    use std::time::Instant;
+
+    /// The figure is this process's CPU time: a fixed amount of work on this thread
+    /// (a chain of 100 million dependent multiply-adds: 0.1 – 1 CPU-s here, optimised or
+    /// not) moves it by about that much, however long the thread waited for a core.
+    #[test]
+    fn process_cpu_counts_the_work_done() {
+        let Some(before) = process_cpu_secs() else {
+            // No /proc: the demo prints no CPU figure.
+            return;
+        };
+        let wall = Instant::now();
+        let mut x = 0u64;
+        for _ in 0..100_000_000u32 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let used = process_cpu_secs().unwrap() - before;
+        let elapsed = wall.elapsed().as_secs_f64();
+        // A machine five times faster still takes 0.02 CPU-s; the other threads of the
+        // test binary cannot add more than a few cores' worth of the elapsed time.
+        assert!(used >= 0.02, "{used} CPU-s for the work");
+        assert!(used <= elapsed * 64.0 + 0.02, "{used} CPU-s in {elapsed} s");
+    }
 }
