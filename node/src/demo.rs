@@ -363,9 +363,10 @@ pub async fn run(
 /// CPU time this process has used (user + system, every thread), from
 /// `/proc/self/stat`; `None` where there is no such file.
 ///
-/// On a shared machine the wall-clock time to convergence varies with what else runs;
-/// the CPU the nodes spent getting there varies much less, and is what a change to
-/// their work moves (docs/benchmarks.md).
+/// Its ratio to the wall-clock time to convergence says whether the run was CPU-bound
+/// (two busy cores give about 2). It is not a steadier figure than the wall-clock one
+/// on a shared machine: on the development machine both moved by a third or more
+/// between runs of the same code (docs/benchmarks.md).
 fn process_cpu_secs() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name (which may hold spaces) closed by the last ')':
