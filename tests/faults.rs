@@ -217,7 +217,11 @@ fn a_peer_killed_while_serving_its_feed_is_caught_up_with_after_restart() {
     let beta_status = || peer_status(&rt, &alpha_admin, &alpha_url, "beta");
     let t = Instant::now();
     let mut from_beta = beta_status();
-    while from_beta["lag_envelopes"] != 0 && t.elapsed() < Duration::from_secs(10) {
+    while from_beta["lag_envelopes"] != 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "alpha's pull never caught up with beta: {from_beta}"
+        );
         std::thread::sleep(Duration::from_millis(50));
         from_beta = beta_status();
     }

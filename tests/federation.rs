@@ -70,6 +70,45 @@ impl Fed {
             .unwrap()
     }
 
+    /// A node's peers as its operator sees them (`GET /api/v1/peers`), by name.
+    async fn peers(&self, m: &str) -> BTreeMap<String, Value> {
+        let (status, v) = self.get(m, "/api/v1/peers").await;
+        assert_eq!(status, 200, "{v}");
+        v["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["peer"].as_str().unwrap().to_string(), p.clone()))
+            .collect()
+    }
+
+    /// No node has refused anything from any peer. Had an honest node sent what policy
+    /// forbids it to send (amber it is not the origin of, red to a non-recipient), the
+    /// receiver would have refused it and counted the refusal here: this is the check
+    /// on the sending side, which the absence of an object cannot give.
+    async fn assert_nothing_refused(&self, when: &str) {
+        for m in self.fed.members.clone() {
+            for (p, s) in self.peers(&m).await {
+                assert_eq!(
+                    s["rejected"],
+                    json!({}),
+                    "{when}: {m} refused envelopes from {p}: {s}"
+                );
+            }
+        }
+    }
+
+    /// Envelopes `m` withheld from `peer`, over every level.
+    async fn withheld(&self, m: &str, peer: &str) -> BTreeMap<String, u64> {
+        let s = self.peers(m).await.remove(peer).unwrap();
+        s["withheld"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+            .collect()
+    }
+
     async fn shared_digests(&self, m: &str) -> Value {
         self.get(m, "/api/v1/peers").await.1["digests"].clone()
     }
@@ -141,19 +180,84 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
         })
         .await;
 
+        // 1b. Operators see where each peer stands. Once every pull has caught up and
+        // the digest checks have run, every node shows each peer reachable, caught up,
+        // with agreeing digests and keys and certificates far from expiry.
+        let members = f.fed.members.clone();
+        f.wait_for("every peer caught up with agreeing digests", 60, async || {
+            for m in &members {
+                for s in f.peers(m).await.values() {
+                    let digests = s["digests_match"].as_object().unwrap();
+                    if s["lag_envelopes"] != 0 || digests.len() != 2 || !digests.values().all(|b| *b == true) {
+                        return false;
+                    }
+                }
+            }
+            true
+        })
+        .await;
+        for m in &members {
+            let peers = f.peers(m).await;
+            assert_eq!(peers.len(), 4, "{m}: {peers:?}");
+            for (p, s) in &peers {
+                let ctx = format!("{m} about {p}: {s}");
+                assert_eq!(s["reachable"], true, "{ctx}");
+                assert!(s["last_attempt"].is_string() && s["last_success"].is_string(), "{ctx}");
+                assert_eq!(s["lag_seconds"], 0, "{ctx}");
+                assert!(s["cert_expires_in_days"].as_i64().is_some_and(|d| d > 300), "{ctx}");
+                assert!(s["signing_key_expires_in_days"].as_i64().is_some_and(|d| d > 300), "{ctx}");
+                if VENDORS.contains(&m.as_str()) {
+                    // Each vendor sent its own clear/green envelopes to every peer.
+                    let (env, obj) = (s["envelopes_sent"].as_u64().unwrap(), s["objects_sent"].as_u64().unwrap());
+                    assert!(env > 0 && obj >= env, "{ctx}");
+                }
+            }
+        }
+        f.assert_nothing_refused("after convergence").await;
+        // The coordinator took every object exactly once, from some peer.
+        let at_coordinator = f.peers("interpol").await;
+        let objects_in: u64 = at_coordinator.values().map(|s| s["objects_received"].as_u64().unwrap()).sum();
+        assert_eq!(objects_in, total, "{at_coordinator:?}");
+        let envelopes_in: u64 = at_coordinator.values().map(|s| s["envelopes_received"].as_u64().unwrap()).sum();
+        assert_eq!(json!(envelopes_in), f.get("interpol", "/api/v1/stats").await.1["envelopes"]);
+        // What was withheld from whom, by level, is counted for the operator: every
+        // vendor's unmarked objects are amber and go to the coordinator only, so the
+        // coordinator withholds from each vendor at least the other vendors' amber
+        // envelopes, and an origin withholds its own from every peer but the coordinator.
+        let has_amber = |v: &str| transitive(&bundles[v]) < bundles[v]["objects"].as_array().unwrap().len();
+        for v in VENDORS {
+            let others_with_amber = VENDORS.iter().filter(|o| **o != v && has_amber(o)).count() as u64;
+            assert!(others_with_amber > 0);
+            let w = f.withheld("interpol", v).await;
+            assert!(w.get("amber").copied().unwrap_or(0) >= others_with_amber, "interpol withheld from {v}: {w:?}");
+            assert!(w.keys().all(|l| l == "amber" || l == "amber+strict"), "{w:?}");
+            if has_amber(v) {
+                for p in VENDORS.iter().filter(|p| **p != v) {
+                    let w = f.withheld(v, p).await;
+                    assert!(w.get("amber").copied().unwrap_or(0) >= 1, "{v} withheld from {p}: {w:?}");
+                }
+                assert_eq!(f.withheld(v, "interpol").await, BTreeMap::new(), "{v} withheld from interpol");
+            }
+        }
+
         // 2. Corroboration at the coordinator: shared observables are reported by all
         // four vendors, private ones by one.
         let o = opts("groupib", 500);
-        let mut checked = 0;
+        let (mut shared_seen, mut private_seen) = (0, 0);
         for i in 0..60u64 {
             let shared = synergia::workload::is_shared(o.seed, i, o.overlap);
             let (_, value) = observable_value(&o, i);
             let (_, r) = f.get("interpol", &format!("/api/v1/lookup?value={}", urlencode(&value))).await;
             let c = r["results"][0]["corroboration"].as_u64().unwrap();
             assert_eq!(c, if shared { 4 } else { 1 }, "{value}: {r}");
-            checked += 1;
+            if shared {
+                shared_seen += 1;
+            } else {
+                private_seen += 1;
+            }
         }
-        assert_eq!(checked, 60);
+        // Both kinds were among those checked (30% overlap).
+        assert!(shared_seen >= 5 && private_seen >= 5, "{shared_seen} shared, {private_seen} private");
 
         // 3. Amber is never forwarded: kaspersky's amber objects are on kaspersky and
         // interpol only.
@@ -173,7 +277,14 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
         let red_ids: Vec<String> = red["objects"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_string()).collect();
         f.publish("kaspersky", &red, "interpol").await;
         f.wait_for("red at interpol", 30, async || f.get("interpol", &format!("/api/v1/objects/{}/provenance", red_ids[1])).await.0 == 200).await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The other vendors' pulls have gone past the red envelope, at its origin and
+        // at its recipient, and both withheld it from them (counted for the operator).
+        for m in ["kaspersky", "interpol"] {
+            for p in ["groupib", "trendmicro", "teamcymru"] {
+                f.wait_for(&format!("{m} to withhold red from {p}"), 30, async || f.withheld(m, p).await.get("red").copied().unwrap_or(0) >= 1).await;
+            }
+        }
+        f.assert_nothing_refused("after the red envelope").await;
         for m in ["groupib", "trendmicro", "teamcymru"] {
             for id in &red_ids {
                 assert_eq!(f.get(m, &format!("/api/v1/objects/{id}/provenance")).await.0, 404, "red leaked to {m}");
@@ -206,7 +317,14 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
             + transitive(&more) as u64;
         f.wait_for("teamcymru to catch up", 60, async || f.versions("teamcymru").await == expected_tc).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(f.versions("teamcymru").await, expected_tc, "no duplicate after catching up");
+        assert_eq!(f.versions("teamcymru").await, expected_tc, "nothing more after catching up");
+        // No envelope was taken twice: its evidence log holds one record per envelope.
+        f.procs.get_mut("teamcymru").unwrap().kill();
+        {
+            let store = synergia::store::Store::open(&synergia::config::Config::load(&f.fed.config_path("teamcymru")).unwrap().data_dir, &synergia::store::StoreOptions::default()).unwrap();
+            assert_eq!(store.head(), store.read().envelope_count() as u64, "an envelope logged twice");
+        }
+        f.procs.insert("teamcymru".into(), NodeProcess::start(std::path::Path::new(BIN), &f.fed, "teamcymru"));
         f.procs.insert("groupib".into(), NodeProcess::start(std::path::Path::new(BIN), &f.fed, "groupib"));
 
         // A feed asked for relayed envelopes as ids (kaspersky's, read as teamcymru)
@@ -224,6 +342,15 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
         assert_eq!(entries.len(), full.len());
         let relayed = full.iter().filter(|e| e["origin"] != "kaspersky").count();
         assert!(relayed > 0 && relayed < full.len(), "{relayed} of {}", full.len());
+        // The whole feed fits the page; it carries clear and green only (teamcymru is
+        // neither listed for kaspersky's amber nor a recipient of its red), and nothing
+        // of what was withheld from it, not even a count.
+        assert_eq!(full_page["more"], false);
+        for e in full {
+            assert!(matches!(e["tlp"].as_str(), Some("clear" | "green")), "{} {} sent to teamcymru", e["origin"], e["tlp"]);
+        }
+        let members: Vec<&str> = full_page.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(members, ["envelopes", "head", "ids", "more", "next"], "{members:?}");
         for (e, whole) in entries.iter().zip(full) {
             if whole["origin"] == "kaspersky" {
                 assert_eq!(e, whole);

@@ -193,9 +193,32 @@ fn push_lookup_status_export_against_a_node_and_metrics_parse() {
     );
     assert!(text(&o).contains("by alpha"), "{}", text(&o));
     // Status table.
+    // Status table: beta is configured but not running, so its row says it is down
+    // and why, with the error's time.
     let o = client(&["status"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("beta"), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let mut lines = out.lines();
+    assert!(
+        lines.next().unwrap_or("").starts_with("node alpha "),
+        "{out}"
+    );
+    let head = lines.next().unwrap_or("");
+    for column in [
+        "PEER",
+        "UP",
+        "LAST ATTEMPT",
+        "LAST SUCCESS",
+        "LAG ENV",
+        "OBJ IN",
+        "OBJ OUT",
+        "WITHHELD",
+    ] {
+        assert!(head.contains(column), "{column}: {out}");
+    }
+    let row = lines.next().unwrap_or("");
+    assert!(row.starts_with("beta ") && row.contains(" NO "), "{out}");
+    assert!(row.contains("; last error 20"), "{out}");
     // Export as STIX and as CSV.
     let out = dir.path().join("feed.json");
     let o = client(&[

@@ -5,10 +5,10 @@ use synergia::sync::status::{PeerStatus, render_table};
 
 /// Peer sync status of a node: one row per peer.
 ///
-/// Columns: reachable, last success, lag (envelopes and seconds), envelopes and objects
-/// received, envelopes sent, rejections by reason, envelopes withheld by TLP level,
-/// days to certificate and signing-key expiry, and whether the clear/green view digests
-/// agree (or the last error). Needs the `operate` role.
+/// Columns: reachable, last attempt, last success, lag (envelopes and seconds),
+/// envelopes and objects received and sent, rejections by reason, envelopes withheld by
+/// TLP level, days to certificate and signing-key expiry, whether the clear/green view
+/// digests agree, and the last error with its time. Needs the `operate` role.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]

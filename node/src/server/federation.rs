@@ -145,12 +145,18 @@ async fn feed(
             list.add(&node.store, e, *carry)
                 .map_err(ApiError::internal)?;
         }
-        let sent = entries.iter().filter(|(_, c)| *c == Carry::Body).count() as u64;
+        let (sent, objects) = entries
+            .iter()
+            .filter(|(_, c)| *c == Carry::Body)
+            .fold((0u64, 0u64), |(n, o), (e, _)| {
+                (n + 1, o + u64::from(e.object_count))
+            });
         let mut body = list.finish();
         body.extend_from_slice(tail.as_bytes());
         node.sync
             .update(&node.store, &peer, !withheld.is_empty(), |s| {
                 s.envelopes_sent += sent;
+                s.objects_sent += objects;
                 for (l, n) in withheld {
                     *s.withheld.entry(l).or_default() += n;
                 }

@@ -324,7 +324,7 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
         // worker the node's server shares.
         let (n, p) = (node.clone(), peer.clone());
         let built = tokio::task::spawn_blocking(move || push_body(&n, &p, pushed_through)).await;
-        let Ok((body, ordinals, last)) = built else {
+        let Ok((body, ordinals, objects, last)) = built else {
             tracing::error!(peer, "building a push body failed");
             tokio::time::sleep(backoff(1)).await;
             continue;
@@ -357,6 +357,7 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 let t = now();
                 node.sync.update(&node.store, &peer, false, |s| {
                     s.envelopes_sent += n;
+                    s.objects_sent += objects;
                     s.reachable = true;
                     s.last_success = Some(t);
                 });
@@ -375,8 +376,8 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
 /// The body of the next push to `peer`: this node's own envelopes from ordinal
 /// `pushed_through` on that the peer may have, at most [`PUSH_BATCH`] of them and about
 /// [`PUSH_BYTES`], read from the log straight into the body; with the ordinals it
-/// carries and the ordinal the scan stopped before.
-fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>, u64) {
+/// carries, the objects in those envelopes and the ordinal the scan stopped before.
+fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>, u64, u64) {
     let view = node.store.read();
     let envs = view.envelopes();
     let start = envs.partition_point(|e| e.ordinal < pushed_through);
@@ -402,15 +403,19 @@ fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>
     }
     let mut list = EnvelopeList::for_entries(&entries, 1);
     let mut ordinals = Vec::with_capacity(entries.len());
+    let mut objects = 0u64;
     for (e, carry) in &entries {
         match list.add(&node.store, e, *carry) {
-            Ok(()) => ordinals.push(e.ordinal),
+            Ok(()) => {
+                ordinals.push(e.ordinal);
+                objects += u64::from(e.object_count);
+            }
             Err(err) => tracing::error!(error = %err, "cannot read an envelope to push"),
         }
     }
     let mut body = list.finish();
     body.push(b'}');
-    (body, ordinals, last.max(pushed_through))
+    (body, ordinals, objects, last.max(pushed_through))
 }
 
 /// Per pushed envelope, whether the peer's answer says it took it (`accepted`) or held

@@ -16,6 +16,8 @@ pub struct PeerState {
     pub objects_received: u64,
     /// Envelopes this node sent them (push and feed).
     pub envelopes_sent: u64,
+    /// Objects in them.
+    pub objects_sent: u64,
     /// Envelopes from them refused, by reason.
     pub rejected: BTreeMap<String, u64>,
     /// Envelopes withheld from them by policy, by TLP level.

@@ -29,6 +29,9 @@ pub struct PeerStatus {
     pub objects_received: u64,
     /// Envelopes we sent them.
     pub envelopes_sent: u64,
+    /// Objects in them.
+    #[serde(default)]
+    pub objects_sent: u64,
     /// Their envelopes we refused, by reason.
     pub rejected: BTreeMap<String, u64>,
     /// Failed requests to them, by kind (`unreachable`, `http-status`, `malformed`,
@@ -97,6 +100,7 @@ pub fn peer_statuses(node: &Node) -> Vec<PeerStatus> {
                 envelopes_received: s.envelopes_received,
                 objects_received: s.objects_received,
                 envelopes_sent: s.envelopes_sent,
+                objects_sent: s.objects_sent,
                 rejected: s.rejected.clone(),
                 failures: s.failures.clone(),
                 withheld: s.withheld.clone(),
@@ -119,15 +123,17 @@ pub fn render_table(peers: &[PeerStatus]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<12} {:<6} {:<24} {:>9} {:>7} {:>9} {:>9} {:>6} {:<22} {:<18} {:>5} {:>5} DIGESTS / LAST ERROR",
+        "{:<12} {:<6} {:<24} {:<24} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:<22} {:<18} {:>5} {:>5} DIGESTS / LAST ERROR",
         "PEER",
         "UP",
+        "LAST ATTEMPT",
         "LAST SUCCESS",
         "LAG ENV",
         "LAG S",
         "ENV IN",
         "OBJ IN",
-        "SENT",
+        "ENV OUT",
+        "OBJ OUT",
         "REJECTED",
         "WITHHELD",
         "CERT",
@@ -156,22 +162,27 @@ pub fn render_table(peers: &[PeerStatus]) -> String {
                 .collect::<Vec<_>>()
                 .join(",")
         };
+        // The last error shows while the peer is reachable again too: an operator
+        // looking for intermittent failures needs it, and its time says how old it is.
         let err = match (&p.last_error, &p.last_error_at) {
-            (Some(e), Some(t)) if !p.reachable => format!("; {t}: {e}"),
+            (Some(e), Some(t)) => format!("; last error {t}: {e}"),
+            (Some(e), None) => format!("; last error: {e}"),
             _ => String::new(),
         };
         let opt = |v: Option<i64>| v.map_or("-".to_string(), |x| x.to_string());
         let _ = writeln!(
             out,
-            "{:<12} {:<6} {:<24} {:>9} {:>7} {:>9} {:>9} {:>6} {:<22} {:<18} {:>5} {:>5} {}{}",
+            "{:<12} {:<6} {:<24} {:<24} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:<22} {:<18} {:>5} {:>5} {}{}",
             p.peer,
             if p.reachable { "yes" } else { "NO" },
+            p.last_attempt.clone().unwrap_or_else(|| "never".into()),
             p.last_success.clone().unwrap_or_else(|| "never".into()),
             p.lag_envelopes.map_or("-".to_string(), |x| x.to_string()),
             opt(p.lag_seconds),
             p.envelopes_received,
             p.objects_received,
             p.envelopes_sent,
+            p.objects_sent,
             map(&p.rejected),
             map(&p.withheld),
             opt(p.cert_expires_in_days),
@@ -181,4 +192,88 @@ pub fn render_table(peers: &[PeerStatus]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerStatus {
+        PeerStatus {
+            peer: "kaspersky".into(),
+            url: "https://127.0.0.1:1".into(),
+            reachable: true,
+            last_attempt: Some("2026-11-29T09:40:01.000Z".into()),
+            last_success: Some("2026-11-29T09:40:00.500Z".into()),
+            lag_envelopes: Some(7),
+            lag_seconds: Some(3),
+            envelopes_received: 57,
+            objects_received: 1_234,
+            envelopes_sent: 68,
+            objects_sent: 4_321,
+            rejected: BTreeMap::from([("bad-signature".into(), 2)]),
+            failures: BTreeMap::new(),
+            withheld: BTreeMap::from([("amber".into(), 5), ("red".into(), 1)]),
+            last_error: Some("peer unreachable: connection refused".into()),
+            last_error_at: Some("2026-11-29T09:30:00.000Z".into()),
+            cert_expires_in_days: Some(364),
+            signing_key_expires_in_days: Some(200),
+            digests_match: BTreeMap::from([("clear".into(), true), ("green".into(), false)]),
+        }
+    }
+
+    /// Every figure the issue names for an operator is in the peer's row, under its
+    /// column; the last error shows (with its time) while the peer is reachable again.
+    #[test]
+    fn a_row_carries_every_figure_under_its_column() {
+        let table = render_table(&[peer()]);
+        let mut lines = table.lines();
+        let head = lines.next().unwrap();
+        let row = lines.next().unwrap();
+        assert!(lines.next().is_none());
+        let columns = [
+            ("LAST ATTEMPT", "2026-11-29T09:40:01.000Z"),
+            ("LAST SUCCESS", "2026-11-29T09:40:00.500Z"),
+            ("ENV IN", "57"),
+            ("OBJ IN", "1234"),
+            ("ENV OUT", "68"),
+            ("OBJ OUT", "4321"),
+            ("REJECTED", "bad-signature:2"),
+            ("WITHHELD", "amber:5,red:1"),
+        ];
+        for (column, value) in columns {
+            let at = head
+                .find(column)
+                .unwrap_or_else(|| panic!("no {column}: {head}"));
+            let found = row
+                .find(value)
+                .unwrap_or_else(|| panic!("no {value}: {row}"));
+            // Left-aligned columns start where their heading does; right-aligned ones
+            // end where it ends.
+            assert!(
+                found == at || found + value.len() == at + column.len(),
+                "{value} not under {column}:\n{head}\n{row}"
+            );
+        }
+        assert!(row.starts_with("kaspersky    yes"), "{row}");
+        assert!(row.contains(" 7 ") && row.contains(" 3 "), "lags: {row}");
+        assert!(
+            row.contains(" 364 ") && row.contains(" 200 "),
+            "expiry: {row}"
+        );
+        assert!(row.contains("green differs"), "{row}");
+        assert!(
+            row.ends_with(
+                "; last error 2026-11-29T09:30:00.000Z: peer unreachable: connection refused"
+            ),
+            "{row}"
+        );
+        let mut down = peer();
+        down.reachable = false;
+        down.last_error = None;
+        down.digests_match.clear();
+        let row = render_table(&[down]).lines().nth(1).unwrap().to_string();
+        assert!(row.starts_with("kaspersky    NO"), "{row}");
+        assert!(row.ends_with(" unknown"), "{row}");
+    }
 }
