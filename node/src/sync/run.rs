@@ -452,6 +452,40 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Each failure doubles the wait from 0.5 s up to 30 s, within ±25%; the waits of
+    /// one failure count differ between calls (jitter), so peers that failed together
+    /// do not retry together.
+    #[test]
+    fn backoff_doubles_to_a_cap_with_jitter() {
+        for (failures, base) in [
+            (0, 500),
+            (1, 1_000),
+            (2, 2_000),
+            (5, 16_000),
+            (6, 30_000),
+            (40, 30_000),
+        ] {
+            let waits: Vec<u64> = (0..200)
+                .map(|_| backoff(failures).as_millis() as u64)
+                .collect();
+            let (lo, hi) = (base - base / 4, base + base / 4);
+            assert!(
+                waits.iter().all(|w| (lo..=hi).contains(w)),
+                "{failures} failures: {waits:?} outside {lo}..={hi}"
+            );
+            let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+            assert!(
+                distinct.len() > 20,
+                "{failures} failures: too little jitter {distinct:?}"
+            );
+            let mean = waits.iter().sum::<u64>() / 200;
+            assert!(
+                mean.abs_diff(base) < base / 10,
+                "{failures} failures: mean {mean}"
+            );
+        }
+    }
+
     /// A pushed envelope counts as delivered only if the peer took or held it.
     #[test]
     fn only_what_the_peer_took_counts_as_pushed() {
