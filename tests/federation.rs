@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use synergia::envelope::{Envelope, EnvelopeMeta, Signer};
 use synergia::stix::timestamp::Timestamp;
@@ -137,11 +137,52 @@ fn opts(origin: &str, count: u64) -> GenOptions {
 /// Objects of a bundle a vendor's node shares with everyone (clear/green), given the
 /// publisher's default (amber) for unmarked objects.
 fn transitive(b: &Value) -> usize {
+    transitive_ids(b).len()
+}
+
+/// The ids of those objects.
+fn transitive_ids(b: &Value) -> BTreeSet<String> {
     let objs = b["objects"].as_array().unwrap();
     let r = TlpResolver::for_objects(objs);
     objs.iter()
         .filter(|o| r.effective_level(o, TlpLevel::Amber).is_transitive())
-        .count()
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every object id of a bundle.
+fn ids(b: &Value) -> BTreeSet<String> {
+    b["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// What `synergia gen` writes for a vendor (the bundles vendors publish in the demo).
+fn gen_bundle(origin: &str, count: u64) -> Value {
+    let o = opts(origin, count);
+    let out = std::process::Command::new(BIN)
+        .args([
+            "gen",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            &o.seed.to_string(),
+            "--origin",
+            origin,
+            "--overlap",
+            &o.overlap.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -152,7 +193,7 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
         // 1. Every vendor publishes overlapping indicators.
         let mut bundles = BTreeMap::new();
         for v in VENDORS {
-            let b = bundle(&opts(v, 500));
+            let b = gen_bundle(v, 500);
             let rep = f.publish(v, &b, "").await;
             assert_eq!(rep["rejected"], 0);
             bundles.insert(v, b);
@@ -214,6 +255,19 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
             }
         }
         f.assert_nothing_refused("after convergence").await;
+        // Each node's consolidated view holds exactly the objects it is allowed: the
+        // coordinator every vendor's, a vendor its own and the others' clear/green.
+        for m in &members {
+            let want: BTreeSet<String> = bundles
+                .iter()
+                .flat_map(|(o, b)| if *o == m.as_str() || m == "interpol" { ids(b) } else { transitive_ids(b) })
+                .collect();
+            let (status, export) = f.get(m, "/api/v1/export").await;
+            assert_eq!(status, 200, "{export}");
+            let got: BTreeSet<String> = export["objects"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_string()).collect();
+            assert_eq!(got.len(), export["objects"].as_array().unwrap().len(), "{m}: an object twice");
+            assert!(got == want, "{m}: {} missing, {} not allowed", want.difference(&got).count(), got.difference(&want).count());
+        }
         // The coordinator took every object exactly once, from some peer.
         let at_coordinator = f.peers("interpol").await;
         let objects_in: u64 = at_coordinator.values().map(|s| s["objects_received"].as_u64().unwrap()).sum();
@@ -374,6 +428,7 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
         let mut forged = amber.as_json().clone();
         forged["bundle"]["objects"][1]["name"] = json!("tampered");
         let body = json!({"envelopes": [Value::Object(amber.as_json().clone()), Value::Object(resigned.as_json().clone()), Value::Object(forged)]});
+        let (versions_before, digests_before) = (f.versions("interpol").await, f.get("interpol", "/api/v1/stats").await.1["digests"].clone());
         let r: Value = hostile.post(format!("{}/federation/v1/envelopes", f.fed.url("interpol"))).json(&body).send().await.unwrap().json().await.unwrap();
         let codes: Vec<&str> = r["results"].as_array().unwrap().iter().map(|x| x["code"].as_str().unwrap_or("")).collect();
         assert_eq!(codes, vec!["forward-not-allowed", "bad-signature", "bad-signature"], "{r}");
@@ -381,6 +436,9 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
         let g = peers["peers"].as_array().unwrap().iter().find(|p| p["peer"] == "groupib").unwrap();
         assert_eq!(g["rejected"]["forward-not-allowed"], 1, "{g}");
         assert_eq!(g["rejected"]["bad-signature"], 2, "{g}");
+        // And nothing of them was stored.
+        assert_eq!(f.versions("interpol").await, versions_before);
+        assert_eq!(f.get("interpol", "/api/v1/stats").await.1["digests"], digests_before);
         // A client certificate is not a peer.
         let r = f.admin("interpol").get(format!("{}/federation/v1/feed", f.fed.url("interpol"))).send().await.unwrap();
         assert_eq!(r.status(), 403);
