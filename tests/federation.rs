@@ -255,6 +255,27 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
             }
         }
         f.assert_nothing_refused("after convergence").await;
+        // Traffic: every envelope a node holds from others reached it in a body some
+        // member sent it (the counters add up), and no member sent a peer more
+        // envelopes than that peer holds (pushes carry only the sender's own envelopes,
+        // feeds list relayed ones by id, a cursor never goes back). Whether anything
+        // went twice in total is not asserted: a relay asked for a full page in the
+        // moment before the origin's push arrives sends some envelopes again, by design.
+        let mut sent_to: BTreeMap<String, u64> = BTreeMap::new();
+        for m in &members {
+            for (p, s) in f.peers(m).await {
+                let held = f.get(&p, "/api/v1/stats").await.1["envelopes"].as_u64().unwrap();
+                let sent = s["envelopes_sent"].as_u64().unwrap();
+                assert!(sent <= held, "{m} sent {p} more than it holds ({held}): {s}");
+                *sent_to.entry(p).or_default() += sent;
+            }
+        }
+        for (p, sent) in sent_to {
+            let stats = f.get(&p, "/api/v1/stats").await.1;
+            let own = stats["origins"].as_array().unwrap().iter().find(|o| o["origin"] == p.as_str()).map_or(0, |o| o["max_seq"].as_u64().unwrap());
+            let from_others = stats["envelopes"].as_u64().unwrap() - own;
+            assert!(sent >= from_others, "{p} holds {from_others} envelopes from others but was sent {sent}");
+        }
         // Each node's consolidated view holds exactly the objects it is allowed: the
         // coordinator every vendor's, a vendor its own and the others' clear/green.
         for m in &members {
