@@ -355,8 +355,21 @@ pub async fn run(
         // is five counters and five digests read under the views' read locks.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Let one digest check run so peer status shows agreement.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The peer status printed next compares each peer's digests from its last check
+    // (every 2 s) with ours: wait until every peer's check has run since convergence
+    // and agrees, rather than a fixed 2.5 s; at most 3 s (it then shows what differs).
+    let coordinator = &demo.nodes[COORDINATOR].0;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let peers = crate::sync::status::peer_statuses(coordinator);
+        if peers
+            .iter()
+            .all(|p| !p.digests_match.is_empty() && p.digests_match.values().all(|&b| b))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Ok(summary(demo, opts))
 }
 
