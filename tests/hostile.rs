@@ -772,7 +772,9 @@ fn hostile_inputs_are_refused_cleanly_and_change_nothing() {
         // Signed in the future (key still valid then).
         let mut items = Vec::new();
         for (j, secs) in [301i64, 600, 3600, 86_400, 7 * 86_400, 30 * 86_400].into_iter().enumerate() {
-            let at = Timestamp::from_micros(Timestamp::now().as_micros() + secs * 1_000_000);
+            // Whole seconds, as the check counts them, rounded up: a push that reaches
+            // the node in the next second still finds it `secs` seconds ahead.
+            let at = Timestamp::from_micros((Timestamp::now().as_secs() + secs + 1) * 1_000_000);
             items.push((format!("signed {secs} s ahead"), sign(&beta, tiny_bundle(8000 + j as u64), 8000 + j as u64, at), vec!["signed-in-future"]));
         }
         s.push("signed-in-future", items).await;

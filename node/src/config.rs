@@ -107,6 +107,35 @@ pub struct Limits {
     /// seconds: a peer that sends its answer slowly, or never finishes it, is cut off
     /// after it and backed off like any other failing peer.
     pub peer_timeout_secs: u64,
+    /// Exports (`GET /api/v1/export`) running at once; a further one is answered 503
+    /// `too-many-exports`. An export reads the whole view, so a few readers asking for
+    /// it again and again must not take every core.
+    pub max_concurrent_exports: usize,
+    /// Time a streamed response body may wait for the client to read it, seconds; a
+    /// client that stops reading for longer is cut off, and with it whatever the
+    /// response held.
+    pub response_stall_secs: u64,
+    /// Bytes of request bodies (publishes, pushes, lookups) held in memory at once,
+    /// over every request; a body that would pass it waits (up to the request
+    /// timeout) for others to finish, then is refused 503 `busy`. With
+    /// `max_body_bytes` this bounds what concurrent large bodies can take.
+    pub max_body_memory_bytes: usize,
+    /// Connections from one IP address that have not (yet) presented a client
+    /// certificate (TLS handshakes under way, bearer-token clients); further ones are
+    /// closed at once. Connections with a certificate are not counted.
+    pub max_connections_per_address: usize,
+    /// Connections without a client certificate (bearer-token clients), over every
+    /// address, after the handshake; the rest of `max_connections` is kept for callers
+    /// with a certificate (peers, certificate clients).
+    pub max_connections_without_certificate: usize,
+    /// A connection with no request under way for this long is closed, seconds
+    /// (HTTP/1 keep-alive and HTTP/2 alike).
+    pub idle_timeout_secs: u64,
+    /// Longest life of a connection, seconds: it is then closed gracefully (requests
+    /// under way finish). Also closed: at its client certificate's expiry, and when
+    /// the node's TLS material (CA, certificate) is reloaded, so that a connection
+    /// never keeps an identity the node would no longer accept.
+    pub max_connection_age_secs: u64,
 }
 
 impl Default for Limits {
@@ -122,6 +151,13 @@ impl Default for Limits {
             peer_timeout_secs: 60,
             max_concurrent_publishes: 2,
             publish_window_objects: 20_000,
+            max_concurrent_exports: 4,
+            response_stall_secs: 30,
+            max_body_memory_bytes: 256 << 20,
+            max_connections_per_address: 64,
+            max_connections_without_certificate: 256,
+            idle_timeout_secs: 120,
+            max_connection_age_secs: 3600,
         }
     }
 }
@@ -217,14 +253,14 @@ pub struct Client {
     /// SHA-256 (hex) of its bearer token, if it uses one. Tokens are never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_sha256: Option<String>,
-    /// Most restrictive TLP level this client may read (default: everything the node
-    /// holds).
+    /// Most restrictive TLP level this client may read. The default is `green`
+    /// (least privilege): a client reads amber or red only when its entry says so.
     #[serde(default = "max_tlp_default")]
     pub max_tlp: TlpLevel,
 }
 
 fn max_tlp_default() -> TlpLevel {
-    TlpLevel::Red
+    TlpLevel::Green
 }
 
 impl Config {
@@ -291,6 +327,12 @@ impl Config {
                 l.max_concurrent_publishes,
             ),
             ("limits.publish_window_objects", l.publish_window_objects),
+            ("limits.max_concurrent_exports", l.max_concurrent_exports),
+            ("limits.max_body_memory_bytes", l.max_body_memory_bytes),
+            (
+                "limits.max_connections_per_address",
+                l.max_connections_per_address,
+            ),
         ] {
             if v == 0 {
                 return Err((key.into(), "must be greater than 0".into()));
@@ -301,10 +343,22 @@ impl Config {
             ("limits.request_timeout_secs", l.request_timeout_secs),
             ("limits.handshake_timeout_secs", l.handshake_timeout_secs),
             ("limits.peer_timeout_secs", l.peer_timeout_secs),
+            ("limits.response_stall_secs", l.response_stall_secs),
+            ("limits.idle_timeout_secs", l.idle_timeout_secs),
+            ("limits.max_connection_age_secs", l.max_connection_age_secs),
         ] {
             if v == 0 {
                 return Err((key.into(), "must be greater than 0".into()));
             }
+        }
+        if l.max_body_memory_bytes < l.max_body_bytes {
+            return Err((
+                "limits.max_body_memory_bytes".into(),
+                format!(
+                    "must be at least limits.max_body_bytes ({}), or no largest body could ever be read",
+                    l.max_body_bytes
+                ),
+            ));
         }
         for (i, c) in self.clients.iter().enumerate() {
             if let Some(h) = &c.token_sha256

@@ -119,7 +119,15 @@ pub fn decode_public_key(s: &str) -> Result<VerifyingKey, String> {
         .as_slice()
         .try_into()
         .map_err(|_| format!("public key must be 32 bytes, got {}", bytes.len()))?;
-    VerifyingKey::from_bytes(&arr).map_err(|_| "public key is not a valid ed25519 point".into())
+    let key = VerifyingKey::from_bytes(&arr)
+        .map_err(|_| "public key is not a valid ed25519 point".to_string())?;
+    // A key with a small-order component verifies some signatures in the batch
+    // equation (cofactored) that single verification (cofactorless) refuses: nodes
+    // would disagree about its envelopes. An honestly made key never has one.
+    if !key.is_weak() && !key.to_edwards().is_torsion_free() {
+        return Err("public key has a small-order (torsion) component".into());
+    }
+    Ok(key)
 }
 
 /// Encodes a public key as the roster writes it.
@@ -231,6 +239,11 @@ impl Roster {
     /// A member's key by id.
     pub fn key(&self, origin: &str, key_id: &str) -> Option<&TrustedKey> {
         self.keys.get(&(origin.to_string(), key_id.to_string()))
+    }
+
+    /// The member whose STIX identity (`identity--…`) this is.
+    pub fn member_by_identity(&self, identity: &str) -> Option<&Member> {
+        self.members().iter().find(|m| m.identity == identity)
     }
 
     /// The member whose TLS certificate carries this URI SAN.

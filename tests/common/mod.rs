@@ -244,6 +244,15 @@ impl Drop for RunningNode {
 
 /// An HTTPS client trusting `ca_pem`, presenting `identity` if given.
 pub fn https_client(ca: &Path, identity: Option<&CertifiedKey>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(rustls_client_config(ca, identity))
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// A TLS client configuration trusting `ca`, presenting `identity` if given.
+pub fn rustls_client_config(ca: &Path, identity: Option<&CertifiedKey>) -> rustls::ClientConfig {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
@@ -256,7 +265,7 @@ pub fn https_client(ca: &Path, identity: Option<&CertifiedKey>) -> reqwest::Clie
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_root_certificates(roots);
-    let cc = match identity {
+    match identity {
         Some(id) => {
             let certs: Vec<_> = CertificateDer::pem_slice_iter(id.cert_pem.as_bytes())
                 .map(|c| c.unwrap())
@@ -265,12 +274,7 @@ pub fn https_client(ca: &Path, identity: Option<&CertifiedKey>) -> reqwest::Clie
             builder.with_client_auth_cert(certs, key).unwrap()
         }
         None => builder.with_no_client_auth(),
-    };
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(cc)
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .unwrap()
+    }
 }
 
 /// The TAXII media type.

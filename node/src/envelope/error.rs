@@ -93,6 +93,35 @@ pub enum VerifyError {
         /// The envelope's level.
         envelope_tlp: TlpLevel,
     },
+    /// An object's `created_by_ref` names another member's identity: a node signs
+    /// only for its own member, and only an object's creator may version it.
+    #[error(
+        "object {object_id} names member {creator} as its creator (created_by_ref) but is signed by {origin}"
+    )]
+    ForeignCreator {
+        /// The offending object.
+        object_id: String,
+        /// The member its `created_by_ref` names.
+        creator: String,
+        /// The envelope's origin.
+        origin: String,
+    },
+    /// An object's `created` or `modified` is later than the envelope's `signed_at`
+    /// plus the allowed clock skew: nobody can sign a version before it exists, and a
+    /// far-future `modified` would win over every later version.
+    #[error(
+        "object {object_id} has {property} {value}, later than the envelope's signed_at {signed_at} plus the allowed clock skew"
+    )]
+    ObjectAfterSigning {
+        /// The offending object.
+        object_id: String,
+        /// `created` or `modified`.
+        property: &'static str,
+        /// Its value.
+        value: String,
+        /// The envelope's `signed_at`.
+        signed_at: String,
+    },
     /// `recipients` names someone not in the roster, or is used below red.
     #[error("recipients: {0}")]
     BadRecipients(String),
@@ -117,6 +146,8 @@ impl VerifyError {
             VerifyError::InvalidBundle(_) => "invalid-stix",
             VerifyError::TlpMismatch { .. } => "tlp-mismatch",
             VerifyError::BadRecipients(_) => "bad-recipients",
+            VerifyError::ForeignCreator { .. } => "foreign-creator",
+            VerifyError::ObjectAfterSigning { .. } => "object-after-signing",
         }
     }
 }

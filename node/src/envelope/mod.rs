@@ -520,6 +520,9 @@ impl Envelope {
         }
         let (keys, own) =
             crate::stix::check_bundle_noting(self.bundle()).map_err(VerifyError::InvalidBundle)?;
+        for obj in self.objects() {
+            check_authorship(obj, &h.origin, h.signed_at_ts, roster)?;
+        }
         self.note_pattern_keys(keys);
         let objects = self.objects();
         let mut levels = Vec::with_capacity(objects.len());
@@ -545,6 +548,54 @@ impl Envelope {
         self.note_object_levels(levels);
         Ok(())
     }
+}
+
+/// How far an object's `created` or `modified` may lie after its envelope's
+/// `signed_at`: the same allowance as for `signed_at` itself against the verifier's
+/// clock (protocol §5).
+pub const MAX_OBJECT_SKEW_SECS: i64 = 300;
+
+/// What a member may sign of an object (protocol §5, "Authorship"): not an object
+/// whose `created_by_ref` names another member's identity, and not a version whose
+/// `created` or `modified` is later than `signed_at` plus [`MAX_OBJECT_SKEW_SECS`].
+/// The same rule refuses such objects at publish, so a node never signs what its
+/// peers would refuse.
+pub fn check_authorship(
+    obj: &Value,
+    origin: &str,
+    signed_at: Timestamp,
+    roster: &Roster,
+) -> Result<(), VerifyError> {
+    let id = || {
+        obj.get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    if let Some(creator) = obj.get("created_by_ref").and_then(Value::as_str)
+        && let Some(m) = roster.member_by_identity(creator)
+        && m.name != origin
+    {
+        return Err(VerifyError::ForeignCreator {
+            object_id: id(),
+            creator: m.name.clone(),
+            origin: origin.to_string(),
+        });
+    }
+    for property in ["created", "modified"] {
+        if let Some(value) = obj.get(property).and_then(Value::as_str)
+            && let Ok(t) = Timestamp::parse(value)
+            && t.as_secs() > signed_at.as_secs() + MAX_OBJECT_SKEW_SECS
+        {
+            return Err(VerifyError::ObjectAfterSigning {
+                object_id: id(),
+                property,
+                value: value.to_string(),
+                signed_at: signed_at.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Verifies many envelopes at once (bulk catch-up): authority and content checks per
@@ -593,9 +644,12 @@ pub fn verify_batch<E: std::borrow::Borrow<Envelope> + Sync>(
 /// checked alone so the answer names exactly the ones at fault.
 ///
 /// Batch verification is not strict verification: the dalek documentation asks
-/// callers to reject weak keys themselves ([`Envelope::authority_key`] does), and
-/// `verify_strict` also refuses a small-order R, which the batch equation does not, so
-/// the same check runs here to keep both paths accepting exactly the same signatures.
+/// callers to reject weak keys themselves ([`Envelope::authority_key`] does; roster
+/// keys with a torsion component are refused when the roster is read), and the batch
+/// equation is cofactored, so it accepts an R that is small-order, non-canonical or
+/// has a torsion component, which strict verification refuses. Such an R keeps its
+/// signature out of the batch ([`r_is_acceptable`]), so both paths accept exactly the
+/// same signatures.
 pub fn signatures_hold(msgs: &[&[u8]], sigs: &[Signature], keys: &[VerifyingKey]) -> Vec<bool> {
     let n = msgs.len().min(sigs.len()).min(keys.len());
     let part = n.div_ceil(crate::parallel::threads()).max(1);
@@ -657,11 +711,17 @@ impl Sealed {
     }
 }
 
-/// Whether a signature's R decompresses to a point that is not of small order.
+/// Whether a signature's R may enter a batch: it decompresses, its encoding is
+/// canonical, and it has no small-order (torsion) component. The batch equation is
+/// cofactored, so it cannot see a torsion component that makes single (cofactorless,
+/// strict) verification fail; without this check the two paths — and so two nodes —
+/// could disagree about the same envelope (security finding 8). A signature refused
+/// here is then verified alone, strictly, which decides.
 fn r_is_acceptable(sig: &Signature) -> bool {
-    curve25519_dalek::edwards::CompressedEdwardsY(*sig.r_bytes())
+    let compressed = curve25519_dalek::edwards::CompressedEdwardsY(*sig.r_bytes());
+    compressed
         .decompress()
-        .is_some_and(|r| !r.is_small_order())
+        .is_some_and(|r| !r.is_small_order() && r.compress() == compressed && r.is_torsion_free())
 }
 
 #[cfg(test)]

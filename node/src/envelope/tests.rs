@@ -532,3 +532,103 @@ mod properties {
         }
     }
 }
+
+/// Signs `msg` for the key made from `seed` (as `SigningKey::from_bytes` makes it)
+/// with a nonce point that has the order-2 point added: the forgery of security
+/// finding 8. Only the key's holder can make it; the cofactored batch equation accepts
+/// it for some batch coefficients, strict single verification never.
+fn torsioned_signature(seed: u8, msg: &[u8], nonce: u64) -> Signature {
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT as B;
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    use curve25519_dalek::scalar::Scalar;
+    use curve25519_dalek::traits::IsIdentity;
+    use sha2::{Digest, Sha512};
+    let h = Sha512::digest([seed; 32]);
+    let mut a_bytes = [0u8; 32];
+    a_bytes.copy_from_slice(&h[..32]);
+    a_bytes[0] &= 248;
+    a_bytes[31] &= 127;
+    a_bytes[31] |= 64;
+    let a = Scalar::from_bytes_mod_order(a_bytes);
+    let public = (a * B).compress();
+    // The point of order 2: (0, -1).
+    let mut t = [0xffu8; 32];
+    t[0] = 0xec;
+    t[31] = 0x7f;
+    let t = CompressedEdwardsY(t).decompress().unwrap();
+    assert!(t.is_small_order() && !t.is_identity());
+    let r = Scalar::from(nonce.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let big_r = (r * B + t).compress();
+    let k = Scalar::from_hash(
+        Sha512::new()
+            .chain_update(big_r.as_bytes())
+            .chain_update(public.as_bytes())
+            .chain_update(msg),
+    );
+    let s = r + k * a;
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(big_r.as_bytes());
+    sig[32..].copy_from_slice(s.as_bytes());
+    Signature::from_bytes(&sig)
+}
+
+#[test]
+fn torsioned_nonce_signatures_are_refused_by_single_and_batch_verification_alike() {
+    let (e, r) = good();
+    let key = signer(1, "kaspersky-2026a").key.verifying_key();
+    let mut forged = Vec::new();
+    for nonce in 0..16u64 {
+        let sig = torsioned_signature(1, &e.signed.bytes, nonce);
+        // The batch equation alone takes some of them: the disagreement the checks
+        // before batching remove.
+        let t = edited(&e, |d| {
+            d.insert(
+                "signature".into(),
+                json!(URL_SAFE_NO_PAD.encode(sig.to_bytes())),
+            );
+        })
+        .unwrap();
+        assert!(key.verify_strict(&t.signed.bytes, &sig).is_err());
+        assert_eq!(t.verify(&r, &opts()), Err(VerifyError::BadSignature));
+        forged.push(t);
+    }
+    let raw_batch_accepts = forged
+        .iter()
+        .filter(|t| {
+            ed25519_dalek::verify_batch(&[&t.signed.bytes[..]], &[t.signature], &[key]).is_ok()
+        })
+        .count();
+    assert!(
+        raw_batch_accepts > 0,
+        "the cofactored batch equation should accept some torsioned signatures"
+    );
+    // Alone, in batches of their own, and mixed with a good envelope.
+    for verdict in verify_batch(&forged, &r, &opts()) {
+        assert_eq!(verdict, Err(VerifyError::BadSignature));
+    }
+    let mut mixed: Vec<Envelope> = forged.clone();
+    mixed.insert(3, e.clone());
+    let verdicts = verify_batch(&mixed, &r, &opts());
+    for (i, v) in verdicts.iter().enumerate() {
+        if i == 3 {
+            assert_eq!(*v, Ok(()));
+        } else {
+            assert_eq!(*v, Err(VerifyError::BadSignature));
+        }
+    }
+}
+
+#[test]
+fn roster_keys_with_a_torsion_component_are_refused() {
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    let good_key = signer(1, "k").key.verifying_key();
+    let mut t = [0xffu8; 32];
+    t[0] = 0xec;
+    t[31] = 0x7f;
+    let t = CompressedEdwardsY(t).decompress().unwrap();
+    let bad = (good_key.to_edwards() + t).compress();
+    let err =
+        crate::roster::decode_public_key(&URL_SAFE_NO_PAD.encode(bad.as_bytes())).unwrap_err();
+    assert!(err.contains("torsion"), "{err}");
+    crate::roster::decode_public_key(&encode_public_key(&good_key)).unwrap();
+}

@@ -280,7 +280,8 @@ fn render_config(
     s.push_str(&format!(
         "\n# Local client with every role: certificate {cert} (SAN synergia://client/{name}-admin)\n\
          # or the bearer token in {tok}; only its SHA-256 is stored here.\n\
-         [[clients]]\nname = \"{name}-admin\"\nroles = [\"publish\", \"read\", \"operate\"]\ntoken_sha256 = \"{hash}\"\n",
+         # Clients read up to green unless max_tlp says more: the administrator reads everything.\n\
+         [[clients]]\nname = \"{name}-admin\"\nroles = [\"publish\", \"read\", \"operate\"]\ntoken_sha256 = \"{hash}\"\nmax_tlp = \"red\"\n",
         cert = rel(dir.join("admin.pem")),
         tok = rel(dir.join("admin-token")),
         name = m.name,

@@ -7,7 +7,7 @@ use super::Node;
 use crate::stix::observable::keys_from_object;
 use crate::stix::tlp::TlpLevel;
 use crate::store::StoreError;
-use crate::store::view::{LATEST, View};
+use crate::store::view::{BodyLocation, View};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -48,25 +48,49 @@ pub enum ExportError {
     Io(#[from] std::io::Error),
 }
 
-/// Distinct origins, over latest versions, reporting any of `keys`.
-fn corroboration(view: &View, keys: &[String]) -> BTreeSet<String> {
+/// Distinct origins, over the latest versions a reader at `max` sees, reporting any
+/// of `keys` in deliveries the reader may know of.
+fn corroboration(view: &View, keys: &[String], max: TlpLevel) -> BTreeSet<String> {
     let mut origins = BTreeSet::new();
     for k in keys {
         for h in view.by_observable(k) {
-            if view.version(h).is_some_and(|v| v.has(LATEST)) {
-                origins.extend(view.origins_of(h).into_iter().map(str::to_string));
+            if view.version(h).is_some_and(|v| v.tlp <= max)
+                && view.latest_visible(h, max) == Some(h)
+            {
+                origins.extend(view.origins_at(h, max).into_iter().map(str::to_string));
             }
         }
     }
     origins
 }
 
+/// A CSV cell: quoted when it holds a separator, a quote or a line break, and made
+/// inert for spreadsheets when it starts like a formula (`=`, `+`, `-`, `@`, tab or
+/// carriage return; OWASP's CSV-injection advice): a leading `'` makes the program
+/// show the text instead of evaluating it (security finding 10).
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+    let inert = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
     } else {
         s.to_string()
+    };
+    if inert.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", inert.replace('"', "\"\""))
+    } else {
+        inert
     }
+}
+
+/// How many versions an export examines while it holds the view's read lock. The
+/// lock is released before any body is read or any byte is written, so a reader that
+/// stops reading stalls only its own export, never a publish (security finding 1).
+const CHUNK: usize = 1024;
+
+/// A version chosen for the export in one hold of the lock.
+struct Pick {
+    h: u32,
+    at: BodyLocation,
+    tlp: TlpLevel,
 }
 
 #[derive(Default)]
@@ -81,20 +105,32 @@ struct ObservableRow {
 
 impl Node {
     /// Writes the export; returns the number of objects (STIX) or rows (CSV) written.
+    ///
+    /// The view is read a chunk at a time ([`CHUNK`] versions), so an export of
+    /// millions of objects never holds the lock for long and sees versions added while
+    /// it runs only in chunks it has not reached yet.
     pub fn export(
         &self,
         f: &ExportFilter,
         format: ExportFormat,
         out: &mut dyn Write,
     ) -> Result<u64, ExportError> {
-        let view = self.store.read();
-        let origin_ix: Vec<u16> = f
-            .origins
-            .iter()
-            .filter_map(|o| view.origin_index(o))
-            .collect();
-        let type_ix: Vec<u16> = f.types.iter().filter_map(|t| view.type_index(t)).collect();
-        let start = f.since.map_or(0, |t| view.first_after(t));
+        let max = f.max_tlp.unwrap_or(TlpLevel::Red);
+        let (origin_ix, type_ix, mut pos) = {
+            let view = self.store.read();
+            let origin_ix: Vec<u16> = f
+                .origins
+                .iter()
+                .filter_map(|o| view.origin_index(o))
+                .collect();
+            let type_ix: Vec<u16> = f.types.iter().filter_map(|t| view.type_index(t)).collect();
+            (
+                origin_ix,
+                type_ix,
+                f.since.map_or(0, |t| view.first_after(t)),
+            )
+        };
+        let needs_keys = f.min_corroboration > 1 || format == ExportFormat::Csv;
         let mut n = 0u64;
         let mut rows: BTreeMap<String, ObservableRow> = BTreeMap::new();
         if format == ExportFormat::Stix {
@@ -104,76 +140,94 @@ impl Node {
                 uuid::Uuid::new_v4()
             )?;
         }
-        for (i, v) in view.versions().iter().enumerate().skip(start) {
-            let h = i as u32;
-            if !v.has(LATEST) {
-                continue;
+        loop {
+            // 1. Under the lock: the next chunk's candidates.
+            let (picks, done) = {
+                let view = self.store.read();
+                let versions = view.versions();
+                let end = (pos + CHUNK).min(versions.len());
+                let mut picks = Vec::new();
+                for (i, v) in versions[pos..end].iter().enumerate() {
+                    let h = (pos + i) as u32;
+                    if v.tlp > max || view.latest_visible(h, max) != Some(h) {
+                        continue;
+                    }
+                    if !f.types.is_empty() && !type_ix.contains(&v.type_ix) {
+                        continue;
+                    }
+                    if !f.origins.is_empty()
+                        && !origin_ix.iter().any(|&o| view.delivered_at(h, o, max))
+                    {
+                        continue;
+                    }
+                    if let Some(at) = view.body_location(h) {
+                        picks.push(Pick { h, at, tlp: v.tlp });
+                    }
+                }
+                pos = end;
+                (picks, end >= versions.len())
+            };
+            // 2. Without it: the bodies, and the observables when they are needed.
+            let mut bodies = Vec::with_capacity(picks.len());
+            for p in &picks {
+                let body = self.store.object_body(p.at)?;
+                let obj: Option<Value> = if needs_keys {
+                    serde_json::from_slice(&body).ok()
+                } else {
+                    None
+                };
+                let keys: Vec<String> = obj
+                    .as_ref()
+                    .map(|o| keys_from_object(o).iter().map(|k| k.to_string()).collect())
+                    .unwrap_or_default();
+                bodies.push((body, obj, keys));
             }
-            if f.max_tlp.is_some_and(|m| v.tlp > m) {
-                continue;
-            }
-            if !f.types.is_empty() && !type_ix.contains(&v.type_ix) {
-                continue;
-            }
-            if !f.origins.is_empty()
-                && !view
-                    .deliveries(h)
+            // 3. Under the lock again, briefly: who reported each, as the reader may know.
+            let reporters: Vec<(Vec<String>, usize)> = if needs_keys {
+                let view = self.store.read();
+                picks
                     .iter()
-                    .any(|e| origin_ix.contains(&e.origin))
-            {
-                continue;
-            }
-            let Some(at) = view.body_location(h) else {
-                continue;
-            };
-            let body = self.store.object_body(at)?;
-            let needs_keys = f.min_corroboration > 1 || format == ExportFormat::Csv;
-            let obj: Option<Value> = if needs_keys {
-                serde_json::from_slice(&body).ok()
+                    .zip(&bodies)
+                    .map(|(p, (_, _, keys))| {
+                        let own = view
+                            .origins_at(p.h, max)
+                            .into_iter()
+                            .map(str::to_string)
+                            .collect();
+                        let corroborated = if f.min_corroboration > 1 {
+                            corroboration(&view, keys, max).len()
+                        } else {
+                            usize::MAX
+                        };
+                        (own, corroborated)
+                    })
+                    .collect()
             } else {
-                None
+                vec![(Vec::new(), usize::MAX); picks.len()]
             };
-            let keys: Vec<String> = obj
-                .as_ref()
-                .map(|o| keys_from_object(o).iter().map(|k| k.to_string()).collect())
-                .unwrap_or_default();
-            if f.min_corroboration > 1 && corroboration(&view, &keys).len() < f.min_corroboration {
-                continue;
-            }
-            match format {
-                ExportFormat::Stix => {
-                    if n > 0 {
-                        out.write_all(b",")?;
-                    }
-                    out.write_all(&body)?;
-                    n += 1;
+            // 4. Without it: the output, which may block on a slow reader.
+            for ((p, (body, obj, keys)), (own, corroborated)) in
+                picks.iter().zip(bodies).zip(reporters)
+            {
+                if corroborated < f.min_corroboration {
+                    continue;
                 }
-                ExportFormat::Csv => {
-                    let Some(o) = &obj else { continue };
-                    let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
-                    for k in keys {
-                        let row = rows.entry(k).or_default();
-                        row.origins
-                            .extend(view.origins_of(h).into_iter().map(str::to_string));
-                        row.objects += 1;
-                        let first = text("first_seen")
-                            .or_else(|| text("valid_from"))
-                            .or_else(|| text("created"));
-                        let last = text("last_seen").or_else(|| text("modified"));
-                        row.first_seen = match (row.first_seen.take(), first) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        };
-                        row.last_seen = match (row.last_seen.take(), last) {
-                            (Some(a), Some(b)) => Some(a.max(b)),
-                            (a, b) => a.or(b),
-                        };
-                        if let Some(c) = o.get("confidence").and_then(Value::as_i64) {
-                            row.confidence = Some(row.confidence.map_or(c, |x| x.max(c)));
+                match format {
+                    ExportFormat::Stix => {
+                        if n > 0 {
+                            out.write_all(b",")?;
                         }
-                        row.tlp = Some(row.tlp.map_or(v.tlp, |t| t.min(v.tlp)));
+                        out.write_all(&body)?;
+                        n += 1;
+                    }
+                    ExportFormat::Csv => {
+                        let Some(o) = &obj else { continue };
+                        add_rows(&mut rows, o, keys, &own, p.tlp);
                     }
                 }
+            }
+            if done {
+                break;
             }
         }
         match format {
@@ -197,8 +251,8 @@ impl Node {
                         r.origins.len(),
                         csv_field(&r.origins.iter().cloned().collect::<Vec<_>>().join(" ")),
                         r.objects,
-                        r.first_seen.unwrap_or_default(),
-                        r.last_seen.unwrap_or_default(),
+                        csv_field(&r.first_seen.unwrap_or_default()),
+                        csv_field(&r.last_seen.unwrap_or_default()),
                         r.confidence.map(|c| c.to_string()).unwrap_or_default(),
                         r.tlp.map(|t| t.as_str()).unwrap_or_default()
                     )?;
@@ -208,5 +262,56 @@ impl Node {
         }
         out.flush()?;
         Ok(n)
+    }
+}
+
+/// Adds one object's observables to the CSV rows.
+fn add_rows(
+    rows: &mut BTreeMap<String, ObservableRow>,
+    o: &Value,
+    keys: Vec<String>,
+    origins: &[String],
+    tlp: TlpLevel,
+) {
+    let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
+    for k in keys {
+        let row = rows.entry(k).or_default();
+        row.origins.extend(origins.iter().cloned());
+        row.objects += 1;
+        let first = text("first_seen")
+            .or_else(|| text("valid_from"))
+            .or_else(|| text("created"));
+        let last = text("last_seen").or_else(|| text("modified"));
+        row.first_seen = match (row.first_seen.take(), first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        row.last_seen = match (row.last_seen.take(), last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(c) = o.get("confidence").and_then(Value::as_i64) {
+            row.confidence = Some(row.confidence.map_or(c, |x| x.max(c)));
+        }
+        row.tlp = Some(row.tlp.map_or(tlp, |t| t.min(tlp)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_cells_that_look_like_formulas_are_inert() {
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-cmd"), "'-cmd");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("\tx"), "'\tx");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("plain.example"), "plain.example");
     }
 }

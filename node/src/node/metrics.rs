@@ -28,6 +28,8 @@ pub struct Metrics {
     pub publish_seconds_sum: Mutex<f64>,
     /// Number of publishes.
     pub publishes: AtomicU64,
+    /// Connections closed by the server's limits, by which limit (present from start).
+    pub connections_refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -46,6 +48,15 @@ impl Metrics {
     pub fn http(&self, route: &str, status: u16) {
         let mut m = self.http_requests.lock().unwrap_or_else(|p| p.into_inner());
         *m.entry((route.to_string(), status)).or_default() += 1;
+    }
+
+    /// Counts a connection closed by a limit (`server::conn::REFUSALS`).
+    pub fn connection_refused(&self, why: &'static str) {
+        let mut m = self
+            .connections_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *m.entry(why).or_default() += 1;
     }
 
     /// Records a publish duration.
@@ -125,6 +136,23 @@ pub fn render(node: &super::Node) -> String {
             out,
             "synergia_http_requests_total{{interface=\"{route}\",status=\"{status}\"}} {n}"
         );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP synergia_connections_refused_total Connections closed by a connection limit, by limit.\n# TYPE synergia_connections_refused_total counter"
+    );
+    {
+        let refused = m
+            .connections_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for why in crate::server::conn_refusals() {
+            let n = refused.get(why).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "synergia_connections_refused_total{{limit=\"{why}\"}} {n}"
+            );
+        }
     }
     let sum = *m
         .publish_seconds_sum

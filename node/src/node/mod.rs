@@ -55,6 +55,11 @@ pub struct Node {
     pub started_at: Timestamp,
     /// Admits `limits.max_concurrent_publishes` publishes at once (see there).
     pub publish_gate: tokio::sync::Semaphore,
+    /// Admits `limits.max_concurrent_exports` exports at once (see there).
+    pub export_gate: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Request-body bytes held in memory (`limits.max_body_memory_bytes`, counted by
+    /// `server::body`).
+    pub body_budget: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Node {
@@ -151,6 +156,7 @@ impl Node {
         };
         let sync = crate::sync::SyncState::load(&store);
         let publish_gate = tokio::sync::Semaphore::new(config.limits.max_concurrent_publishes);
+        let config_limits = config.limits.clone();
         Ok(Node {
             config,
             roster,
@@ -162,6 +168,10 @@ impl Node {
             token_key,
             started_at: Timestamp::now(),
             publish_gate,
+            export_gate: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                config_limits.max_concurrent_exports,
+            )),
+            body_budget: crate::server::body::budget(config_limits.max_body_memory_bytes),
         })
     }
 

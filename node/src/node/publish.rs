@@ -10,13 +10,15 @@
 use super::Node;
 use super::metrics::Metrics;
 use crate::envelope::canonical::canonical_bytes;
-use crate::envelope::{Envelope, EnvelopeMeta};
+use crate::envelope::{Envelope, EnvelopeMeta, VerifyError, check_authorship};
 use crate::json::RawObjects;
 use crate::stix::PatternKeys;
 use crate::stix::observable::ObservableKey;
 use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::{OwnLevel, TlpLevel, TlpResolver, own_level};
-use crate::stix::validate::{Finding, Report, validate_bundle, validate_object_noting_keys};
+use crate::stix::validate::{
+    Finding, Report, Severity, validate_bundle, validate_object_noting_keys,
+};
 use crate::store::prepare::{Prepared, prepare, split_id};
 use crate::store::{IngestOutcome, StoreError};
 use serde::Serialize;
@@ -165,7 +167,7 @@ impl Node {
         // is refused here, not published object by object. (Its objects were moved out
         // above and are checked one by one.)
         let mut checks = Checks::new(&bundle, mode);
-        checks.add(validate_all(&objects, 0));
+        checks.add(validate_all(&objects, 0, &self.authorship()));
         checks.refuse_if_invalid(self, mode)?;
         // 2. Group valid, not-yet-held objects by TLP level.
         let resolver = TlpResolver::with_definitions(std::mem::take(&mut checks.definitions));
@@ -262,7 +264,7 @@ impl Node {
                 crate::parallel::drop_elsewhere(done);
             }
             let objects = raw.parse(range.clone()).map_err(PublishError::Json)?;
-            let checked = validate_all(&objects, range.start);
+            let checked = validate_all(&objects, range.start, &self.authorship());
             levels.extend(objects.iter().zip(&checked).map(|(obj, c)| {
                 if !c.report.is_valid() {
                     Level::Rejected
@@ -719,14 +721,60 @@ struct Checked {
     pattern_keys: Option<Vec<ObservableKey>>,
 }
 
+/// What this member may sign ([`check_authorship`]), checked at publish as its peers
+/// will check it on receipt, so that the node never signs what they would refuse.
+struct Authorship<'a> {
+    origin: &'a str,
+    roster: &'a crate::roster::Roster,
+    /// The `signed_at` the envelopes will have, at the latest (now).
+    signed_at: Timestamp,
+}
+
+impl Authorship<'_> {
+    /// Adds a finding to `report` when `obj` may not be signed by this member.
+    fn check(&self, obj: &Value, pointer: &str, report: &mut Report) {
+        if let Err(e) = check_authorship(obj, self.origin, self.signed_at, self.roster) {
+            let at = match &e {
+                VerifyError::ForeignCreator { .. } => "/created_by_ref",
+                VerifyError::ObjectAfterSigning { property, .. } => {
+                    if *property == "created" {
+                        "/created"
+                    } else {
+                        "/modified"
+                    }
+                }
+                _ => "",
+            };
+            report.findings.push(Finding {
+                severity: Severity::Error,
+                code: e.code(),
+                object_id: obj.get("id").and_then(Value::as_str).map(str::to_string),
+                pointer: format!("{pointer}{at}"),
+                message: e.to_string(),
+            });
+        }
+    }
+}
+
+impl Node {
+    fn authorship(&self) -> Authorship<'_> {
+        Authorship {
+            origin: self.member(),
+            roster: &self.roster,
+            signed_at: Timestamp::now(),
+        }
+    }
+}
+
 /// Validates every object, in order, on every core for large inputs (validation is
 /// most of a publish's work), noting what later steps need so that they do not walk
 /// the objects again. `first` is the position of `objects[0]` in the bundle.
-fn validate_all(objects: &[Value], first: usize) -> Vec<Checked> {
+fn validate_all(objects: &[Value], first: usize, authorship: &Authorship) -> Vec<Checked> {
     crate::parallel::map(objects, 1000, |i, o| {
         let mut report = Report::default();
-        let pattern_keys =
-            validate_object_noting_keys(o, &format!("/objects/{}", first + i), &mut report);
+        let pointer = format!("/objects/{}", first + i);
+        let pattern_keys = validate_object_noting_keys(o, &pointer, &mut report);
+        authorship.check(o, &pointer, &mut report);
         Checked {
             pattern_keys,
             report,

@@ -1,5 +1,6 @@
 //! The node API: publish, lookup, provenance, stats, health and metrics.
 
+use super::body::read_body;
 use super::caller::Caller;
 use super::error::ApiError;
 use crate::config::Role;
@@ -8,7 +9,7 @@ use crate::node::Node;
 use crate::node::publish::{Mode, PublishError};
 use crate::stix::tlp::ALL_LEVELS;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,58 +28,6 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/peers", get(peers))
         .route("/api/v1/export", get(super::export::export))
-}
-
-/// Reads a request body up to the configured limit (413 past it).
-///
-/// Past the limit the rest of the body is read and discarded (up to as much again, at
-/// most 64 MiB) so the client can finish sending and read the 413; a body larger still
-/// gets the 413 on a connection that is then closed.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    use http_body_util::BodyExt as _;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            format!("request body exceeds {limit} bytes (limits.max_body_bytes)"),
-        )
-    };
-    use http_body::Body as _;
-    let mut body = body;
-    // Sized once from Content-Length when the client sent one (within the limit):
-    // growing by doubling copied a large publish about twice over.
-    let expected = body.size_hint().exact().unwrap_or(0);
-    let mut buf: Vec<u8> = Vec::with_capacity(usize::try_from(expected).unwrap_or(0).min(limit));
-    let mut over = false;
-    let mut discarded = 0usize;
-    let drain_budget = limit.min(64 << 20);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::bad_request("bad-body", format!("cannot read the request body: {e}"))
-        })?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if over {
-            discarded += data.len();
-            if discarded > drain_budget {
-                let mut e = too_large();
-                e.close_connection = true;
-                return Err(e);
-            }
-            continue;
-        }
-        if buf.len() + data.len() > limit {
-            over = true;
-            buf = Vec::new();
-            continue;
-        }
-        buf.extend_from_slice(&data);
-    }
-    if over {
-        return Err(too_large());
-    }
-    Ok(Bytes::from(buf))
 }
 
 /// Parses a JSON body strictly (duplicate keys, unsafe integers refused).
@@ -148,7 +97,7 @@ async fn publish(
         .acquire()
         .await
         .map_err(ApiError::internal)?;
-    let bytes = read_body(body, node.config.limits.max_body_bytes).await?;
+    let (bytes, _budget) = read_body(body, &node, node.config.limits.max_body_bytes).await?;
     let recipients: Vec<String> = q
         .iter()
         .filter(|(k, _)| k == "recipients")
@@ -219,20 +168,64 @@ async fn lookup_post(
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Read)?;
-    let bytes = read_body(body, node.config.limits.max_body_bytes).await?;
-    let doc = parse_json(&bytes)?;
-    let values = doc
-        .get("values")
-        .and_then(Value::as_array)
-        .and_then(|a| {
-            a.iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect::<Option<Vec<_>>>()
-        })
-        .ok_or_else(|| {
-            ApiError::bad_request("bad-request", "body must be {\"values\": [\"…\", …]}")
-        })?;
+    let limit = node.config.limits.max_body_bytes.min(MAX_LOOKUP_BODY);
+    let (bytes, _budget) = read_body(body, &node, limit).await?;
+    // Strict JSON first (duplicate keys, unsafe integers), then the values, counted
+    // as they are read: a body of a million values is refused at the 10,001st.
+    parse_json(&bytes)?;
+    let values = serde_json::from_slice::<LookupBody>(&bytes)
+        .map_err(|e| {
+            if e.to_string().contains(TOO_MANY_VALUES) {
+                ApiError::bad_request("bad-request", TOO_MANY_VALUES)
+            } else {
+                ApiError::bad_request("bad-request", "body must be {\"values\": [\"…\", …]}")
+            }
+        })?
+        .values
+        .0;
     lookup(node, caller, values).await
+}
+
+/// Largest lookup body: 10,000 values of up to a few hundred bytes each.
+const MAX_LOOKUP_BODY: usize = 4 << 20;
+/// Most values in one lookup.
+const MAX_LOOKUP_VALUES: usize = 10_000;
+const TOO_MANY_VALUES: &str = "at most 10,000 values per lookup";
+
+/// A lookup body: `{"values": […]}`.
+#[derive(serde::Deserialize)]
+struct LookupBody {
+    values: LookupValues,
+}
+
+/// The values of a lookup, refused at the first one past [`MAX_LOOKUP_VALUES`]
+/// rather than after the whole array is built.
+struct LookupValues(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for LookupValues {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = LookupValues;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of strings")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<LookupValues, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<String>()? {
+                    if out.len() == MAX_LOOKUP_VALUES {
+                        return Err(serde::de::Error::custom(TOO_MANY_VALUES));
+                    }
+                    out.push(v);
+                }
+                Ok(LookupValues(out))
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
 }
 
 async fn lookup(
@@ -247,11 +240,8 @@ async fn lookup(
             "give at least one value (?value=203.0.113.7)",
         ));
     }
-    if values.len() > 10_000 {
-        return Err(ApiError::bad_request(
-            "bad-request",
-            "at most 10,000 values per lookup",
-        ));
+    if values.len() > MAX_LOOKUP_VALUES {
+        return Err(ApiError::bad_request("bad-request", TOO_MANY_VALUES));
     }
     let max = caller.max_tlp();
     let results = tokio::task::spawn_blocking(move || node.store.lookup(&values, max))

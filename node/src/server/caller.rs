@@ -38,13 +38,10 @@ pub struct ConnInfo {
     pub identity: CertIdentity,
 }
 
-/// Reads the identity from a verified leaf certificate's URI SANs.
-pub fn identity_of(certs: Option<&[CertificateDer<'_>]>) -> CertIdentity {
-    let Some(leaf) = certs.and_then(|c| c.first()) else {
-        return CertIdentity::None;
-    };
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
-        return CertIdentity::Unrecognised("certificate does not parse".into());
+/// The URI SANs of a certificate (none when it does not parse).
+pub fn uri_sans(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
     };
     let mut uris = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -54,6 +51,24 @@ pub fn identity_of(certs: Option<&[CertificateDer<'_>]>) -> CertIdentity {
             }
         }
     }
+    uris
+}
+
+/// The end of a certificate's validity (epoch seconds), when it parses.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(c.validity().not_after.timestamp())
+}
+
+/// Reads the identity from a verified leaf certificate's URI SANs.
+pub fn identity_of(certs: Option<&[CertificateDer<'_>]>) -> CertIdentity {
+    let Some(leaf) = certs.and_then(|c| c.first()) else {
+        return CertIdentity::None;
+    };
+    if x509_parser::parse_x509_certificate(leaf.as_ref()).is_err() {
+        return CertIdentity::Unrecognised("certificate does not parse".into());
+    }
+    let uris = uri_sans(leaf);
     for u in &uris {
         if let Some(m) = u.strip_prefix("synergia://member/") {
             return CertIdentity::Member(m.to_string());

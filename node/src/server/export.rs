@@ -15,8 +15,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// A response body fed by a channel, so a blocking writer can stream.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+/// A response body fed by a channel, so a blocking writer can stream. An error in the
+/// channel ends the body with an error, so the client sees a broken transfer rather
+/// than a complete but truncated export.
+struct ChannelBody(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
 
 impl axum::body::HttpBody for ChannelBody {
     type Data = Bytes;
@@ -28,14 +30,19 @@ impl axum::body::HttpBody for ChannelBody {
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         self.0
             .poll_recv(cx)
-            .map(|o| o.map(|b| Ok(http_body::Frame::data(b))))
+            .map(|o| o.map(|b| b.map(http_body::Frame::data)))
     }
 }
 
-/// A `Write` that sends 64 KiB chunks into the channel.
+/// A `Write` that sends 64 KiB chunks into the channel, giving up when the client
+/// has not taken a chunk for `stall` (`limits.response_stall_secs`): an export runs on
+/// a blocking thread, and a client that stops reading must not keep it (nor anything
+/// it holds) for ever.
 struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<Bytes>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
     buf: Vec<u8>,
+    runtime: tokio::runtime::Handle,
+    stall: std::time::Duration,
 }
 
 impl std::io::Write for ChannelWriter {
@@ -50,9 +57,17 @@ impl std::io::Write for ChannelWriter {
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
             let chunk = Bytes::from(std::mem::take(&mut self.buf));
-            self.tx.blocking_send(chunk).map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away")
-            })?;
+            self.runtime
+                .block_on(self.tx.send_timeout(Ok(chunk), self.stall))
+                .map_err(|e| match e {
+                    tokio::sync::mpsc::error::SendTimeoutError::Timeout(_) => std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client stopped reading the export",
+                    ),
+                    tokio::sync::mpsc::error::SendTimeoutError::Closed(_) => {
+                        std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away")
+                    }
+                })?;
         }
         Ok(())
     }
@@ -124,14 +139,31 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Read)?;
     let (filter, format) = parse(&q, caller.max_tlp())?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let Ok(turn) = node.export_gate.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too-many-exports",
+            format!(
+                "{} exports are running (limits.max_concurrent_exports); try again when one has finished",
+                node.config.limits.max_concurrent_exports
+            ),
+        ));
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    let runtime = tokio::runtime::Handle::current();
+    let stall = std::time::Duration::from_secs(node.config.limits.response_stall_secs);
     tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let mut w = ChannelWriter {
-            tx,
+            tx: tx.clone(),
             buf: Vec::with_capacity(64 * 1024),
+            runtime,
+            stall,
         };
         if let Err(e) = node.export(&filter, format, &mut w) {
             tracing::warn!(error = %e, "export stopped");
+            // The client may have stopped reading: never wait to tell it.
+            let _ = tx.try_send(Err(std::io::Error::other(e.to_string())));
         }
     });
     let ctype = match format {

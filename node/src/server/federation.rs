@@ -1,6 +1,7 @@
 //! The federation API a peer member uses: its feed, pushes, and our view digest.
 
-use super::api::{parse_json, read_body};
+use super::api::parse_json;
+use super::body::read_body;
 use super::caller::Caller;
 use super::error::ApiError;
 use crate::envelope::EnvelopeId;
@@ -96,7 +97,7 @@ async fn feed(
     tokio::task::spawn_blocking(move || {
         let view = node.store.read();
         let envs = view.envelopes();
-        let head = envs.last().map_or(0, |e| e.ordinal + 1);
+        let head = head_for(&node, &view, &peer);
         let start = envs.partition_point(|e| e.ordinal < after);
         let mut page_bytes = 0usize;
         let mut next = after;
@@ -139,6 +140,10 @@ async fn feed(
             page_bytes += carry.text_len(e);
             entries.push((e, carry));
         }
+        // `more` and `head` speak only of envelopes the peer may receive: a peer
+        // never learns how many are withheld from it (security finding 9).
+        let more = more && next < head;
+        let head = head.max(next);
         let tail = format!(",\"next\":\"{next}\",\"more\":{more},\"head\":{head}}}");
         let mut list = EnvelopeList::for_entries(&entries, tail.len());
         for (e, carry) in &entries {
@@ -173,7 +178,7 @@ async fn push(
     body: Body,
 ) -> Result<Response, ApiError> {
     let peer = caller.require_peer()?.to_string();
-    let bytes = read_body(body, node.config.limits.max_body_bytes).await?;
+    let (bytes, _budget) = read_body(body, &node, node.config.limits.max_body_bytes).await?;
     let results = tokio::task::spawn_blocking(move || {
         // The envelopes are kept as text: each is parsed (strictly) only if this node
         // does not hold its stated id, and its signed form is then taken from its
@@ -209,6 +214,28 @@ async fn push(
     Ok(json_ok(
         json!({"results": results}).to_string().into_bytes(),
     ))
+}
+
+/// How many envelopes from the end of the log [`head_for`] looks through for the last
+/// one a peer may receive.
+const HEAD_SCAN: usize = 4096;
+
+/// The feed's `head` for `peer`: just after the last envelope of the log it may
+/// receive (or holds), so that withheld envelopes at the end of the log do not show.
+/// Looks through the last [`HEAD_SCAN`] envelopes at most; past that it answers 0 and
+/// the page's own `next` stands in.
+fn head_for(node: &Node, view: &crate::store::view::View, peer: &str) -> u64 {
+    view.envelopes()
+        .iter()
+        .rev()
+        .take(HEAD_SCAN)
+        .find(|e| {
+            matches!(
+                policy::may_send_held(&node.config, view, peer, e),
+                Ok(()) | Err(Withheld::PeerHasIt)
+            )
+        })
+        .map_or(0, |e| e.ordinal + 1)
 }
 
 /// The optional `ids` of a push: one `sha256:…` id per envelope, in order.

@@ -7,7 +7,9 @@
 //! and swaps TLS material without a restart.
 
 pub mod api;
+pub mod body;
 pub mod caller;
+mod conn;
 pub mod error;
 pub mod export;
 pub mod federation;
@@ -41,6 +43,12 @@ pub enum ServerError {
     /// The listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Every reason a connection is refused (the label values of
+/// `synergia_connections_refused_total`).
+pub fn conn_refusals() -> [&'static str; 3] {
+    conn::REFUSALS
 }
 
 /// Every route, with authentication and request limits.
@@ -112,26 +120,33 @@ pub async fn serve(
     let tls = Arc::new(tls::TlsReloader::new(&node.config)?);
     let app = router(node.clone());
     let limits = node.config.limits.clone();
-    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(conn::Slots::new(&limits));
+    // Bumped when the TLS material is reloaded (connections made under the old
+    // material close gracefully) and set to `u64::MAX` at shutdown.
+    let (closing, _) = tokio::sync::watch::channel(0u64);
+    let closing = Arc::new(closing);
     let reloader = {
         let tls = tls.clone();
+        let closing = closing.clone();
         tokio::spawn(async move {
             let mut hup =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             loop {
                 let tick = tokio::time::sleep(Duration::from_secs(30));
-                match hup.as_mut() {
+                let reloaded = match hup.as_mut() {
                     Some(h) => {
                         tokio::select! {
-                            _ = h.recv() => { let _ = tls.reload().map_err(|e| tracing::warn!(error = %e, "TLS reload failed")); }
+                            _ = h.recv() => tls.reload().map_err(|e| tracing::warn!(error = %e, "TLS reload failed")).is_ok(),
                             _ = tick => tls.reload_if_changed(),
                         }
                     }
                     None => {
                         tick.await;
-                        tls.reload_if_changed();
+                        tls.reload_if_changed()
                     }
+                };
+                if reloaded {
+                    closing.send_modify(|g| *g = g.saturating_add(1).min(u64::MAX - 1));
                 }
             }
         })
@@ -152,19 +167,26 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%remote, "connection limit reached; closing connection");
-            drop(tcp);
-            continue;
+        let admitted = match slots.admit(remote.ip()) {
+            Ok(a) => a,
+            Err(why) => {
+                tracing::warn!(%remote, reason = why, "connection refused");
+                node.metrics.connection_refused(why);
+                drop(tcp);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+        let generation = *closing.borrow();
+        let mut closing = closing.subscribe();
         let app = app.clone();
         let handshake = Duration::from_secs(limits.handshake_timeout_secs);
         let header_timeout = Duration::from_secs(limits.header_timeout_secs);
-        let watcher = graceful.watcher();
+        let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
+        let max_age = Duration::from_secs(limits.max_connection_age_secs);
+        let metrics_node = node.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             let stream = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -176,12 +198,34 @@ pub async fn serve(
                     return;
                 }
             };
-            let identity = caller::identity_of(stream.get_ref().1.peer_certificates());
+            let certs = stream.get_ref().1.peer_certificates();
+            let identity = caller::identity_of(certs);
+            let cert_not_after = certs.and_then(|c| c.first()).and_then(caller::not_after);
+            // A connection with a certificate no longer counts against its address;
+            // one without takes a place of those kept for certificate-less callers.
+            let _admitted = match admitted.established(identity != caller::CertIdentity::None) {
+                Ok(a) => a,
+                Err(why) => {
+                    tracing::warn!(%remote, reason = why, "connection refused after the handshake");
+                    metrics_node.metrics.connection_refused(why);
+                    return;
+                }
+            };
             let info = ConnInfo { remote, identity };
-            let svc = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(info.clone());
-                app.clone().oneshot(req.map(Body::new))
-            });
+            let activity = conn::Activity::new();
+            let svc = {
+                let activity = activity.clone();
+                tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(info.clone());
+                    let busy = activity.begin();
+                    let fut = app.clone().oneshot(req.map(Body::new));
+                    async move {
+                        let r = fut.await;
+                        drop(busy);
+                        r
+                    }
+                })
+            };
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
@@ -198,7 +242,38 @@ pub async fn serve(
             let stream = FirstByteDeadline::new(stream, header_timeout);
             let conn =
                 builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-            if let Err(e) = watcher.watch(conn).await {
+            tokio::pin!(conn);
+            // The connection ends by itself, or is closed gracefully (requests under
+            // way finish) at the first of: its maximum age, its client certificate's
+            // expiry, idleness, a TLS reload, shutdown.
+            let now_secs = crate::stix::timestamp::Timestamp::now().as_secs();
+            let until_expiry = cert_not_after
+                .map(|t| Duration::from_secs(u64::try_from(t - now_secs).unwrap_or(0)));
+            let ends_at =
+                tokio::time::Instant::now() + until_expiry.map_or(max_age, |e| e.min(max_age));
+            let mut check = tokio::time::interval(Duration::from_secs(1).min(idle_limit));
+            let result = loop {
+                tokio::select! {
+                    r = conn.as_mut() => break r,
+                    _ = tokio::time::sleep_until(ends_at) => {}
+                    changed = closing.changed() => {
+                        if changed.is_ok() && *closing.borrow() == generation {
+                            continue;
+                        }
+                    }
+                    _ = check.tick() => {
+                        if !activity.idle_for(idle_limit) {
+                            continue;
+                        }
+                    }
+                }
+                conn.as_mut().graceful_shutdown();
+                break match tokio::time::timeout(Duration::from_secs(10), conn.as_mut()).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(()),
+                };
+            };
+            if let Err(e) = result {
                 tracing::debug!(%remote, error = %e, "connection ended with an error");
             }
         });
@@ -207,9 +282,9 @@ pub async fn serve(
     for t in sync_tasks {
         t.abort();
     }
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(Duration::from_secs(10)) => tracing::warn!("connections still open after 10 s; closing"),
+    closing.send_replace(u64::MAX);
+    if !slots.drained(Duration::from_secs(10)).await {
+        tracing::warn!("connections still open after 10 s; closing");
     }
     // Bounded, like the index's own close (store/sled_engine.rs): a flush that never
     // returns must not keep the process from exiting; the log is durable either way.

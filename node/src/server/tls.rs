@@ -97,19 +97,117 @@ pub fn server_config(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, TlsError
     Ok(Arc::new(sc))
 }
 
-/// The client configuration for reaching peers: the federation CA as the only root,
-/// this node's certificate as client identity.
-pub fn client_config(cfg: &Config) -> Result<rustls::ClientConfig, TlsError> {
-    let roots = load_roots(&cfg.tls.ca)?;
+/// The client configuration for reaching peer `peer`: the federation CA as the only
+/// root, this node's certificate as client identity, and the server certificate
+/// required to name `synergia://member/<peer>` as well as the host name. Every node
+/// certificate carries `localhost` and `127.0.0.1`, and a member may run its node on
+/// another's former address: the host name alone does not say which member answers,
+/// so a node presenting another member's certificate never receives what is meant
+/// for `peer` (security finding 7).
+pub fn client_config(cfg: &Config, peer: &str) -> Result<rustls::ClientConfig, TlsError> {
+    let roots = Arc::new(load_roots(&cfg.tls.ca)?);
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let verifier = Arc::new(PeerVerifier {
+        inner,
+        expected: format!("synergia://member/{peer}"),
+    });
     let mut cc = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(load_certs(&cfg.tls.cert)?, load_key(&cfg.tls.key)?)
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     cc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cc)
 }
+
+/// The modification times of the TLS files a configuration was built from: a change
+/// means the configuration must be built again (rotation, a new CA).
+pub fn material_stamp(cfg: &Config) -> Vec<Option<SystemTime>> {
+    stamps(&TlsReloader::paths(cfg))
+}
+
+/// The web PKI checks (chain to the federation CA, validity, host name), then the
+/// member identity: the end-entity certificate must carry the expected URI SAN.
+#[derive(Debug)]
+struct PeerVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    expected: String,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let names = super::caller::uri_sans(end_entity);
+        if names.contains(&self.expected) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(WrongMember {
+                    expected: self.expected.clone(),
+                    found: names,
+                }))),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A peer's certificate names another member (or none).
+#[derive(Debug)]
+struct WrongMember {
+    expected: String,
+    found: Vec<String>,
+}
+
+impl std::fmt::Display for WrongMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the server certificate does not name {} (its URI SANs: {:?})",
+            self.expected, self.found
+        )
+    }
+}
+
+impl std::error::Error for WrongMember {}
 
 /// Holds the current server configuration and swaps it when the files change.
 pub struct TlsReloader {
@@ -161,12 +259,20 @@ impl TlsReloader {
         Ok(())
     }
 
-    /// Reloads when a file's modification time changed since the last load.
-    pub fn reload_if_changed(&self) {
+    /// Reloads when a file's modification time changed since the last load; whether
+    /// new material is now in use.
+    pub fn reload_if_changed(&self) -> bool {
         let now = stamps(&Self::paths(&self.cfg));
         let changed = *self.stamp.read().unwrap_or_else(|p| p.into_inner()) != now;
-        if changed && let Err(e) = self.reload() {
-            tracing::warn!(error = %e, "TLS files changed but cannot be loaded; keeping the old ones");
+        if !changed {
+            return false;
+        }
+        match self.reload() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS files changed but cannot be loaded; keeping the old ones");
+                false
+            }
         }
     }
 }

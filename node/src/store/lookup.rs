@@ -1,6 +1,6 @@
 //! "Who reported this?": observable lookups and per-object provenance.
 
-use super::view::{CONFLICT, EnvMeta, LATEST, REVOKED, View};
+use super::view::{CONFLICT, EnvMeta, REVOKED, View};
 use super::{Store, StoreError};
 use crate::envelope::EnvelopeId;
 use crate::stix::observable::{ObservableKey, keys_from_object};
@@ -85,7 +85,8 @@ pub struct LookupResult {
     /// Why it could not be normalised.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Distinct origins reporting it (over all hits).
+    /// Distinct origins reporting it (over all hits), counting only deliveries the
+    /// caller's TLP clearance covers.
     pub corroboration: usize,
     /// Objects naming it.
     pub hits: Vec<LookupHit>,
@@ -131,7 +132,10 @@ impl Store {
                     let (Some(ver), Some(at)) = (view.version(h), view.body_location(h)) else {
                         continue;
                     };
-                    if !ver.has(LATEST) || ver.tlp > max_tlp || seen.contains(&h) {
+                    if ver.tlp > max_tlp
+                        || view.latest_visible(h, max_tlp) != Some(h)
+                        || seen.contains(&h)
+                    {
                         continue;
                     }
                     let body = self.object_body(at)?;
@@ -143,12 +147,15 @@ impl Store {
                     }
                     seen.insert(h);
                     let provenance: Vec<Reporter> = view
-                        .deliveries(h)
+                        .deliveries_at(h, max_tlp)
                         .into_iter()
                         .map(|e| Reporter::of(&view, e))
                         .collect();
-                    let hit_origins: Vec<String> =
-                        view.origins_of(h).into_iter().map(str::to_string).collect();
+                    let hit_origins: Vec<String> = view
+                        .origins_at(h, max_tlp)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect();
                     origins.extend(hit_origins.iter().cloned());
                     hits.push(LookupHit {
                         id: text(&obj, &["id"]).unwrap_or_default(),
@@ -245,14 +252,18 @@ impl Store {
             versions.push(VersionProvenance {
                 version: version_text(v.modified, v.date_added),
                 date_added: Timestamp::from_micros(v.date_added).to_micros_string(),
-                latest: v.has(LATEST),
+                latest: view.latest_visible(h, max_tlp) == Some(h),
                 revoked: v.has(REVOKED),
                 conflict: v.has(CONFLICT),
                 tlp: v.tlp,
                 content_hash: v.hash.iter().map(|b| format!("{b:02x}")).collect(),
-                origins: view.origins_of(h).into_iter().map(str::to_string).collect(),
+                origins: view
+                    .origins_at(h, max_tlp)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
                 provenance: view
-                    .deliveries(h)
+                    .deliveries_at(h, max_tlp)
                     .into_iter()
                     .map(|e| Reporter::of(&view, e))
                     .collect(),

@@ -76,7 +76,8 @@ pub struct Version {
     next_same_id: u32,
     /// Type (index into [`View::type_name`]).
     pub type_ix: u16,
-    /// Effective TLP (least restrictive level it was delivered at).
+    /// Effective TLP: the least restrictive level it was delivered at, a delivery's
+    /// level being its envelope's (or the object's own marking, if stricter).
     pub tlp: TlpLevel,
     /// [`REVOKED`], [`LATEST`], [`CONFLICT`], [`SPEC21`].
     pub flags: u8,
@@ -111,12 +112,16 @@ pub struct BodyLocation {
     pub len: u32,
 }
 
-/// The versions of one object id: head of the chain through `next_same_id`, and the
-/// latest.
+/// The versions of one object id: head of the chain through `next_same_id`, the
+/// latest, and the envelope that makes its origin the object's owner.
 #[derive(Debug, Clone, Copy)]
 struct IdEntry {
     head: u32,
     latest: u32,
+    /// The earliest delivery of any version of the object, by (`signed_at`, origin
+    /// name): its origin published the object first and alone may supersede it
+    /// (see [`View::owner_of`]).
+    owner_env: u32,
 }
 
 type IdKey = (u16, [u64; 2]);
@@ -252,6 +257,10 @@ impl View {
         origin: u16,
         next_da: &mut i64,
     ) -> Delivery {
+        // A delivery shares the object at its envelope's level, or the object's own
+        // when that is more restrictive: a reader who may not see the envelope learns
+        // nothing from this delivery.
+        let level = obj.tlp.max(self.envelopes[env_ix as usize].tlp);
         let type_ix = self.intern_type(&obj.type_name);
         let key = (type_ix, halves(obj.uuid));
         let mut conflict = false;
@@ -263,7 +272,7 @@ impl View {
                 let next = ver.next_same_id;
                 if ver.modified == obj.modified {
                     if ver.hash == obj.hash {
-                        self.add_delivery(v, env_ix, origin, obj.tlp);
+                        self.add_delivery(v, env_ix, origin, level);
                         return Delivery::Known;
                     }
                     conflict = true;
@@ -303,7 +312,7 @@ impl View {
             envelope: env_ix,
             next_same_id: existing.map_or(NONE, |e| e.head),
             type_ix,
-            tlp: obj.tlp,
+            tlp: level,
             flags,
         });
         self.by_type[type_ix as usize].push(handle);
@@ -311,27 +320,93 @@ impl View {
         for k in &obj.obs_keys {
             self.index_observable(observable_hash(k), handle);
         }
-        let first = existing.is_none();
-        let old_latest = existing.map_or(handle, |e| e.latest);
-        let new_latest = if first || self.beats(handle, old_latest) {
-            handle
-        } else {
-            old_latest
-        };
-        self.by_id.insert(
-            key,
-            IdEntry {
-                head: handle,
-                latest: new_latest,
-            },
-        );
-        if first {
-            self.set_latest(handle, true);
-        } else if new_latest != old_latest {
-            self.set_latest(old_latest, false);
-            self.set_latest(new_latest, true);
+        match existing {
+            None => {
+                self.by_id.insert(
+                    key,
+                    IdEntry {
+                        head: handle,
+                        latest: handle,
+                        owner_env: env_ix,
+                    },
+                );
+                self.set_latest(handle, true);
+            }
+            Some(e) => {
+                let owner_changes = self.earlier_delivery(env_ix, e.owner_env);
+                let entry = IdEntry {
+                    head: handle,
+                    owner_env: if owner_changes { env_ix } else { e.owner_env },
+                    ..e
+                };
+                self.by_id.insert(key, entry);
+                if owner_changes {
+                    self.settle_latest(key);
+                } else if self.envelopes[e.owner_env as usize].origin == origin {
+                    self.offer_latest(key, handle);
+                }
+            }
         }
         Delivery::New { conflict }
+    }
+
+    /// Whether envelope `a` was signed before envelope `b`: by `signed_at`, then by
+    /// origin name, then by envelope id — the same answer on every node.
+    fn earlier_delivery(&self, a: u32, b: u32) -> bool {
+        let (ea, eb) = (&self.envelopes[a as usize], &self.envelopes[b as usize]);
+        (ea.signed_at, self.origin_name(ea.origin), ea.id)
+            < (eb.signed_at, self.origin_name(eb.origin), eb.id)
+    }
+
+    /// Chooses the latest version of an object again: the best version (by
+    /// [`View::beats`]) among those its owner delivered. Versions another member
+    /// signed are held and listed, but never become the latest: a member cannot
+    /// supersede what another member published (security finding 3).
+    fn settle_latest(&mut self, key: IdKey) {
+        let Some(entry) = self.by_id.get(&key).copied() else {
+            return;
+        };
+        let owner = self.envelopes[entry.owner_env as usize].origin;
+        let mut best = NONE;
+        let mut v = entry.head;
+        while v != NONE {
+            if self.delivered_by(v, owner) && (best == NONE || self.beats(v, best)) {
+                best = v;
+            }
+            v = self.versions[v as usize].next_same_id;
+        }
+        if best == NONE || best == entry.latest {
+            return;
+        }
+        self.set_latest(entry.latest, false);
+        self.set_latest(best, true);
+        if let Some(e) = self.by_id.get_mut(&key) {
+            e.latest = best;
+        }
+    }
+
+    /// Makes `v`, a version the owner delivered, the latest if it beats the current
+    /// one (the owner is unchanged, so no other version became eligible).
+    fn offer_latest(&mut self, key: IdKey, v: u32) {
+        let Some(entry) = self.by_id.get(&key).copied() else {
+            return;
+        };
+        if v == entry.latest || !self.beats(v, entry.latest) {
+            return;
+        }
+        self.set_latest(entry.latest, false);
+        self.set_latest(v, true);
+        if let Some(e) = self.by_id.get_mut(&key) {
+            e.latest = v;
+        }
+    }
+
+    /// Whether `origin` delivered version `v`.
+    fn delivered_by(&self, v: u32, origin: u16) -> bool {
+        let first = self.versions[v as usize].envelope;
+        std::iter::once(first)
+            .chain(self.extra_deliveries.get(&v).into_iter().flatten().copied())
+            .any(|e| self.envelopes[e as usize].origin == origin)
     }
 
     /// Whether version `a` wins over `b` as the latest: greater `modified`; for equal
@@ -395,6 +470,21 @@ impl View {
             let list = &mut self.by_origin[origin as usize];
             let at = list.partition_point(|&h| h < v);
             list.insert(at, v);
+        }
+        // A delivery can make its origin the owner (signed earlier than any other),
+        // or give the owner a version it had not delivered: choose the latest again.
+        let ver = &self.versions[v as usize];
+        let key = (ver.type_ix, ver.uuid);
+        if let Some(entry) = self.by_id.get(&key).copied() {
+            let owner = self.envelopes[entry.owner_env as usize].origin;
+            if self.earlier_delivery(env_ix, entry.owner_env) {
+                if let Some(e) = self.by_id.get_mut(&key) {
+                    e.owner_env = env_ix;
+                }
+                self.settle_latest(key);
+            } else if origin == owner && !origin_known {
+                self.offer_latest(key, v);
+            }
         }
         // The version is shared at the least restrictive level any origin used.
         let cur = self.versions[v as usize].tlp;
@@ -615,16 +705,74 @@ impl View {
             .collect()
     }
 
-    /// Distinct origins that delivered a version.
-    pub fn origins_of(&self, v: u32) -> Vec<&str> {
+    /// The deliveries of a version that a reader cleared up to `max_tlp` may know of:
+    /// those in envelopes at `max_tlp` or below. Everything a reader is told about who
+    /// reported what (provenance, origins, corroboration, per-member collections) is
+    /// derived from these, so that a green reader learns nothing of an amber or red
+    /// delivery, not even that it exists (security finding 2).
+    pub fn deliveries_at(&self, v: u32, max_tlp: TlpLevel) -> Vec<&EnvMeta> {
+        let mut d = self.deliveries(v);
+        d.retain(|e| e.tlp <= max_tlp);
+        d
+    }
+
+    /// Distinct origins that delivered a version in envelopes at `max_tlp` or below.
+    pub fn origins_at(&self, v: u32, max_tlp: TlpLevel) -> Vec<&str> {
         let mut o: Vec<&str> = self
-            .deliveries(v)
+            .deliveries_at(v, max_tlp)
             .iter()
             .map(|e| self.origin_name(e.origin))
             .collect();
         o.sort_unstable();
         o.dedup();
         o
+    }
+
+    /// Whether `origin` delivered version `v` in an envelope at `max_tlp` or below.
+    pub fn delivered_at(&self, v: u32, origin: u16, max_tlp: TlpLevel) -> bool {
+        self.deliveries(v)
+            .iter()
+            .any(|e| e.origin == origin && e.tlp <= max_tlp)
+    }
+
+    /// The latest version of `h`'s object that a reader cleared up to `max_tlp` sees:
+    /// the latest version when it is visible (the common case, answered at once);
+    /// otherwise the best visible version the owner delivered visibly, else the best
+    /// visible version. A reader is never shown that a newer version exists above
+    /// its clearance.
+    pub fn latest_visible(&self, h: u32, max_tlp: TlpLevel) -> Option<u32> {
+        let v = self.versions.get(h as usize)?;
+        let entry = self.by_id.get(&(v.type_ix, v.uuid))?;
+        if self.versions[entry.latest as usize].tlp <= max_tlp {
+            return Some(entry.latest);
+        }
+        let owner = self.envelopes[entry.owner_env as usize].origin;
+        let mut best_owned = NONE;
+        let mut best = NONE;
+        let mut c = entry.head;
+        while c != NONE {
+            if self.versions[c as usize].tlp <= max_tlp {
+                if best == NONE || self.beats(c, best) {
+                    best = c;
+                }
+                if self.delivered_at(c, owner, max_tlp)
+                    && (best_owned == NONE || self.beats(c, best_owned))
+                {
+                    best_owned = c;
+                }
+            }
+            c = self.versions[c as usize].next_same_id;
+        }
+        [best_owned, best].into_iter().find(|&x| x != NONE)
+    }
+
+    /// The member that owns the object of version `h`: the origin of its earliest
+    /// signed delivery, the only member whose versions can become the latest.
+    pub fn owner_of(&self, h: u32) -> Option<&str> {
+        let v = self.versions.get(h as usize)?;
+        let entry = self.by_id.get(&(v.type_ix, v.uuid))?;
+        let env = self.envelopes.get(entry.owner_env as usize)?;
+        Some(self.origin_name(env.origin))
     }
 
     /// The `date_added`-ordered position of the first version added after `t` (µs).

@@ -113,15 +113,28 @@ pub struct PeerClient {
     /// Peer member name.
     pub name: String,
     base: String,
-    http: reqwest::Client,
+    cfg: Config,
+    /// The HTTPS client and the TLS files' modification times it was built from.
+    http: std::sync::Mutex<(reqwest::Client, Vec<Option<std::time::SystemTime>>)>,
 }
 
 impl PeerClient {
     /// A client for `name` at `url`.
     pub fn new(cfg: &Config, name: &str, url: &str) -> Result<PeerClient, SyncError> {
+        let stamp = crate::server::tls::material_stamp(cfg);
+        let http = Self::build(cfg, name)?;
+        Ok(PeerClient {
+            name: name.to_string(),
+            base: url.trim_end_matches('/').to_string(),
+            cfg: cfg.clone(),
+            http: std::sync::Mutex::new((http, stamp)),
+        })
+    }
+
+    fn build(cfg: &Config, name: &str) -> Result<reqwest::Client, SyncError> {
         let timeout = Duration::from_secs(cfg.limits.peer_timeout_secs);
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(client_config(cfg)?)
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(client_config(cfg, name)?)
             .tls_info(true)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
@@ -130,12 +143,29 @@ impl PeerClient {
             .map_err(|e| SyncError::Unreachable {
                 peer: name.into(),
                 message: e.to_string(),
-            })?;
-        Ok(PeerClient {
-            name: name.to_string(),
-            base: url.trim_end_matches('/').to_string(),
-            http,
-        })
+            })
+    }
+
+    /// The HTTPS client, built again first when this node's TLS files (CA,
+    /// certificate, key) changed since: outbound TLS follows a rotation or a new CA
+    /// like inbound TLS does, without a restart. If the new files cannot be used, the
+    /// old client stays (and the failure is logged).
+    fn http(&self) -> reqwest::Client {
+        let mut held = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        let now = crate::server::tls::material_stamp(&self.cfg);
+        if now != held.1 {
+            match Self::build(&self.cfg, &self.name) {
+                Ok(c) => {
+                    tracing::info!(peer = %self.name, "TLS files changed; client for this peer rebuilt");
+                    *held = (c, now);
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %self.name, error = %e, "TLS files changed but cannot be used; keeping the old client");
+                    held.1 = now;
+                }
+            }
+        }
+        held.0.clone()
     }
 
     fn unreachable(&self, e: reqwest::Error) -> SyncError {
@@ -226,7 +256,7 @@ impl PeerClient {
             query.push(("relayed", "ids".to_string()));
         }
         let resp = self
-            .http
+            .http()
             .get(format!("{}/federation/v1/feed", self.base))
             .query(&query)
             .send()
@@ -295,7 +325,7 @@ impl PeerClient {
     /// [`super::body::EnvelopeList`].
     pub async fn push(&self, body: Vec<u8>) -> Result<Value, SyncError> {
         let resp = self
-            .http
+            .http()
             .post(format!("{}/federation/v1/envelopes", self.base))
             .header("content-type", "application/json")
             .body(body)
@@ -308,7 +338,7 @@ impl PeerClient {
     /// `GET /federation/v1/digest`.
     pub async fn digest(&self) -> Result<Value, SyncError> {
         let resp = self
-            .http
+            .http()
             .get(format!("{}/federation/v1/digest", self.base))
             .send()
             .await

@@ -1,7 +1,8 @@
 //! The collections a node offers over TAXII and which object versions each holds.
 
 use crate::node::Node;
-use crate::store::view::{LATEST, View};
+use crate::stix::tlp::TlpLevel;
+use crate::store::view::View;
 
 /// What a collection contains.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,46 +86,17 @@ impl Collection {
         format!("{}:{}", self.id, self.alias)
     }
 
-    /// Whether version `h` belongs to the collection.
-    pub fn contains(&self, view: &View, h: u32) -> bool {
+    /// Whether version `h` belongs to the collection as a reader cleared up to
+    /// `max_tlp` sees it: a member's collection holds what that member delivered in
+    /// envelopes the reader may know of (an amber or red delivery does not put a
+    /// version into the collection of a green reader).
+    pub fn contains(&self, view: &View, h: u32, max_tlp: TlpLevel) -> bool {
         match &self.scope {
             Scope::Consolidated => view.version(h).is_some(),
             Scope::Origin(o) => match view.origin_index(o) {
-                Some(ix) => view.deliveries(h).iter().any(|e| e.origin == ix),
+                Some(ix) => view.delivered_at(h, ix, max_tlp),
                 None => false,
             },
         }
-    }
-
-    /// Whether `h` is the latest version of its object within the collection.
-    pub fn is_last(&self, view: &View, h: u32) -> bool {
-        match &self.scope {
-            Scope::Consolidated => view.version(h).is_some_and(|v| v.has(LATEST)),
-            Scope::Origin(_) => {
-                let Some(v) = view.version(h) else {
-                    return false;
-                };
-                if v.has(LATEST) {
-                    return true;
-                }
-                !view.siblings(h).into_iter().any(|s| {
-                    s != h
-                        && self.contains(view, s)
-                        && view.version(s).is_some_and(|x| x.modified > v.modified)
-                })
-            }
-        }
-    }
-
-    /// Whether `h` is the earliest version of its object within the collection.
-    pub fn is_first(&self, view: &View, h: u32) -> bool {
-        let Some(v) = view.version(h) else {
-            return false;
-        };
-        !view.siblings(h).into_iter().any(|s| {
-            s != h
-                && self.contains(view, s)
-                && view.version(s).is_some_and(|x| x.modified < v.modified)
-        })
     }
 }

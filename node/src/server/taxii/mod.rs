@@ -10,7 +10,8 @@ pub mod query;
 pub mod select;
 pub mod token;
 
-use super::api::{PublishBody, parse_publish_body, publish_error, read_body};
+use super::api::{PublishBody, parse_publish_body, publish_error};
+use super::body::read_body;
 use super::caller::Caller;
 use super::error::{ApiError, TAXII_MEDIA_TYPE};
 use crate::config::Role;
@@ -513,7 +514,7 @@ async fn add_objects(
         .acquire()
         .await
         .map_err(|e| ApiError::internal(e).taxii())?;
-    let bytes = read_body(body, node.config.limits.max_body_bytes)
+    let (bytes, _budget) = read_body(body, &node, node.config.limits.max_body_bytes)
         .await
         .map_err(ApiError::taxii)?;
     let request_timestamp = Timestamp::now().to_micros_string();

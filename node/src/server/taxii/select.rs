@@ -4,12 +4,14 @@
 //! a type's versions, an origin's versions, or the versions of the requested ids), from
 //! the position after the cursor: no request scans the whole store. Each page examines
 //! at most `SCAN_BUDGET × limit` candidates; a page cut short by the budget says
-//! `more` with a `next` that resumes where the scan stopped.
+//! `more` with a `next` that resumes where the scan stopped. A full page says `more`
+//! only when a further version the caller may see exists.
 
 use super::collections::{Collection, Scope};
 use super::query::{Filters, VersionSpec};
 use crate::stix::tlp::TlpLevel;
 use crate::store::view::{SPEC21, View};
+use std::collections::HashMap;
 
 const SCAN_BUDGET: usize = 50;
 
@@ -24,11 +26,68 @@ pub struct Page {
     pub resume_after: Option<i64>,
 }
 
-fn matches(view: &View, coll: &Collection, f: &Filters, max_tlp: TlpLevel, h: u32) -> bool {
+/// The first and last version of each object within a collection, as one reader
+/// sees it, found once per object and page: a page of an object with many versions
+/// costs one walk over them, not one per candidate (security finding 4).
+#[derive(Default)]
+struct Ends {
+    known: HashMap<(u16, u128), (Option<u32>, Option<u32>)>,
+}
+
+impl Ends {
+    /// `(first, last)` version handles of `h`'s object in `coll` at `max_tlp`.
+    fn of(
+        &mut self,
+        view: &View,
+        coll: &Collection,
+        max_tlp: TlpLevel,
+        h: u32,
+    ) -> (Option<u32>, Option<u32>) {
+        let Some(v) = view.version(h) else {
+            return (None, None);
+        };
+        let key = (v.type_ix, v.uuid());
+        if let Some(e) = self.known.get(&key) {
+            return *e;
+        }
+        // Oldest `modified` first, ties in arrival order.
+        let visible: Vec<u32> = view
+            .versions_of(view.type_name(v.type_ix), v.uuid())
+            .into_iter()
+            .filter(|&s| {
+                view.version(s).is_some_and(|x| x.tlp <= max_tlp) && coll.contains(view, s, max_tlp)
+            })
+            .collect();
+        let first = visible.first().copied();
+        let last = match coll.scope {
+            Scope::Consolidated => view.latest_visible(h, max_tlp),
+            Scope::Origin(_) => {
+                // The latest of the object when the member delivered it, else the
+                // member's own newest.
+                let latest = view.latest_visible(h, max_tlp);
+                match latest {
+                    Some(l) if visible.contains(&l) => Some(l),
+                    _ => visible.last().copied(),
+                }
+            }
+        };
+        self.known.insert(key, (first, last));
+        (first, last)
+    }
+}
+
+fn matches(
+    view: &View,
+    coll: &Collection,
+    f: &Filters,
+    max_tlp: TlpLevel,
+    ends: &mut Ends,
+    h: u32,
+) -> bool {
     let Some(v) = view.version(h) else {
         return false;
     };
-    if v.tlp > max_tlp {
+    if v.tlp > max_tlp || !coll.contains(view, h, max_tlp) {
         return false;
     }
     if !f.spec_versions.is_empty() {
@@ -42,8 +101,8 @@ fn matches(view: &View, coll: &Collection, f: &Filters, max_tlp: TlpLevel, h: u3
     }
     f.versions.iter().any(|spec| match spec {
         VersionSpec::All => true,
-        VersionSpec::Last => coll.is_last(view, h),
-        VersionSpec::First => coll.is_first(view, h),
+        VersionSpec::Last => ends.of(view, coll, max_tlp, h).1 == Some(h),
+        VersionSpec::First => ends.of(view, coll, max_tlp, h).0 == Some(h),
         VersionSpec::At(t) => v.modified == *t || (v.modified == i64::MIN && v.date_added == *t),
     })
 }
@@ -70,7 +129,7 @@ pub fn select(
             .ids
             .iter()
             .flat_map(|(t, u)| view.versions_of(t, *u))
-            .filter(|&h| after.is_none_or(|t| da(h) > t) && coll.contains(view, h))
+            .filter(|&h| after.is_none_or(|t| da(h) > t) && coll.contains(view, h, max_tlp))
             .collect();
         hs.sort_unstable();
         hs.dedup();
@@ -98,22 +157,28 @@ pub fn select(
         }
     };
     let mut page = Page::default();
+    let mut ends = Ends::default();
     let budget = f.limit.saturating_mul(SCAN_BUDGET);
-    let mut last_seen = None;
+    let mut last_examined = None;
     for (examined, h) in candidates.enumerate() {
-        if page.handles.len() == f.limit || examined >= budget {
-            // Something is left: either a match we have no room for, or candidates
-            // we did not get to.
+        if examined >= budget {
+            // Candidates we did not get to: resume after the last one examined.
             page.more = true;
+            page.resume_after = last_examined;
             break;
         }
-        last_seen = Some(da(h));
-        if matches(view, coll, f, max_tlp, h) {
+        if matches(view, coll, f, max_tlp, &mut ends, h) {
+            if page.handles.len() == f.limit {
+                // A visible match beyond the page: `more` says only that (an object
+                // the caller may not see never makes `more` true), and the next page
+                // starts after the last one served.
+                page.more = true;
+                page.resume_after = page.handles.last().map(|&l| da(l));
+                break;
+            }
             page.handles.push(h);
         }
-    }
-    if page.more {
-        page.resume_after = last_seen;
+        last_examined = Some(da(h));
     }
     page
 }

@@ -46,8 +46,15 @@ fn record(env: u8, objs: &[Obj], ordinal: u64) -> EnvelopeRecord {
         origin: format!("origin{}", env % 3),
         key_id: "k".into(),
         seq: u64::from(env),
-        signed_at: 0,
-        tlp: TlpLevel::Red,
+        // Varied, so that which origin signed an object first (its owner) differs
+        // between objects and from the order of application.
+        signed_at: i64::from(env.wrapping_mul(37) % 11),
+        // An envelope is at least as restrictive as its objects (protocol §5).
+        tlp: objs
+            .iter()
+            .map(|o| ALL_LEVELS[(o.tlp % 5) as usize])
+            .max()
+            .unwrap_or(TlpLevel::Clear),
         recipients: vec![],
         received_from: "peer".into(),
         received_at: 0,
@@ -204,10 +211,104 @@ fn second_delivery_is_provenance_not_a_new_version() {
     assert_eq!(out.known_versions, 1);
     assert_eq!(v.version_count(), 1);
     assert_eq!(v.deliveries(0).len(), 2);
-    assert_eq!(v.origins_of(0), vec!["origin1", "origin2"]);
+    assert_eq!(v.origins_at(0, TlpLevel::Red), vec!["origin1", "origin2"]);
     // Shared at the least restrictive level delivered.
     assert_eq!(v.version(0).unwrap().tlp, TlpLevel::Green);
     assert_eq!(v.digest(TlpLevel::Green).count, 1);
     assert_eq!(v.digest(TlpLevel::Amber).count, 0);
     assert_eq!(v.by_observable("domain-name:d2.example"), vec![0]);
+}
+
+/// An envelope of `origin`, signed at `signed_at`, with one version of indicator 9.
+fn signed_by(env: u8, origin: &str, signed_at: i64, modified: u8, revoked: bool) -> EnvelopeRecord {
+    let mut r = record(
+        env,
+        &[Obj {
+            id: 8,
+            modified,
+            content: env,
+            tlp: 1,
+            revoked,
+        }],
+        u64::from(env),
+    );
+    r.origin = origin.into();
+    r.signed_at = signed_at;
+    r
+}
+
+#[test]
+fn only_the_member_that_first_published_an_object_supersedes_it() {
+    // groupib publishes the object; kaspersky signs a later, revoked version of it
+    // (security finding 3): it is held, listed, but never the latest, in any order.
+    let original = signed_by(1, "groupib", 100, 1, false);
+    let hostile = signed_by(2, "kaspersky", 200, 250, true);
+    let update = signed_by(3, "groupib", 300, 2, false);
+    let mut views = Vec::new();
+    for order in [[0, 1, 2], [1, 0, 2], [2, 1, 0], [1, 2, 0]] {
+        let recs = [&original, &hostile, &update];
+        let mut v = View::new();
+        for (ord, &i) in order.iter().enumerate() {
+            let mut r = recs[i].clone();
+            r.ordinal = ord as u64;
+            v.apply(&r);
+        }
+        let latest = v.latest_of("indicator", 8).unwrap();
+        let ver = v.version(latest).unwrap();
+        assert_eq!(ver.modified, 2000, "order {order:?}");
+        assert!(!ver.has(REVOKED));
+        assert_eq!(v.versions_of("indicator", 8).len(), 3);
+        assert_eq!(v.owner_of(latest), Some("groupib"));
+        views.push(summary(&v));
+    }
+    assert!(views.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn an_earlier_signature_makes_its_origin_the_owner_whatever_the_arrival_order() {
+    // Two members version the same object; the one that signed first owns it.
+    let first = signed_by(1, "trendmicro", 50, 1, false);
+    let later = signed_by(2, "groupib", 60, 3, false);
+    let mut a = View::new();
+    a.apply(&later);
+    let only = a.latest_of("indicator", 8).unwrap();
+    assert_eq!(a.version(only).unwrap().modified, 3000);
+    let mut f = first.clone();
+    f.ordinal = 5;
+    a.apply(&f);
+    let latest = a.latest_of("indicator", 8).unwrap();
+    assert_eq!(a.version(latest).unwrap().modified, 1000);
+    assert_eq!(a.owner_of(latest), Some("trendmicro"));
+    let mut b = View::new();
+    b.apply(&first);
+    let mut l = later.clone();
+    l.ordinal = 5;
+    b.apply(&l);
+    assert_eq!(summary(&a), summary(&b));
+}
+
+#[test]
+fn readers_see_only_deliveries_their_clearance_covers() {
+    // The same object delivered red by one member and green by another: a green
+    // reader learns nothing of the red delivery (security finding 2).
+    let o = Obj {
+        id: 2,
+        modified: 1,
+        content: 0,
+        tlp: 1,
+        revoked: false,
+    };
+    let mut red = record(1, std::slice::from_ref(&o), 0);
+    red.tlp = TlpLevel::Red;
+    let green = record(5, &[o], 1);
+    let mut v = View::new();
+    v.apply(&red);
+    v.apply(&green);
+    assert_eq!(v.version(0).unwrap().tlp, TlpLevel::Green);
+    assert_eq!(v.deliveries_at(0, TlpLevel::Green).len(), 1);
+    assert_eq!(v.origins_at(0, TlpLevel::Green), vec!["origin2"]);
+    assert_eq!(v.origins_at(0, TlpLevel::Red), vec!["origin1", "origin2"]);
+    let o1 = v.origin_index("origin1").unwrap();
+    assert!(!v.delivered_at(0, o1, TlpLevel::Amber));
+    assert!(v.delivered_at(0, o1, TlpLevel::Red));
 }

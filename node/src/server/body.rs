@@ -1,0 +1,134 @@
+//! Request bodies: read within a per-request limit and within a node-wide memory
+//! budget, so that many concurrent large bodies cannot exhaust memory (security
+//! finding 6).
+
+use super::error::ApiError;
+use crate::node::Node;
+use axum::body::{Body, Bytes};
+use axum::http::StatusCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The budget is counted in units of this many bytes (a semaphore's permits are
+/// counted in `u32` per acquisition).
+const UNIT: usize = 1024;
+
+/// The node-wide budget of request-body bytes held in memory
+/// (`limits.max_body_memory_bytes`), as a semaphore of [`UNIT`]s.
+pub fn budget(bytes: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(bytes.div_ceil(UNIT).max(1)))
+}
+
+/// A share of the budget, given back when dropped: keep it as long as the body (or
+/// what was parsed from it) is in memory.
+#[derive(Debug)]
+pub struct BodyShare(Option<OwnedSemaphorePermit>);
+
+impl BodyShare {
+    /// Takes `bytes` more, waiting up to `wait` for other bodies to finish.
+    async fn grow(
+        &mut self,
+        budget: &Arc<Semaphore>,
+        bytes: usize,
+        wait: Duration,
+    ) -> Result<(), ApiError> {
+        let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX);
+        if units == 0 {
+            return Ok(());
+        }
+        let busy = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the node is reading as many request bodies as its memory budget allows (limits.max_body_memory_bytes); try again shortly",
+            )
+        };
+        let permit = tokio::time::timeout(wait, budget.clone().acquire_many_owned(units))
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        match &mut self.0 {
+            Some(p) => p.merge(permit),
+            None => self.0 = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+/// Reads a request body up to `limit` bytes (413 past it), taking its size from the
+/// node's body budget as it arrives (503 `busy` when the budget stays full).
+///
+/// Past the limit the rest of the body is read and discarded (up to as much again, at
+/// most 64 MiB) so the client can finish sending and read the 413; a body larger still
+/// gets the 413 on a connection that is then closed. Discarded bytes take nothing from
+/// the budget.
+pub(crate) async fn read_body(
+    body: Body,
+    node: &Node,
+    limit: usize,
+) -> Result<(Bytes, BodyShare), ApiError> {
+    use http_body::Body as _;
+    use http_body_util::BodyExt as _;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("request body exceeds {limit} bytes"),
+        )
+    };
+    let budget = &node.body_budget;
+    let wait = Duration::from_secs(node.config.limits.request_timeout_secs / 2);
+    let mut share = BodyShare(None);
+    let mut body = body;
+    // Sized once from Content-Length when the client sent one (within the limit):
+    // growing by doubling copied a large publish about twice over.
+    let expected = usize::try_from(body.size_hint().exact().unwrap_or(0)).unwrap_or(usize::MAX);
+    // A body announced larger than the limit is refused without holding a byte of
+    // it: it is drained (as below) so the client can read the 413.
+    let mut over = expected > limit;
+    let expected = if over { 0 } else { expected };
+    share.grow(budget, expected, wait).await?;
+    let mut taken = expected;
+    let mut buf: Vec<u8> = Vec::with_capacity(expected);
+    let mut discarded = 0usize;
+    // As much again as the limit (at most 64 MiB), counted from the limit: a body
+    // announced too large is drained from its first byte, since none of it is kept.
+    let drain_budget = limit.min(64 << 20) + if over { limit } else { 0 };
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request("bad-body", format!("cannot read the request body: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if over {
+            discarded += data.len();
+            if discarded > drain_budget {
+                let mut e = too_large();
+                e.close_connection = true;
+                return Err(e);
+            }
+            continue;
+        }
+        if buf.len() + data.len() > limit {
+            over = true;
+            buf = Vec::new();
+            continue;
+        }
+        let needed = buf.len() + data.len();
+        if needed > taken {
+            // A body without Content-Length (or longer than it said): take what it
+            // grows by, in steps of at least 1 MiB so that small frames do not each
+            // wait on the semaphore.
+            let step = (needed - taken).max(1 << 20).min(limit - taken.min(limit));
+            share.grow(budget, step.max(needed - taken), wait).await?;
+            taken += step.max(needed - taken);
+        }
+        buf.extend_from_slice(&data);
+    }
+    if over {
+        return Err(too_large());
+    }
+    Ok((Bytes::from(buf), share))
+}
