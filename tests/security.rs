@@ -917,3 +917,92 @@ fn paging_and_connections_reveal_and_keep_nothing_beyond_clearance() {
         toml::from_str("name = \"pipeline\"\nroles = [\"read\"]\n").unwrap();
     assert_eq!(c.max_tlp, TlpLevel::Green);
 }
+
+/// Finding 9 (revocation): certificates on the federation CA's revocation list are
+/// refused at the handshake, inbound (a client, a peer pushing) and outbound (a peer
+/// this node pulls from). `keys revoke-cert` keeps what the list named before.
+#[test]
+fn revoked_certificates_are_refused_inbound_and_outbound() {
+    let fed = Federation::new(&["interpol", "kaspersky", "groupib"], &[]);
+    let keys = fed.dir.path().join("keys");
+    let analyst = fed.client_cert("analyst", Validity::years_from_now(1));
+    let analyst_pem = fed.dir.path().join("analyst.pem");
+    std::fs::write(&analyst_pem, &analyst.cert_pem).unwrap();
+    let (crl, serials) =
+        synergia::keys::federation::revoke_certificates(&keys, std::slice::from_ref(&analyst_pem))
+            .unwrap();
+    assert_eq!(serials.len(), 1);
+    let (_, serials) = synergia::keys::federation::revoke_certificates(
+        &keys,
+        &[keys.join("kaspersky/node.pem"), analyst_pem],
+    )
+    .unwrap();
+    assert_eq!(serials.len(), 2, "{serials:?}");
+
+    let mut cfg = fed.config("interpol");
+    add_client(&mut cfg, "analyst", &[Role::Read], TlpLevel::Green);
+    add_client(&mut cfg, "colleague", &[Role::Read], TlpLevel::Green);
+    cfg.tls.crl = Some(crl.clone());
+    let interpol = RunningNode::start(cfg);
+    let kaspersky = RunningNode::start(fed.config("kaspersky"));
+    let mut g_cfg = fed.config("groupib");
+    g_cfg.tls.crl = Some(crl);
+    g_cfg.peers = vec![Peer {
+        name: "kaspersky".into(),
+        url: Some(kaspersky.url.clone()),
+        amber: false,
+    }];
+    let groupib = RunningNode::start(g_cfg);
+    rt().block_on(async {
+        let revoked = https_client(&fed.ca_path(), Some(&analyst));
+        let r = revoked
+            .get(format!("{}/api/v1/lookup?value=192.0.2.1", interpol.url))
+            .send()
+            .await;
+        assert!(
+            r.is_err(),
+            "a revoked client certificate was accepted: {r:?}"
+        );
+        let colleague = https_client(
+            &fed.ca_path(),
+            Some(&fed.client_cert("colleague", Validity::years_from_now(1))),
+        );
+        let (s, _) = get_json(
+            &colleague,
+            &format!("{}/api/v1/lookup?value=192.0.2.1", interpol.url),
+        )
+        .await;
+        assert_eq!(s, 200);
+        // A revoked node certificate cannot push; another member's can.
+        let env = sign(
+            &fed.signer("kaspersky"),
+            vec![indicator(
+                &uuid::Uuid::new_v4().to_string(),
+                "192.0.2.5",
+                "2026-01-01T00:00:00.000Z",
+                None,
+            )],
+            1,
+            TlpLevel::Green,
+            &[],
+        );
+        let c = https_client(&fed.ca_path(), Some(&fed.node_identity("kaspersky")));
+        let r = c
+            .post(format!("{}/federation/v1/envelopes", interpol.url))
+            .json(&json!({"envelopes": [env]}))
+            .send()
+            .await;
+        assert!(r.is_err(), "a revoked node certificate pushed: {r:?}");
+        // Outbound: groupib refuses kaspersky's node when it pulls from it.
+        let admin_g = https_client(&fed.ca_path(), Some(&fed.admin_identity("groupib")));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, v) = get_json(&admin_g, &format!("{}/api/v1/peers", groupib.url)).await;
+            if v.to_string().contains("Revoked") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no revocation shown: {v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}

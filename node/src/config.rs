@@ -204,6 +204,11 @@ pub struct Tls {
     pub cert: PathBuf,
     /// This node's TLS private key (mode 0600).
     pub key: PathBuf,
+    /// The federation CA's certificate revocation list (PEM, `synergia keys
+    /// revoke-cert` writes it): a client or peer certificate it names is refused at
+    /// the handshake, inbound and outbound. Reloaded with the rest of the TLS files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl: Option<PathBuf>,
 }
 
 /// The signing key this node uses for its own envelopes.
@@ -297,6 +302,11 @@ impl Config {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
+        }
+        if let Some(p) = self.tls.crl.as_mut()
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
         }
     }
 

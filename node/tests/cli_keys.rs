@@ -296,3 +296,54 @@ fn verify_exit_codes_and_reasons() {
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     assert!(stdout(&o).contains("[malformed]"), "{}", describe(&o));
 }
+
+#[test]
+fn revoke_cert_writes_a_growing_revocation_list_and_a_config_can_use_it() {
+    let f = Federation::init();
+    let dir = f.keys.to_str().unwrap();
+    let node_pem = f.keys.join("kaspersky/node.pem");
+    let admin_pem = f.keys.join("interpol/admin.pem");
+    let revoke = |cert: &Path| {
+        synergia(&[
+            "keys",
+            "revoke-cert",
+            "--dir",
+            dir,
+            "--cert",
+            cert.to_str().unwrap(),
+        ])
+    };
+    let o = revoke(&node_pem);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert!(
+        stdout(&o).contains("1 revoked certificate"),
+        "{}",
+        describe(&o)
+    );
+    let crl = f.keys.join("crl.pem");
+    let first = std::fs::read_to_string(&crl).unwrap();
+    assert!(first.starts_with("-----BEGIN X509 CRL-----"), "{first}");
+    // Revoking more keeps what was revoked; revoking the same again changes no count.
+    for (cert, expect) in [(&admin_pem, "2 revoked"), (&node_pem, "2 revoked")] {
+        let o = revoke(cert);
+        assert!(o.status.success(), "{}", describe(&o));
+        assert!(stdout(&o).contains(expect), "{}", describe(&o));
+    }
+    let serials =
+        synergia::keys::tls::revoked_serials(&std::fs::read_to_string(&crl).unwrap()).unwrap();
+    assert_eq!(serials.len(), 2);
+    // A node config naming the list loads and builds its TLS with it.
+    let mut cfg = f.config_of("interpol");
+    cfg.tls.crl = Some(crl);
+    synergia::server::tls::server_config(&cfg).unwrap();
+    // A file that is no certificate: a clear error naming it, exit 2, nothing written.
+    let bogus = f.keys.join("roster.json");
+    let before = std::fs::read_to_string(f.keys.join("crl.pem")).unwrap();
+    let o = revoke(&bogus);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(describe(&o).contains("roster.json"), "{}", describe(&o));
+    assert_eq!(
+        std::fs::read_to_string(f.keys.join("crl.pem")).unwrap(),
+        before
+    );
+}

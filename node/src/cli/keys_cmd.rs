@@ -16,8 +16,22 @@ pub enum KeysCommand {
     Rotate(RotateArgs),
     /// Revoke a signing key: signatures dated at or after --at are rejected.
     Revoke(RevokeArgs),
+    /// Revoke TLS certificates (a node's or a client's): adds them to the federation
+    /// CA's revocation list, DIR/crl.pem. Copy it to every node (`tls.crl`); nodes
+    /// reload it within 30 s or on SIGHUP and close connections made before.
+    RevokeCert(RevokeCertArgs),
     /// Show key ids, fingerprints and validity (roster), or a key or certificate file.
     Show(ShowArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RevokeCertArgs {
+    /// Federation directory (holds ca.pem and ca-key.pem; crl.pem is written there).
+    #[arg(long)]
+    dir: PathBuf,
+    /// PEM certificate file(s) to revoke.
+    #[arg(long = "cert", required = true)]
+    certs: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,6 +157,19 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                     .join(format!("signing-{}.pem", key.key_id))
                     .display(),
                 a.member
+            );
+            Ok(0)
+        }
+        KeysCommand::RevokeCert(a) => {
+            let (path, serials) = federation::revoke_certificates(&a.dir, &a.certs)?;
+            println!(
+                "{} names {} revoked certificate(s): {}",
+                path.display(),
+                serials.len(),
+                serials.join(", ")
+            );
+            println!(
+                "copy it to every node and set tls.crl in their configs (reloaded within 30 s or on SIGHUP)"
             );
             Ok(0)
         }

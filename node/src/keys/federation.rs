@@ -365,6 +365,57 @@ pub fn revoke(
     Ok(())
 }
 
+/// Adds the certificates in `certs` (PEM files) to the federation's revocation list
+/// (`<federation_dir>/crl.pem`, made if absent, signed by the CA in the same
+/// directory); returns the list's path and every serial it names. Nodes refuse those
+/// certificates once their `tls.crl` points at a copy of the list.
+pub fn revoke_certificates(
+    federation_dir: &Path,
+    certs: &[std::path::PathBuf],
+) -> Result<(std::path::PathBuf, Vec<String>), KeyError> {
+    let ca = tls::load_ca(
+        &federation_dir.join("ca.pem"),
+        &federation_dir.join("ca-key.pem"),
+    )?;
+    let crl_path = federation_dir.join("crl.pem");
+    let (mut serials, number) = match std::fs::read_to_string(&crl_path) {
+        Ok(text) => {
+            let serials = tls::revoked_serials(&text)
+                .map_err(|e| KeyError::Usage(format!("{}: {e}", crl_path.display())))?;
+            (serials, crl_number(&text).unwrap_or(0) + 1)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 1),
+        Err(e) => return Err(KeyError::Usage(format!("{}: {e}", crl_path.display()))),
+    };
+    for c in certs {
+        let text = std::fs::read_to_string(c)
+            .map_err(|e| KeyError::Usage(format!("{}: {e}", c.display())))?;
+        let serial =
+            tls::serial_of(&text).map_err(|e| KeyError::Usage(format!("{}: {e}", c.display())))?;
+        if !serials.contains(&serial) {
+            serials.push(serial);
+        }
+    }
+    let pem = tls::revocation_list(&ca, &serials, number, 1)?;
+    let tmp = federation_dir.join("crl.pem.new");
+    std::fs::write(&tmp, pem).map_err(|e| KeyError::Usage(format!("{}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, &crl_path)
+        .map_err(|e| KeyError::Usage(format!("{}: {e}", crl_path.display())))?;
+    let hex = serials
+        .iter()
+        .map(|s| s.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    Ok((crl_path, hex))
+}
+
+/// The CRL number of a PEM revocation list.
+fn crl_number(pem_text: &str) -> Option<u64> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.as_bytes()).ok()?;
+    let (_, crl) = x509_parser::parse_x509_crl(&pem.contents).ok()?;
+    let n = crl.crl_number()?;
+    u64::try_from(n).ok()
+}
+
 /// A table of members, key ids, fingerprints, windows and status.
 pub fn show(roster: &Roster, now: Timestamp) -> String {
     let mut s = format!(

@@ -149,6 +149,61 @@ pub fn issue(
     })
 }
 
+/// The serial number of the first certificate of a PEM text (big-endian bytes).
+pub fn serial_of(pem_text: &str) -> Result<Vec<u8>, String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.as_bytes())
+        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    Ok(cert.raw_serial().to_vec())
+}
+
+/// The serial numbers a PEM revocation list names.
+pub fn revoked_serials(pem_text: &str) -> Result<Vec<Vec<u8>>, String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.as_bytes())
+        .map_err(|e| format!("not a PEM revocation list: {e}"))?;
+    let (_, crl) = x509_parser::parse_x509_crl(&pem.contents)
+        .map_err(|e| format!("not an X.509 revocation list: {e}"))?;
+    Ok(crl
+        .iter_revoked_certificates()
+        .map(|r| r.raw_serial().to_vec())
+        .collect())
+}
+
+/// A revocation list signed by `ca` naming `serials`, numbered `number`, valid from
+/// today for `years` (PEM).
+pub fn revocation_list(
+    ca: &CertifiedKey,
+    serials: &[Vec<u8>],
+    number: u64,
+    years: i32,
+) -> Result<String, KeyError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let v = Validity::years_from_now(years);
+    let (y, m, d) = v.not_before;
+    let (ny, nm, nd) = v.not_after;
+    let this_update = date_time_ymd(y, m, d);
+    let params = rcgen::CertificateRevocationListParams {
+        this_update,
+        next_update: date_time_ymd(ny, nm, nd),
+        crl_number: rcgen::SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from_slice(s),
+                revocation_time: this_update,
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    Ok(params.signed_by(&issuer)?.pem()?)
+}
+
 /// Reads a CA (certificate + private key) from PEM files.
 pub fn load_ca(cert: &Path, key: &Path) -> Result<CertifiedKey, KeyError> {
     Ok(CertifiedKey {

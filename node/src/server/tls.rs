@@ -5,13 +5,14 @@
 //! bearer tokens; a certificate that is presented must chain to the federation CA (or
 //! the handshake fails), and federation endpoints require a peer certificate. The
 //! server certificate and CA are reloaded without restart (SIGHUP, or a change of the
-//! files' modification time).
+//! files' modification time). A revocation list from the federation CA (`tls.crl`)
+//! refuses the certificates it names, on both sides.
 
 use crate::config::Config;
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -78,11 +79,29 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// The certificate revocation lists of the config (`tls.crl`), if any.
+pub fn load_crls(cfg: &Config) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let Some(path) = &cfg.tls.crl else {
+        return Ok(Vec::new());
+    };
+    let crls: Vec<_> = CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| file_err(path, format!("cannot read the revocation list: {e}")))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err(path, format!("bad PEM revocation list: {e}")))?;
+    if crls.is_empty() {
+        return Err(file_err(path, "no revocation list (X509 CRL) in file"));
+    }
+    Ok(crls)
+}
+
 /// The server configuration: TLS 1.2 and 1.3, no 0-RTT, HTTP/2 and HTTP/1.1,
-/// client certificates verified against the federation CA when presented.
+/// client certificates verified against the federation CA (and its revocation list,
+/// when configured) when presented.
 pub fn server_config(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let roots = Arc::new(load_roots(&cfg.tls.ca)?);
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .with_crls(load_crls(cfg)?)
+        .only_check_end_entity_revocation()
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
@@ -107,6 +126,8 @@ pub fn server_config(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, TlsError
 pub fn client_config(cfg: &Config, peer: &str) -> Result<rustls::ClientConfig, TlsError> {
     let roots = Arc::new(load_roots(&cfg.tls.ca)?);
     let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .with_crls(load_crls(cfg)?)
+        .only_check_end_entity_revocation()
         .build()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     let verifier = Arc::new(PeerVerifier {
@@ -235,11 +256,13 @@ impl TlsReloader {
     }
 
     fn paths(cfg: &Config) -> Vec<PathBuf> {
-        vec![
+        let mut p = vec![
             cfg.tls.ca.clone(),
             cfg.tls.cert.clone(),
             cfg.tls.key.clone(),
-        ]
+        ];
+        p.extend(cfg.tls.crl.clone());
+        p
     }
 
     /// The configuration new connections use.
