@@ -1271,3 +1271,243 @@ fn a_corrupted_index_is_rebuilt_from_the_evidence_log_with_the_same_digests() {
         started.elapsed()
     );
 }
+
+/// The admin's view of a node: (envelopes held, envelopes waiting for a retry from
+/// `peer`).
+async fn held_and_waiting(fed: &Federation, member: &str, url: &str, peer: &str) -> (u64, u64) {
+    let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity(member)));
+    let (_, stats) = get_json(&admin, &format!("{url}/api/v1/stats")).await;
+    let (_, peers) = get_json(&admin, &format!("{url}/api/v1/peers")).await;
+    let waiting = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer"] == peer)
+        .map_or(0, |p| p["waiting"].as_u64().unwrap());
+    (stats["envelopes"].as_u64().unwrap(), waiting)
+}
+
+/// Waits up to `secs` until the node shows `want` (envelopes held, waiting), or fails
+/// saying `what`.
+async fn wait_held_and_waiting(
+    fed: &Federation,
+    url: &str,
+    want: (u64, u64),
+    secs: u64,
+    what: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while held_and_waiting(fed, "interpol", url, "kaspersky").await != want {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A green bundle of one indicator for `ip`.
+fn one_indicator(ip: &str) -> Value {
+    json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": [{
+        "type": "indicator", "spec_version": "2.1",
+        "id": format!("indicator--{}", uuid::Uuid::new_v4()),
+        "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+        "pattern": format!("[ipv4-addr:value = '{ip}']"), "pattern_type": "stix",
+        "valid_from": "2026-01-01T00:00:00Z",
+        "object_marking_refs": [synergia::stix::tlp::TlpLevel::Green.marking_id()],
+    }]})
+}
+
+/// An envelope signed a little more than the allowed skew ahead (an origin whose
+/// clock runs ahead) is kept, answered `deferred`, shown waiting, and stored as soon
+/// as its `signed_at` comes within the skew — also across a restart of the receiver.
+/// (Before, it was rejected, the cursor moved on, and it was lost for good.)
+#[test]
+fn an_envelope_signed_ahead_is_kept_and_stored_when_it_comes_due() {
+    let fed = Federation::new(&["interpol", "kaspersky"], &[]);
+    let cfg = fed.config("interpol");
+    let ahead = |secs: i64| Timestamp::from_micros((Timestamp::now().as_secs() + secs) * 1_000_000);
+    let kaspersky = fed.signer("kaspersky");
+    let soon = signed_envelope(
+        &kaspersky,
+        one_indicator("192.0.2.61"),
+        1,
+        TlpLevel::Green,
+        ahead(304),
+    );
+    let later = signed_envelope(
+        &kaspersky,
+        one_indicator("192.0.2.62"),
+        2,
+        TlpLevel::Green,
+        ahead(309),
+    );
+    let node = RunningNode::start(cfg.clone());
+    let url = node.url.clone();
+    rt().block_on(async {
+        let r = push_envelopes(&fed, &url, "kaspersky", vec![soon, later]).await;
+        for x in &r {
+            assert_eq!(x["status"], "deferred", "{r:?}");
+            assert_eq!(x["code"], "signed-in-future", "{r:?}");
+        }
+        assert_eq!(
+            held_and_waiting(&fed, "interpol", &url, "kaspersky").await,
+            (0, 2)
+        );
+        // The first comes due about 5 s from signing.
+        wait_held_and_waiting(&fed, &url, (1, 1), 15, "the first never came due").await;
+    });
+    // The second is still waiting: a restart keeps it, and it is stored after.
+    drop(node);
+    let node = RunningNode::start(cfg);
+    let url = node.url.clone();
+    rt().block_on(async {
+        wait_held_and_waiting(
+            &fed,
+            &url,
+            (2, 0),
+            20,
+            "the second was lost over the restart",
+        )
+        .await;
+    });
+    eprintln!("FAULT kind=clock-ahead injected=2 survived=2 acked_lost=0");
+}
+
+/// A member rotates its key and signs with the new one before the receiver has the
+/// new roster: the envelope is kept (`unknown-key`), and stored once the receiver
+/// starts with the new roster. (Before, it was rejected for good.)
+#[test]
+fn an_envelope_signed_with_a_rotated_key_waits_for_the_roster() {
+    let fed = Federation::new(&["interpol", "kaspersky"], &[]);
+    let node = RunningNode::start(fed.config("interpol"));
+    let url = node.url.clone();
+    // The roster file changes on disk; the running node keeps the one it read.
+    let keys = fed.dir.path().join("keys");
+    let new_key = synergia::keys::federation::rotate(&keys, "kaspersky", None, 1).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let rotated = Signer {
+        origin: "kaspersky".into(),
+        origin_identity: fed.signer("kaspersky").origin_identity,
+        key_id: new_key.key_id.clone(),
+        key: synergia::keys::signing::load(
+            &keys
+                .join("kaspersky")
+                .join(format!("signing-{}.pem", new_key.key_id)),
+        )
+        .unwrap(),
+    };
+    let e = signed_envelope(
+        &rotated,
+        one_indicator("192.0.2.63"),
+        1,
+        TlpLevel::Green,
+        Timestamp::now(),
+    );
+    rt().block_on(async {
+        let r = push_envelopes(&fed, &url, "kaspersky", vec![e]).await;
+        assert_eq!(r[0]["status"], "deferred", "{r:?}");
+        assert_eq!(r[0]["code"], "unknown-key", "{r:?}");
+        assert_eq!(
+            held_and_waiting(&fed, "interpol", &url, "kaspersky").await,
+            (0, 1)
+        );
+    });
+    drop(node);
+    let node = RunningNode::start(fed.config("interpol"));
+    let url = node.url.clone();
+    rt().block_on(async {
+        wait_held_and_waiting(
+            &fed,
+            &url,
+            (1, 0),
+            10,
+            "the envelope never passed with the new roster",
+        )
+        .await;
+    });
+    eprintln!("FAULT kind=roster-late injected=1 survived=1 acked_lost=0");
+}
+
+/// An object whose TLP level comes from a custom marking definition published in the
+/// same bundle (but another envelope): the origin, an amber peer that receives it, and
+/// the origin after `rebuild` agree on its level and on every view digest. (Before,
+/// the receiver labelled it green, its green digest differed for ever, and the
+/// origin's own digest changed after a rebuild.)
+#[test]
+fn a_custom_marking_gives_the_same_level_at_origin_receiver_and_after_rebuild() {
+    let fed = Federation::new(&["kaspersky", "interpol"], &["interpol"]);
+    let k_cfg = fed.config("kaspersky");
+    let kaspersky = RunningNode::start_at_roster_address(k_cfg.clone());
+    let interpol = RunningNode::start_at_roster_address(fed.config("interpol"));
+    let custom = format!("marking-definition--{}", uuid::Uuid::new_v4());
+    let id = format!("indicator--{}", uuid::Uuid::new_v4());
+    let bundle = json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": [
+        {"type": "marking-definition", "spec_version": "2.1", "id": custom,
+         "created": "2026-01-01T00:00:00.000Z", "name": "TLP:AMBER",
+         "definition_type": "statement", "definition": {"statement": "TLP:AMBER, as our tools write it"}},
+        {"type": "indicator", "spec_version": "2.1", "id": id,
+         "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+         "pattern": "[ipv4-addr:value = '192.0.2.77']", "pattern_type": "stix",
+         "valid_from": "2026-01-01T00:00:00Z",
+         "object_marking_refs": [custom, TlpLevel::Green.marking_id()]},
+    ]});
+    let digests = |member: &str, url: String| {
+        let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity(member)));
+        async move {
+            let (s, v) = get_json(&admin, &format!("{url}/api/v1/stats")).await;
+            assert_eq!(s, 200, "{v}");
+            v["digests"].clone()
+        }
+    };
+    let (before, id_level) = rt().block_on(async {
+        let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("kaspersky")));
+        let r = admin
+            .post(format!("{}/api/v1/bundles", kaspersky.url))
+            .json(&bundle)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let i_admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("interpol")));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let level = loop {
+            let (s, v) = get_json(
+                &i_admin,
+                &format!("{}/api/v1/objects/{id}/provenance", interpol.url),
+            )
+            .await;
+            if s == 200 {
+                break v["versions"][0]["tlp"].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "interpol never received the object"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (a, b) = (
+                digests("kaspersky", kaspersky.url.clone()).await,
+                digests("interpol", interpol.url.clone()).await,
+            );
+            if a == b {
+                break (a, level);
+            }
+            assert!(Instant::now() < deadline, "digests differ:\n{a}\n{b}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    assert_eq!(id_level, "amber");
+    // The origin's view after a rebuild from its evidence log: the same digests.
+    drop(kaspersky);
+    let roster = synergia::roster::Roster::load(&k_cfg.roster).unwrap();
+    synergia::store::Store::rebuild(
+        &k_cfg.data_dir,
+        &synergia::store::StoreOptions::default(),
+        &roster,
+    )
+    .unwrap();
+    let kaspersky = RunningNode::start(k_cfg);
+    let after = rt().block_on(digests("kaspersky", kaspersky.url.clone()));
+    assert_eq!(before, after);
+    eprintln!("FAULT kind=custom-marking injected=1 survived=1 acked_lost=0");
+}

@@ -127,3 +127,143 @@ fn a_peer_far_behind_reads_the_feed_in_bounded_pages_in_log_order() {
         "no page was cut by its size: {pages:?}"
     );
 }
+
+/// A 66 MB bundle between two others: groupib publishes it, interpol takes it from
+/// groupib, kaspersky pulls only from interpol. The publish is cut into envelopes of
+/// at most `PUBLISH_ENVELOPE_BYTES`, so every feed page fits what a puller takes, and
+/// kaspersky holds all of it and a later bundle too. (Before, one 66 MB envelope
+/// stopped kaspersky's pull for good.) A feed asked for with `max_bytes` keeps to it.
+#[test]
+fn a_66_mb_bundle_reaches_a_node_that_pulls_through_a_relay() {
+    use std::time::{Duration, Instant};
+    use synergia::config::Peer;
+    let fed = Federation::new(&["groupib", "interpol", "kaspersky"], &[]);
+    let mut g = fed.config("groupib");
+    g.limits.max_body_bytes = 96 << 20;
+    g.limits.max_body_memory_bytes = 192 << 20;
+    let groupib = RunningNode::start_at_roster_address(g);
+    let interpol = RunningNode::start_at_roster_address(fed.config("interpol"));
+    let mut k = fed.config("kaspersky");
+    k.peers = vec![Peer {
+        name: "interpol".into(),
+        url: None,
+        amber: false,
+    }];
+    let kaspersky = RunningNode::start_at_roster_address(k);
+    // 1,000 indicators of 66 KB each: before envelopes were cut by size, one
+    // envelope of 66 MB, more than a puller takes in one answer (64 MiB).
+    let big: Vec<Value> = (0..1_000u32)
+        .map(|i| {
+            json!({
+                "type": "indicator", "spec_version": "2.1",
+                "id": format!("indicator--{}", uuid::Uuid::new_v4()),
+                "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+                "name": format!("big {i}"), "description": "d".repeat(66_000),
+                "pattern": format!("[ipv4-addr:value = '10.66.{}.{}']", i / 250, i % 250),
+                "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00Z",
+                "object_marking_refs": [TlpLevel::Green.marking_id()],
+            })
+        })
+        .collect();
+    let body = serde_json::to_vec(&json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": big})).unwrap();
+    assert!(body.len() > 66_000_000, "{}", body.len());
+    let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("groupib")));
+    let reader = https_client(&fed.ca_path(), Some(&fed.admin_identity("kaspersky")));
+    rt().block_on(async {
+        let r = admin
+            .post(format!("{}/api/v1/bundles", groupib.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let report: Value = r.json().await.unwrap();
+        let envelopes = report["envelopes"].as_array().unwrap();
+        // 66 MB in envelopes of at most 8 MiB of objects: eight of them.
+        assert!(envelopes.len() >= 8, "{} envelopes", envelopes.len());
+        assert!(
+            envelopes
+                .iter()
+                .all(|e| e["objects"].as_u64().unwrap() <= 128)
+        );
+        let count = |v: &Value| v["objects"].as_u64().unwrap_or(0);
+        let objects_at = |url: String| {
+            let reader = reader.clone();
+            async move {
+                let r = reader.get(format!("{url}/api/v1/stats")).send().await;
+                match r {
+                    Ok(r) if r.status() == 200 => count(&r.json::<Value>().await.unwrap()),
+                    _ => 0,
+                }
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while objects_at(kaspersky.url.clone()).await < 1_000 {
+            assert!(Instant::now() < deadline, "kaspersky never got the bundle");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        // And what groupib publishes afterwards.
+        let r = admin
+            .post(format!("{}/api/v1/bundles", groupib.url))
+            .json(&addresses(999, 3))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while objects_at(kaspersky.url.clone()).await < 1_003 {
+            assert!(Instant::now() < deadline, "kaspersky stopped receiving");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        // A page asked for with max_bytes holds one envelope when the first is larger.
+        let peer = https_client(&fed.ca_path(), Some(&fed.node_identity("kaspersky")));
+        let r = peer
+            .get(format!(
+                "{}/federation/v1/feed?after=0&limit=100&max_bytes=1000",
+                interpol.url
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["envelopes"].as_array().unwrap().len(), 1, "{}", v["next"]);
+        assert_eq!(v["more"], true);
+        // An envelope over the limit, signed by a member that ignores it: refused on
+        // receipt with its own code, nothing stored.
+        let mut huge = addresses(1_000, 1);
+        huge["objects"][0]["x_note"] = json!("n".repeat(17 << 20));
+        let e = signed_envelope(
+            &fed.signer("kaspersky"),
+            huge,
+            1,
+            TlpLevel::Green,
+            Timestamp::now(),
+        );
+        let interpol_admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("interpol")));
+        let stats = || async {
+            let r = interpol_admin
+                .get(format!("{}/api/v1/stats", interpol.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["envelopes"]
+                .as_u64()
+                .unwrap()
+        };
+        let before = stats().await;
+        assert!(before >= 9, "{before}");
+        let r = peer
+            .post(format!("{}/federation/v1/envelopes", interpol.url))
+            .json(&json!({"envelopes": [e]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["results"][0]["code"], "envelope-too-large", "{v}");
+        assert_eq!(stats().await, before);
+    });
+}

@@ -165,6 +165,11 @@ impl Suite {
                     Some("rejected") => r["code"]
                         .as_str()
                         .is_some_and(|c| allowed.is_empty() || allowed.contains(&c)),
+                    // Refused for a passing reason: kept for a retry, not stored.
+                    Some("deferred") => r["code"].as_str().is_some_and(|c| {
+                        synergia::sync::deferred::is_retryable(c)
+                            && (allowed.is_empty() || allowed.contains(&c))
+                    }),
                     _ => false,
                 };
                 self.record(class, ok && unchanged, || {

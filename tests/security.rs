@@ -62,30 +62,6 @@ fn sign(s: &Signer, objects: Vec<Value>, seq: u64, tlp: TlpLevel, recipients: &[
     Value::Object(e.as_json().clone())
 }
 
-/// Pushes envelopes as `from` (its node certificate); the per-envelope results.
-async fn push(fed: &Federation, node: &str, from: &str, envelopes: Vec<Value>) -> Vec<Value> {
-    let c = https_client(&fed.ca_path(), Some(&fed.node_identity(from)));
-    let r = c
-        .post(format!("{node}/federation/v1/envelopes"))
-        .json(&json!({"envelopes": envelopes}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "push from {from}");
-    let v: Value = r.json().await.unwrap();
-    v["results"].as_array().unwrap().clone()
-}
-
-async fn get_json(c: &reqwest::Client, url: &str) -> (u16, Value) {
-    let r = c.get(url).header("Accept", TAXII).send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 async fn get_text(c: &reqwest::Client, url: &str) -> (u16, String) {
     let r = c.get(url).header("Accept", TAXII).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
@@ -296,9 +272,9 @@ fn a_green_reader_sees_no_trace_of_a_red_delivery() {
         &[],
     );
     rt().block_on(async {
-        let r = push(&fed, &node.url, "kaspersky", vec![red_env]).await;
+        let r = push_envelopes(&fed, &node.url, "kaspersky", vec![red_env]).await;
         assert_eq!(r[0]["status"], "accepted", "{r:?}");
-        let r = push(&fed, &node.url, "groupib", vec![green_env]).await;
+        let r = push_envelopes(&fed, &node.url, "groupib", vec![green_env]).await;
         assert_eq!(r[0]["status"], "accepted", "{r:?}");
 
         let lookup = format!("{}/api/v1/lookup?value=198.51.100.7", node.url);
@@ -402,7 +378,7 @@ fn another_members_later_version_wins_nowhere() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-        let r = push(
+        let r = push_envelopes(
             &fed,
             &nodes[0].1.url,
             "groupib",
@@ -417,7 +393,7 @@ fn another_members_later_version_wins_nowhere() {
         .await;
         assert_eq!(r[0]["status"], "accepted", "{r:?}");
         for (_, n) in &nodes[..2] {
-            let r = push(
+            let r = push_envelopes(
                 &fed,
                 &n.url,
                 "kaspersky",
@@ -808,7 +784,7 @@ fn paging_and_connections_reveal_and_keep_nothing_beyond_clearance() {
     let secret = json!({"type": "ipv4-addr", "spec_version": "2.1",
         "id": format!("ipv4-addr--{}", uuid::Uuid::new_v4()), "value": "198.51.100.21"});
     rt().block_on(async {
-        let r = push(
+        let r = push_envelopes(
             &fed,
             &node.url,
             "groupib",
@@ -822,7 +798,7 @@ fn paging_and_connections_reveal_and_keep_nothing_beyond_clearance() {
         )
         .await;
         assert_eq!(r[0]["status"], "accepted", "{r:?}");
-        let r = push(
+        let r = push_envelopes(
             &fed,
             &node.url,
             "kaspersky",

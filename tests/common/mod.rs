@@ -585,3 +585,37 @@ impl Drop for NodeProcess {
         self.kill();
     }
 }
+
+/// Pushes `envelopes` to the node at `node` as member `from` (its node certificate);
+/// the per-envelope results.
+pub async fn push_envelopes(
+    fed: &Federation,
+    node: &str,
+    from: &str,
+    envelopes: Vec<Value>,
+) -> Vec<Value> {
+    let c = https_client(&fed.ca_path(), Some(&fed.node_identity(from)));
+    let r = c
+        .post(format!("{node}/federation/v1/envelopes"))
+        .json(&serde_json::json!({"envelopes": envelopes}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "push from {from}");
+    r.json::<Value>().await.unwrap()["results"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// GETs `url` (asking for TAXII, which the node API ignores): the status and the
+/// body as JSON (a string when it is not JSON).
+pub async fn get_json(c: &reqwest::Client, url: &str) -> (u16, Value) {
+    let r = c.get(url).header("Accept", TAXII).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}

@@ -10,6 +10,10 @@ pub enum VerifyError {
     /// Not a JSON object of the envelope shape (missing or mistyped member).
     #[error("malformed envelope: {0}")]
     Malformed(String),
+    /// The envelope's text is longer than [`super::MAX_ENVELOPE_BYTES`] (protocol §3):
+    /// every node must be able to serve it in one feed page.
+    #[error("envelope of {0} bytes, more than the {max} bytes an envelope may have", max = super::MAX_ENVELOPE_BYTES)]
+    TooLarge(usize),
     /// `seq` is not a positive integer.
     #[error("malformed envelope: seq must be a positive integer, got {0}")]
     BadSeq(String),
@@ -132,6 +136,7 @@ impl VerifyError {
     pub fn code(&self) -> &'static str {
         match self {
             VerifyError::Malformed(_) => "malformed",
+            VerifyError::TooLarge(_) => "envelope-too-large",
             VerifyError::BadSeq(_) => "bad-seq",
             VerifyError::BadBase64(_) => "bad-base64",
             VerifyError::UnknownOrigin(_) => "unknown-origin",

@@ -550,6 +550,17 @@ impl Envelope {
     }
 }
 
+/// Longest envelope text, bytes (protocol §3). Receivers refuse longer envelopes
+/// (`envelope-too-large`), and a publish cuts its envelopes well below it
+/// ([`PUBLISH_ENVELOPE_BYTES`]): a feed page holds at least one envelope, so this
+/// bound plus the page's own (4 MiB) stays far below what a puller accepts in one
+/// answer (64 MiB), and no envelope can stop a peer's pull.
+pub const MAX_ENVELOPE_BYTES: usize = 16 << 20;
+
+/// What a publish aims each envelope at, bytes of its objects' JSON (estimated):
+/// half of [`MAX_ENVELOPE_BYTES`], so that the estimate's error never matters.
+pub const PUBLISH_ENVELOPE_BYTES: usize = 8 << 20;
+
 /// How far an object's `created` or `modified` may lie after its envelope's
 /// `signed_at`: the same allowance as for `signed_at` itself against the verifier's
 /// clock (protocol §5).

@@ -123,7 +123,7 @@ impl Node {
                 .iter()
                 .filter_map(|o| view.origin_index(o))
                 .collect();
-            let type_ix: Vec<u16> = f.types.iter().filter_map(|t| view.type_index(t)).collect();
+            let type_ix: Vec<u32> = f.types.iter().filter_map(|t| view.type_index(t)).collect();
             (
                 origin_ix,
                 type_ix,

@@ -10,7 +10,10 @@
 use super::Node;
 use super::metrics::Metrics;
 use crate::envelope::canonical::canonical_bytes;
-use crate::envelope::{Envelope, EnvelopeMeta, VerifyError, check_authorship};
+use crate::envelope::{
+    Envelope, EnvelopeMeta, MAX_ENVELOPE_BYTES, PUBLISH_ENVELOPE_BYTES, VerifyError,
+    check_authorship,
+};
 use crate::json::RawObjects;
 use crate::stix::PatternKeys;
 use crate::stix::observable::ObservableKey;
@@ -83,6 +86,27 @@ pub enum PublishError {
     /// Signing failed.
     #[error("signing failed: {0}")]
     Sign(String),
+    /// An object is too large for any envelope (`MAX_ENVELOPE_BYTES`).
+    #[error("{0}")]
+    TooLarge(String),
+}
+
+/// The length of `v` written as compact JSON, closely estimated without writing it
+/// (escapes are not counted): what a publish cuts its envelopes by.
+fn approx_json_len(v: &Value) -> usize {
+    match v {
+        Value::Null => 4,
+        Value::Bool(b) => 4 + usize::from(!*b),
+        Value::Number(_) => 8,
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => 2 + a.iter().map(|x| approx_json_len(x) + 1).sum::<usize>(),
+        Value::Object(m) => {
+            2 + m
+                .iter()
+                .map(|(k, x)| k.len() + 4 + approx_json_len(x))
+                .sum::<usize>()
+        }
+    }
 }
 
 /// What happened to one object.
@@ -378,7 +402,20 @@ impl Node {
         for (level, mut members) in groups {
             let size = objects_per_envelope(members.len());
             while !members.is_empty() {
-                let rest = members.split_off(size.min(members.len()));
+                // At most `size` objects, and no more than `PUBLISH_ENVELOPE_BYTES` of
+                // them (at least one): a bundle of large objects becomes several
+                // envelopes rather than one no peer could take in a feed page.
+                let mut bytes = 0usize;
+                let take = members
+                    .iter()
+                    .take(size)
+                    .take_while(|(_, o)| {
+                        bytes += approx_json_len(o);
+                        bytes <= PUBLISH_ENVELOPE_BYTES
+                    })
+                    .count()
+                    .max(1);
+                let rest = members.split_off(take.min(members.len()));
                 let (idx, objs): (Vec<usize>, Vec<Value>) =
                     std::mem::replace(&mut members, rest).into_iter().unzip();
                 let keys = idx
@@ -419,6 +456,18 @@ impl Node {
                 },
             )
             .map_err(|e| PublishError::Sign(e.to_string()))?;
+            // The signed form and the signature member (under 128 bytes).
+            let len = env.signed_bytes().len() + 128;
+            if len > MAX_ENVELOPE_BYTES {
+                return Err(PublishError::TooLarge(format!(
+                    "object {} makes an envelope of {len} bytes; an envelope may have at most {MAX_ENVELOPE_BYTES}",
+                    env.objects()
+                        .first()
+                        .and_then(|o| o.get("id"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                )));
+            }
             env.note_pattern_keys(keys);
             // Every object of the envelope is shared at its level.
             env.note_object_levels(vec![level; env.objects().len()]);

@@ -146,6 +146,9 @@ pub(crate) fn publish_error(e: PublishError) -> ApiError {
         }
         PublishError::Store(e) => ApiError::store(e),
         PublishError::Sign(m) => ApiError::internal(m),
+        PublishError::TooLarge(m) => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "envelope-too-large", m)
+        }
     }
 }
 

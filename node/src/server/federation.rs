@@ -57,8 +57,19 @@ async fn feed(
     let mut after = 0u64;
     let mut limit = 100usize;
     let mut relayed_as_ids = false;
+    let mut max_bytes = MAX_FEED_BYTES;
     for (k, v) in &q {
         match k.as_str() {
+            "max_bytes" => {
+                max_bytes = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&b| b > 0)
+                    .ok_or_else(|| {
+                        ApiError::bad_request("bad-limit", "max_bytes must be a positive integer")
+                    })?
+                    .min(MAX_FEED_BYTES);
+            }
             "relayed" => {
                 relayed_as_ids = match v.as_str() {
                     "ids" => true,
@@ -107,7 +118,7 @@ async fn feed(
         // each envelope read from the log straight into it.
         let mut entries: Vec<(&EnvMeta, Carry)> = Vec::new();
         for e in &envs[start..] {
-            if entries.len() == limit || page_bytes >= MAX_FEED_BYTES {
+            if entries.len() == limit || page_bytes >= max_bytes {
                 more = true;
                 break;
             }

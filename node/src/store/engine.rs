@@ -18,11 +18,20 @@ pub enum Space {
     Peers,
     /// TAXII status id → status resource.
     Status,
+    /// Envelopes refused for a passing reason, kept for a retry
+    /// (`sync::deferred`): their records and their bytes.
+    Deferred,
 }
 
 impl Space {
     /// Every keyspace.
-    pub const ALL: [Space; 4] = [Space::Envelopes, Space::Meta, Space::Peers, Space::Status];
+    pub const ALL: [Space; 5] = [
+        Space::Envelopes,
+        Space::Meta,
+        Space::Peers,
+        Space::Status,
+        Space::Deferred,
+    ];
 
     /// Stable name (sled tree name, file names).
     pub fn name(self) -> &'static str {
@@ -31,6 +40,7 @@ impl Space {
             Space::Meta => "meta",
             Space::Peers => "peers",
             Space::Status => "status",
+            Space::Deferred => "deferred",
         }
     }
 }

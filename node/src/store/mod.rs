@@ -523,6 +523,41 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a small persisted value (flushed before returning).
+    pub fn delete_value(&self, space: Space, key: &str) -> Result<(), StoreError> {
+        self.engine
+            .apply(vec![Op::Delete(space, key.as_bytes().to_vec())])?;
+        self.engine.flush()
+    }
+
+    /// Every value of a space whose key starts with `prefix`, in key order.
+    pub fn values_with_prefix(
+        &self,
+        space: Space,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        let mut from = prefix.as_bytes().to_vec();
+        loop {
+            let batch = self.engine.scan(space, &from, 256)?;
+            let Some(last) = batch.last() else { break };
+            let mut next = last.0.clone();
+            next.push(0);
+            let full = batch.len() == 256;
+            for (k, v) in batch {
+                if !k.starts_with(prefix.as_bytes()) {
+                    return Ok(out);
+                }
+                out.push((String::from_utf8_lossy(&k).into_owned(), v));
+            }
+            if !full {
+                break;
+            }
+            from = next;
+        }
+        Ok(out)
+    }
+
     /// Every value of a space (small spaces: peers).
     pub fn values(&self, space: Space) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         Ok(self

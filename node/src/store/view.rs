@@ -75,13 +75,16 @@ pub struct Version {
     /// Next version of the same object id (`NONE` at the end of the chain).
     next_same_id: u32,
     /// Type (index into [`View::type_name`]).
-    pub type_ix: u16,
+    pub type_ix: u32,
     /// Effective TLP: the least restrictive level it was delivered at, a delivery's
     /// level being its envelope's (or the object's own marking, if stricter).
     pub tlp: TlpLevel,
     /// [`REVOKED`], [`LATEST`], [`CONFLICT`], [`SPEC21`].
     pub flags: u8,
 }
+
+// The size the memory figures in docs/benchmarks.md assume.
+const _: () = assert!(std::mem::size_of::<Version>() == 72);
 
 const NONE: u32 = u32::MAX;
 
@@ -124,7 +127,7 @@ struct IdEntry {
     owner_env: u32,
 }
 
-type IdKey = (u16, [u64; 2]);
+type IdKey = (u32, [u64; 2]);
 
 /// Observable key hash → version handle, or (high bit set) an index into the
 /// overflow lists: most observables are named by one object.
@@ -157,7 +160,7 @@ fn level_ix(t: TlpLevel) -> usize {
 #[derive(Debug, Default)]
 pub struct View {
     types: Vec<String>,
-    type_ix: HashMap<String, u16>,
+    type_ix: HashMap<String, u32>,
     origins: Vec<String>,
     origin_ix: HashMap<String, u16>,
     envelopes: Vec<EnvMeta>,
@@ -180,11 +183,15 @@ impl View {
         View::default()
     }
 
-    fn intern_type(&mut self, t: &str) -> u16 {
+    /// The index of a type name, added if new. A `u32` (the handle's width): a view
+    /// holds fewer than 2^32 versions, so it cannot see more types than that, and no
+    /// index is ever reused for another type (an index of 16 bits was, past 65,536
+    /// custom types, merging objects of different types that share a UUID).
+    fn intern_type(&mut self, t: &str) -> u32 {
         if let Some(&i) = self.type_ix.get(t) {
             return i;
         }
-        let i = self.types.len() as u16;
+        let i = u32::try_from(self.types.len()).unwrap_or(u32::MAX);
         self.types.push(t.to_string());
         self.type_ix.insert(t.to_string(), i);
         self.by_type.push(Vec::new());
@@ -594,12 +601,12 @@ impl View {
     }
 
     /// Type name of an index.
-    pub fn type_name(&self, ix: u16) -> &str {
+    pub fn type_name(&self, ix: u32) -> &str {
         self.types.get(ix as usize).map_or("", String::as_str)
     }
 
     /// Index of a type name.
-    pub fn type_index(&self, t: &str) -> Option<u16> {
+    pub fn type_index(&self, t: &str) -> Option<u32> {
         self.type_ix.get(t).copied()
     }
 
@@ -667,7 +674,7 @@ impl View {
     }
 
     /// Version handles of a type, in `date_added` order.
-    pub fn by_type(&self, type_ix: u16) -> &[u32] {
+    pub fn by_type(&self, type_ix: u32) -> &[u32] {
         self.by_type
             .get(type_ix as usize)
             .map_or(&[], Vec::as_slice)

@@ -37,6 +37,20 @@ pub enum SyncError {
         /// Start of the answer.
         body: String,
     },
+    /// The answer did not come whole within `limits.peer_timeout_secs`.
+    #[error("{peer} did not answer in time: {message}")]
+    TimedOut {
+        /// Peer.
+        peer: String,
+        /// Cause.
+        message: String,
+    },
+    /// The answer was larger than [`MAX_RESPONSE_BYTES`].
+    #[error("{peer} sent an answer larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge {
+        /// Peer.
+        peer: String,
+    },
     /// The peer's answer is not what the protocol says.
     #[error("{peer} sent a malformed answer: {message}")]
     Malformed {
@@ -61,12 +75,24 @@ fn store_failure(e: &crate::store::StoreError) -> String {
 }
 
 impl SyncError {
+    /// Whether the failure may come from the size of what was asked for (an answer
+    /// too large, or too slow to arrive whole): the same request made smaller may go
+    /// through.
+    pub fn is_size_or_time(&self) -> bool {
+        matches!(
+            self,
+            SyncError::TimedOut { .. } | SyncError::TooLarge { .. }
+        )
+    }
+
     /// A stable name of the kind of failure, for the per-peer failure counts operators
     /// see (`GET /api/v1/peers`).
     pub fn kind(&self) -> &'static str {
         match self {
             SyncError::Tls(_) => "tls",
             SyncError::Unreachable { .. } => "unreachable",
+            SyncError::TimedOut { .. } => "timeout",
+            SyncError::TooLarge { .. } => "too-large",
             SyncError::Status { .. } => "http-status",
             SyncError::Malformed { .. } => "malformed",
             SyncError::Store(e) if e.is_storage_full() => "disk-full",
@@ -106,6 +132,49 @@ pub struct FeedPage {
     pub head: u64,
     /// The peer's TLS certificate expiry (epoch seconds).
     pub cert_not_after: Option<i64>,
+}
+
+/// How much of a feed a puller asks for in one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize {
+    /// Envelopes, at most.
+    pub envelopes: usize,
+    /// Bytes of envelopes, about (the page holds at least one envelope).
+    pub bytes: usize,
+}
+
+impl PageSize {
+    /// The smallest page: one envelope.
+    const SMALLEST: PageSize = PageSize {
+        envelopes: 1,
+        bytes: 64 << 10,
+    };
+
+    /// The full page.
+    pub fn full(envelopes: usize) -> PageSize {
+        PageSize {
+            envelopes,
+            bytes: crate::server::federation::MAX_FEED_BYTES,
+        }
+    }
+
+    /// Half of this page (down to one envelope): asked for after a page failed for
+    /// its size or its time, so that a large or slow page is never asked for again
+    /// the same way.
+    pub fn halved(self) -> PageSize {
+        PageSize {
+            envelopes: (self.envelopes / 2).max(Self::SMALLEST.envelopes),
+            bytes: (self.bytes / 2).max(Self::SMALLEST.bytes),
+        }
+    }
+
+    /// Twice this page, up to `full`: after a page came through.
+    pub fn doubled(self, full: PageSize) -> PageSize {
+        PageSize {
+            envelopes: (self.envelopes * 2).min(full.envelopes),
+            bytes: (self.bytes * 2).min(full.bytes),
+        }
+    }
 }
 
 /// A client for one peer.
@@ -176,9 +245,16 @@ impl PeerClient {
             msg.push_str(&s.to_string());
             src = s.source();
         }
-        SyncError::Unreachable {
-            peer: self.name.clone(),
-            message: msg,
+        if e.is_timeout() {
+            SyncError::TimedOut {
+                peer: self.name.clone(),
+                message: msg,
+            }
+        } else {
+            SyncError::Unreachable {
+                peer: self.name.clone(),
+                message: msg,
+            }
         }
     }
 
@@ -223,9 +299,9 @@ impl PeerClient {
         );
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.unreachable(e))? {
             if buf.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(
-                    self.malformed(format!("answer larger than {MAX_RESPONSE_BYTES} bytes"))
-                );
+                return Err(SyncError::TooLarge {
+                    peer: self.name.clone(),
+                });
             }
             buf.extend_from_slice(&chunk);
         }
@@ -248,10 +324,16 @@ impl PeerClient {
     pub async fn feed(
         &self,
         after: u64,
-        limit: usize,
+        size: PageSize,
         relayed_as_ids: bool,
     ) -> Result<FeedPage, SyncError> {
-        let mut query = vec![("after", after.to_string()), ("limit", limit.to_string())];
+        let mut query = vec![
+            ("after", after.to_string()),
+            ("limit", size.envelopes.to_string()),
+        ];
+        if size.bytes < crate::server::federation::MAX_FEED_BYTES {
+            query.push(("max_bytes", size.bytes.to_string()));
+        }
         if relayed_as_ids {
             query.push(("relayed", "ids".to_string()));
         }
@@ -344,5 +426,32 @@ impl PeerClient {
             .await
             .map_err(|e| self.unreachable(e))?;
         Ok(self.body(resp).await?.0)
+    }
+}
+
+#[cfg(test)]
+mod page_size_tests {
+    use super::PageSize;
+
+    #[test]
+    fn a_failing_page_is_asked_for_smaller_down_to_one_envelope_then_grows_back() {
+        let full = PageSize::full(200);
+        let mut s = full;
+        let mut steps = 0;
+        while s != s.halved() {
+            let h = s.halved();
+            assert!(h.envelopes < s.envelopes || h.bytes < s.bytes);
+            s = h;
+            steps += 1;
+        }
+        assert_eq!(s.envelopes, 1);
+        assert_eq!(s.bytes, 64 << 10);
+        assert!(steps <= 8, "{steps}");
+        let mut back = 0;
+        while s != full {
+            s = s.doubled(full);
+            back += 1;
+        }
+        assert!(back <= 8, "{back}");
     }
 }

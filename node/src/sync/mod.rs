@@ -12,6 +12,7 @@
 
 pub mod body;
 pub mod client;
+pub mod deferred;
 pub mod policy;
 mod run;
 pub mod state;
@@ -38,7 +39,8 @@ use std::sync::Mutex;
 pub struct Offered {
     /// Envelope id (empty if it did not parse).
     pub id: String,
-    /// `accepted`, `duplicate` or `rejected`.
+    /// `accepted`, `duplicate`, `rejected`, or `deferred` (refused for a passing
+    /// reason, `code` says which: kept by this node and tried again).
     pub status: &'static str,
     /// Rejection code.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,6 +71,8 @@ pub struct SyncState {
     push_progress: Mutex<HashMap<String, PushProgress>>,
     /// The store's head (next log ordinal); pushers wait for it to move.
     pub head: tokio::sync::watch::Sender<u64>,
+    /// Envelopes refused for a passing reason, kept for a retry.
+    pub deferred: deferred::Deferred,
 }
 
 impl SyncState {
@@ -87,6 +91,7 @@ impl SyncState {
             pushed: Mutex::default(),
             push_progress: Mutex::default(),
             head: tokio::sync::watch::Sender::new(node_store.head()),
+            deferred: deferred::Deferred::load(node_store, now()),
         }
     }
 
@@ -225,6 +230,9 @@ impl Offer {
     }
 
     fn parse(self) -> Result<Envelope, VerifyError> {
+        if self.text.len() > crate::envelope::MAX_ENVELOPE_BYTES {
+            return Err(VerifyError::TooLarge(self.text.len()));
+        }
         let env = Envelope::from_bytes(self.text)?;
         match self.claimed {
             Some(c) if &c != env.id() => Err(VerifyError::Malformed(format!(
@@ -248,6 +256,9 @@ pub struct Checked {
     prepared: Vec<Prepared>,
     /// Where each of them sits in `results`.
     slots: Vec<usize>,
+    /// Those refused for a passing reason, to keep for a retry, with their place in
+    /// `results`.
+    retry: Vec<(usize, deferred::ToKeep)>,
 }
 
 /// One offer after the checks that read its objects ([`Node::examine`]).
@@ -319,6 +330,9 @@ impl Node {
         };
         let mut results: Vec<Offered> = Vec::with_capacity(offers.len());
         let mut to_examine: Vec<(usize, Offer)> = Vec::new();
+        // Each examined envelope's text (shared, not copied), kept if it is refused
+        // for a passing reason.
+        let mut texts: Vec<Option<Bytes>> = Vec::with_capacity(offers.len());
         {
             let view = self.store.read();
             for offer in offers {
@@ -326,8 +340,10 @@ impl Node {
                     && view.has_envelope(&c.digest_bytes())
                 {
                     results.push(duplicate(c));
+                    texts.push(None);
                     continue;
                 }
+                texts.push(Some(offer.text.clone()));
                 to_examine.push((results.len(), offer));
                 results.push(pending());
             }
@@ -359,6 +375,7 @@ impl Node {
             }
         }
         let mut signed = signatures_hold(&msgs, &sigs, &keys).into_iter();
+        let mut retry = Vec::new();
         let mut to_store = Vec::new();
         let mut prepared = Vec::new();
         let mut slots = Vec::new();
@@ -386,6 +403,25 @@ impl Node {
                 }
                 Err((code, message)) => {
                     tracing::warn!(peer, origin = %h.origin, envelope = %sealed.id(), code = %code, "refusing an envelope: {message}");
+                    if deferred::is_retryable(&code)
+                        && let Some(text) = texts.get(slot).cloned().flatten()
+                    {
+                        retry.push((
+                            slot,
+                            deferred::ToKeep {
+                                id: sealed.id().to_string(),
+                                text,
+                                code: code.clone(),
+                                message: message.clone(),
+                                // A future `signed_at` passes once it is within the
+                                // allowed skew of this node's clock.
+                                due: (code == "signed-in-future").then(|| {
+                                    h.signed_at_ts.as_micros()
+                                        - opts.max_future_skew_secs * 1_000_000
+                                }),
+                            },
+                        ));
+                    }
                     results[slot] = rejected(sealed.id().to_string(), &code, message);
                 }
             }
@@ -395,6 +431,7 @@ impl Node {
             to_store,
             prepared,
             slots,
+            retry,
         }
     }
 
@@ -407,8 +444,20 @@ impl Node {
             to_store,
             prepared,
             slots,
+            retry,
         } = checked;
         let outcomes = self.store.ingest_prepared(&to_store, prepared, peer)?;
+        // Refused for a passing reason: kept durably, then answered `deferred` (the
+        // pull cursor moves past it only once it is kept).
+        let now = now();
+        for (slot, k) in retry {
+            match self.sync.deferred.keep(&self.store, peer, &k, now) {
+                Ok(()) => results[slot].status = "deferred",
+                Err(e) => {
+                    tracing::error!(peer, envelope = %k.id, code = %k.code, error = %e, "cannot keep an envelope refused for a passing reason; it stays refused")
+                }
+            }
+        }
         let mut accepted = 0u64;
         let mut objects = 0u64;
         for ((slot, env), outcome) in slots.into_iter().zip(&to_store).zip(outcomes) {
@@ -429,7 +478,9 @@ impl Node {
         }
         let mut rejections: HashMap<String, u64> = HashMap::new();
         for r in &results {
-            if let Some(c) = &r.code {
+            if r.status == "rejected"
+                && let Some(c) = &r.code
+            {
                 *rejections.entry(c.clone()).or_default() += 1;
                 self.metrics.reject(c);
             }

@@ -2,8 +2,8 @@
 //! envelopes, at once), digest checks.
 
 use super::body::{Carry, EnvelopeList};
-use super::client::{PeerClient, SyncError};
-use super::{now, policy};
+use super::client::{PageSize, PeerClient, SyncError};
+use super::{Offer, now, policy};
 use crate::envelope::EnvelopeId;
 use crate::node::Node;
 use crate::store::view::EnvMeta;
@@ -20,9 +20,10 @@ const PUSH_BYTES: usize = 4 << 20;
 /// Quiet-time poll interval when caught up.
 const POLL: Duration = Duration::from_millis(1000);
 
-/// Starts the sync tasks of every configured peer. Abort the handles to stop them.
+/// Starts the sync tasks of every configured peer, and the retry of envelopes kept
+/// for a passing reason. Abort the handles to stop them.
 pub fn spawn(node: Arc<Node>) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = Vec::new();
+    let mut tasks = vec![tokio::spawn(retry_loop(node.clone()))];
     for p in node.config.peers.clone() {
         let url = p
             .url
@@ -41,6 +42,48 @@ pub fn spawn(node: Arc<Node>) -> Vec<tokio::task::JoinHandle<()>> {
         tasks.push(tokio::spawn(digest_loop(node.clone(), client)));
     }
     tasks
+}
+
+/// Tries the kept envelopes that are due, every second (see `sync::deferred`).
+async fn retry_loop(node: Arc<Node>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let n = node.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || retry_due(&n)).await {
+            tracing::error!(error = %e, "the retry of kept envelopes failed");
+        }
+    }
+}
+
+/// Offers each due kept envelope again, as from the peer that sent it; those stored,
+/// found held, or refused for good leave the set, the others wait again.
+pub fn retry_due(node: &Node) {
+    for (peer, items) in node.sync.deferred.due(&node.store, now(), 64) {
+        let offers: Vec<Offer> = items
+            .iter()
+            .map(|(_, text)| Offer {
+                text: text.clone(),
+                claimed: None,
+            })
+            .collect();
+        let checked = node.check_offers(&peer, offers);
+        match node.store_checked(&peer, checked) {
+            Ok(results) => {
+                for (r, (id, _)) in results.iter().zip(&items) {
+                    if r.status == "deferred" {
+                        continue;
+                    }
+                    tracing::info!(peer, envelope = %id, status = r.status, code = ?r.code, "an envelope kept for a retry was tried again");
+                    if let Err(e) = node.sync.deferred.forget(&node.store, &peer, id) {
+                        tracing::warn!(peer, envelope = %id, error = %e, "cannot forget a kept envelope; it is tried again");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(peer, error = %e, "cannot store kept envelopes; trying later")
+            }
+        }
+    }
 }
 
 /// Exponential backoff with jitter: 0.5 s, 1 s, 2 s … up to 30 s, ±25%.
@@ -90,6 +133,11 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     let peer = client.name.clone();
     let mut failures = 0u32;
     let mut relayed_as_ids = true;
+    // Halved after a page that failed for its size or time, doubled back after one
+    // that came through (security of sync: a large or slow page is never asked for
+    // again the same way, so it cannot stop the pull).
+    let full = PageSize::full(PULL_PAGE);
+    let mut size = full;
     // The page being stored, if any.
     let mut storing: Option<Storing> = None;
     // The page after the one being checked, asked for already.
@@ -106,15 +154,15 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             Some(task) => match task.await {
                 Ok(page) => page,
                 // The task failed: ask again.
-                Err(_) => client.feed(cursor, PULL_PAGE, relayed_as_ids).await,
+                Err(_) => client.feed(cursor, size, relayed_as_ids).await,
             },
-            None => client.feed(cursor, PULL_PAGE, relayed_as_ids).await,
+            None => client.feed(cursor, size, relayed_as_ids).await,
         };
         if let Ok(p) = &page
             && missing(&node, &p.relayed) > 0
         {
             relayed_as_ids = false;
-            page = client.feed(cursor, PULL_PAGE, false).await;
+            page = client.feed(cursor, size, false).await;
         }
         let mut page = match page {
             Ok(p) => p,
@@ -124,19 +172,27 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                     let _ = stored(&node, &peer, s, &mut relayed_as_ids).await;
                 }
                 record_error(&node, &peer, &e);
+                if e.is_size_or_time() && size != size.halved() {
+                    size = size.halved();
+                    tracing::info!(
+                        peer,
+                        envelopes = size.envelopes,
+                        bytes = size.bytes,
+                        "asking for smaller feed pages"
+                    );
+                }
                 failures += 1;
                 tokio::time::sleep(backoff(failures)).await;
                 continue;
             }
         };
+        size = size.doubled(full);
         // The page after this one is asked for while this one is checked.
         if page.more {
             let (c, next, ids) = (client.clone(), page.next, relayed_as_ids);
             ahead = Some(Ahead {
                 cursor: next,
-                task: Some(tokio::spawn(
-                    async move { c.feed(next, PULL_PAGE, ids).await },
-                )),
+                task: Some(tokio::spawn(async move { c.feed(next, size, ids).await })),
             });
         }
         let (n, p) = (node.clone(), peer.clone());
@@ -424,7 +480,13 @@ fn taken_by_peer(answer: &serde_json::Value, n: usize) -> Vec<bool> {
     match answer.get("results").and_then(|r| r.as_array()) {
         Some(results) if results.len() == n => results
             .iter()
-            .map(|r| matches!(r["status"].as_str(), Some("accepted" | "duplicate")))
+            .map(|r| {
+                // `deferred`: the peer keeps it and tries it again itself.
+                matches!(
+                    r["status"].as_str(),
+                    Some("accepted" | "duplicate" | "deferred")
+                )
+            })
             .collect(),
         _ => vec![false; n],
     }

@@ -50,6 +50,28 @@ pub struct PeerStatus {
     pub signing_key_expires_in_days: Option<i64>,
     /// Per shared level: whether their view digest equals ours.
     pub digests_match: BTreeMap<String, bool>,
+    /// Envelopes from this peer refused for a passing reason, kept and tried again
+    /// (`sync::deferred`): how many.
+    #[serde(default)]
+    pub waiting: usize,
+    /// The first of them (up to 20), soonest retry first: id, reason, tries, next try.
+    #[serde(default)]
+    pub waiting_next: Vec<WaitingEnvelope>,
+}
+
+/// An envelope waiting for a retry, as operators see it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaitingEnvelope {
+    /// Envelope id.
+    pub id: String,
+    /// The code of its last refusal.
+    pub code: String,
+    /// Its message.
+    pub message: String,
+    /// Tries so far.
+    pub attempts: u32,
+    /// When it is tried next.
+    pub next_retry: String,
 }
 
 fn ts(us: Option<i64>) -> Option<String> {
@@ -66,6 +88,7 @@ pub fn peer_statuses(node: &Node) -> Vec<PeerStatus> {
         .iter()
         .map(|p| {
             let s = node.sync.peer(&p.name);
+            let waiting = node.sync.deferred.of(&p.name);
             let url = p
                 .url
                 .clone()
@@ -112,6 +135,18 @@ pub fn peer_statuses(node: &Node) -> Vec<PeerStatus> {
                 cert_expires_in_days: s.cert_not_after.map(|n| (n - now_s) / 86_400),
                 signing_key_expires_in_days: key_days,
                 digests_match,
+                waiting: waiting.len(),
+                waiting_next: waiting
+                    .iter()
+                    .take(20)
+                    .map(|w| WaitingEnvelope {
+                        id: w.id.clone(),
+                        code: w.code.clone(),
+                        message: w.message.clone(),
+                        attempts: w.attempts,
+                        next_retry: Timestamp::from_micros(w.next_retry).to_millis_string(),
+                    })
+                    .collect(),
             }
         })
         .collect()
@@ -169,6 +204,16 @@ pub fn render_table(peers: &[PeerStatus]) -> String {
             (Some(e), None) => format!("; last error: {e}"),
             _ => String::new(),
         };
+        // Envelopes refused for a passing reason wait for a retry: "lag 0" alone
+        // would hide them.
+        let waiting = match p.waiting_next.first() {
+            Some(w) => format!(
+                "; {} waiting for a retry (next {} at {}: {})",
+                p.waiting, w.id, w.next_retry, w.code
+            ),
+            None => String::new(),
+        };
+        let err = format!("{waiting}{err}");
         let opt = |v: Option<i64>| v.map_or("-".to_string(), |x| x.to_string());
         let _ = writeln!(
             out,
@@ -219,6 +264,8 @@ mod tests {
             cert_expires_in_days: Some(364),
             signing_key_expires_in_days: Some(200),
             digests_match: BTreeMap::from([("clear".into(), true), ("green".into(), false)]),
+            waiting: 0,
+            waiting_next: Vec::new(),
         }
     }
 
@@ -266,6 +313,20 @@ mod tests {
             row.ends_with(
                 "; last error 2026-11-29T09:30:00.000Z: peer unreachable: connection refused"
             ),
+            "{row}"
+        );
+        let mut waiting = peer();
+        waiting.waiting = 2;
+        waiting.waiting_next = vec![WaitingEnvelope {
+            id: "sha256:ab".into(),
+            code: "unknown-key".into(),
+            message: "m".into(),
+            attempts: 1,
+            next_retry: "2026-11-29T09:41:00.000Z".into(),
+        }];
+        let row = render_table(&[waiting]).lines().nth(1).unwrap().to_string();
+        assert!(
+            row.contains("; 2 waiting for a retry (next sha256:ab at 2026-11-29T09:41:00.000Z: unknown-key); last error"),
             "{row}"
         );
         let mut down = peer();

@@ -31,7 +31,7 @@ pub struct Page {
 /// costs one walk over them, not one per candidate (security finding 4).
 #[derive(Default)]
 struct Ends {
-    known: HashMap<(u16, u128), (Option<u32>, Option<u32>)>,
+    known: HashMap<(u32, u128), (Option<u32>, Option<u32>)>,
 }
 
 impl Ends {

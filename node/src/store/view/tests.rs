@@ -312,3 +312,43 @@ fn readers_see_only_deliveries_their_clearance_covers() {
     assert!(!v.delivered_at(0, o1, TlpLevel::Amber));
     assert!(v.delivered_at(0, o1, TlpLevel::Red));
 }
+
+#[test]
+fn more_than_65536_types_never_share_an_index() {
+    // Objects of 70,000 custom types, all with the same UUID: each is its own object
+    // (a 16-bit type index wrapped at 65,536 and merged them), in any order.
+    let rec = |t: u32, ordinal: u64| {
+        let mut r = record(1, &[], ordinal);
+        r.id[1..5].copy_from_slice(&t.to_be_bytes());
+        let mut hash = [0u8; 16];
+        hash[..4].copy_from_slice(&t.to_be_bytes());
+        r.objects = vec![ObjectEntry {
+            type_name: format!("x-type-{t}"),
+            uuid: 7,
+            modified: 1000,
+            hash,
+            body_off: 0,
+            body_len: 0,
+            tlp: TlpLevel::Green,
+            revoked: false,
+            spec_21: true,
+            obs_keys: vec![],
+        }];
+        r.tlp = TlpLevel::Green;
+        r
+    };
+    let n = 70_000u32;
+    let mut a = View::new();
+    for t in 0..n {
+        a.apply(&rec(t, u64::from(t)));
+    }
+    let mut b = View::new();
+    for t in (0..n).rev() {
+        b.apply(&rec(t, u64::from(n - t)));
+    }
+    assert_eq!(a.object_count(), n as usize);
+    assert_eq!(b.object_count(), n as usize);
+    assert_eq!(a.digest(TlpLevel::Green), b.digest(TlpLevel::Green));
+    assert_eq!(a.versions_of("x-type-65536", 7).len(), 1);
+    assert_eq!(a.versions_of("x-type-0", 7).len(), 1);
+}
