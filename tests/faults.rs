@@ -1511,3 +1511,183 @@ fn a_custom_marking_gives_the_same_level_at_origin_receiver_and_after_rebuild() 
     assert_eq!(before, after);
     eprintln!("FAULT kind=custom-marking injected=1 survived=1 acked_lost=0");
 }
+
+/// A green version superseded by an amber one, across three members: groupib
+/// publishes v1 green, then v2 amber (its amber goes to interpol only). interpol
+/// holds both, kaspersky only v1: the same green data. Their shared digests agree
+/// and every peer status says so. (Before, kaspersky's green digest differed from
+/// interpol's for ever.)
+#[test]
+fn a_green_version_superseded_by_amber_leaves_shared_digests_agreeing() {
+    let fed = Federation::new(&["groupib", "interpol", "kaspersky"], &["interpol"]);
+    let nodes: Vec<(&str, RunningNode)> = ["groupib", "interpol", "kaspersky"]
+        .into_iter()
+        .map(|m| (m, RunningNode::start_at_roster_address(fed.config(m))))
+        .collect();
+    let id = format!("indicator--{}", uuid::Uuid::new_v4());
+    let version = |modified: &str, level: TlpLevel| {
+        json!({"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": [{
+            "type": "indicator", "spec_version": "2.1", "id": id,
+            "created": "2026-01-01T00:00:00.000Z", "modified": modified,
+            "pattern": "[ipv4-addr:value = '192.0.2.88']", "pattern_type": "stix",
+            "valid_from": "2026-01-01T00:00:00Z", "object_marking_refs": [level.marking_id()],
+        }]})
+    };
+    rt().block_on(async {
+        let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("groupib")));
+        for b in [
+            version("2026-01-01T00:00:00.000Z", TlpLevel::Green),
+            version("2026-02-01T00:00:00.000Z", TlpLevel::Amber),
+        ] {
+            let r = admin
+                .post(format!("{}/api/v1/bundles", nodes[0].1.url))
+                .json(&b)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let stats = |m: &'static str, url: String| {
+            let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity(m)));
+            async move { get_json(&admin, &format!("{url}/api/v1/stats")).await.1 }
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut s: Vec<Value> = Vec::new();
+            for (m, n) in &nodes {
+                s.push(stats(m, n.url.clone()).await);
+            }
+            let versions: Vec<u64> = s
+                .iter()
+                .map(|x| x["object_versions"].as_u64().unwrap())
+                .collect();
+            if versions == [2, 2, 1] {
+                assert_eq!(s[0]["shared_digests"], s[1]["shared_digests"]);
+                assert_eq!(s[1]["shared_digests"], s[2]["shared_digests"], "{}", s[2]);
+                assert_ne!(s[1]["digests"]["green"], s[2]["digests"]["green"]);
+                break;
+            }
+            assert!(Instant::now() < deadline, "never converged: {versions:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Every node's peer status shows the agreement (digests are checked every
+        // two seconds).
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for (m, n) in &nodes {
+            let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity(m)));
+            loop {
+                let (_, v) = get_json(&admin, &format!("{}/api/v1/peers", n.url)).await;
+                let all = v["peers"].as_array().unwrap().iter().all(|p| {
+                    p["digests_match"]["clear"] == true && p["digests_match"]["green"] == true
+                });
+                if all {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{m}: {v}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    });
+    eprintln!("FAULT kind=green-then-amber injected=1 survived=1 acked_lost=0");
+}
+
+/// A node's log is restored from a backup taken three envelopes earlier (the
+/// documented procedure: the log segments copied back, the index rebuilt): its new
+/// envelopes reach a peer whose cursor was past them, because the rebuilt log has a
+/// new epoch and the peer pulls it again from the start (deduplicated); a cursor past
+/// the end of a log is answered 409 `cursor-beyond-head`. (Before, the peer skipped
+/// the restored node's new envelopes for ever.)
+#[test]
+fn a_peer_pulls_a_restored_log_again_and_misses_nothing() {
+    let fed = Federation::new(&["alpha", "beta"], &[]);
+    // beta may read alpha's feed (it is alpha's peer), but alpha cannot reach beta:
+    // nothing arrives by push, everything by beta's pull.
+    let mut a_cfg = fed.config("alpha");
+    a_cfg.peers = vec![synergia::config::Peer {
+        name: "beta".into(),
+        url: Some("https://127.0.0.1:1".into()),
+        amber: false,
+    }];
+    let beta = RunningNode::start_at_roster_address(fed.config("beta"));
+    let publish = |url: &str, ip: &str| {
+        let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+        let url = url.to_string();
+        let b = one_indicator(ip);
+        async move {
+            let r = admin
+                .post(format!("{url}/api/v1/bundles"))
+                .json(&b)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    let beta_envelopes = || async {
+        let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("beta")));
+        get_json(&admin, &format!("{}/api/v1/stats", beta.url))
+            .await
+            .1["envelopes"]
+            .as_u64()
+            .unwrap()
+    };
+    let wait_beta = |n: u64| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while beta_envelopes().await != n {
+            assert!(Instant::now() < deadline, "beta never held {n} envelopes");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let log = a_cfg.data_dir.join("log");
+    let backup = fed.dir.path().join("alpha-log-backup");
+    let alpha = RunningNode::start_at_roster_address(a_cfg.clone());
+    rt().block_on(async {
+        publish(&alpha.url, "192.0.2.101").await;
+        publish(&alpha.url, "192.0.2.102").await;
+        // The backup, taken while the node runs.
+        std::fs::create_dir_all(&backup).unwrap();
+        for f in std::fs::read_dir(&log).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), backup.join(f.file_name())).unwrap();
+        }
+        for ip in ["192.0.2.103", "192.0.2.104", "192.0.2.105"] {
+            publish(&alpha.url, ip).await;
+        }
+        wait_beta(5).await;
+        // A cursor past the end of alpha's log.
+        let peer = https_client(&fed.ca_path(), Some(&fed.node_identity("beta")));
+        let (s, v) = get_json(
+            &peer,
+            &format!("{}/federation/v1/feed?after=100", alpha.url),
+        )
+        .await;
+        assert_eq!(s, 409, "{v}");
+        assert_eq!(v["error"], "cursor-beyond-head");
+    });
+    // Restore: stop, put the backup's segments back, delete the index, rebuild.
+    drop(alpha);
+    std::fs::remove_dir_all(&log).unwrap();
+    std::fs::create_dir_all(&log).unwrap();
+    for f in std::fs::read_dir(&backup).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), log.join(f.file_name())).unwrap();
+    }
+    std::fs::remove_dir_all(a_cfg.data_dir.join("index")).unwrap();
+    let roster = synergia::roster::Roster::load(&a_cfg.roster).unwrap();
+    synergia::store::Store::rebuild(
+        &a_cfg.data_dir,
+        &synergia::store::StoreOptions::default(),
+        &roster,
+    )
+    .unwrap();
+    let alpha = RunningNode::start_at_roster_address(a_cfg);
+    rt().block_on(async {
+        // Four new envelopes: the log grows past beta's cursor (5), so only the epoch
+        // tells beta that its cursor means nothing here.
+        for ip in ["192.0.2.111", "192.0.2.112", "192.0.2.113", "192.0.2.114"] {
+            publish(&alpha.url, ip).await;
+        }
+        wait_beta(9).await;
+    });
+    eprintln!("FAULT kind=log-restored injected=1 survived=1 acked_lost=0");
+}

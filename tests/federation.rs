@@ -425,7 +425,7 @@ fn five_members_converge_with_policy_restart_and_hostile_peers() {
             assert!(matches!(e["tlp"].as_str(), Some("clear" | "green")), "{} {} sent to teamcymru", e["origin"], e["tlp"]);
         }
         let members: Vec<&str> = full_page.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(members, ["envelopes", "head", "ids", "more", "next"], "{members:?}");
+        assert_eq!(members, ["envelopes", "epoch", "head", "ids", "more", "next"], "{members:?}");
         for (e, whole) in entries.iter().zip(full) {
             if whole["origin"] == "kaspersky" {
                 assert_eq!(e, whole);

@@ -217,7 +217,20 @@ fn a_stalled_export_leaves_the_node_answering() {
             assert!(Instant::now() < deadline, "the stalled export was never cut off");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        drop(stalled);
+        // The stalled reader's transfer ends broken, not as a complete export: no
+        // last chunk of the chunked encoding, no closing `]}` of the bundle.
+        let mut rest = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stalled.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            rest.extend_from_slice(&buf[..n]);
+        }
+        let tail = String::from_utf8_lossy(&rest[rest.len().saturating_sub(64)..]).to_string();
+        assert!(!tail.ends_with("0\r\n\r\n"), "the cut export looked complete: {tail:?}");
+        assert!(!tail.contains("]}"), "the cut export looked complete: {tail:?}");
     });
 }
 
@@ -617,9 +630,10 @@ fn certificate_less_connections_cannot_starve_an_authenticated_client() {
     });
 }
 
-/// Finding 6: request bodies share a node-wide memory budget. With a 4 MiB body limit
-/// and an 8 MiB budget, six clients sending 4 MiB bodies slowly get two places; the
-/// others are refused 503 `busy` instead of being held in memory. A body announced
+/// Finding 6: request bodies share a node-wide memory budget, taken as the bytes
+/// arrive. With a 4 MiB body limit and an 8 MiB budget, six clients that each send
+/// half of a 4 MiB body and stall: at most four are held, the others are refused 503
+/// `busy` instead of being held in memory. A body announced
 /// larger than the limit is refused before it is read, and a lookup of more than
 /// 10,000 values is refused.
 #[test]
@@ -648,8 +662,8 @@ fn concurrent_large_bodies_stay_within_the_budget() {
                 )
                 .await
                 .unwrap();
-                // A quarter now, the rest only after the node has answered or 5 s.
-                let _ = s.write_all(&vec![b' '; len / 4]).await;
+                // Half now, the rest only after the node has answered or 5 s.
+                let _ = s.write_all(&vec![b' '; len / 2]).await;
                 let mut answer = Vec::new();
                 let mut buf = [0u8; 4096];
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -678,8 +692,11 @@ fn concurrent_large_bodies_stay_within_the_budget() {
             }
         }
         println!("BODY-BUDGET busy={busy} admitted={waiting}");
-        assert_eq!(waiting, 2, "two bodies fit the budget");
-        assert_eq!(busy, 4);
+        // 2 MiB sent by each of six: the 8 MiB budget holds at most four of them
+        // (fewer when several hold 1 MiB while waiting for their second), the others
+        // are refused rather than held.
+        assert!((2..=4).contains(&waiting), "{waiting} bodies held");
+        assert_eq!(busy + waiting, 6);
 
         // Announced larger than the limit: 413 at once, nothing read.
         let c = https_client(&ca, Some(&peer));

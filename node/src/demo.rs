@@ -323,14 +323,15 @@ pub async fn run(
             done &= held == expected[m];
             let _ = write!(line, " {m} {held}/{}", expected[m]);
         }
+        // The shared green digest: what every member may hold alike.
         let d0 = demo.nodes[COORDINATOR]
             .0
             .store
             .read()
-            .digest(TlpLevel::Green);
+            .shared_digest(TlpLevel::Green);
         let agree = MEMBERS
             .iter()
-            .all(|m| demo.nodes[*m].0.store.read().digest(TlpLevel::Green) == d0);
+            .all(|m| demo.nodes[*m].0.store.read().shared_digest(TlpLevel::Green) == d0);
         if done && agree {
             progress(&format!(
                 "converged in {:.2} s after the first publish:{line}",

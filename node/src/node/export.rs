@@ -116,7 +116,7 @@ impl Node {
         out: &mut dyn Write,
     ) -> Result<u64, ExportError> {
         let max = f.max_tlp.unwrap_or(TlpLevel::Red);
-        let (origin_ix, type_ix, mut pos) = {
+        let (origin_ix, type_ix, mut pos, end) = {
             let view = self.store.read();
             let origin_ix: Vec<u16> = f
                 .origins
@@ -128,6 +128,9 @@ impl Node {
                 origin_ix,
                 type_ix,
                 f.since.map_or(0, |t| view.first_after(t)),
+                // Versions added once the export started are left to the next one:
+                // a busy node does not keep an export chasing the end of its view.
+                view.versions().len(),
             )
         };
         let needs_keys = f.min_corroboration > 1 || format == ExportFormat::Csv;
@@ -145,9 +148,9 @@ impl Node {
             let (picks, done) = {
                 let view = self.store.read();
                 let versions = view.versions();
-                let end = (pos + CHUNK).min(versions.len());
+                let chunk_end = (pos + CHUNK).min(end);
                 let mut picks = Vec::new();
-                for (i, v) in versions[pos..end].iter().enumerate() {
+                for (i, v) in versions[pos..chunk_end].iter().enumerate() {
                     let h = (pos + i) as u32;
                     if v.tlp > max || view.latest_visible(h, max) != Some(h) {
                         continue;
@@ -164,8 +167,8 @@ impl Node {
                         picks.push(Pick { h, at, tlp: v.tlp });
                     }
                 }
-                pos = end;
-                (picks, end >= versions.len())
+                pos = chunk_end;
+                (picks, chunk_end >= end)
             };
             // 2. Without it: the bodies, and the observables when they are needed.
             let mut bodies = Vec::with_capacity(picks.len());

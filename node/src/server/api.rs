@@ -290,6 +290,10 @@ fn stats_body(node: &Node) -> Response {
         "objects": v.object_count(),
         "origins": v.origin_seqs().into_iter().map(|(o, s)| json!({"origin": o, "max_seq": s})).collect::<Vec<_>>(),
         "digests": digests,
+        "shared_digests": crate::store::view::SHARED_LEVELS
+            .iter()
+            .filter_map(|l| v.shared_digest(*l).map(|d| (l.as_str().to_string(), json!(d.to_string()))))
+            .collect::<serde_json::Map<String, Value>>(),
         "disk": {"log_bytes": log_bytes, "index_bytes": index_bytes},
         "index_needs_restart": node.store.index_failed(),
         "started_at": node.started_at.to_millis_string(),

@@ -57,7 +57,8 @@ impl BodyShare {
 }
 
 /// Reads a request body up to `limit` bytes (413 past it), taking its size from the
-/// node's body budget as it arrives (503 `busy` when the budget stays full).
+/// node's body budget as it arrives (503 `busy` when the budget stays full for half
+/// the request timeout).
 ///
 /// Past the limit the rest of the body is read and discarded (up to as much again, at
 /// most 64 MiB) so the client can finish sending and read the 413; a body larger still
@@ -88,8 +89,9 @@ pub(crate) async fn read_body(
     // it: it is drained (as below) so the client can read the 413.
     let mut over = expected > limit;
     let expected = if over { 0 } else { expected };
-    share.grow(budget, expected, wait).await?;
-    let mut taken = expected;
+    // The budget is taken as the bytes arrive, not as announced: a client that
+    // announces a large body and sends it slowly (or never) holds only what it sent.
+    let mut taken = 0usize;
     let mut buf: Vec<u8> = Vec::with_capacity(expected);
     let mut discarded = 0usize;
     // As much again as the limit (at most 64 MiB), counted from the limit: a body
@@ -118,12 +120,12 @@ pub(crate) async fn read_body(
         }
         let needed = buf.len() + data.len();
         if needed > taken {
-            // A body without Content-Length (or longer than it said): take what it
-            // grows by, in steps of at least 1 MiB so that small frames do not each
-            // wait on the semaphore.
+            // Take what the body grows by, in steps of at least 1 MiB so that small
+            // frames do not each wait on the semaphore.
             let step = (needed - taken).max(1 << 20).min(limit - taken.min(limit));
-            share.grow(budget, step.max(needed - taken), wait).await?;
-            taken += step.max(needed - taken);
+            let step = step.max(needed - taken);
+            share.grow(budget, step, wait).await?;
+            taken += step;
         }
         buf.extend_from_slice(&data);
     }

@@ -151,6 +151,40 @@ struct ActivityInner {
 #[derive(Debug)]
 pub struct Busy(Activity);
 
+/// A response body that keeps its request counted as under way until the body has
+/// been sent (or dropped): a long streamed export is not an idle connection.
+pub struct HeldBody {
+    inner: axum::body::Body,
+    _busy: Busy,
+}
+
+impl HeldBody {
+    /// `inner`, holding `busy` while it is sent.
+    pub fn new(inner: axum::body::Body, busy: Busy) -> HeldBody {
+        HeldBody { inner, _busy: busy }
+    }
+}
+
+impl http_body::Body for HeldBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 impl Drop for Busy {
     fn drop(&mut self) {
         let a = &self.0.0;

@@ -18,7 +18,13 @@ use std::task::{Context, Poll};
 /// A response body fed by a channel, so a blocking writer can stream. An error in the
 /// channel ends the body with an error, so the client sees a broken transfer rather
 /// than a complete but truncated export.
-struct ChannelBody(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    /// Set by the writer once the export is complete: a channel that closes without
+    /// it (the export stopped, or its reader stalled and was cut off) ends the body
+    /// with an error.
+    complete: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl axum::body::HttpBody for ChannelBody {
     type Data = Bytes;
@@ -28,9 +34,14 @@ impl axum::body::HttpBody for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|o| o.map(|b| b.map(http_body::Frame::data)))
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(None) if !self.complete.load(std::sync::atomic::Ordering::SeqCst) => {
+                Poll::Ready(Some(Err(std::io::Error::other(
+                    "the export stopped before its end",
+                ))))
+            }
+            p => p.map(|o| o.map(|b| b.map(http_body::Frame::data))),
+        }
     }
 }
 
@@ -152,6 +163,8 @@ pub async fn export(
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
     let runtime = tokio::runtime::Handle::current();
     let stall = std::time::Duration::from_secs(node.config.limits.response_stall_secs);
+    let complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = complete.clone();
     tokio::task::spawn_blocking(move || {
         let _turn = turn;
         let mut w = ChannelWriter {
@@ -160,10 +173,14 @@ pub async fn export(
             runtime,
             stall,
         };
-        if let Err(e) = node.export(&filter, format, &mut w) {
-            tracing::warn!(error = %e, "export stopped");
-            // The client may have stopped reading: never wait to tell it.
-            let _ = tx.try_send(Err(std::io::Error::other(e.to_string())));
+        match node.export(&filter, format, &mut w) {
+            Ok(_) => done.store(true, std::sync::atomic::Ordering::SeqCst),
+            Err(e) => {
+                tracing::warn!(error = %e, "export stopped");
+                // The client may have stopped reading: never wait to tell it (the
+                // body ends in error anyway, `complete` being unset).
+                let _ = tx.try_send(Err(std::io::Error::other(e.to_string())));
+            }
         }
     });
     let ctype = match format {
@@ -173,7 +190,7 @@ pub async fn export(
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, ctype)],
-        Body::new(ChannelBody(rx)),
+        Body::new(ChannelBody { rx, complete }),
     )
         .into_response())
 }

@@ -7,7 +7,6 @@ use super::error::ApiError;
 use crate::envelope::EnvelopeId;
 use crate::json::RawObjects;
 use crate::node::Node;
-use crate::stix::tlp::TlpLevel;
 use crate::store::view::EnvMeta;
 use crate::sync::Offer;
 use crate::sync::body::{Carry, EnvelopeList};
@@ -107,6 +106,20 @@ async fn feed(
     let limit = limit.min(MAX_FEED_PAGE);
     tokio::task::spawn_blocking(move || {
         let view = node.store.read();
+        // A cursor past the end of this log was given by a log that is no longer
+        // (restored from an older backup): the peer must start again.
+        let log_head = node.store.head();
+        if after > log_head {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "cursor-beyond-head",
+                format!(
+                    "cursor {after} is past the end of this node's log ({log_head}, epoch {}): pull again from 0",
+                    node.store.epoch()
+                ),
+            )
+            .with_details(json!({"epoch": node.store.epoch(), "head": log_head})));
+        }
         let envs = view.envelopes();
         let head = head_for(&node, &view, &peer);
         let start = envs.partition_point(|e| e.ordinal < after);
@@ -153,9 +166,17 @@ async fn feed(
         }
         // `more` and `head` speak only of envelopes the peer may receive: a peer
         // never learns how many are withheld from it (security finding 9).
-        let more = more && next < head;
-        let head = head.max(next);
-        let tail = format!(",\"next\":\"{next}\",\"more\":{more},\"head\":{head}}}");
+        let (more, head) = match head {
+            Some(h) => (more && next < h, h.max(next)),
+            // Nothing the peer may receive among the last envelopes looked through:
+            // `more` stays as the page found it, and the head shows no further than
+            // the page.
+            None => (more, next),
+        };
+        let tail = format!(
+            ",\"next\":\"{next}\",\"more\":{more},\"head\":{head},\"epoch\":\"{}\"}}",
+            node.store.epoch()
+        );
         let mut list = EnvelopeList::for_entries(&entries, tail.len());
         for (e, carry) in &entries {
             list.add(&node.store, e, *carry)
@@ -233,9 +254,9 @@ const HEAD_SCAN: usize = 4096;
 
 /// The feed's `head` for `peer`: just after the last envelope of the log it may
 /// receive (or holds), so that withheld envelopes at the end of the log do not show.
-/// Looks through the last [`HEAD_SCAN`] envelopes at most; past that it answers 0 and
-/// the page's own `next` stands in.
-fn head_for(node: &Node, view: &crate::store::view::View, peer: &str) -> u64 {
+/// Looks through the last [`HEAD_SCAN`] envelopes at most; `None` when none of them
+/// may go to the peer (the page's own `next` then stands in).
+fn head_for(node: &Node, view: &crate::store::view::View, peer: &str) -> Option<u64> {
     view.envelopes()
         .iter()
         .rev()
@@ -246,7 +267,7 @@ fn head_for(node: &Node, view: &crate::store::view::View, peer: &str) -> u64 {
                 Ok(()) | Err(Withheld::PeerHasIt)
             )
         })
-        .map_or(0, |e| e.ordinal + 1)
+        .map(|e| e.ordinal + 1)
 }
 
 /// The optional `ids` of a push: one `sha256:…` id per envelope, in order.
@@ -273,12 +294,16 @@ fn stated_ids(ids: Option<&Value>, n: usize) -> Result<Vec<Option<EnvelopeId>>, 
     }
 }
 
-/// Our digests of the levels every peer shares (clear, green).
+/// Our digests of the levels every peer shares (clear, green): each over the latest
+/// versions among the deliveries at that level or below (`View::shared_digest`).
 pub fn shared_digests(node: &Node) -> serde_json::Map<String, Value> {
     let view = node.store.read();
-    [TlpLevel::Clear, TlpLevel::Green]
+    crate::store::view::SHARED_LEVELS
         .iter()
-        .map(|l| (l.as_str().to_string(), json!(view.digest(*l).to_string())))
+        .filter_map(|l| {
+            view.shared_digest(*l)
+                .map(|d| (l.as_str().to_string(), json!(d.to_string())))
+        })
         .collect()
 }
 

@@ -184,7 +184,9 @@ pub async fn serve(
         let handshake = Duration::from_secs(limits.handshake_timeout_secs);
         let header_timeout = Duration::from_secs(limits.header_timeout_secs);
         let idle_limit = Duration::from_secs(limits.idle_timeout_secs);
-        let max_age = Duration::from_secs(limits.max_connection_age_secs);
+        // Capped at a year: an absurd setting must not overflow the clock.
+        let max_age = Duration::from_secs(limits.max_connection_age_secs.min(365 * 86_400));
+        let drain = Duration::from_secs(limits.request_timeout_secs.max(10));
         let metrics_node = node.clone();
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
@@ -221,8 +223,8 @@ pub async fn serve(
                     let fut = app.clone().oneshot(req.map(Body::new));
                     async move {
                         let r = fut.await;
-                        drop(busy);
-                        r
+                        // Counted as under way until its body is sent.
+                        r.map(|resp| resp.map(|b| Body::new(conn::HeldBody::new(b, busy))))
                     }
                 })
             };
@@ -267,8 +269,9 @@ pub async fn serve(
                         }
                     }
                 }
+                // Requests under way may finish: as long as a request may take.
                 conn.as_mut().graceful_shutdown();
-                break match tokio::time::timeout(Duration::from_secs(10), conn.as_mut()).await {
+                break match tokio::time::timeout(drain, conn.as_mut()).await {
                     Ok(r) => r,
                     Err(_) => Ok(()),
                 };

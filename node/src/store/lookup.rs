@@ -244,17 +244,28 @@ impl Store {
         };
         let view = self.read();
         let mut versions = Vec::new();
-        for h in view.versions_of(t, uuid) {
+        let handles = view.versions_of(t, uuid);
+        let visible: Vec<&crate::store::view::Version> = handles
+            .iter()
+            .filter_map(|&h| view.version(h))
+            .filter(|v| v.tlp <= max_tlp)
+            .collect();
+        for h in handles {
             let Some(v) = view.version(h) else { continue };
             if v.tlp > max_tlp {
                 continue;
             }
+            // A conflict only with a version the reader may see.
+            let conflict = v.has(CONFLICT)
+                && visible
+                    .iter()
+                    .any(|o| o.modified == v.modified && o.hash != v.hash);
             versions.push(VersionProvenance {
                 version: version_text(v.modified, v.date_added),
                 date_added: Timestamp::from_micros(v.date_added).to_micros_string(),
                 latest: view.latest_visible(h, max_tlp) == Some(h),
                 revoked: v.has(REVOKED),
-                conflict: v.has(CONFLICT),
+                conflict,
                 tlp: v.tlp,
                 content_hash: v.hash.iter().map(|b| format!("{b:02x}")).collect(),
                 origins: view

@@ -147,6 +147,8 @@ pub struct Store {
     view: RwLock<View>,
     /// Serialises appends: ordinals and `date_added` are assigned under it.
     ingest: Mutex<()>,
+    /// The log's epoch (hex), see [`EPOCH_KEY`].
+    epoch: String,
     /// Set when writing envelope records to the index engine failed (a full disk):
     /// from then on only the log and the view take envelopes, and the next start
     /// indexes them from the log.
@@ -162,6 +164,10 @@ impl std::fmt::Debug for Store {
 }
 
 const FORMAT_KEY: &[u8] = b"record-format";
+/// The identity of this node's log as its peers know it (protocol §9, the feed's
+/// `epoch`): made at random with the index, so a log restored from a backup and
+/// rebuilt, or rebuilt at all, gets a new one and peers pull it again from the start.
+const EPOCH_KEY: &[u8] = b"log-epoch";
 /// Greatest log ordinal a rebuild examined: ordinals up to it that have no record were
 /// rejected by the rebuild and must not be replayed.
 const INDEXED_THROUGH_KEY: &[u8] = b"indexed-through";
@@ -262,6 +268,18 @@ impl Store {
                 vec![record::RECORD_FORMAT],
             )])?,
         }
+        let epoch = match engine.get(Space::Meta, EPOCH_KEY)? {
+            Some(v) if v.len() == 16 => v,
+            _ => {
+                let mut e = [0u8; 16];
+                getrandom::fill(&mut e)
+                    .map_err(|e| StoreError::Engine(format!("no system randomness: {e}")))?;
+                engine.apply(vec![Op::Put(Space::Meta, EPOCH_KEY.to_vec(), e.to_vec())])?;
+                engine.flush()?;
+                e.to_vec()
+            }
+        };
+        let epoch: String = epoch.iter().map(|b| format!("{b:02x}")).collect();
         let mut view = View::new();
         let mut next = 0u64;
         loop {
@@ -316,6 +334,7 @@ impl Store {
             log,
             engine,
             view: RwLock::new(view),
+            epoch,
             ingest: Mutex::new(()),
             index_failed: std::sync::atomic::AtomicBool::new(false),
         })
@@ -454,6 +473,11 @@ impl Store {
     /// needs a restart to index what it took since from the log).
     pub fn index_failed(&self) -> bool {
         self.index_failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The log's epoch: peers start their cursor on this node again when it changes.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     /// The next log ordinal: how far this node's log goes.

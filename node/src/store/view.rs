@@ -125,6 +125,13 @@ struct IdEntry {
     /// name): its origin published the object first and alone may supersede it
     /// (see [`View::owner_of`]).
     owner_env: u32,
+    /// At clear and green: the earliest delivery in an envelope at that level or
+    /// below (`NONE` when none), the object's owner as a node holding only those
+    /// envelopes would see it.
+    shared_owner: [u32; 2],
+    /// At clear and green: the latest version among those deliveries (`NONE` when
+    /// none), what the shared digests hold of the object.
+    shared: [u32; 2],
 }
 
 type IdKey = (u32, [u64; 2]);
@@ -152,6 +159,9 @@ pub fn observable_hash(key: &str) -> u64 {
     a.finish()
 }
 
+/// The levels every peer may hold, whose digests peers compare.
+pub const SHARED_LEVELS: [TlpLevel; 2] = [TlpLevel::Clear, TlpLevel::Green];
+
 fn level_ix(t: TlpLevel) -> usize {
     ALL_LEVELS.iter().position(|l| *l == t).unwrap_or(4)
 }
@@ -173,6 +183,9 @@ pub struct View {
     observables: HashMap<u64, u32>,
     observable_overflow: Vec<Vec<u32>>,
     digests: [ViewDigest; 5],
+    /// Over every object, [`View::latest_visible`] at clear and at green: what peers
+    /// compare (see [`View::shared_digest`]).
+    shared: [ViewDigest; 2],
     last_date_added: i64,
     origin_seq: HashMap<u16, u64>,
 }
@@ -246,12 +259,20 @@ impl View {
         *s = (*s).max(rec.seq);
         let mut next_da = rec.date_added_base.max(self.last_date_added + 1);
         for obj in &rec.objects {
-            match self.deliver(obj, env_ix, origin, &mut next_da) {
-                Delivery::New { conflict } => {
+            let outcome = self.deliver(obj, env_ix, origin, &mut next_da);
+            let handle = match outcome {
+                Delivery::New { conflict, handle } => {
                     out.new_versions += 1;
                     out.conflicts += u32::from(conflict);
+                    handle
                 }
-                Delivery::Known => out.known_versions += 1,
+                Delivery::Known { handle } => {
+                    out.known_versions += 1;
+                    handle
+                }
+            };
+            if let Some(t) = self.type_index(&obj.type_name) {
+                self.deliver_shared((t, halves(obj.uuid)), handle, env_ix);
             }
         }
         out
@@ -280,7 +301,7 @@ impl View {
                 if ver.modified == obj.modified {
                     if ver.hash == obj.hash {
                         self.add_delivery(v, env_ix, origin, level);
-                        return Delivery::Known;
+                        return Delivery::Known { handle: v };
                     }
                     conflict = true;
                 }
@@ -335,6 +356,8 @@ impl View {
                         head: handle,
                         latest: handle,
                         owner_env: env_ix,
+                        shared_owner: [NONE; 2],
+                        shared: [NONE; 2],
                     },
                 );
                 self.set_latest(handle, true);
@@ -354,7 +377,72 @@ impl View {
                 }
             }
         }
-        Delivery::New { conflict }
+        Delivery::New { conflict, handle }
+    }
+
+    /// Brings the shared digests up to date with a delivery of version `v` in
+    /// envelope `env_ix`: at each shared level the envelope is visible at, the
+    /// object's owner and latest among the visible deliveries move as the view's own
+    /// do ([`View::deliver`], [`View::add_delivery`]): an earlier delivery makes its
+    /// origin the owner (the latest is chosen again), a delivery by the owner offers
+    /// its version. O(1) but for a change of owner.
+    fn deliver_shared(&mut self, key: IdKey, v: u32, env_ix: u32) {
+        let env_tlp = self.envelopes[env_ix as usize].tlp;
+        let env_origin = self.envelopes[env_ix as usize].origin;
+        for (i, level) in SHARED_LEVELS.iter().enumerate() {
+            if env_tlp > *level {
+                continue;
+            }
+            let Some(entry) = self.by_id.get(&key).copied() else {
+                return;
+            };
+            let owner = entry.shared_owner[i];
+            let now = if owner == NONE || self.earlier_delivery(env_ix, owner) {
+                if let Some(e) = self.by_id.get_mut(&key) {
+                    e.shared_owner[i] = env_ix;
+                }
+                self.best_delivered(entry.head, env_origin, *level)
+            } else if self.envelopes[owner as usize].origin == env_origin
+                && (entry.shared[i] == NONE || self.beats(v, entry.shared[i]))
+            {
+                v
+            } else {
+                continue;
+            };
+            let before = entry.shared[i];
+            if now == before {
+                continue;
+            }
+            if before != NONE {
+                let c = self.contribution_of(before);
+                self.shared[i].remove(&c);
+            }
+            if now != NONE {
+                let c = self.contribution_of(now);
+                self.shared[i].add(&c);
+            }
+            if let Some(e) = self.by_id.get_mut(&key) {
+                e.shared[i] = now;
+            }
+        }
+    }
+
+    /// The best version, from the chain starting at `head`, that `origin` delivered
+    /// in an envelope at `level` or below (`NONE` if none).
+    fn best_delivered(&self, head: u32, origin: u16, level: TlpLevel) -> u32 {
+        let mut best = NONE;
+        let mut c = head;
+        while c != NONE {
+            let delivered = self.delivery_envs(c).any(|e| {
+                let env = &self.envelopes[e as usize];
+                env.origin == origin && env.tlp <= level
+            });
+            if delivered && (best == NONE || self.beats(c, best)) {
+                best = c;
+            }
+            c = self.versions[c as usize].next_same_id;
+        }
+        best
     }
 
     /// Whether envelope `a` was signed before envelope `b`: by `signed_at`, then by
@@ -575,6 +663,19 @@ impl View {
         self.digests[level_ix(level)]
     }
 
+    /// The digest peers compare for a shared level (clear or green): over every
+    /// object, its latest version among the deliveries at that level or below
+    /// ([`View::latest_visible`]). Two nodes holding the same clear and green
+    /// envelopes agree on it whatever amber or red each holds: a green version
+    /// superseded by an amber one still counts at green on both. `None` for amber and
+    /// red, which not every peer may hold.
+    pub fn shared_digest(&self, level: TlpLevel) -> Option<ViewDigest> {
+        SHARED_LEVELS
+            .iter()
+            .position(|l| *l == level)
+            .map(|i| self.shared[i])
+    }
+
     /// A version by handle.
     pub fn version(&self, h: u32) -> Option<&Version> {
         self.versions.get(h as usize)
@@ -743,34 +844,60 @@ impl View {
     }
 
     /// The latest version of `h`'s object that a reader cleared up to `max_tlp` sees:
-    /// the latest version when it is visible (the common case, answered at once);
-    /// otherwise the best visible version the owner delivered visibly, else the best
-    /// visible version. A reader is never shown that a newer version exists above
-    /// its clearance.
+    /// the latest version a node holding only the envelopes at `max_tlp` or below
+    /// would show — the owner and the latest chosen among those deliveries alone. A
+    /// reader is never shown that a newer version exists above its clearance, and the
+    /// shared digests ([`View::shared_digest`]) are made of these, so nodes that hold
+    /// the same clear and green envelopes agree whatever amber or red they hold.
     pub fn latest_visible(&self, h: u32, max_tlp: TlpLevel) -> Option<u32> {
         let v = self.versions.get(h as usize)?;
         let entry = self.by_id.get(&(v.type_ix, v.uuid))?;
-        if self.versions[entry.latest as usize].tlp <= max_tlp {
+        self.latest_at(entry, max_tlp)
+    }
+
+    /// [`View::latest_visible`] of an object entry.
+    fn latest_at(&self, entry: &IdEntry, max_tlp: TlpLevel) -> Option<u32> {
+        if max_tlp == TlpLevel::Red {
             return Some(entry.latest);
         }
-        let owner = self.envelopes[entry.owner_env as usize].origin;
-        let mut best_owned = NONE;
-        let mut best = NONE;
+        if let Some(i) = SHARED_LEVELS.iter().position(|l| *l == max_tlp) {
+            return (entry.shared[i] != NONE).then_some(entry.shared[i]);
+        }
+        // The common case: the earliest delivery and a delivery of the latest version
+        // by its owner are both visible.
+        let owner_env = &self.envelopes[entry.owner_env as usize];
+        if owner_env.tlp <= max_tlp
+            && self.delivery_envs(entry.latest).any(|e| {
+                self.envelopes[e as usize].origin == owner_env.origin
+                    && self.envelopes[e as usize].tlp <= max_tlp
+            })
+        {
+            return Some(entry.latest);
+        }
+        // Otherwise the owner among the visible deliveries, then its best version.
+        let mut owner: Option<u32> = None;
         let mut c = entry.head;
         while c != NONE {
-            if self.versions[c as usize].tlp <= max_tlp {
-                if best == NONE || self.beats(c, best) {
-                    best = c;
-                }
-                if self.delivered_at(c, owner, max_tlp)
-                    && (best_owned == NONE || self.beats(c, best_owned))
+            for e in self.delivery_envs(c) {
+                if self.envelopes[e as usize].tlp <= max_tlp
+                    && owner.is_none_or(|o| self.earlier_delivery(e, o))
                 {
-                    best_owned = c;
+                    owner = Some(e);
                 }
             }
             c = self.versions[c as usize].next_same_id;
         }
-        [best_owned, best].into_iter().find(|&x| x != NONE)
+        let origin = self.envelopes[owner? as usize].origin;
+        let best = self.best_delivered(entry.head, origin, max_tlp);
+        (best != NONE).then_some(best)
+    }
+
+    /// The envelopes that delivered version `v` (indexes), without allocating.
+    fn delivery_envs(&self, v: u32) -> impl Iterator<Item = u32> + '_ {
+        let first = self.versions.get(v as usize).map(|x| x.envelope);
+        first
+            .into_iter()
+            .chain(self.extra_deliveries.get(&v).into_iter().flatten().copied())
     }
 
     /// The member that owns the object of version `h`: the origin of its earliest
@@ -789,8 +916,8 @@ impl View {
 }
 
 enum Delivery {
-    New { conflict: bool },
-    Known,
+    New { conflict: bool, handle: u32 },
+    Known { handle: u32 },
 }
 
 #[cfg(test)]

@@ -75,6 +75,12 @@ fn store_failure(e: &crate::store::StoreError) -> String {
 }
 
 impl SyncError {
+    /// Whether the peer says the cursor is past the end of its log (its log was
+    /// restored from an older backup): the pull starts again from 0.
+    pub fn is_cursor_beyond_head(&self) -> bool {
+        matches!(self, SyncError::Status { status: 409, body, .. } if body.contains("cursor-beyond-head"))
+    }
+
     /// Whether the failure may come from the size of what was asked for (an answer
     /// too large, or too slow to arrive whole): the same request made smaller may go
     /// through.
@@ -115,6 +121,8 @@ struct RawPage<'a> {
     more: bool,
     #[serde(default)]
     head: Option<u64>,
+    #[serde(default)]
+    epoch: Option<&'a str>,
 }
 
 /// One page of a peer's feed.
@@ -132,6 +140,8 @@ pub struct FeedPage {
     pub head: u64,
     /// The peer's TLS certificate expiry (epoch seconds).
     pub cert_not_after: Option<i64>,
+    /// The peer's log epoch, when it says.
+    pub epoch: Option<String>,
 }
 
 /// How much of a feed a puller asks for in one page.
@@ -398,6 +408,7 @@ impl PeerClient {
             next,
             more: page.more,
             head: page.head.unwrap_or(next),
+            epoch: page.epoch.map(str::to_string),
             cert_not_after,
         })
     }

@@ -35,6 +35,10 @@ pub fn is_retryable(code: &str) -> bool {
     RETRYABLE.contains(&code)
 }
 
+/// How far ahead a `signed-in-future` envelope may be signed and still be kept (µs):
+/// a day. Further ahead is no clock running a little fast, and is refused for good.
+pub const LONGEST_FUTURE_US: i64 = 86_400_000_000;
+
 /// Most envelopes kept for one peer.
 pub const MAX_PER_PEER: usize = 10_000;
 /// Most bytes of envelopes kept for one peer.

@@ -403,7 +403,11 @@ impl Node {
                 }
                 Err((code, message)) => {
                     tracing::warn!(peer, origin = %h.origin, envelope = %sealed.id(), code = %code, "refusing an envelope: {message}");
+                    // Signed more than a day ahead is no clock running ahead.
+                    let far_future = code == "signed-in-future"
+                        && h.signed_at_ts.as_micros() > now() + deferred::LONGEST_FUTURE_US;
                     if deferred::is_retryable(&code)
+                        && !far_future
                         && let Some(text) = texts.get(slot).cloned().flatten()
                     {
                         retry.push((

@@ -70,7 +70,11 @@ pub fn retry_due(node: &Node) {
         match node.store_checked(&peer, checked) {
             Ok(results) => {
                 for (r, (id, _)) in results.iter().zip(&items) {
-                    if r.status == "deferred" {
+                    // Still waiting; or refused for a passing reason but not kept
+                    // again (a store write failed): it stays as it was.
+                    let passing = r.status == "rejected"
+                        && r.code.as_deref().is_some_and(super::deferred::is_retryable);
+                    if r.status == "deferred" || passing {
                         continue;
                     }
                     tracing::info!(peer, envelope = %id, status = r.status, code = ?r.code, "an envelope kept for a retry was tried again");
@@ -171,6 +175,10 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 if let Some(s) = storing.take() {
                     let _ = stored(&node, &peer, s, &mut relayed_as_ids).await;
                 }
+                if e.is_cursor_beyond_head() {
+                    start_again(&node, &peer, None, "its log is shorter than our cursor");
+                    continue;
+                }
                 record_error(&node, &peer, &e);
                 if e.is_size_or_time() && size != size.halved() {
                     size = size.halved();
@@ -187,6 +195,20 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             }
         };
         size = size.doubled(full);
+        // Another epoch: the peer's log was rebuilt or restored, and our cursor means
+        // nothing in it. What is being stored is finished, then the pull starts again
+        // from 0 (what we hold already is skipped by id).
+        let known = node.sync.peer(&peer).epoch;
+        if let (Some(theirs), Some(ours)) = (&page.epoch, &known)
+            && theirs != ours
+        {
+            ahead = None;
+            if let Some(s) = storing.take() {
+                let _ = stored(&node, &peer, s, &mut relayed_as_ids).await;
+            }
+            start_again(&node, &peer, page.epoch.clone(), "its log has a new epoch");
+            continue;
+        }
         // The page after this one is asked for while this one is checked.
         if page.more {
             let (c, next, ids) = (client.clone(), page.next, relayed_as_ids);
@@ -237,6 +259,21 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// Starts the pull from `peer` again at 0 (for `epoch`, when known): its log is not
+/// the one our cursor was in.
+fn start_again(node: &Node, peer: &str, epoch: Option<String>, why: &str) {
+    tracing::warn!(
+        peer,
+        "{why} (restored or rebuilt): pulling its feed again from the start"
+    );
+    node.sync.update(&node.store, peer, true, |s| {
+        s.cursor = 0;
+        s.epoch = epoch;
+        s.their_head = None;
+        s.behind_since = None;
+    });
 }
 
 /// A feed page asked for ahead of its turn. Dropping it cancels the request.
@@ -324,6 +361,9 @@ async fn stored(node: &Node, peer: &str, s: Storing, relayed_as_ids: &mut bool) 
     let t = now();
     node.sync.update(&node.store, peer, true, |s| {
         s.cursor = page.next;
+        if page.epoch.is_some() {
+            s.epoch = page.epoch.clone();
+        }
         s.reachable = true;
         s.last_success = Some(t);
         s.their_head = Some(page.head);

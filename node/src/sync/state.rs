@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 pub struct PeerState {
     /// Their log position we have pulled through (their feed cursor), as they gave it.
     pub cursor: u64,
+    /// The epoch of their log that `cursor` refers to: when their feed says another,
+    /// their log was rebuilt or restored, and the pull starts again from 0.
+    pub epoch: Option<String>,
     /// Envelopes accepted from this peer.
     pub envelopes_received: u64,
     /// Objects in them.

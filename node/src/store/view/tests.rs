@@ -104,7 +104,30 @@ fn summary(v: &View) -> (Latest, Vec<ViewDigest>) {
         })
         .collect();
     latest.sort();
-    (latest, ALL_LEVELS.iter().map(|l| v.digest(*l)).collect())
+    let mut digests: Vec<ViewDigest> = ALL_LEVELS.iter().map(|l| v.digest(*l)).collect();
+    digests.extend(SHARED_LEVELS.iter().filter_map(|l| v.shared_digest(*l)));
+    (latest, digests)
+}
+
+/// The latest version of an object among the deliveries at `level` or below, chosen
+/// from scratch: the owner is the earliest visible delivery, then its best version.
+fn reference_shared(v: &View, entry: &IdEntry, level: TlpLevel) -> u32 {
+    let mut owner: Option<u32> = None;
+    let mut c = entry.head;
+    while c != NONE {
+        for e in v.delivery_envs(c) {
+            if v.envelopes[e as usize].tlp <= level
+                && owner.is_none_or(|o| v.earlier_delivery(e, o))
+            {
+                owner = Some(e);
+            }
+        }
+        c = v.versions[c as usize].next_same_id;
+    }
+    match owner {
+        Some(o) => v.best_delivered(entry.head, v.envelopes[o as usize].origin, level),
+        None => NONE,
+    }
 }
 
 proptest! {
@@ -143,6 +166,15 @@ proptest! {
         }
         // Exactly one latest version per object.
         prop_assert_eq!(b.versions().iter().filter(|x| x.has(LATEST)).count(), b.object_count());
+        // The shared latest versions, kept up to date delivery by delivery, are what
+        // choosing them again from every visible delivery gives.
+        for v in [&a, &b] {
+            for entry in v.by_id.values() {
+                for (i, level) in SHARED_LEVELS.iter().enumerate() {
+                    prop_assert_eq!(entry.shared[i], reference_shared(v, entry, *level));
+                }
+            }
+        }
     }
 }
 
@@ -351,4 +383,47 @@ fn more_than_65536_types_never_share_an_index() {
     assert_eq!(a.digest(TlpLevel::Green), b.digest(TlpLevel::Green));
     assert_eq!(a.versions_of("x-type-65536", 7).len(), 1);
     assert_eq!(a.versions_of("x-type-0", 7).len(), 1);
+}
+
+#[test]
+fn shared_digests_agree_whatever_amber_each_node_holds() {
+    // Audit finding (sync) 3: a green version superseded by an amber one. A node that
+    // holds the amber version and one that may not hold it hold the same green data;
+    // their shared green digests agree (their per-level green digests do not: at the
+    // first the object's latest is amber).
+    let mut v1 = signed_by(1, "groupib", 100, 1, false);
+    v1.tlp = TlpLevel::Green;
+    v1.objects[0].tlp = TlpLevel::Green;
+    let mut v2 = signed_by(2, "groupib", 200, 2, false);
+    v2.tlp = TlpLevel::Amber;
+    v2.objects[0].tlp = TlpLevel::Amber;
+    let mut amber_node = View::new();
+    amber_node.apply(&v1);
+    amber_node.apply(&v2);
+    let mut green_node = View::new();
+    green_node.apply(&v1);
+    for l in SHARED_LEVELS {
+        assert_eq!(
+            amber_node.shared_digest(l),
+            green_node.shared_digest(l),
+            "{l}"
+        );
+    }
+    assert_ne!(
+        amber_node.digest(TlpLevel::Green),
+        green_node.digest(TlpLevel::Green)
+    );
+    assert_eq!(green_node.shared_digest(TlpLevel::Green).unwrap().count, 1);
+    // The amber version arriving first changes nothing.
+    let mut other = View::new();
+    let mut first = v2.clone();
+    first.ordinal = 0;
+    other.apply(&first);
+    let mut second = v1.clone();
+    second.ordinal = 1;
+    other.apply(&second);
+    for l in SHARED_LEVELS {
+        assert_eq!(other.shared_digest(l), green_node.shared_digest(l), "{l}");
+    }
+    assert_eq!(amber_node.shared_digest(TlpLevel::Amber), None);
 }
