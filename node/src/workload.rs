@@ -220,10 +220,15 @@ pub fn identity_of(opts: &GenOptions) -> String {
     })
 }
 
-/// A STIX timestamp with millisecond precision, `offset_ms` after 2026-01-01.
+/// A STIX timestamp with millisecond precision, `offset_ms` after 2025-01-01.
+///
+/// Generated objects are dated in the past, spread by at most about 10 ms per
+/// indicator and a minute per group of [`GROUP`] (a hundred million indicators span
+/// under three weeks): a node refuses to sign a version dated after its signature
+/// (protocol §5, `object-after-signing`), so gen output must never lie in the future.
 fn ts(offset_ms: u64) -> String {
     crate::stix::timestamp::Timestamp::from_micros(
-        1_767_225_600_000_000 + (offset_ms as i64) * 1000,
+        1_735_689_600_000_000 + (offset_ms as i64) * 1000,
     )
     .to_millis_string()
 }
@@ -263,7 +268,7 @@ pub fn for_each_object(opts: &GenOptions, mut emit: impl FnMut(Value)) {
             let mut g = Rng::new(&[opts.seed, group, 6, origin_h]);
             family = FAMILIES[g.below(FAMILIES.len() as u64) as usize];
             let level = tlp_for(opts, &mut g);
-            let created = ts(group * 3_600_000 + g.below(3_600_000));
+            let created = ts(group * 60_000 + g.below(60_000));
             malware_id = format!("malware--{}", g.uuid4());
             let infra_id = format!("infrastructure--{}", g.uuid4());
             emit(json!({
@@ -304,7 +309,7 @@ pub fn for_each_object(opts: &GenOptions, mut emit: impl FnMut(Value)) {
         }
         let (kind, value) = observable_value(opts, i);
         let level = tlp_for(opts, &mut r);
-        let created = ts(i * 1000 + r.below(1000));
+        let created = ts(i * 10 + r.below(10));
         let indicator_id = format!("indicator--{}", r.uuid4());
         emit(json!({
             "type": "indicator",

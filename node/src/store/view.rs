@@ -260,20 +260,22 @@ impl View {
         let mut next_da = rec.date_added_base.max(self.last_date_added + 1);
         for obj in &rec.objects {
             let outcome = self.deliver(obj, env_ix, origin, &mut next_da);
-            let handle = match outcome {
-                Delivery::New { conflict, handle } => {
+            let (handle, key) = match outcome {
+                Delivery::New {
+                    conflict,
+                    handle,
+                    key,
+                } => {
                     out.new_versions += 1;
                     out.conflicts += u32::from(conflict);
-                    handle
+                    (handle, key)
                 }
-                Delivery::Known { handle } => {
+                Delivery::Known { handle, key } => {
                     out.known_versions += 1;
-                    handle
+                    (handle, key)
                 }
             };
-            if let Some(t) = self.type_index(&obj.type_name) {
-                self.deliver_shared((t, halves(obj.uuid)), handle, env_ix);
-            }
+            self.deliver_shared(key, handle, env_ix);
         }
         out
     }
@@ -301,7 +303,7 @@ impl View {
                 if ver.modified == obj.modified {
                     if ver.hash == obj.hash {
                         self.add_delivery(v, env_ix, origin, level);
-                        return Delivery::Known { handle: v };
+                        return Delivery::Known { handle: v, key };
                     }
                     conflict = true;
                 }
@@ -377,7 +379,11 @@ impl View {
                 }
             }
         }
-        Delivery::New { conflict, handle }
+        Delivery::New {
+            conflict,
+            handle,
+            key,
+        }
     }
 
     /// Brings the shared digests up to date with a delivery of version `v` in
@@ -388,19 +394,30 @@ impl View {
     /// its version. O(1) but for a change of owner.
     fn deliver_shared(&mut self, key: IdKey, v: u32, env_ix: u32) {
         let env_tlp = self.envelopes[env_ix as usize].tlp;
+        if env_tlp > TlpLevel::Green {
+            return;
+        }
         let env_origin = self.envelopes[env_ix as usize].origin;
+        let Some(mut entry) = self.by_id.get(&key).copied() else {
+            return;
+        };
+        let mut changed = false;
+        // Computed at most once: both levels often take the same version.
+        let mut added: Option<(u32, [u64; 4])> = None;
         for (i, level) in SHARED_LEVELS.iter().enumerate() {
             if env_tlp > *level {
                 continue;
             }
-            let Some(entry) = self.by_id.get(&key).copied() else {
-                return;
-            };
             let owner = entry.shared_owner[i];
-            let now = if owner == NONE || self.earlier_delivery(env_ix, owner) {
-                if let Some(e) = self.by_id.get_mut(&key) {
-                    e.shared_owner[i] = env_ix;
-                }
+            let now = if owner == NONE {
+                // The first visible delivery: its version is the only one its
+                // origin delivered visibly.
+                entry.shared_owner[i] = env_ix;
+                changed = true;
+                v
+            } else if self.earlier_delivery(env_ix, owner) {
+                entry.shared_owner[i] = env_ix;
+                changed = true;
                 self.best_delivered(entry.head, env_origin, *level)
             } else if self.envelopes[owner as usize].origin == env_origin
                 && (entry.shared[i] == NONE || self.beats(v, entry.shared[i]))
@@ -418,12 +435,22 @@ impl View {
                 self.shared[i].remove(&c);
             }
             if now != NONE {
-                let c = self.contribution_of(now);
+                let c = match added {
+                    Some((h, c)) if h == now => c,
+                    _ => {
+                        let c = self.contribution_of(now);
+                        added = Some((now, c));
+                        c
+                    }
+                };
                 self.shared[i].add(&c);
             }
-            if let Some(e) = self.by_id.get_mut(&key) {
-                e.shared[i] = now;
-            }
+            entry.shared[i] = now;
+            changed = true;
+        }
+        if changed && let Some(e) = self.by_id.get_mut(&key) {
+            e.shared_owner = entry.shared_owner;
+            e.shared = entry.shared;
         }
     }
 
@@ -916,8 +943,15 @@ impl View {
 }
 
 enum Delivery {
-    New { conflict: bool, handle: u32 },
-    Known { handle: u32 },
+    New {
+        conflict: bool,
+        handle: u32,
+        key: IdKey,
+    },
+    Known {
+        handle: u32,
+        key: IdKey,
+    },
 }
 
 #[cfg(test)]
