@@ -1608,6 +1608,9 @@ fn a_peer_pulls_a_restored_log_again_and_misses_nothing() {
         url: Some("https://127.0.0.1:1".into()),
         amber: false,
     }];
+    // alpha cannot take its own envelopes back from beta here: it signs again after
+    // a second (the test of taking them back is the next one).
+    a_cfg.store.recovery_wait_secs = 1;
     let beta = RunningNode::start_at_roster_address(fed.config("beta"));
     let publish = |url: &str, ip: &str| {
         let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
@@ -1681,6 +1684,7 @@ fn a_peer_pulls_a_restored_log_again_and_misses_nothing() {
     )
     .unwrap();
     let alpha = RunningNode::start_at_roster_address(a_cfg);
+    std::thread::sleep(Duration::from_millis(1100));
     rt().block_on(async {
         // Four new envelopes: the log grows past beta's cursor (5), so only the epoch
         // tells beta that its cursor means nothing here.
@@ -1690,4 +1694,101 @@ fn a_peer_pulls_a_restored_log_again_and_misses_nothing() {
         wait_beta(9).await;
     });
     eprintln!("FAULT kind=log-restored injected=1 survived=1 acked_lost=0");
+}
+
+/// An origin restored from a backup taken three envelopes earlier takes its own
+/// envelopes back from its peer before it signs again (publishes answer 503
+/// `recovering` until then), and its next envelope has the next sequence number:
+/// none is used twice. (Before, it never regained them and reused their numbers.)
+#[test]
+fn a_restored_origin_takes_back_its_envelopes_and_reuses_no_sequence_number() {
+    let fed = Federation::new(&["alpha", "beta"], &[]);
+    let a_cfg = fed.config("alpha");
+    let beta = RunningNode::start_at_roster_address(fed.config("beta"));
+    let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    let publish = |url: String, ip: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let r = admin
+                .post(format!("{url}/api/v1/bundles"))
+                .json(&one_indicator(ip))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let log = a_cfg.data_dir.join("log");
+    let backup = fed.dir.path().join("alpha-log-backup");
+    let alpha = RunningNode::start_at_roster_address(a_cfg.clone());
+    rt().block_on(async {
+        for (i, ip) in [
+            "192.0.2.121",
+            "192.0.2.122",
+            "192.0.2.123",
+            "192.0.2.124",
+            "192.0.2.125",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(publish(alpha.url.clone(), ip).await.0, 200);
+            if i == 1 {
+                std::fs::create_dir_all(&backup).unwrap();
+                for f in std::fs::read_dir(&log).unwrap() {
+                    let f = f.unwrap();
+                    std::fs::copy(f.path(), backup.join(f.file_name())).unwrap();
+                }
+            }
+        }
+        let admin_b = https_client(&fed.ca_path(), Some(&fed.admin_identity("beta")));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while get_json(&admin_b, &format!("{}/api/v1/stats", beta.url))
+            .await
+            .1["envelopes"]
+            != 5
+        {
+            assert!(
+                Instant::now() < deadline,
+                "beta never held alpha's five envelopes"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    drop(alpha);
+    std::fs::remove_dir_all(&log).unwrap();
+    std::fs::create_dir_all(&log).unwrap();
+    for f in std::fs::read_dir(&backup).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), log.join(f.file_name())).unwrap();
+    }
+    std::fs::remove_dir_all(a_cfg.data_dir.join("index")).unwrap();
+    let roster = synergia::roster::Roster::load(&a_cfg.roster).unwrap();
+    synergia::store::Store::rebuild(
+        &a_cfg.data_dir,
+        &synergia::store::StoreOptions::default(),
+        &roster,
+    )
+    .unwrap();
+    let alpha = RunningNode::start_at_roster_address(a_cfg);
+    rt().block_on(async {
+        // Publishes wait (503 recovering) until alpha has read beta's feed with its
+        // own envelopes in it; then the next envelope is number 6.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let report = loop {
+            let (status, v) = publish(alpha.url.clone(), "192.0.2.126").await;
+            if status == 200 {
+                break v;
+            }
+            assert_eq!(status, 503, "{v}");
+            assert_eq!(v["error"], "recovering", "{v}");
+            assert!(Instant::now() < deadline, "alpha never finished recovering");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(report["envelopes"][0]["seq"], 6, "{report}");
+        let (_, stats) = get_json(&admin, &format!("{}/api/v1/stats", alpha.url)).await;
+        assert_eq!(stats["envelopes"], 6, "{stats}");
+    });
+    eprintln!("FAULT kind=origin-restored injected=1 survived=1 acked_lost=0");
 }

@@ -171,6 +171,11 @@ pub struct StoreSettings {
     pub auto_rebuild: bool,
     /// Page cache of the index engine, in MiB.
     pub cache_mb: u64,
+    /// After the index was rebuilt over the evidence log (a restore from backup), how
+    /// long the node waits for peers that do not answer, seconds, while it takes its
+    /// own envelopes back from them before signing again (publishes answer 503
+    /// `recovering` meanwhile).
+    pub recovery_wait_secs: u64,
 }
 
 impl Default for StoreSettings {
@@ -178,6 +183,7 @@ impl Default for StoreSettings {
         StoreSettings {
             auto_rebuild: false,
             cache_mb: 32,
+            recovery_wait_secs: 120,
         }
     }
 }

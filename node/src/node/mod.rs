@@ -60,6 +60,19 @@ pub struct Node {
     /// Request-body bytes held in memory (`limits.max_body_memory_bytes`, counted by
     /// `server::body`).
     pub body_budget: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Set while a node whose index was rebuilt over its log takes back its own
+    /// envelopes from its peers: it signs nothing new until then (see
+    /// [`Node::recovering`]).
+    recovery: Mutex<Option<Recovery>>,
+}
+
+/// What a recovering node still waits for.
+#[derive(Debug)]
+struct Recovery {
+    /// Peers whose feed has not yet been read to its end, own envelopes included.
+    pending: std::collections::BTreeSet<String>,
+    /// When recovery stops waiting for peers that do not answer (µs).
+    until: i64,
 }
 
 impl std::fmt::Debug for Node {
@@ -155,6 +168,19 @@ impl Node {
             }
         };
         let sync = crate::sync::SyncState::load(&store);
+        // After a rebuild over a non-empty log (a restore from backup), the log may
+        // lack this member's last envelopes, which its peers hold: take them back
+        // before signing again, so no sequence number is used twice.
+        let recovery = (store.rebuilt() && !config.peers.is_empty()).then(|| {
+            tracing::warn!("the index was rebuilt over the evidence log: taking back this member's own envelopes from its peers before signing again");
+            Recovery {
+                pending: config.peers.iter().map(|p| p.name.clone()).collect(),
+                until: Timestamp::now().as_micros()
+                    + i64::try_from(config.store.recovery_wait_secs)
+                        .unwrap_or(i64::MAX / 2_000_000)
+                        .saturating_mul(1_000_000),
+            }
+        });
         let publish_gate = tokio::sync::Semaphore::new(config.limits.max_concurrent_publishes);
         let config_limits = config.limits.clone();
         Ok(Node {
@@ -172,7 +198,48 @@ impl Node {
                 config_limits.max_concurrent_exports,
             )),
             body_budget: crate::server::body::budget(config_limits.max_body_memory_bytes),
+            recovery: Mutex::new(recovery),
         })
+    }
+
+    /// Whether the node is still taking back its own envelopes from its peers after
+    /// a rebuild (publishes wait): until every peer's feed has been read to its end
+    /// once, or `store.recovery_wait_secs` has passed (it then risks only envelopes
+    /// the peers that did not answer alone hold).
+    pub fn recovering(&self) -> bool {
+        let mut r = self.recovery.lock().unwrap_or_else(|p| p.into_inner());
+        match r.as_ref() {
+            Some(rec) if rec.pending.is_empty() || Timestamp::now().as_micros() > rec.until => {
+                if !rec.pending.is_empty() {
+                    tracing::warn!(peers = ?rec.pending, "recovery: these peers did not answer in time; signing again without their copy of this member's envelopes");
+                }
+                *r = None;
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// A peer's feed was read to its end with this member's own envelopes in it.
+    pub fn recovered_from(&self, peer: &str) {
+        let mut r = self.recovery.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rec) = r.as_mut()
+            && rec.pending.remove(peer)
+        {
+            tracing::info!(
+                peer,
+                left = rec.pending.len(),
+                "recovery: took back this member's envelopes from a peer"
+            );
+        }
+    }
+
+    /// An envelope of this member's came back from a peer: the next sequence number
+    /// is past it.
+    pub fn own_seq_seen(&self, seq: u64) {
+        let mut next = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+        *next = (*next).max(seq + 1);
     }
 
     /// The member name.

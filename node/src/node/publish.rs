@@ -89,6 +89,12 @@ pub enum PublishError {
     /// An object is too large for any envelope (`MAX_ENVELOPE_BYTES`).
     #[error("{0}")]
     TooLarge(String),
+    /// The node is taking back its own envelopes from its peers after a rebuild and
+    /// signs nothing new until then (`Node::recovering`).
+    #[error(
+        "this node's index was rebuilt: it is taking back its own envelopes from its peers before signing again; try again shortly"
+    )]
+    Recovering,
 }
 
 /// The length of `v` written as compact JSON, closely estimated without writing it
@@ -171,6 +177,9 @@ impl Node {
         mode: Mode,
     ) -> Result<PublishReport, PublishError> {
         let started = std::time::Instant::now();
+        if self.recovering() {
+            return Err(PublishError::Recovering);
+        }
         let mut bundle = bundle;
         let is_bundle = bundle.get("type").and_then(Value::as_str) == Some("bundle");
         let mut objects = match (is_bundle, bundle.get_mut("objects")) {
@@ -260,6 +269,9 @@ impl Node {
         mode: Mode,
     ) -> Result<PublishReport, PublishError> {
         let started = std::time::Instant::now();
+        if self.recovering() {
+            return Err(PublishError::Recovering);
+        }
         if raw.members.get("type").and_then(Value::as_str) != Some("bundle") {
             return Err(PublishError::NotABundle(
                 "type must be \"bundle\" with an objects array".into(),

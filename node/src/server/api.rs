@@ -146,6 +146,11 @@ pub(crate) fn publish_error(e: PublishError) -> ApiError {
         }
         PublishError::Store(e) => ApiError::store(e),
         PublishError::Sign(m) => ApiError::internal(m),
+        PublishError::Recovering => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "recovering",
+            PublishError::Recovering.to_string(),
+        ),
         PublishError::TooLarge(m) => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "envelope-too-large", m)
         }

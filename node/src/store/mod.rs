@@ -149,6 +149,10 @@ pub struct Store {
     ingest: Mutex<()>,
     /// The log's epoch (hex), see [`EPOCH_KEY`].
     epoch: String,
+    /// Whether the epoch was made by this open over a log that already held
+    /// envelopes: the index was rebuilt (a restore from backup, a damaged index), and
+    /// the log may lack envelopes peers hold.
+    rebuilt: bool,
     /// Set when writing envelope records to the index engine failed (a full disk):
     /// from then on only the log and the view take envelopes, and the next start
     /// indexes them from the log.
@@ -268,9 +272,11 @@ impl Store {
                 vec![record::RECORD_FORMAT],
             )])?,
         }
+        let mut epoch_made = false;
         let epoch = match engine.get(Space::Meta, EPOCH_KEY)? {
             Some(v) if v.len() == 16 => v,
             _ => {
+                epoch_made = true;
                 let mut e = [0u8; 16];
                 getrandom::fill(&mut e)
                     .map_err(|e| StoreError::Engine(format!("no system randomness: {e}")))?;
@@ -329,7 +335,9 @@ impl Store {
         }
         engine.apply(ops)?;
         engine.flush()?;
+        let rebuilt = epoch_made && log.next_ordinal() > 0;
         Ok(Store {
+            rebuilt,
             dir: dir.to_path_buf(),
             log,
             engine,
@@ -473,6 +481,11 @@ impl Store {
     /// needs a restart to index what it took since from the log).
     pub fn index_failed(&self) -> bool {
         self.index_failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether this open made the index anew over a log that already held envelopes.
+    pub fn rebuilt(&self) -> bool {
+        self.rebuilt
     }
 
     /// The log's epoch: peers start their cursor on this node again when it changes.

@@ -336,11 +336,15 @@ impl PeerClient {
         after: u64,
         size: PageSize,
         relayed_as_ids: bool,
+        own: bool,
     ) -> Result<FeedPage, SyncError> {
         let mut query = vec![
             ("after", after.to_string()),
             ("limit", size.envelopes.to_string()),
         ];
+        if own {
+            query.push(("own", "1".to_string()));
+        }
         if size.bytes < crate::server::federation::MAX_FEED_BYTES {
             query.push(("max_bytes", size.bytes.to_string()));
         }

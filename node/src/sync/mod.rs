@@ -478,6 +478,10 @@ impl Node {
             if matches!(outcome, IngestOutcome::Accepted { .. }) {
                 accepted += 1;
                 objects += env.object_count() as u64;
+                if env.header().origin == self.member() {
+                    // One of ours, taken back: never sign its number again.
+                    self.own_seq_seen(env.header().seq);
+                }
             }
         }
         let mut rejections: HashMap<String, u64> = HashMap::new();

@@ -95,9 +95,6 @@ pub enum PolicyViolation {
         /// This member.
         member: String,
     },
-    /// An envelope claiming to be our own, from someone else.
-    #[error("envelope claims this member ({0}) as origin but came from a peer")]
-    OwnOrigin(String),
 }
 
 impl PolicyViolation {
@@ -106,7 +103,6 @@ impl PolicyViolation {
         match self {
             PolicyViolation::ForwardNotAllowed { .. } => "forward-not-allowed",
             PolicyViolation::NotARecipient { .. } => "not-a-recipient",
-            PolicyViolation::OwnOrigin(_) => "own-origin",
         }
     }
 }
@@ -120,9 +116,10 @@ pub fn may_accept(
     recipients: &[String],
 ) -> Result<(), PolicyViolation> {
     if origin == member {
-        // Our own envelopes come from our log only; a copy from a peer is either a
-        // replay of ours (already held) or a forgery that verified with our key.
-        return Err(PolicyViolation::OwnOrigin(member.to_string()));
+        // Our own envelope, signed with our key, back from a peer: one we hold is a
+        // duplicate, one we do not (a log restored from an older backup) is ours to
+        // take back — the federation is the origin's backup (protocol §9).
+        return Ok(());
     }
     if !tlp.is_transitive() && origin != sender {
         return Err(PolicyViolation::ForwardNotAllowed {
@@ -285,11 +282,12 @@ mod tests {
             )
             .is_ok()
         );
-        assert_eq!(
-            may_accept("interpol", "groupib", "interpol", TlpLevel::Green, none)
-                .unwrap_err()
-                .code(),
-            "own-origin"
-        );
+        // Our own envelopes, at any level, come back from a peer (a restored log
+        // takes them back).
+        for tlp in [TlpLevel::Green, TlpLevel::Amber, TlpLevel::Red] {
+            assert!(
+                may_accept("interpol", "groupib", "interpol", tlp, &["groupib".into()]).is_ok()
+            );
+        }
     }
 }

@@ -154,19 +154,22 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
         };
         node.sync
             .update(&node.store, &peer, false, |s| s.last_attempt = Some(now()));
+        // While the node takes back its own envelopes (after a rebuild), the feed
+        // includes them.
+        let own = node.recovering();
         let mut page = match ahead.take().and_then(|a| a.for_cursor(cursor)) {
             Some(task) => match task.await {
                 Ok(page) => page,
                 // The task failed: ask again.
-                Err(_) => client.feed(cursor, size, relayed_as_ids).await,
+                Err(_) => client.feed(cursor, size, relayed_as_ids, own).await,
             },
-            None => client.feed(cursor, size, relayed_as_ids).await,
+            None => client.feed(cursor, size, relayed_as_ids, own).await,
         };
         if let Ok(p) = &page
             && missing(&node, &p.relayed) > 0
         {
             relayed_as_ids = false;
-            page = client.feed(cursor, size, false).await;
+            page = client.feed(cursor, size, false, own).await;
         }
         let mut page = match page {
             Ok(p) => p,
@@ -214,7 +217,9 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             let (c, next, ids) = (client.clone(), page.next, relayed_as_ids);
             ahead = Some(Ahead {
                 cursor: next,
-                task: Some(tokio::spawn(async move { c.feed(next, size, ids).await })),
+                task: Some(tokio::spawn(
+                    async move { c.feed(next, size, ids, own).await },
+                )),
             });
         }
         let (n, p) = (node.clone(), peer.clone());
@@ -245,6 +250,7 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
         let task = tokio::task::spawn_blocking(move || n.store_checked(&p, checked));
         let more = page.more;
         storing = Some(Storing { page, task });
+        let read_through_own = own && !more;
         // Caught up: finish storing, then wait for more.
         if !more
             && finish_storing(
@@ -256,6 +262,9 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             )
             .await
         {
+            if read_through_own {
+                node.recovered_from(&peer);
+            }
             tokio::time::sleep(POLL).await;
         }
     }
