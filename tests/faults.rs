@@ -1648,11 +1648,7 @@ fn a_peer_pulls_a_restored_log_again_and_misses_nothing() {
         publish(&alpha.url, "192.0.2.101").await;
         publish(&alpha.url, "192.0.2.102").await;
         // The backup, taken while the node runs.
-        std::fs::create_dir_all(&backup).unwrap();
-        for f in std::fs::read_dir(&log).unwrap() {
-            let f = f.unwrap();
-            std::fs::copy(f.path(), backup.join(f.file_name())).unwrap();
-        }
+        copy_log(&log, &backup);
         for ip in ["192.0.2.103", "192.0.2.104", "192.0.2.105"] {
             publish(&alpha.url, ip).await;
         }
@@ -1669,20 +1665,7 @@ fn a_peer_pulls_a_restored_log_again_and_misses_nothing() {
     });
     // Restore: stop, put the backup's segments back, delete the index, rebuild.
     drop(alpha);
-    std::fs::remove_dir_all(&log).unwrap();
-    std::fs::create_dir_all(&log).unwrap();
-    for f in std::fs::read_dir(&backup).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), log.join(f.file_name())).unwrap();
-    }
-    std::fs::remove_dir_all(a_cfg.data_dir.join("index")).unwrap();
-    let roster = synergia::roster::Roster::load(&a_cfg.roster).unwrap();
-    synergia::store::Store::rebuild(
-        &a_cfg.data_dir,
-        &synergia::store::StoreOptions::default(),
-        &roster,
-    )
-    .unwrap();
+    restore_log(&a_cfg, &backup);
     let alpha = RunningNode::start_at_roster_address(a_cfg);
     std::thread::sleep(Duration::from_millis(1100));
     rt().block_on(async {
@@ -1735,11 +1718,7 @@ fn a_restored_origin_takes_back_its_envelopes_and_reuses_no_sequence_number() {
         {
             assert_eq!(publish(alpha.url.clone(), ip).await.0, 200);
             if i == 1 {
-                std::fs::create_dir_all(&backup).unwrap();
-                for f in std::fs::read_dir(&log).unwrap() {
-                    let f = f.unwrap();
-                    std::fs::copy(f.path(), backup.join(f.file_name())).unwrap();
-                }
+                copy_log(&log, &backup);
             }
         }
         let admin_b = https_client(&fed.ca_path(), Some(&fed.admin_identity("beta")));
@@ -1757,20 +1736,7 @@ fn a_restored_origin_takes_back_its_envelopes_and_reuses_no_sequence_number() {
         }
     });
     drop(alpha);
-    std::fs::remove_dir_all(&log).unwrap();
-    std::fs::create_dir_all(&log).unwrap();
-    for f in std::fs::read_dir(&backup).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), log.join(f.file_name())).unwrap();
-    }
-    std::fs::remove_dir_all(a_cfg.data_dir.join("index")).unwrap();
-    let roster = synergia::roster::Roster::load(&a_cfg.roster).unwrap();
-    synergia::store::Store::rebuild(
-        &a_cfg.data_dir,
-        &synergia::store::StoreOptions::default(),
-        &roster,
-    )
-    .unwrap();
+    restore_log(&a_cfg, &backup);
     let alpha = RunningNode::start_at_roster_address(a_cfg);
     rt().block_on(async {
         // Publishes wait (503 recovering) until alpha has read beta's feed with its
@@ -1791,4 +1757,29 @@ fn a_restored_origin_takes_back_its_envelopes_and_reuses_no_sequence_number() {
         assert_eq!(stats["envelopes"], 6, "{stats}");
     });
     eprintln!("FAULT kind=origin-restored injected=1 survived=1 acked_lost=0");
+}
+
+/// Copies the segments of a log directory (a backup, taken while the node runs).
+fn copy_log(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in std::fs::read_dir(from).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+    }
+}
+
+/// The documented restore of a stopped node: the backup's segments put back in its
+/// log directory, its index deleted and rebuilt from the log.
+fn restore_log(cfg: &synergia::config::Config, backup: &Path) {
+    let log = cfg.data_dir.join("log");
+    std::fs::remove_dir_all(&log).unwrap();
+    copy_log(backup, &log);
+    std::fs::remove_dir_all(cfg.data_dir.join("index")).unwrap();
+    let roster = synergia::roster::Roster::load(&cfg.roster).unwrap();
+    synergia::store::Store::rebuild(
+        &cfg.data_dir,
+        &synergia::store::StoreOptions::default(),
+        &roster,
+    )
+    .unwrap();
 }
