@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The connection limits a refusal is counted under (the `limit` label of
+/// `synergia_connections_refused_total`), each present from start.
+pub const CONNECTION_LIMITS: [&str; 3] = ["total", "per-address", "without-certificate"];
+
 /// Node counters. Names follow Prometheus conventions (`_total` for counters, base
 /// units).
 #[derive(Debug, Default)]
@@ -50,7 +54,7 @@ impl Metrics {
         *m.entry((route.to_string(), status)).or_default() += 1;
     }
 
-    /// Counts a connection closed by a limit (`server::conn::REFUSALS`).
+    /// Counts a connection closed by a limit (one of [`CONNECTION_LIMITS`]).
     pub fn connection_refused(&self, why: &'static str) {
         let mut m = self
             .connections_refused
@@ -146,7 +150,7 @@ pub fn render(node: &super::Node) -> String {
             .connections_refused
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        for why in crate::server::conn_refusals() {
+        for why in CONNECTION_LIMITS {
             let n = refused.get(why).copied().unwrap_or(0);
             let _ = writeln!(
                 out,

@@ -57,8 +57,8 @@ pub struct Node {
     pub publish_gate: tokio::sync::Semaphore,
     /// Admits `limits.max_concurrent_exports` exports at once (see there).
     pub export_gate: std::sync::Arc<tokio::sync::Semaphore>,
-    /// Request-body bytes held in memory (`limits.max_body_memory_bytes`, counted by
-    /// `server::body`).
+    /// Request-body bytes held in memory (`limits.max_body_memory_bytes`), in units
+    /// of [`BODY_BUDGET_UNIT`] (taken by `server::body`).
     pub body_budget: std::sync::Arc<tokio::sync::Semaphore>,
     /// Set while a node whose index was rebuilt over its log takes back its own
     /// envelopes from its peers: it signs nothing new until then (see
@@ -84,6 +84,10 @@ impl std::fmt::Debug for Node {
 }
 
 const TOKEN_KEY: &str = "taxii-token-key";
+
+/// The body budget is counted in units of this many bytes (a semaphore's permits are
+/// counted in `u32` per acquisition).
+pub const BODY_BUDGET_UNIT: usize = 1024;
 
 impl Node {
     /// Opens a node from its config: loads and cross-checks roster and keys, opens
@@ -197,7 +201,12 @@ impl Node {
             export_gate: std::sync::Arc::new(tokio::sync::Semaphore::new(
                 config_limits.max_concurrent_exports,
             )),
-            body_budget: crate::server::body::budget(config_limits.max_body_memory_bytes),
+            body_budget: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                config_limits
+                    .max_body_memory_bytes
+                    .div_ceil(BODY_BUDGET_UNIT)
+                    .max(1),
+            )),
             recovery: Mutex::new(recovery),
         })
     }

@@ -10,16 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The budget is counted in units of this many bytes (a semaphore's permits are
-/// counted in `u32` per acquisition).
-const UNIT: usize = 1024;
-
-/// The node-wide budget of request-body bytes held in memory
-/// (`limits.max_body_memory_bytes`), as a semaphore of [`UNIT`]s.
-pub fn budget(bytes: usize) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(bytes.div_ceil(UNIT).max(1)))
-}
-
 /// A share of the budget, given back when dropped: keep it as long as the body (or
 /// what was parsed from it) is in memory.
 #[derive(Debug)]
@@ -33,7 +23,8 @@ impl BodyShare {
         bytes: usize,
         wait: Duration,
     ) -> Result<(), ApiError> {
-        let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX);
+        let units =
+            u32::try_from(bytes.div_ceil(crate::node::BODY_BUDGET_UNIT)).unwrap_or(u32::MAX);
         if units == 0 {
             return Ok(());
         }

@@ -13,9 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Every reason a connection is refused, as metrics label it.
-pub const REFUSALS: [&str; 3] = ["total", "per-address", "without-certificate"];
-
 /// The node's connection slots.
 #[derive(Debug)]
 pub struct Slots {

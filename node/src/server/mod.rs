@@ -45,12 +45,6 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// Every reason a connection is refused (the label values of
-/// `synergia_connections_refused_total`).
-pub fn conn_refusals() -> [&'static str; 3] {
-    conn::REFUSALS
-}
-
 /// Every route, with authentication and request limits.
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
@@ -249,8 +243,9 @@ pub async fn serve(
             // way finish) at the first of: its maximum age, its client certificate's
             // expiry, idleness, a TLS reload, shutdown.
             let now_secs = crate::stix::timestamp::Timestamp::now().as_secs();
-            let until_expiry = cert_not_after
-                .map(|t| Duration::from_secs(u64::try_from(t - now_secs).unwrap_or(0)));
+            let until_expiry = cert_not_after.map(|t| {
+                Duration::from_secs(u64::try_from(t.saturating_sub(now_secs)).unwrap_or(0))
+            });
             let ends_at =
                 tokio::time::Instant::now() + until_expiry.map_or(max_age, |e| e.min(max_age));
             let mut check = tokio::time::interval(Duration::from_secs(1).min(idle_limit));
