@@ -443,6 +443,19 @@ impl NodeProcess {
         ca: &Path,
         log: &Path,
     ) -> NodeProcess {
+        NodeProcess::spawn_with_env(bin, m, config, url, ca, log, &[])
+    }
+
+    /// [`NodeProcess::spawn`] with more environment variables (the test switches).
+    pub fn spawn_with_env(
+        bin: &Path,
+        m: &str,
+        config: &Path,
+        url: &str,
+        ca: &Path,
+        log: &Path,
+        env: &[(String, String)],
+    ) -> NodeProcess {
         let log_path = log;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -454,6 +467,7 @@ impl NodeProcess {
             .arg("--config")
             .arg(config)
             .env("SYNERGIA_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

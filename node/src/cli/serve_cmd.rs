@@ -51,8 +51,32 @@ fn survive_file_size_limit() {
     }
 }
 
+/// Fault-test switches from the environment: a clock offset and object types the
+/// validator refuses. Each is logged loudly; no request or config file can set them.
+fn test_switches() -> anyhow::Result<()> {
+    if let Ok(v) = std::env::var("SYNERGIA_TEST_CLOCK_OFFSET_SECS") {
+        let secs: i64 = v.trim().parse().with_context(|| {
+            format!("SYNERGIA_TEST_CLOCK_OFFSET_SECS={v:?} is not a whole number of seconds")
+        })?;
+        synergia::stix::timestamp::set_clock_offset_secs(secs);
+        tracing::warn!(secs, "test switch: this node's clock is shifted");
+    }
+    if let Ok(v) = std::env::var("SYNERGIA_TEST_REFUSE_TYPES") {
+        let types: Vec<String> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect();
+        tracing::warn!(types = ?types, "test switch: the validator refuses these object types");
+        synergia::stix::refuse_types(types);
+    }
+    Ok(())
+}
+
 pub fn run(a: Args) -> anyhow::Result<u8> {
     let cfg = Config::load(&a.config)?;
+    test_switches()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

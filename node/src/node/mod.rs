@@ -172,10 +172,10 @@ impl Node {
             }
         };
         let sync = crate::sync::SyncState::load(&store);
-        // After a rebuild over a non-empty log (a restore from backup), the log may
+        // After a rebuild (a restore from backup, even of an empty log), the log may
         // lack this member's last envelopes, which its peers hold: take them back
         // before signing again, so no sequence number is used twice.
-        let recovery = (store.rebuilt() && !config.peers.is_empty()).then(|| {
+        let recovery = (store.recovery_pending() && !config.peers.is_empty()).then(|| {
             tracing::warn!("the index was rebuilt over the evidence log: taking back this member's own envelopes from its peers before signing again");
             Recovery {
                 pending: config.peers.iter().map(|p| p.name.clone()).collect(),
@@ -221,6 +221,9 @@ impl Node {
             Some(rec) if rec.pending.is_empty() || Timestamp::now().as_micros() > rec.until => {
                 if !rec.pending.is_empty() {
                     tracing::warn!(peers = ?rec.pending, "recovery: these peers did not answer in time; signing again without their copy of this member's envelopes");
+                }
+                if let Err(e) = self.store.recovery_done() {
+                    tracing::warn!(error = %e, "cannot record the end of the recovery; the next start recovers again");
                 }
                 *r = None;
                 false

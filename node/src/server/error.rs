@@ -76,6 +76,21 @@ impl ApiError {
         }
     }
 
+    /// A push that could not be taken whole: the store failed, or an envelope refused
+    /// for a passing reason could not be kept (503 `retry-set-full`: the pusher tries
+    /// the same envelopes again later, so none is lost).
+    pub fn keep(err: crate::sync::deferred::KeepError) -> ApiError {
+        use crate::sync::deferred::KeepError;
+        match err {
+            KeepError::Store(e) => ApiError::store(e),
+            full @ KeepError::Full { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "retry-set-full",
+                format!("{full}; nothing from this push was refused for good: push it again later"),
+            ),
+        }
+    }
+
     /// Adds machine-readable detail.
     pub fn with_details(mut self, details: Value) -> ApiError {
         self.details = Some(details);

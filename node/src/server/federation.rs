@@ -158,11 +158,12 @@ async fn feed(
                     continue;
                 }
             }
-            if node.sync.was_pushed(&peer, after, e.ordinal) {
-                continue;
-            }
+            // Pushed to the peer already: listed by id, not skipped. A peer whose log
+            // was restored from a backup, or whose index was rebuilt, may have lost
+            // it since, and asks for the page in full when it lacks the id.
+            let pushed = node.sync.was_pushed(&peer, after, e.ordinal);
             let own = view.origin_name(e.origin) == node.member();
-            if own && node.sync.push_will_send(&peer, e.ordinal) {
+            if own && !pushed && node.sync.push_will_send(&peer, e.ordinal) {
                 // Our push task sends it (see `push_will_send`): stop here.
                 next = e.ordinal;
                 break;
@@ -170,7 +171,7 @@ async fn feed(
             // Relayed: the peer most likely has it from its origin already, and asks
             // for the body only if not. The ids go after the envelopes so a puller
             // can skip parsing those it holds.
-            let carry = if relayed_as_ids && !own {
+            let carry = if relayed_as_ids && (!own || pushed) {
                 Carry::IdOnly
             } else {
                 Carry::Body
@@ -252,8 +253,7 @@ async fn push(
             .zip(claimed)
             .map(|(v, claimed)| Offer::within(&bytes, v.get(), claimed))
             .collect();
-        node.accept_from_peer(&peer, offers)
-            .map_err(ApiError::store)
+        node.accept_from_peer(&peer, offers).map_err(ApiError::keep)
     })
     .await
     .map_err(ApiError::internal)??;

@@ -14,6 +14,19 @@ use serde_json::Value;
 /// pattern again.
 pub type PatternKeys = Vec<Option<Vec<observable::ObservableKey>>>;
 
+/// Object types this process's validator refuses on top of the STIX rules: none unless
+/// a test set some ([`refuse_types`]).
+static REFUSED_TYPES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Makes this process's validator refuse objects of `types`, as an older or stricter
+/// validator would refuse what a peer's accepted.
+///
+/// For fault tests only: `synergia serve` reads it from `SYNERGIA_TEST_REFUSE_TYPES`
+/// (comma-separated). The first call wins.
+pub fn refuse_types(types: Vec<String>) {
+    let _ = REFUSED_TYPES.set(types);
+}
+
 /// Checks that a bundle is valid STIX 2.1, summarising the errors in one line.
 ///
 /// Used wherever content crosses a trust boundary (publish, envelope verification):
@@ -26,6 +39,19 @@ pub fn check_bundle(bundle: &Value) -> Result<(), String> {
 /// the observable keys of its STIX pattern and what its own markings say of its TLP
 /// level (see [`validate::validate_bundle_noting`]).
 pub fn check_bundle_noting(bundle: &Value) -> Result<(PatternKeys, Vec<tlp::OwnLevel>), String> {
+    if let Some(refused) = REFUSED_TYPES.get()
+        && let Some(t) = bundle
+            .get("objects")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.get("type").and_then(Value::as_str))
+            .find(|t| refused.iter().any(|r| r == t))
+    {
+        return Err(format!(
+            "/objects [refused-type] objects of type {t} are refused by this validator"
+        ));
+    }
     let (report, keys, levels) = validate::validate_bundle_noting(bundle);
     if report.is_valid() {
         return Ok((keys, levels));

@@ -5,6 +5,19 @@
 //! is only for comparing instants and for producing new timestamps.
 
 use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Seconds added to the system clock by [`Timestamp::now`].
+static CLOCK_OFFSET_SECS: AtomicI64 = AtomicI64::new(0);
+
+/// Shifts this process's clock (every [`Timestamp::now`]) by `secs`.
+///
+/// For fault tests only: a node whose clock runs ahead or behind is a process started
+/// with `SYNERGIA_TEST_CLOCK_OFFSET_SECS` (read by `synergia serve`). TLS certificate
+/// checks keep the system clock.
+pub fn set_clock_offset_secs(secs: i64) {
+    CLOCK_OFFSET_SECS.store(secs, Ordering::Relaxed);
+}
 
 /// An instant with microsecond resolution, as parsed from a STIX timestamp.
 ///
@@ -129,13 +142,14 @@ impl Timestamp {
         Ok(Timestamp { secs, nanos })
     }
 
-    /// The current time, truncated to microseconds.
+    /// The current time, truncated to microseconds, shifted by the process's clock
+    /// offset ([`set_clock_offset_secs`], zero unless a test set one).
     pub fn now() -> Self {
         let d = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         Timestamp {
-            secs: d.as_secs() as i64,
+            secs: (d.as_secs() as i64).saturating_add(CLOCK_OFFSET_SECS.load(Ordering::Relaxed)),
             nanos: d.subsec_micros() * 1000,
         }
     }

@@ -149,10 +149,9 @@ pub struct Store {
     ingest: Mutex<()>,
     /// The log's epoch (hex), see [`EPOCH_KEY`].
     epoch: String,
-    /// Whether the epoch was made by this open over a log that already held
-    /// envelopes: the index was rebuilt (a restore from backup, a damaged index), and
-    /// the log may lack envelopes peers hold.
-    rebuilt: bool,
+    /// Whether this member must take its own envelopes back from its peers before
+    /// signing again ([`RECOVER_KEY`]).
+    recovery_pending: bool,
     /// Set when writing envelope records to the index engine failed (a full disk):
     /// from then on only the log and the view take envelopes, and the next start
     /// indexes them from the log.
@@ -172,6 +171,13 @@ const FORMAT_KEY: &[u8] = b"record-format";
 /// `epoch`): made at random with the index, so a log restored from a backup and
 /// rebuilt, or rebuilt at all, gets a new one and peers pull it again from the start.
 const EPOCH_KEY: &[u8] = b"log-epoch";
+/// Present while this member must take its own envelopes back from its peers before
+/// it signs again: written by `synergia rebuild` (the documented restore, even of an
+/// empty log: a node whose disk was lost is restored by rebuilding an empty data
+/// directory) and when an open makes the index anew over a log that holds envelopes;
+/// removed once the peers were read ([`Store::recovery_done`]). Kept in the index so
+/// that a restart in the middle of the recovery does not end it.
+pub(crate) const RECOVER_KEY: &[u8] = b"recover-own-envelopes";
 /// Greatest log ordinal a rebuild examined: ordinals up to it that have no record were
 /// rejected by the rebuild and must not be replayed.
 const INDEXED_THROUGH_KEY: &[u8] = b"indexed-through";
@@ -335,9 +341,14 @@ impl Store {
         }
         engine.apply(ops)?;
         engine.flush()?;
-        let rebuilt = epoch_made && log.next_ordinal() > 0;
+        let mut recovery_pending = engine.get(Space::Meta, RECOVER_KEY)?.is_some();
+        if epoch_made && log.next_ordinal() > 0 && !recovery_pending {
+            engine.apply(vec![Op::Put(Space::Meta, RECOVER_KEY.to_vec(), vec![1])])?;
+            engine.flush()?;
+            recovery_pending = true;
+        }
         Ok(Store {
-            rebuilt,
+            recovery_pending,
             dir: dir.to_path_buf(),
             log,
             engine,
@@ -483,9 +494,18 @@ impl Store {
         self.index_failed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Whether this open made the index anew over a log that already held envelopes.
-    pub fn rebuilt(&self) -> bool {
-        self.rebuilt
+    /// Whether this member must take its own envelopes back from its peers before
+    /// signing again: the index was rebuilt (a restore from backup, a damaged index,
+    /// a lost disk) and the log may lack envelopes its peers hold.
+    pub fn recovery_pending(&self) -> bool {
+        self.recovery_pending
+    }
+
+    /// The recovery is over: the next open does not start one.
+    pub fn recovery_done(&self) -> Result<(), StoreError> {
+        self.engine
+            .apply(vec![Op::Delete(Space::Meta, RECOVER_KEY.to_vec())])?;
+        self.engine.flush()
     }
 
     /// The log's epoch: peers start their cursor on this node again when it changes.

@@ -5,8 +5,8 @@ use super::engine::{Op, Space};
 use super::log::{EvidenceLog, LogRecord};
 use super::view::View;
 use super::{
-    FORMAT_KEY, INDEXED_THROUGH_KEY, Store, StoreError, StoreOptions, open_engine, prepare,
-    put_record, record, record_from,
+    FORMAT_KEY, INDEXED_THROUGH_KEY, RECOVER_KEY, Store, StoreError, StoreOptions, open_engine,
+    prepare, put_record, record, record_from,
 };
 use crate::envelope::{Envelope, VerifyOptions, verify_batch};
 use crate::roster::Roster;
@@ -45,11 +45,15 @@ impl Store {
         }
         let engine = open_engine(dir, opts)?;
         engine.clear()?;
-        engine.apply(vec![Op::Put(
-            Space::Meta,
-            FORMAT_KEY.to_vec(),
-            vec![record::RECORD_FORMAT],
-        )])?;
+        engine.apply(vec![
+            Op::Put(
+                Space::Meta,
+                FORMAT_KEY.to_vec(),
+                vec![record::RECORD_FORMAT],
+            ),
+            // Whatever the log holds, it may lack this member's last envelopes.
+            Op::Put(Space::Meta, RECOVER_KEY.to_vec(), vec![1]),
+        ])?;
         let (log, _) = EvidenceLog::open(&dir.join("log"), u64::MAX)?;
         let mut view = View::new();
         let mut report = RebuildReport {

@@ -62,6 +62,19 @@ pub enum SyncError {
     /// The store failed while taking what the peer sent.
     #[error("{}", store_failure(.0))]
     Store(#[from] crate::store::StoreError),
+    /// An envelope the peer sent, refused for a passing reason, cannot be kept for a
+    /// retry because the peer's retry set is full: nothing more is taken from it.
+    #[error("{0}; nothing more is taken from this peer until some of them pass")]
+    RetrySetFull(super::deferred::KeepError),
+}
+
+impl From<super::deferred::KeepError> for SyncError {
+    fn from(e: super::deferred::KeepError) -> Self {
+        match e {
+            super::deferred::KeepError::Store(e) => SyncError::Store(e),
+            full @ super::deferred::KeepError::Full { .. } => SyncError::RetrySetFull(full),
+        }
+    }
 }
 
 /// What a failed store says in a peer's status: a full disk in so many words, since
@@ -103,6 +116,7 @@ impl SyncError {
             SyncError::Malformed { .. } => "malformed",
             SyncError::Store(e) if e.is_storage_full() => "disk-full",
             SyncError::Store(_) => "store",
+            SyncError::RetrySetFull(_) => "retry-set-full",
         }
     }
 }

@@ -87,7 +87,8 @@ pub struct ToKeep {
 /// Why an envelope could not be kept.
 #[derive(Debug, thiserror::Error)]
 pub enum KeepError {
-    /// The peer's set is full.
+    /// The peer's set is full: nothing more from this peer is taken (its page is
+    /// refused whole, so the pull cursor stays) until some of them pass.
     #[error(
         "{peer} already has {MAX_PER_PEER} envelopes or {MAX_BYTES_PER_PEER} bytes waiting for a retry"
     )]

@@ -24,9 +24,9 @@ use crate::envelope::{Envelope, EnvelopeId, Sealed, VerifyError, VerifyOptions, 
 use crate::node::Node;
 use crate::node::metrics::Metrics;
 use crate::stix::timestamp::Timestamp;
+use crate::store::IngestOutcome;
 use crate::store::engine::Space;
 use crate::store::prepare::{Prepared, prepare};
-use crate::store::{IngestOutcome, StoreError};
 use bytes::Bytes;
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
@@ -282,7 +282,7 @@ impl Node {
         &self,
         peer: &str,
         offers: Vec<Offer>,
-    ) -> Result<Vec<Offered>, StoreError> {
+    ) -> Result<Vec<Offered>, deferred::KeepError> {
         let checked = self.check_offers(peer, offers);
         self.store_checked(peer, checked)
     }
@@ -442,7 +442,16 @@ impl Node {
     /// The second half of [`Node::accept_from_peer`]: stores the checked envelopes
     /// durably and counts everything. Envelopes found held meanwhile (stored from
     /// another peer since they were checked) are answered `duplicate`.
-    pub fn store_checked(&self, peer: &str, checked: Checked) -> Result<Vec<Offered>, StoreError> {
+    ///
+    /// An envelope refused for a passing reason that cannot be kept (the peer's retry
+    /// set is full, or the write failed) fails the whole call: answering `rejected`
+    /// would let the pull cursor move past it and lose it. The envelopes stored before
+    /// stay stored (found held when the page comes again).
+    pub fn store_checked(
+        &self,
+        peer: &str,
+        checked: Checked,
+    ) -> Result<Vec<Offered>, deferred::KeepError> {
         let Checked {
             mut results,
             to_store,
@@ -455,12 +464,11 @@ impl Node {
         // pull cursor moves past it only once it is kept).
         let now = now();
         for (slot, k) in retry {
-            match self.sync.deferred.keep(&self.store, peer, &k, now) {
-                Ok(()) => results[slot].status = "deferred",
-                Err(e) => {
-                    tracing::error!(peer, envelope = %k.id, code = %k.code, error = %e, "cannot keep an envelope refused for a passing reason; it stays refused")
-                }
+            if let Err(e) = self.sync.deferred.keep(&self.store, peer, &k, now) {
+                tracing::error!(peer, envelope = %k.id, code = %k.code, error = %e, "cannot keep an envelope refused for a passing reason; nothing more is taken from this peer until it can be");
+                return Err(e);
             }
+            results[slot].status = "deferred";
         }
         let mut accepted = 0u64;
         let mut objects = 0u64;

@@ -321,7 +321,7 @@ struct Storing {
     /// The page (its envelopes taken out).
     page: super::client::FeedPage,
     /// The task storing them.
-    task: tokio::task::JoinHandle<Result<Vec<super::Offered>, crate::store::StoreError>>,
+    task: tokio::task::JoinHandle<Result<Vec<super::Offered>, super::deferred::KeepError>>,
 }
 
 /// Finishes storing the page being stored, if any. `false` if that failed: the
@@ -354,7 +354,7 @@ async fn stored(node: &Node, peer: &str, s: Storing, relayed_as_ids: &mut bool) 
     let results = match task.await {
         Ok(Ok(results)) => results,
         Ok(Err(e)) => {
-            record_error(node, peer, &SyncError::Store(e));
+            record_error(node, peer, &e.into());
             return Err(());
         }
         Err(e) => {
