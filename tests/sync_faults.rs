@@ -1026,6 +1026,17 @@ mod interleavings {
                 amber: false,
             },
         ]);
+        // beta (the hub), restored to an empty log, took its amber envelope back
+        // from gamma; gamma, restored to an empty log too, never got it again: beta's
+        // feed skipped what gamma had sent it, and nobody else may forward amber.
+        run(&[
+            Publish {
+                node: 1,
+                amber: true,
+            },
+            Restore { node: 1 },
+            Restore { node: 2 },
+        ]);
     }
 
     proptest! {

@@ -5,6 +5,7 @@
 
 use super::Node;
 use crate::stix::observable::keys_from_object;
+use crate::stix::timestamp::Timestamp;
 use crate::stix::tlp::TlpLevel;
 use crate::store::StoreError;
 use crate::store::view::{BodyLocation, View};
@@ -96,8 +97,11 @@ struct Pick {
 #[derive(Default)]
 struct ObservableRow {
     origins: BTreeSet<String>,
-    first_seen: Option<String>,
-    last_seen: Option<String>,
+    /// Compared as instants (texts of different precision do not sort as their
+    /// instants do) and written with milliseconds, STIX's precision for object
+    /// timestamps, both alike.
+    first_seen: Option<Timestamp>,
+    last_seen: Option<Timestamp>,
     confidence: Option<i64>,
     tlp: Option<TlpLevel>,
     objects: usize,
@@ -254,8 +258,16 @@ impl Node {
                         r.origins.len(),
                         csv_field(&r.origins.iter().cloned().collect::<Vec<_>>().join(" ")),
                         r.objects,
-                        csv_field(&r.first_seen.unwrap_or_default()),
-                        csv_field(&r.last_seen.unwrap_or_default()),
+                        csv_field(
+                            &r.first_seen
+                                .map(|t| t.to_millis_string())
+                                .unwrap_or_default()
+                        ),
+                        csv_field(
+                            &r.last_seen
+                                .map(|t| t.to_millis_string())
+                                .unwrap_or_default()
+                        ),
                         r.confidence.map(|c| c.to_string()).unwrap_or_default(),
                         r.tlp.map(|t| t.as_str()).unwrap_or_default()
                     )?;
@@ -276,15 +288,19 @@ fn add_rows(
     origins: &[String],
     tlp: TlpLevel,
 ) {
-    let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
+    let at = |k: &str| {
+        o.get(k)
+            .and_then(Value::as_str)
+            .and_then(|t| Timestamp::parse(t).ok())
+    };
     for k in keys {
         let row = rows.entry(k).or_default();
         row.origins.extend(origins.iter().cloned());
         row.objects += 1;
-        let first = text("first_seen")
-            .or_else(|| text("valid_from"))
-            .or_else(|| text("created"));
-        let last = text("last_seen").or_else(|| text("modified"));
+        let first = at("first_seen")
+            .or_else(|| at("valid_from"))
+            .or_else(|| at("created"));
+        let last = at("last_seen").or_else(|| at("modified"));
         row.first_seen = match (row.first_seen.take(), first) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -303,6 +319,33 @@ fn add_rows(
 #[cfg(test)]
 mod tests {
     use super::csv_field;
+
+    /// `first_seen` and `last_seen` are chosen as instants and written alike, with
+    /// milliseconds: compared as texts, `…00:00Z` sorts after `…00:00.123456Z` though
+    /// it is earlier, and each column kept its source's precision.
+    #[test]
+    fn csv_first_and_last_seen_are_instants_written_alike() {
+        use super::{ObservableRow, add_rows};
+        use crate::stix::tlp::TlpLevel;
+        use serde_json::json;
+        let mut rows = std::collections::BTreeMap::<String, ObservableRow>::new();
+        let key = || vec!["ipv4-addr|203.0.113.9".to_string()];
+        let later = json!({"valid_from": "2026-03-01T10:00:00.123456Z",
+                           "modified": "2026-03-02T00:00:00.000Z"});
+        let earlier = json!({"valid_from": "2026-03-01T10:00:00Z",
+                             "modified": "2026-03-01T12:00:00.5Z"});
+        add_rows(&mut rows, &later, key(), &[], TlpLevel::Green);
+        add_rows(&mut rows, &earlier, key(), &[], TlpLevel::Green);
+        let row = &rows["ipv4-addr|203.0.113.9"];
+        assert_eq!(
+            row.first_seen.map(|t| t.to_millis_string()).as_deref(),
+            Some("2026-03-01T10:00:00.000Z")
+        );
+        assert_eq!(
+            row.last_seen.map(|t| t.to_millis_string()).as_deref(),
+            Some("2026-03-02T00:00:00.000Z")
+        );
+    }
 
     #[test]
     fn csv_cells_that_look_like_formulas_are_inert() {

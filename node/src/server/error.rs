@@ -71,6 +71,13 @@ impl ApiError {
                 "insufficient-storage",
                 "the node's disk is full; nothing was stored; retry once space is freed",
             )
+        } else if let crate::store::StoreError::LogUnsafe { .. } = err {
+            tracing::error!(error = %err, "refusing to store: the evidence log is unsafe");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-failed",
+                "the node's evidence log had an I/O error; nothing was stored, and nothing more is until the node is restarted",
+            )
         } else {
             ApiError::internal(err)
         }

@@ -158,10 +158,11 @@ async fn feed(
                     continue;
                 }
             }
-            // Pushed to the peer already: listed by id, not skipped. A peer whose log
-            // was restored from a backup, or whose index was rebuilt, may have lost
-            // it since, and asks for the page in full when it lacks the id.
-            let pushed = node.sync.was_pushed(&peer, after, e.ordinal);
+            // Pushed to the peer already, or sent to us by it: listed by id, not
+            // skipped. A peer whose log was restored from a backup, or whose index
+            // was rebuilt, may have lost it since, and asks for the page in full
+            // when it lacks the id.
+            let pushed = node.sync.was_pushed(&peer, after, e.ordinal) || e.received_from == peer;
             let own = view.origin_name(e.origin) == node.member();
             if own && !pushed && node.sync.push_will_send(&peer, e.ordinal) {
                 // Our push task sends it (see `push_will_send`): stop here.

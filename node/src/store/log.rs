@@ -75,6 +75,42 @@ pub struct EvidenceLog {
     next_ordinal: std::sync::atomic::AtomicU64,
     /// A new segment starts once the current one passes this size.
     segment_bytes: u64,
+    /// Set when a write, `fsync` or cut failed in a way that leaves what is on disk
+    /// unknown: the log then takes nothing more until the node restarts and re-reads
+    /// it. (A failed `fsync` must never be followed by another as if the data were
+    /// safe: the kernel may have dropped the pages it could not write and report the
+    /// next `fsync` clean.)
+    unsafe_since: std::sync::Mutex<Option<Unsafe>>,
+    /// Failures to inject into the next writes (tests).
+    #[cfg(test)]
+    pub(crate) faults: std::sync::Mutex<Vec<Fault>>,
+}
+
+/// Why the log stopped taking records (see [`EvidenceLog::unsafe_since`]).
+#[derive(Debug, Clone)]
+struct Unsafe {
+    path: PathBuf,
+    kind: std::io::ErrorKind,
+    message: String,
+}
+
+/// The two I/O steps of an append a test can make fail.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Write,
+    Sync,
+}
+
+/// A failure a test makes the log's next I/O call return.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The next write of records fails with `EIO`.
+    Write,
+    /// The next `fsync` of records fails with `EIO`.
+    Sync,
+    /// The next write fails with `ENOSPC` (a full disk).
+    DiskFull,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -282,6 +318,9 @@ impl EvidenceLog {
             tail: std::sync::Mutex::new(tail),
             next_ordinal: std::sync::atomic::AtomicU64::new(next_ordinal),
             segment_bytes: SEGMENT_BYTES,
+            unsafe_since: std::sync::Mutex::new(None),
+            #[cfg(test)]
+            faults: std::sync::Mutex::new(Vec::new()),
         };
         Ok((log, replay))
     }
@@ -309,6 +348,7 @@ impl EvidenceLog {
     /// Callers serialise appends (the store holds its ingest lock).
     pub fn append(&self, records: &[(RecordHeader, &[u8])]) -> Result<Vec<LogPos>, StoreError> {
         let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+        self.check_safe()?;
         let mut out = Vec::with_capacity(records.len());
         let mut pending: Option<Pending<'_>> = None;
         if let Some((first, _)) = records.first() {
@@ -356,7 +396,7 @@ impl EvidenceLog {
             p.framing.push(framing);
             p.envelopes.push(env);
         }
-        Self::write_pending(&mut tail, &mut pending)?;
+        self.write_pending(&mut tail, &mut pending)?;
         if let Some(last) = records.last() {
             self.next_ordinal
                 .store(last.0.ordinal + 1, std::sync::atomic::Ordering::SeqCst);
@@ -364,9 +404,62 @@ impl EvidenceLog {
         Ok(out)
     }
 
+    /// Refuses to append once a failure left the log in an unknown state.
+    fn check_safe(&self) -> Result<(), StoreError> {
+        let u = self.unsafe_since.lock().unwrap_or_else(|p| p.into_inner());
+        match u.as_ref() {
+            Some(u) => Err(StoreError::LogUnsafe {
+                path: u.path.display().to_string(),
+                source: std::io::Error::new(u.kind, u.message.clone()),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the log taking records: what is on disk is unknown after `e`.
+    fn make_unsafe(&self, path: &Path, e: std::io::Error) -> StoreError {
+        tracing::error!(path = %path.display(), error = %e, "the evidence log could not be made durable: it takes nothing more until the node restarts");
+        *self.unsafe_since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Unsafe {
+            path: path.to_path_buf(),
+            kind: e.kind(),
+            message: e.to_string(),
+        });
+        StoreError::LogUnsafe {
+            path: path.display().to_string(),
+            source: e,
+        }
+    }
+
+    /// The failure a test injected for this stage of a write, if any.
+    #[cfg(test)]
+    fn injected(&self, stage: Stage) -> std::io::Result<()> {
+        let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        let error = match (f.first(), stage) {
+            (Some(Fault::Write), Stage::Write) => libc::EIO,
+            (Some(Fault::DiskFull), Stage::Write) => libc::ENOSPC,
+            (Some(Fault::Sync), Stage::Sync) => libc::EIO,
+            _ => return Ok(()),
+        };
+        f.remove(0);
+        Err(std::io::Error::from_raw_os_error(error))
+    }
+
+    /// Outside tests nothing is injected.
+    #[cfg(not(test))]
+    fn injected(&self, _: Stage) -> std::io::Result<()> {
+        Ok(())
+    }
+
     /// Writes the pending records of one segment with one vectored write and `fsync`s
-    /// them; on failure cuts the segment back to where they started.
-    fn write_pending(tail: &mut u64, pending: &mut Option<Pending<'_>>) -> Result<(), StoreError> {
+    /// them. A write refused for lack of space cuts the segment back to where they
+    /// started (nothing else changed: the node takes records again once there is
+    /// room); any other failed write, a failed `fsync` or a failed cut makes the log
+    /// unsafe ([`EvidenceLog::make_unsafe`]).
+    fn write_pending(
+        &self,
+        tail: &mut u64,
+        pending: &mut Option<Pending<'_>>,
+    ) -> Result<(), StoreError> {
         let Some(p) = pending.take() else {
             return Ok(());
         };
@@ -378,11 +471,23 @@ impl EvidenceLog {
             slices.push(IoSlice::new(framing));
             slices.push(IoSlice::new(env));
         }
-        if let Err(e) = write_all_vectored(&p.file, &mut slices).and_then(|_| p.file.sync_data()) {
+        let written = self
+            .injected(Stage::Write)
+            .and_then(|()| write_all_vectored(&p.file, &mut slices));
+        if let Err(e) = written {
             // Nothing of this batch is acknowledged: cut what reached the file so the
             // next append starts at a record boundary.
-            let _ = p.file.set_len(p.start);
+            if let Err(cut) = p.file.set_len(p.start) {
+                return Err(self.make_unsafe(&p.path, cut));
+            }
+            if !super::io_is_storage_full(&e) {
+                return Err(self.make_unsafe(&p.path, e));
+            }
             return Err(io(&p.path)(e));
+        }
+        if let Err(e) = self.injected(Stage::Sync).and_then(|()| p.file.sync_data()) {
+            let _ = p.file.set_len(p.start);
+            return Err(self.make_unsafe(&p.path, e));
         }
         *tail = p.start + p.len;
         Ok(())
@@ -399,7 +504,7 @@ impl EvidenceLog {
         if !empty && size < self.segment_bytes {
             return Ok(());
         }
-        Self::write_pending(tail, pending)?;
+        self.write_pending(tail, pending)?;
         let path = self.dir.join(format!("{ordinal:016x}.seg"));
         let file = OpenOptions::new()
             .create(true)
@@ -407,9 +512,10 @@ impl EvidenceLog {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
-        // The new segment's directory entry must be durable too.
-        if let Ok(d) = File::open(&self.dir) {
-            let _ = d.sync_all();
+        // The new segment's directory entry must be durable too: records written
+        // into a segment whose entry is lost are lost with it.
+        if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+            return Err(self.make_unsafe(&self.dir, e));
         }
         let mut segs = self.segments.write().unwrap_or_else(|p| p.into_inner());
         segs.push(Segment {

@@ -72,6 +72,18 @@ pub enum StoreError {
     /// An envelope cannot be stored (content the store cannot index).
     #[error("envelope cannot be stored: {0}")]
     Rejected(String),
+    /// A write or `fsync` of the evidence log failed and left what is on disk
+    /// unknown: the log takes nothing more until the node restarts and re-reads it.
+    #[error(
+        "the evidence log could not be made durable ({path}: {source}); nothing more is stored until the node restarts"
+    )]
+    LogUnsafe {
+        /// The file or directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {

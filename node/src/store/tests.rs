@@ -479,3 +479,48 @@ mod properties {
         }
     }
 }
+
+/// Failing writes and `fsync`s of the evidence log (`EIO`, injected into its I/O):
+/// nothing is acknowledged that was not made durable. A full disk (`ENOSPC`) is
+/// refused and the next ingest works; after an I/O error or a failed `fsync` the log
+/// takes nothing more (never a second `fsync` as if the data were safe) and says so,
+/// and reopened it holds exactly what was acknowledged.
+#[test]
+fn failed_writes_and_fsyncs_acknowledge_nothing_and_stop_the_log() {
+    use super::log::Fault;
+    for fault in [Fault::Write, Fault::Sync] {
+        let dir = tempfile::tempdir().unwrap();
+        let envs: Vec<Envelope> = envelopes("kaspersky", 40, 5).into_iter().take(8).collect();
+        assert_eq!(envs.len(), 8);
+        let acknowledged = {
+            let s = Store::open(dir.path(), &sled()).unwrap();
+            s.ingest(&envs[..2], "local").unwrap();
+            // A full disk: refused, nothing taken, and the log goes on.
+            s.log.faults.lock().unwrap().push(Fault::DiskFull);
+            let e = s.ingest(&envs[2..3], "local").unwrap_err();
+            assert!(e.is_storage_full(), "{e}");
+            assert!(!s.contains(envs[2].id()));
+            s.ingest(&envs[2..4], "local").unwrap();
+            // An I/O error: refused, and every later ingest too, with the reason.
+            s.log.faults.lock().unwrap().push(fault);
+            let e = s.ingest(&envs[4..6], "local").unwrap_err();
+            assert!(matches!(e, StoreError::LogUnsafe { .. }), "{fault:?}: {e}");
+            assert!(!s.contains(envs[4].id()) && !s.contains(envs[5].id()));
+            let e = s.ingest(&envs[6..7], "local").unwrap_err();
+            assert!(
+                e.to_string().contains("until the node restarts"),
+                "{fault:?}: {e}"
+            );
+            assert!(!s.contains(envs[6].id()));
+            digests(&s)
+        };
+        // Reopened: what was acknowledged, nothing of the failed batches, and the log
+        // takes envelopes again.
+        let s = Store::open(dir.path(), &sled()).unwrap();
+        assert_eq!(digests(&s), acknowledged, "{fault:?}");
+        assert_eq!(s.read().envelope_count(), 4, "{fault:?}");
+        assert!(envs[..4].iter().all(|e| s.contains(e.id())));
+        s.ingest(&envs[4..], "local").unwrap();
+        assert_eq!(s.read().envelope_count(), 8);
+    }
+}

@@ -24,9 +24,9 @@ use crate::envelope::{Envelope, EnvelopeId, Sealed, VerifyError, VerifyOptions, 
 use crate::node::Node;
 use crate::node::metrics::Metrics;
 use crate::stix::timestamp::Timestamp;
-use crate::store::IngestOutcome;
 use crate::store::engine::Space;
 use crate::store::prepare::{Prepared, prepare};
+use crate::store::{IngestOutcome, StoreError};
 use bytes::Bytes;
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
@@ -73,6 +73,8 @@ pub struct SyncState {
     pub head: tokio::sync::watch::Sender<u64>,
     /// Envelopes refused for a passing reason, kept for a retry.
     pub deferred: deferred::Deferred,
+    /// The last write of a peer's state failed (logged once, not at every update).
+    persist_failing: std::sync::atomic::AtomicBool,
 }
 
 impl SyncState {
@@ -92,6 +94,7 @@ impl SyncState {
             push_progress: Mutex::default(),
             head: tokio::sync::watch::Sender::new(node_store.head()),
             deferred: deferred::Deferred::load(node_store, now()),
+            persist_failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -119,8 +122,24 @@ impl SyncState {
             f(s);
             s.clone()
         };
-        if persist && let Ok(bytes) = serde_json::to_vec(&snapshot) {
-            let _ = store.put_value(Space::Peers, name, bytes, false);
+        if !persist {
+            return;
+        }
+        // A state not written leaves the persisted cursor behind the one in memory:
+        // after a restart the pull takes some pages again (found held), nothing is
+        // lost. Logged when writes start failing and when they work again.
+        let written = serde_json::to_vec(&snapshot)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))
+            .and_then(|bytes| store.put_value(Space::Peers, name, bytes, false));
+        let was_failing = self
+            .persist_failing
+            .swap(written.is_err(), std::sync::atomic::Ordering::Relaxed);
+        match written {
+            Err(e) if !was_failing => {
+                tracing::warn!(peer = name, error = %e, "cannot persist a peer's sync state; its cursor stays where it was last written")
+            }
+            Ok(()) if was_failing => tracing::info!("peer sync state is persisted again"),
+            _ => {}
         }
     }
 

@@ -15,7 +15,9 @@ use crate::stix::tlp::TlpLevel;
 /// Why an envelope is withheld from a peer (never told to the peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Withheld {
-    /// The peer is the origin or sent it to us: it has it.
+    /// The peer is the origin: it has it. (An envelope the peer sent us is not
+    /// withheld for that: a peer restored from a backup may have lost it, and it is
+    /// listed to it by id, see the feed.)
     PeerHasIt,
     /// Amber not originated here, or the peer is not on our amber list.
     Amber,
@@ -23,17 +25,15 @@ pub enum Withheld {
     Red,
 }
 
-/// Whether this node may send an envelope (`origin`, `tlp`, `recipients`,
-/// `received_from`) to `peer`.
+/// Whether this node may send an envelope (`origin`, `tlp`, `recipients`) to `peer`.
 pub fn may_send(
     cfg: &Config,
     peer: &str,
     origin: &str,
     tlp: TlpLevel,
     recipients: &[String],
-    received_from: &str,
 ) -> Result<(), Withheld> {
-    if origin == peer || received_from == peer {
+    if origin == peer {
         return Err(Withheld::PeerHasIt);
     }
     let own = origin == cfg.member;
@@ -64,14 +64,7 @@ pub fn may_send_held(
     peer: &str,
     e: &crate::store::view::EnvMeta,
 ) -> Result<(), Withheld> {
-    may_send(
-        cfg,
-        peer,
-        view.origin_name(e.origin),
-        e.tlp,
-        &e.recipients,
-        &e.received_from,
-    )
+    may_send(cfg, peer, view.origin_name(e.origin), e.tlp, &e.recipients)
 }
 
 /// Why an envelope from a peer is refused on policy grounds.
@@ -169,71 +162,36 @@ mod tests {
         let c = cfg();
         let none: &[String] = &[];
         assert_eq!(
-            may_send(
-                &c,
-                "groupib",
-                "trendmicro",
-                TlpLevel::Green,
-                none,
-                "interpol"
-            ),
+            may_send(&c, "groupib", "trendmicro", TlpLevel::Green, none),
             Ok(())
         );
         assert_eq!(
-            may_send(&c, "groupib", "groupib", TlpLevel::Green, none, "local"),
+            may_send(&c, "groupib", "groupib", TlpLevel::Green, none),
             Err(Withheld::PeerHasIt)
         );
         assert_eq!(
-            may_send(
-                &c,
-                "groupib",
-                "trendmicro",
-                TlpLevel::Clear,
-                none,
-                "groupib"
-            ),
-            Err(Withheld::PeerHasIt)
-        );
-        assert_eq!(
-            may_send(&c, "interpol", "kaspersky", TlpLevel::Amber, none, "local"),
+            may_send(&c, "groupib", "trendmicro", TlpLevel::Clear, none),
             Ok(())
         );
         assert_eq!(
-            may_send(&c, "groupib", "kaspersky", TlpLevel::Amber, none, "local"),
+            may_send(&c, "interpol", "kaspersky", TlpLevel::Amber, none),
+            Ok(())
+        );
+        assert_eq!(
+            may_send(&c, "groupib", "kaspersky", TlpLevel::Amber, none),
             Err(Withheld::Amber)
         );
         assert_eq!(
-            may_send(
-                &c,
-                "interpol",
-                "trendmicro",
-                TlpLevel::AmberStrict,
-                none,
-                "trendmicro"
-            ),
+            may_send(&c, "interpol", "trendmicro", TlpLevel::AmberStrict, none),
             Err(Withheld::Amber)
         );
         let to_interpol = vec!["interpol".to_string()];
         assert_eq!(
-            may_send(
-                &c,
-                "interpol",
-                "kaspersky",
-                TlpLevel::Red,
-                &to_interpol,
-                "local"
-            ),
+            may_send(&c, "interpol", "kaspersky", TlpLevel::Red, &to_interpol),
             Ok(())
         );
         assert_eq!(
-            may_send(
-                &c,
-                "groupib",
-                "kaspersky",
-                TlpLevel::Red,
-                &to_interpol,
-                "local"
-            ),
+            may_send(&c, "groupib", "kaspersky", TlpLevel::Red, &to_interpol),
             Err(Withheld::Red)
         );
         assert_eq!(
@@ -242,8 +200,7 @@ mod tests {
                 "groupib",
                 "trendmicro",
                 TlpLevel::Red,
-                &["groupib".into()],
-                "trendmicro"
+                &["groupib".into()]
             ),
             Err(Withheld::Red)
         );

@@ -500,6 +500,10 @@ fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>
         if view.origin_name(e.origin) != node.member() {
             continue;
         }
+        // One of ours the peer gave back (a recovery after a restore): it has it.
+        if e.received_from == peer {
+            continue;
+        }
         if policy::may_send_held(&node.config, &view, peer, e).is_err() {
             continue;
         }

@@ -589,7 +589,9 @@ fn rule_for(ty: &str) -> Option<&'static TypeRule> {
             Meta,
             [
                 r("object_ref", Ref(ANY)),
-                r("object_modified", TsMs),
+                // Optional in STIX 2.1 (section 7.1): without it the content applies
+                // to every version of the object.
+                o("object_modified", TsMs),
                 r("contents", Dict)
             ],
             language_content

@@ -293,3 +293,24 @@ fn bundle_levels_are_each_objects_own_level() {
     assert!(own.iter().any(|l| matches!(l, OwnLevel::Known(Some(_)))));
     assert!(own.contains(&OwnLevel::Known(None)));
 }
+
+/// `object_modified` is optional (STIX 2.1, section 7.1: without it the content
+/// applies to every version); `object_ref` and `contents` are not.
+#[test]
+fn language_content_without_object_modified_is_valid() {
+    let lc = json!({
+        "type": "language-content", "spec_version": "2.1",
+        "id": "language-content--b86bd89f-98bb-4fa9-8cb2-9ad421da981d",
+        "created": "2017-02-08T21:31:22.007Z", "modified": "2017-02-08T21:31:22.007Z",
+        "object_ref": "campaign--12a111f0-b824-4baf-a224-83b80237a094",
+        "contents": {"de": {"name": "Bank Angriff 1"}}
+    });
+    let mut r = Report::default();
+    validate_object(&lc, "", &mut r);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    let mut without_ref = lc.clone();
+    without_ref.as_object_mut().unwrap().remove("object_ref");
+    let mut r = Report::default();
+    validate_object(&without_ref, "", &mut r);
+    assert!(!r.is_valid(), "object_ref is required");
+}
