@@ -8,10 +8,10 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use serde_json::{Value, json};
+use synergia::node::receive::Offer;
 use synergia::server::federation::{MAX_FEED_BYTES, MAX_FEED_PAGE};
 use synergia::stix::timestamp::Timestamp;
 use synergia::stix::tlp::TlpLevel;
-use synergia::sync::Offer;
 
 /// A green bundle of `n` ipv4-addr objects, distinct for each `i`.
 fn addresses(i: u64, n: u64) -> Value {

@@ -40,7 +40,7 @@ struct Snapshot {
 }
 
 fn snapshot(node: &Node) -> Snapshot {
-    let v = node.store.read();
+    let v = node.store().read();
     Snapshot {
         envelopes: v.envelope_count(),
         versions: v.version_count(),
@@ -167,7 +167,7 @@ impl Suite {
                         .is_some_and(|c| allowed.is_empty() || allowed.contains(&c)),
                     // Refused for a passing reason: kept for a retry, not stored.
                     Some("deferred") => r["code"].as_str().is_some_and(|c| {
-                        synergia::sync::deferred::is_retryable(c)
+                        synergia::node::peers::deferred::is_retryable(c)
                             && (allowed.is_empty() || allowed.contains(&c))
                     }),
                     _ => false,

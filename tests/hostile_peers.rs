@@ -356,7 +356,7 @@ fn peak_rss() -> u64 {
 }
 
 fn snapshot(node: &synergia::node::Node) -> (usize, Vec<String>) {
-    let v = node.store.read();
+    let v = node.store().read();
     (
         v.envelope_count(),
         ALL_LEVELS
@@ -394,7 +394,7 @@ fn hostile_peers_are_contained_and_sync_with_an_honest_peer_goes_on() {
         .unwrap();
     for fake in &fakes {
         let cfg = fed.config(&format!("fake-{}", fake.class));
-        let mut tls = (*synergia::server::tls::server_config(&cfg).unwrap()).clone();
+        let mut tls = (*synergia::tls::server_config(&cfg).unwrap()).clone();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let listener = fake_rt
             .block_on(tokio::net::TcpListener::bind(&cfg.listen.address))
@@ -438,7 +438,7 @@ fn hostile_peers_are_contained_and_sync_with_an_honest_peer_goes_on() {
     while window_start.elapsed() < WINDOW {
         let id = publish(i);
         let t = Instant::now();
-        while !alpha.node.store.contains(&id) {
+        while !alpha.node.store().contains(&id) {
             if t.elapsed() > Duration::from_secs(5) {
                 let counts: Vec<(&str, u64)> = fakes
                     .iter()
@@ -446,7 +446,7 @@ fn hostile_peers_are_contained_and_sync_with_an_honest_peer_goes_on() {
                     .collect();
                 panic!(
                     "envelope {i} published on the honest peer did not reach the node within 5 s; alpha's view of beta: {:?}; fake requests {counts:?}",
-                    alpha.node.sync.peer("beta")
+                    alpha.node.sync().peer("beta")
                 );
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -499,7 +499,7 @@ fn hostile_peers_are_contained_and_sync_with_an_honest_peer_goes_on() {
     assert_eq!(beta_count, published.len());
     assert_eq!(alpha_digests, beta_digests);
     for id in &published {
-        assert!(alpha.node.store.contains(id));
+        assert!(alpha.node.store().contains(id));
     }
 
     let mut failures = Vec::new();
@@ -581,7 +581,7 @@ fn hostile_peers_are_contained_and_sync_with_an_honest_peer_goes_on() {
         let stored = fake
             .envelopes
             .iter()
-            .filter(|e| alpha.node.store.contains(&id_of(e)))
+            .filter(|e| alpha.node.store().contains(&id_of(e)))
             .count();
         let contained = counted && backed_off && stored == 0;
         eprintln!(

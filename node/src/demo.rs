@@ -140,7 +140,8 @@ impl Demo {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let n = node.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = crate::server::serve(listener, n, async {
+                let sync = crate::sync::spawn(n.clone());
+                if let Err(e) = crate::server::serve(listener, n, sync, async {
                     let _ = rx.await;
                 })
                 .await
@@ -319,19 +320,24 @@ pub async fn run(
         let mut done = true;
         let mut line = String::new();
         for m in MEMBERS {
-            let held = demo.nodes[m].0.store.read().version_count();
+            let held = demo.nodes[m].0.store().read().version_count();
             done &= held == expected[m];
             let _ = write!(line, " {m} {held}/{}", expected[m]);
         }
         // The shared green digest: what every member may hold alike.
         let d0 = demo.nodes[COORDINATOR]
             .0
-            .store
+            .store()
             .read()
             .shared_digest(TlpLevel::Green);
-        let agree = MEMBERS
-            .iter()
-            .all(|m| demo.nodes[*m].0.store.read().shared_digest(TlpLevel::Green) == d0);
+        let agree = MEMBERS.iter().all(|m| {
+            demo.nodes[*m]
+                .0
+                .store()
+                .read()
+                .shared_digest(TlpLevel::Green)
+                == d0
+        });
         if done && agree {
             progress(&format!(
                 "converged in {:.2} s after the first publish:{line}",
@@ -362,7 +368,7 @@ pub async fn run(
     let coordinator = &demo.nodes[COORDINATOR].0;
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
-        let peers = crate::sync::status::peer_statuses(coordinator);
+        let peers = crate::node::peers::status::peer_statuses(coordinator);
         if peers
             .iter()
             .all(|p| !p.digests_match.is_empty() && p.digests_match.values().all(|&b| b))
@@ -397,7 +403,7 @@ fn process_cpu_secs() -> Option<f64> {
 pub fn summary(demo: &Demo, opts: &DemoOptions) -> String {
     let node = &demo.nodes[COORDINATOR].0;
     let mut out = String::new();
-    let view = node.store.read();
+    let view = node.store().read();
     let _ = writeln!(out, "\n== Consolidated view at {COORDINATOR} ==");
     let _ = writeln!(
         out,
@@ -441,7 +447,7 @@ pub fn summary(demo: &Demo, opts: &DemoOptions) -> String {
     }
     let values: Vec<String> = values.into_iter().collect();
     let results = node
-        .store
+        .store()
         .lookup(&values, TlpLevel::Red)
         .unwrap_or_default();
     let mut histogram: BTreeMap<usize, usize> = BTreeMap::new();
@@ -470,8 +476,8 @@ pub fn summary(demo: &Demo, opts: &DemoOptions) -> String {
         let _ = writeln!(out, "  {c}  {k:<60} {}", o.join(", "));
     }
     let _ = writeln!(out, "\n== Peer status at {COORDINATOR} ==");
-    out.push_str(&crate::sync::status::render_table(
-        &crate::sync::status::peer_statuses(node),
+    out.push_str(&crate::node::peers::status::render_table(
+        &crate::node::peers::status::peer_statuses(node),
     ));
     out
 }

@@ -335,7 +335,7 @@ fn revoke_cert_writes_a_growing_revocation_list_and_a_config_can_use_it() {
     // A node config naming the list loads and builds its TLS with it.
     let mut cfg = f.config_of("interpol");
     cfg.tls.crl = Some(crl);
-    synergia::server::tls::server_config(&cfg).unwrap();
+    synergia::tls::server_config(&cfg).unwrap();
     // A file that is no certificate: a clear error naming it, exit 2, nothing written.
     let bogus = f.keys.join("roster.json");
     let before = std::fs::read_to_string(f.keys.join("crl.pem")).unwrap();

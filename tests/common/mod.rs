@@ -215,7 +215,8 @@ impl RunningNode {
                 .unwrap();
             rt.block_on(async move {
                 let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                synergia::server::serve(l, n, async {
+                let sync = synergia::sync::spawn(n.clone());
+                synergia::server::serve(l, n, sync, async {
                     let _ = rx.await;
                 })
                 .await

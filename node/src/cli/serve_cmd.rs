@@ -92,7 +92,8 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         let listener = tokio::net::TcpListener::bind(&address)
             .await
             .with_context(|| format!("cannot listen on {address} (listen.address)"))?;
-        synergia::server::serve(listener, node, shutdown_signal()).await?;
+        let sync = synergia::sync::spawn(node.clone());
+        synergia::server::serve(listener, node, sync, shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     Ok(0)

@@ -1,7 +1,7 @@
 //! `synergia status`.
 
 use super::client::{ClientArgs, node_error};
-use synergia::sync::status::{PeerStatus, render_table};
+use synergia::node::peers::status::{PeerStatus, render_table};
 
 /// Peer sync status of a node: one row per peer.
 ///

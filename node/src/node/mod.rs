@@ -3,7 +3,9 @@
 
 pub mod export;
 pub mod metrics;
+pub mod peers;
 pub mod publish;
+pub mod receive;
 
 use crate::config::{Config, Role};
 use crate::envelope::Signer;
@@ -36,30 +38,30 @@ pub enum NodeError {
 /// A running member node.
 pub struct Node {
     /// Its configuration.
-    pub config: Config,
+    config: Config,
     /// The federation roster.
-    pub roster: Roster,
+    roster: Roster,
     /// Its store.
-    pub store: Store,
+    store: Store,
     /// Its signing identity.
-    pub signer: Signer,
+    signer: Signer,
     /// Counters for `/metrics` and status.
-    pub metrics: Metrics,
+    metrics: Metrics,
     /// Per-peer sync state.
-    pub sync: crate::sync::SyncState,
+    sync: crate::node::peers::SyncState,
     /// Next sequence number this node signs with (publishes are serialised on it).
     next_seq: Mutex<u64>,
     /// Key for the MAC of TAXII `next` tokens (persisted: tokens survive restarts).
-    pub token_key: [u8; 32],
+    token_key: [u8; 32],
     /// When the node started.
-    pub started_at: Timestamp,
+    started_at: Timestamp,
     /// Admits `limits.max_concurrent_publishes` publishes at once (see there).
-    pub publish_gate: tokio::sync::Semaphore,
+    publish_gate: tokio::sync::Semaphore,
     /// Admits `limits.max_concurrent_exports` exports at once (see there).
-    pub export_gate: std::sync::Arc<tokio::sync::Semaphore>,
+    export_gate: std::sync::Arc<tokio::sync::Semaphore>,
     /// Request-body bytes held in memory (`limits.max_body_memory_bytes`), in units
     /// of [`BODY_BUDGET_UNIT`] (taken by `server::body`).
-    pub body_budget: std::sync::Arc<tokio::sync::Semaphore>,
+    body_budget: std::sync::Arc<tokio::sync::Semaphore>,
     /// Set while a node whose index was rebuilt over its log takes back its own
     /// envelopes from its peers: it signs nothing new until then (see
     /// [`Node::recovering`]).
@@ -171,7 +173,7 @@ impl Node {
                 k
             }
         };
-        let sync = crate::sync::SyncState::load(&store);
+        let sync = crate::node::peers::SyncState::load(&store);
         // After a rebuild (a restore from backup, even of an empty log), the log may
         // lack this member's last envelopes, which its peers hold: take them back
         // before signing again, so no sequence number is used twice.
@@ -252,6 +254,70 @@ impl Node {
     pub fn own_seq_seen(&self, seq: u64) {
         let mut next = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
         *next = (*next).max(seq + 1);
+    }
+
+    /// Our digests of the levels every peer shares (clear, green): each over the
+    /// latest versions among the deliveries at that level or below
+    /// (`View::shared_digest`), as the federation API's digest answer carries them.
+    pub fn shared_digests(&self) -> serde_json::Map<String, serde_json::Value> {
+        let view = self.store.read();
+        crate::store::view::SHARED_LEVELS
+            .iter()
+            .filter_map(|l| {
+                view.shared_digest(*l)
+                    .map(|d| (l.as_str().to_string(), serde_json::json!(d.to_string())))
+            })
+            .collect()
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The federation roster it was started with.
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    /// Its store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Counters for `/metrics` and status.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// What it knows of its peers (cursors, pushes, kept envelopes).
+    pub fn sync(&self) -> &crate::node::peers::SyncState {
+        &self.sync
+    }
+
+    /// The key of the MAC on TAXII `next` tokens.
+    pub fn token_key(&self) -> &[u8; 32] {
+        &self.token_key
+    }
+
+    /// When the node started.
+    pub fn started_at(&self) -> Timestamp {
+        self.started_at
+    }
+
+    /// Admits `limits.max_concurrent_publishes` publishes at once.
+    pub fn publish_gate(&self) -> &tokio::sync::Semaphore {
+        &self.publish_gate
+    }
+
+    /// Admits `limits.max_concurrent_exports` exports at once.
+    pub fn export_gate(&self) -> &std::sync::Arc<tokio::sync::Semaphore> {
+        &self.export_gate
+    }
+
+    /// Request-body bytes held in memory, in units of [`BODY_BUDGET_UNIT`].
+    pub fn body_budget(&self) -> &std::sync::Arc<tokio::sync::Semaphore> {
+        &self.body_budget
     }
 
     /// The member name.

@@ -1,6 +1,6 @@
 //! The node API: publish, lookup, provenance, stats, health and metrics.
 
-use super::body::read_body;
+use super::body::{malformed_json, parse_json, read_body};
 use super::caller::Caller;
 use super::error::ApiError;
 use crate::config::Role;
@@ -28,16 +28,6 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/peers", get(peers))
         .route("/api/v1/export", get(super::export::export))
-}
-
-/// Parses a JSON body strictly (duplicate keys, unsafe integers refused).
-pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    crate::json::from_slice_strict(bytes).map_err(malformed_json)
-}
-
-/// Parses a bundle or TAXII envelope body strictly, its `objects` on every core.
-fn malformed_json(e: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request("malformed-json", format!("body is not valid JSON: {e}"))
 }
 
 /// A publish body, parsed whole or, past `limits.publish_window_objects` objects,
@@ -93,11 +83,11 @@ async fn publish(
     caller.require(Role::Publish)?;
     // Waits its turn before reading the body (limits.max_concurrent_publishes).
     let _turn = node
-        .publish_gate
+        .publish_gate()
         .acquire()
         .await
         .map_err(ApiError::internal)?;
-    let (bytes, _budget) = read_body(body, &node, node.config.limits.max_body_bytes).await?;
+    let (bytes, _budget) = read_body(body, &node, node.config().limits.max_body_bytes).await?;
     let recipients: Vec<String> = q
         .iter()
         .filter(|(k, _)| k == "recipients")
@@ -106,7 +96,7 @@ async fn publish(
         .collect();
     let n = node.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let window = n.config.limits.publish_window_objects;
+        let window = n.config().limits.publish_window_objects;
         match parse_publish_body(&bytes, window)? {
             PublishBody::Windowed(raw) => n.publish_windowed(&raw, &recipients, Mode::AllOrNothing),
             PublishBody::Whole(doc) => {
@@ -176,7 +166,7 @@ async fn lookup_post(
     body: Body,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Read)?;
-    let limit = node.config.limits.max_body_bytes.min(MAX_LOOKUP_BODY);
+    let limit = node.config().limits.max_body_bytes.min(MAX_LOOKUP_BODY);
     let (bytes, _budget) = read_body(body, &node, limit).await?;
     // Strict JSON first (duplicate keys, unsafe integers), then the values, counted
     // as they are read: a body of a million values is refused at the 10,001st.
@@ -252,7 +242,7 @@ async fn lookup(
         return Err(ApiError::bad_request("bad-request", TOO_MANY_VALUES));
     }
     let max = caller.max_tlp();
-    let results = tokio::task::spawn_blocking(move || node.store.lookup(&values, max))
+    let results = tokio::task::spawn_blocking(move || node.store().lookup(&values, max))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
@@ -266,7 +256,7 @@ async fn object_provenance(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Read)?;
     let p = node
-        .store
+        .store()
         .provenance(&id, caller.max_tlp())
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no object {id} on this node")))?;
@@ -282,8 +272,8 @@ async fn stats(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response
 }
 
 fn stats_body(node: &Node) -> Response {
-    let (log_bytes, index_bytes) = node.store.disk_bytes();
-    let v = node.store.read();
+    let (log_bytes, index_bytes) = node.store().disk_bytes();
+    let v = node.store().read();
     let digests: serde_json::Map<String, Value> = ALL_LEVELS
         .iter()
         .map(|l| (l.as_str().to_string(), json!(v.digest(*l).to_string())))
@@ -300,8 +290,8 @@ fn stats_body(node: &Node) -> Response {
             .filter_map(|l| v.shared_digest(*l).map(|d| (l.as_str().to_string(), json!(d.to_string()))))
             .collect::<serde_json::Map<String, Value>>(),
         "disk": {"log_bytes": log_bytes, "index_bytes": index_bytes},
-        "index_needs_restart": node.store.index_failed(),
-        "started_at": node.started_at.to_millis_string(),
+        "index_needs_restart": node.store().index_failed(),
+        "started_at": node.started_at().to_millis_string(),
     });
     json_response(StatusCode::OK, &body)
 }
@@ -322,9 +312,9 @@ async fn metrics(State(node): State<Arc<Node>>, caller: Caller) -> Result<Respon
 
 async fn peers(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Operate)?;
-    let peers = crate::sync::status::peer_statuses(&node);
+    let peers = crate::node::peers::status::peer_statuses(&node);
     Ok(json_response(
         StatusCode::OK,
-        &json!({"member": node.member(), "digests": crate::server::federation::shared_digests(&node), "peers": peers}),
+        &json!({"member": node.member(), "digests": node.shared_digests(), "peers": peers}),
     ))
 }

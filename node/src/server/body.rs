@@ -10,6 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Parses a JSON body strictly (duplicate keys, unsafe integers refused).
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    crate::json::from_slice_strict(bytes).map_err(malformed_json)
+}
+
+/// The answer to a body that is not JSON (400 `malformed-json`).
+pub(crate) fn malformed_json(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("malformed-json", format!("body is not valid JSON: {e}"))
+}
+
 /// A share of the budget, given back when dropped: keep it as long as the body (or
 /// what was parsed from it) is in memory.
 #[derive(Debug)]
@@ -69,8 +79,8 @@ pub(crate) async fn read_body(
             format!("request body exceeds {limit} bytes"),
         )
     };
-    let budget = &node.body_budget;
-    let wait = Duration::from_secs(node.config.limits.request_timeout_secs / 2);
+    let budget = node.body_budget();
+    let wait = Duration::from_secs(node.config().limits.request_timeout_secs / 2);
     let mut share = BodyShare(None);
     let mut body = body;
     // Sized once from Content-Length when the client sent one (within the limit):

@@ -38,28 +38,6 @@ pub struct ConnInfo {
     pub identity: CertIdentity,
 }
 
-/// The URI SANs of a certificate (none when it does not parse).
-pub fn uri_sans(cert: &CertificateDer<'_>) -> Vec<String> {
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
-        return Vec::new();
-    };
-    let mut uris = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for n in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::URI(u) = n {
-                uris.push(u.to_string());
-            }
-        }
-    }
-    uris
-}
-
-/// The end of a certificate's validity (epoch seconds), when it parses.
-pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
-    let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    Some(c.validity().not_after.timestamp())
-}
-
 /// Reads the identity from a verified leaf certificate's URI SANs.
 pub fn identity_of(certs: Option<&[CertificateDer<'_>]>) -> CertIdentity {
     let Some(leaf) = certs.and_then(|c| c.first()) else {
@@ -68,7 +46,7 @@ pub fn identity_of(certs: Option<&[CertificateDer<'_>]>) -> CertIdentity {
     if x509_parser::parse_x509_certificate(leaf.as_ref()).is_err() {
         return CertIdentity::Unrecognised("certificate does not parse".into());
     }
-    let uris = uri_sans(leaf);
+    let uris = crate::tls::uri_sans(leaf);
     for u in &uris {
         if let Some(m) = u.strip_prefix("synergia://member/") {
             return CertIdentity::Member(m.to_string());
@@ -174,7 +152,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn client(node: &Node, name: &str) -> Option<Caller> {
-    let c = node.config.clients.iter().find(|c| c.name == name)?;
+    let c = node.config().clients.iter().find(|c| c.name == name)?;
     Some(Caller::Client {
         name: c.name.clone(),
         roles: c.roles.clone(),
@@ -189,7 +167,7 @@ fn resolve(node: &Node, conn: Option<&ConnInfo>, auth: Option<&str>) -> Result<C
     };
     match conn.map(|c| &c.identity) {
         Some(CertIdentity::Member(m)) => {
-            return if node.config.peers.iter().any(|p| &p.name == m) {
+            return if node.config().peers.iter().any(|p| &p.name == m) {
                 Ok(Caller::Peer(m.clone()))
             } else {
                 Err(forbidden(format!(
@@ -223,7 +201,7 @@ fn resolve(node: &Node, conn: Option<&ConnInfo>, auth: Option<&str>) -> Result<C
         .collect();
     // Compare with every configured hash, without stopping early.
     let mut found = None;
-    for c in &node.config.clients {
+    for c in &node.config().clients {
         if let Some(h) = &c.token_sha256
             && ct_eq(h.to_ascii_lowercase().as_bytes(), hash.as_bytes())
         {

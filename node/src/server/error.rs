@@ -86,8 +86,8 @@ impl ApiError {
     /// A push that could not be taken whole: the store failed, or an envelope refused
     /// for a passing reason could not be kept (503 `retry-set-full`: the pusher tries
     /// the same envelopes again later, so none is lost).
-    pub fn keep(err: crate::sync::deferred::KeepError) -> ApiError {
-        use crate::sync::deferred::KeepError;
+    pub fn keep(err: crate::node::peers::deferred::KeepError) -> ApiError {
+        use crate::node::peers::deferred::KeepError;
         match err {
             KeepError::Store(e) => ApiError::store(e),
             full @ KeepError::Full { .. } => ApiError::new(

@@ -150,19 +150,19 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Read)?;
     let (filter, format) = parse(&q, caller.max_tlp())?;
-    let Ok(turn) = node.export_gate.clone().try_acquire_owned() else {
+    let Ok(turn) = node.export_gate().clone().try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "too-many-exports",
             format!(
                 "{} exports are running (limits.max_concurrent_exports); try again when one has finished",
-                node.config.limits.max_concurrent_exports
+                node.config().limits.max_concurrent_exports
             ),
         ));
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
     let runtime = tokio::runtime::Handle::current();
-    let stall = std::time::Duration::from_secs(node.config.limits.response_stall_secs);
+    let stall = std::time::Duration::from_secs(node.config().limits.response_stall_secs);
     let complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let done = complete.clone();
     tokio::task::spawn_blocking(move || {

@@ -1,16 +1,15 @@
 //! The federation API a peer member uses: its feed, pushes, and our view digest.
 
-use super::api::parse_json;
-use super::body::read_body;
+use super::body::{parse_json, read_body};
 use super::caller::Caller;
 use super::error::ApiError;
 use crate::envelope::EnvelopeId;
 use crate::json::RawObjects;
 use crate::node::Node;
+use crate::node::peers::policy::{self, Withheld};
+use crate::node::peers::wire::{Carry, EnvelopeList};
+use crate::node::receive::Offer;
 use crate::store::view::EnvMeta;
-use crate::sync::Offer;
-use crate::sync::body::{Carry, EnvelopeList};
-use crate::sync::policy::{self, Withheld};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -21,12 +20,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Largest feed page, envelopes.
-pub const MAX_FEED_PAGE: usize = 500;
-/// Largest feed page, bytes (a page stops early rather than grow past it). Small
-/// pages keep both sides' memory low (a parsed envelope takes several times its text)
-/// and let the puller store one page while the next is on its way.
-pub const MAX_FEED_BYTES: usize = 4 << 20;
+pub use crate::node::peers::wire::{MAX_FEED_BYTES, MAX_FEED_PAGE};
 /// Most envelopes in one push.
 pub const MAX_PUSH: usize = 1000;
 
@@ -115,20 +109,20 @@ async fn feed(
     }
     let limit = limit.min(MAX_FEED_PAGE);
     tokio::task::spawn_blocking(move || {
-        let view = node.store.read();
+        let view = node.store().read();
         // A cursor past the end of this log was given by a log that is no longer
         // (restored from an older backup): the peer must start again.
-        let log_head = node.store.head();
+        let log_head = node.store().head();
         if after > log_head {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "cursor-beyond-head",
                 format!(
                     "cursor {after} is past the end of this node's log ({log_head}, epoch {}): pull again from 0",
-                    node.store.epoch()
+                    node.store().epoch()
                 ),
             )
-            .with_details(json!({"epoch": node.store.epoch(), "head": log_head})));
+            .with_details(json!({"epoch": node.store().epoch(), "head": log_head})));
         }
         let envs = view.envelopes();
         let head = head_for(&node, &view, &peer);
@@ -149,7 +143,7 @@ async fn feed(
             // With `own=1` the peer takes back its own envelopes (a log restored from
             // an older backup), whatever their level: they are its own.
             let its_own = with_own && view.origin_name(e.origin) == peer;
-            match policy::may_send_held(&node.config, &view, &peer, e) {
+            match policy::may_send_held(node.config(), &view, &peer, e) {
                 _ if its_own => {}
                 Ok(()) => {}
                 Err(Withheld::PeerHasIt) => continue,
@@ -162,9 +156,9 @@ async fn feed(
             // skipped. A peer whose log was restored from a backup, or whose index
             // was rebuilt, may have lost it since, and asks for the page in full
             // when it lacks the id.
-            let pushed = node.sync.was_pushed(&peer, after, e.ordinal) || e.received_from == peer;
+            let pushed = node.sync().was_pushed(&peer, after, e.ordinal) || e.received_from == peer;
             let own = view.origin_name(e.origin) == node.member();
-            if own && !pushed && node.sync.push_will_send(&peer, e.ordinal) {
+            if own && !pushed && node.sync().push_will_send(&peer, e.ordinal) {
                 // Our push task sends it (see `push_will_send`): stop here.
                 next = e.ordinal;
                 break;
@@ -191,11 +185,11 @@ async fn feed(
         };
         let tail = format!(
             ",\"next\":\"{next}\",\"more\":{more},\"head\":{head},\"epoch\":\"{}\"}}",
-            node.store.epoch()
+            node.store().epoch()
         );
         let mut list = EnvelopeList::for_entries(&entries, tail.len());
         for (e, carry) in &entries {
-            list.add(&node.store, e, *carry)
+            list.add(node.store(), e, *carry)
                 .map_err(ApiError::internal)?;
         }
         let (sent, objects) = entries
@@ -206,8 +200,8 @@ async fn feed(
             });
         let mut body = list.finish();
         body.extend_from_slice(tail.as_bytes());
-        node.sync
-            .update(&node.store, &peer, !withheld.is_empty(), |s| {
+        node.sync()
+            .update(node.store(), &peer, !withheld.is_empty(), |s| {
                 s.envelopes_sent += sent;
                 s.objects_sent += objects;
                 for (l, n) in withheld {
@@ -226,7 +220,7 @@ async fn push(
     body: Body,
 ) -> Result<Response, ApiError> {
     let peer = caller.require_peer()?.to_string();
-    let (bytes, _budget) = read_body(body, &node, node.config.limits.max_body_bytes).await?;
+    let (bytes, _budget) = read_body(body, &node, node.config().limits.max_body_bytes).await?;
     let results = tokio::task::spawn_blocking(move || {
         // The envelopes are kept as text: each is parsed (strictly) only if this node
         // does not hold its stated id, and its signed form is then taken from its
@@ -278,7 +272,7 @@ fn head_for(node: &Node, view: &crate::store::view::View, peer: &str) -> Option<
         .take(HEAD_SCAN)
         .find(|e| {
             matches!(
-                policy::may_send_held(&node.config, view, peer, e),
+                policy::may_send_held(node.config(), view, peer, e),
                 Ok(()) | Err(Withheld::PeerHasIt)
             )
         })
@@ -309,25 +303,12 @@ fn stated_ids(ids: Option<&Value>, n: usize) -> Result<Vec<Option<EnvelopeId>>, 
     }
 }
 
-/// Our digests of the levels every peer shares (clear, green): each over the latest
-/// versions among the deliveries at that level or below (`View::shared_digest`).
-pub fn shared_digests(node: &Node) -> serde_json::Map<String, Value> {
-    let view = node.store.read();
-    crate::store::view::SHARED_LEVELS
-        .iter()
-        .filter_map(|l| {
-            view.shared_digest(*l)
-                .map(|d| (l.as_str().to_string(), json!(d.to_string())))
-        })
-        .collect()
-}
-
 async fn digest(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response, ApiError> {
     caller.require_peer()?;
     // Every peer asks every two seconds; the view's lock may be held by an ingest.
     tokio::task::spawn_blocking(move || {
-        let head = node.store.head();
-        let body = json!({"member": node.member(), "head": head, "digests": shared_digests(&node)});
+        let head = node.store().head();
+        let body = json!({"member": node.member(), "head": head, "digests": node.shared_digests()});
         json_ok(body.to_string().into_bytes())
     })
     .await

@@ -14,7 +14,6 @@ pub mod error;
 pub mod export;
 pub mod federation;
 pub mod taxii;
-pub mod tls;
 
 use crate::node::Node;
 use axum::Router;
@@ -39,7 +38,7 @@ use tower::ServiceExt as _;
 pub enum ServerError {
     /// TLS material cannot be used.
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] crate::tls::TlsError),
     /// The listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
@@ -63,7 +62,7 @@ pub fn router(node: Arc<Node>) -> Router {
 async fn observe(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
     let route = route_label(req.uri().path());
     let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
-    let limit = Duration::from_secs(node.config.limits.request_timeout_secs);
+    let limit = Duration::from_secs(node.config().limits.request_timeout_secs);
     let taxii = req.uri().path().starts_with("/taxii2");
     let resp =
         match tokio::time::timeout(limit, tracing::Instrument::instrument(next.run(req), span))
@@ -83,7 +82,7 @@ async fn observe(State(node): State<Arc<Node>>, req: Request, next: Next) -> Res
                 }
             }
         };
-    node.metrics.http(route, resp.status().as_u16());
+    node.metrics().http(route, resp.status().as_u16());
     resp
 }
 
@@ -106,14 +105,19 @@ fn route_label(path: &str) -> &'static str {
 
 /// Serves the node on `listener` until `shutdown` completes, then drains connections
 /// (up to 10 s).
+///
+/// `background` are the tasks that run beside the server for as long as it serves
+/// (the sync tasks, `sync::spawn`, started by the caller: the server does not know
+/// sync); they are stopped before the store is flushed.
 pub async fn serve(
     listener: TcpListener,
     node: Arc<Node>,
+    background: Vec<tokio::task::JoinHandle<()>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let tls = Arc::new(tls::TlsReloader::new(&node.config)?);
+    let tls = Arc::new(crate::tls::TlsReloader::new(node.config())?);
     let app = router(node.clone());
-    let limits = node.config.limits.clone();
+    let limits = node.config().limits.clone();
     let slots = Arc::new(conn::Slots::new(&limits));
     // Bumped when the TLS material is reloaded (connections made under the old
     // material close gracefully) and set to `u64::MAX` at shutdown.
@@ -146,7 +150,6 @@ pub async fn serve(
         })
     };
     tracing::info!(address = %listener.local_addr()?, member = %node.member(), "serving");
-    let sync_tasks = crate::sync::spawn(node.clone());
     tokio::pin!(shutdown);
     loop {
         let (tcp, remote) = tokio::select! {
@@ -165,7 +168,7 @@ pub async fn serve(
             Ok(a) => a,
             Err(why) => {
                 tracing::warn!(%remote, reason = why, "connection refused");
-                node.metrics.connection_refused(why);
+                node.metrics().connection_refused(why);
                 drop(tcp);
                 continue;
             }
@@ -196,14 +199,16 @@ pub async fn serve(
             };
             let certs = stream.get_ref().1.peer_certificates();
             let identity = caller::identity_of(certs);
-            let cert_not_after = certs.and_then(|c| c.first()).and_then(caller::not_after);
+            let cert_not_after = certs
+                .and_then(|c| c.first())
+                .and_then(crate::tls::not_after);
             // A connection with a certificate no longer counts against its address;
             // one without takes a place of those kept for certificate-less callers.
             let _admitted = match admitted.established(identity != caller::CertIdentity::None) {
                 Ok(a) => a,
                 Err(why) => {
                     tracing::warn!(%remote, reason = why, "connection refused after the handshake");
-                    metrics_node.metrics.connection_refused(why);
+                    metrics_node.metrics().connection_refused(why);
                     return;
                 }
             };
@@ -277,7 +282,7 @@ pub async fn serve(
         });
     }
     reloader.abort();
-    for t in sync_tasks {
+    for t in background {
         t.abort();
     }
     closing.send_replace(u64::MAX);
@@ -287,7 +292,7 @@ pub async fn serve(
     // Bounded, like the index's own close (store/sled_engine.rs): a flush that never
     // returns must not keep the process from exiting; the log is durable either way.
     let closing = node.clone();
-    let flush = tokio::task::spawn_blocking(move || closing.store.flush());
+    let flush = tokio::task::spawn_blocking(move || closing.store().flush());
     match tokio::time::timeout(Duration::from_secs(20), flush).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => {

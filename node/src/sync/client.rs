@@ -1,10 +1,10 @@
 //! HTTPS client for a peer's federation API: the federation CA as the only root, this
 //! node's certificate as identity, bounded responses.
 
-use super::Offer;
 use crate::config::Config;
 use crate::envelope::EnvelopeId;
-use crate::server::tls::{TlsError, client_config};
+use crate::node::receive::Offer;
+use crate::tls::{TlsError, client_config};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::time::Duration;
@@ -65,14 +65,16 @@ pub enum SyncError {
     /// An envelope the peer sent, refused for a passing reason, cannot be kept for a
     /// retry because the peer's retry set is full: nothing more is taken from it.
     #[error("{0}; nothing more is taken from this peer until some of them pass")]
-    RetrySetFull(super::deferred::KeepError),
+    RetrySetFull(crate::node::peers::deferred::KeepError),
 }
 
-impl From<super::deferred::KeepError> for SyncError {
-    fn from(e: super::deferred::KeepError) -> Self {
+impl From<crate::node::peers::deferred::KeepError> for SyncError {
+    fn from(e: crate::node::peers::deferred::KeepError) -> Self {
         match e {
-            super::deferred::KeepError::Store(e) => SyncError::Store(e),
-            full @ super::deferred::KeepError::Full { .. } => SyncError::RetrySetFull(full),
+            crate::node::peers::deferred::KeepError::Store(e) => SyncError::Store(e),
+            full @ crate::node::peers::deferred::KeepError::Full { .. } => {
+                SyncError::RetrySetFull(full)
+            }
         }
     }
 }
@@ -178,7 +180,7 @@ impl PageSize {
     pub fn full(envelopes: usize) -> PageSize {
         PageSize {
             envelopes,
-            bytes: crate::server::federation::MAX_FEED_BYTES,
+            bytes: crate::node::peers::wire::MAX_FEED_BYTES,
         }
     }
 
@@ -214,7 +216,7 @@ pub struct PeerClient {
 impl PeerClient {
     /// A client for `name` at `url`.
     pub fn new(cfg: &Config, name: &str, url: &str) -> Result<PeerClient, SyncError> {
-        let stamp = crate::server::tls::material_stamp(cfg);
+        let stamp = crate::tls::material_stamp(cfg);
         let http = Self::build(cfg, name)?;
         Ok(PeerClient {
             name: name.to_string(),
@@ -245,7 +247,7 @@ impl PeerClient {
     /// old client stays (and the failure is logged).
     fn http(&self) -> reqwest::Client {
         let mut held = self.http.lock().unwrap_or_else(|p| p.into_inner());
-        let now = crate::server::tls::material_stamp(&self.cfg);
+        let now = crate::tls::material_stamp(&self.cfg);
         if now != held.1 {
             match Self::build(&self.cfg, &self.name) {
                 Ok(c) => {
@@ -359,7 +361,7 @@ impl PeerClient {
         if own {
             query.push(("own", "1".to_string()));
         }
-        if size.bytes < crate::server::federation::MAX_FEED_BYTES {
+        if size.bytes < crate::node::peers::wire::MAX_FEED_BYTES {
             query.push(("max_bytes", size.bytes.to_string()));
         }
         if relayed_as_ids {
@@ -433,7 +435,7 @@ impl PeerClient {
 
     /// `POST /federation/v1/envelopes` with a body of held envelopes and their ids
     /// (so the peer can skip parsing the ones it holds), written by
-    /// [`super::body::EnvelopeList`].
+    /// [`crate::node::peers::wire::EnvelopeList`].
     pub async fn push(&self, body: Vec<u8>) -> Result<Value, SyncError> {
         let resp = self
             .http()

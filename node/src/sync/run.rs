@@ -1,11 +1,12 @@
 //! The per-peer tasks: pull (catch-up, forwarding and repair), push (this node's own
 //! envelopes, at once), digest checks.
 
-use super::body::{Carry, EnvelopeList};
 use super::client::{PageSize, PeerClient, SyncError};
-use super::{Offer, now, policy};
 use crate::envelope::EnvelopeId;
 use crate::node::Node;
+use crate::node::peers::wire::{Carry, EnvelopeList};
+use crate::node::peers::{now, policy};
+use crate::node::receive::Offer;
 use crate::store::view::EnvMeta;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,13 +25,13 @@ const POLL: Duration = Duration::from_millis(1000);
 /// for a passing reason. Abort the handles to stop them.
 pub fn spawn(node: Arc<Node>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = vec![tokio::spawn(retry_loop(node.clone()))];
-    for p in node.config.peers.clone() {
+    for p in node.config().peers.clone() {
         let url = p
             .url
             .clone()
-            .or_else(|| node.roster.member(&p.name).map(|m| m.node_url.clone()));
+            .or_else(|| node.roster().member(&p.name).map(|m| m.node_url.clone()));
         let Some(url) = url else { continue };
-        let client = match PeerClient::new(&node.config, &p.name, &url) {
+        let client = match PeerClient::new(node.config(), &p.name, &url) {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 tracing::error!(peer = %p.name, error = %e, "cannot build a client for this peer; not syncing with it");
@@ -58,7 +59,7 @@ async fn retry_loop(node: Arc<Node>) {
 /// Offers each due kept envelope again, as from the peer that sent it; those stored,
 /// found held, or refused for good leave the set, the others wait again.
 pub fn retry_due(node: &Node) {
-    for (peer, items) in node.sync.deferred.due(&node.store, now(), 64) {
+    for (peer, items) in node.sync().deferred.due(node.store(), now(), 64) {
         let offers: Vec<Offer> = items
             .iter()
             .map(|(_, text)| Offer {
@@ -73,12 +74,14 @@ pub fn retry_due(node: &Node) {
                     // Still waiting; or refused for a passing reason but not kept
                     // again (a store write failed): it stays as it was.
                     let passing = r.status == "rejected"
-                        && r.code.as_deref().is_some_and(super::deferred::is_retryable);
+                        && r.code
+                            .as_deref()
+                            .is_some_and(crate::node::peers::deferred::is_retryable);
                     if r.status == "deferred" || passing {
                         continue;
                     }
                     tracing::info!(peer, envelope = %id, status = r.status, code = ?r.code, "an envelope kept for a retry was tried again");
-                    if let Err(e) = node.sync.deferred.forget(&node.store, &peer, id) {
+                    if let Err(e) = node.sync().deferred.forget(node.store(), &peer, id) {
                         tracing::warn!(peer, envelope = %id, error = %e, "cannot forget a kept envelope; it is tried again");
                     }
                 }
@@ -101,7 +104,7 @@ fn backoff(failures: u32) -> Duration {
 
 fn record_error(node: &Node, peer: &str, e: &SyncError) {
     tracing::warn!(peer, error = %e, "sync with peer failed");
-    node.sync.update(&node.store, peer, true, |s| {
+    node.sync().update(node.store(), peer, true, |s| {
         s.reachable = !matches!(e, SyncError::Unreachable { .. });
         s.last_error = Some((now(), e.to_string()));
         *s.failures.entry(e.kind().to_string()).or_default() += 1;
@@ -110,7 +113,7 @@ fn record_error(node: &Node, peer: &str, e: &SyncError) {
 
 /// How many of `ids` this node does not hold.
 fn missing(node: &Node, ids: &[EnvelopeId]) -> usize {
-    let view = node.store.read();
+    let view = node.store().read();
     ids.iter()
         .filter(|id| !view.has_envelope(&id.digest_bytes()))
         .count()
@@ -150,10 +153,10 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
         // After the page being stored, or from the persisted cursor.
         let cursor = match &storing {
             Some(s) => s.page.next,
-            None => node.sync.peer(&peer).cursor,
+            None => node.sync().peer(&peer).cursor,
         };
-        node.sync
-            .update(&node.store, &peer, false, |s| s.last_attempt = Some(now()));
+        node.sync()
+            .update(node.store(), &peer, false, |s| s.last_attempt = Some(now()));
         // While the node takes back its own envelopes (after a rebuild), the feed
         // includes them.
         let own = node.recovering();
@@ -201,7 +204,7 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
         // Another epoch: the peer's log was rebuilt or restored, and our cursor means
         // nothing in it. What is being stored is finished, then the pull starts again
         // from 0 (what we hold already is skipped by id).
-        let known = node.sync.peer(&peer).epoch;
+        let known = node.sync().peer(&peer).epoch;
         if let (Some(theirs), Some(ours)) = (&page.epoch, &known)
             && theirs != ours
         {
@@ -277,7 +280,7 @@ fn start_again(node: &Node, peer: &str, epoch: Option<String>, why: &str) {
         peer,
         "{why} (restored or rebuilt): pulling its feed again from the start"
     );
-    node.sync.update(&node.store, peer, true, |s| {
+    node.sync().update(node.store(), peer, true, |s| {
         s.cursor = 0;
         s.epoch = epoch;
         s.their_head = None;
@@ -321,7 +324,9 @@ struct Storing {
     /// The page (its envelopes taken out).
     page: super::client::FeedPage,
     /// The task storing them.
-    task: tokio::task::JoinHandle<Result<Vec<super::Offered>, super::deferred::KeepError>>,
+    task: tokio::task::JoinHandle<
+        Result<Vec<crate::node::receive::Offered>, crate::node::peers::deferred::KeepError>,
+    >,
 }
 
 /// Finishes storing the page being stored, if any. `false` if that failed: the
@@ -368,7 +373,7 @@ async fn stored(node: &Node, peer: &str, s: Storing, relayed_as_ids: &mut bool) 
     }
     // Durable: the cursor may move.
     let t = now();
-    node.sync.update(&node.store, peer, true, |s| {
+    node.sync().update(node.store(), peer, true, |s| {
         s.cursor = page.next;
         if page.epoch.is_some() {
             s.epoch = page.epoch.clone();
@@ -399,16 +404,16 @@ struct PushTask {
 
 impl Drop for PushTask {
     fn drop(&mut self) {
-        self.node.sync.push_stopped(&self.peer);
+        self.node.sync().push_stopped(&self.peer);
     }
 }
 
 async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     let peer = client.name.clone();
-    let mut head_rx = node.sync.head.subscribe();
+    let mut head_rx = node.sync().head.subscribe();
     // Push only what arrives from now on; pull (the peer's) covers the past.
-    let mut pushed_through = node.store.head();
-    node.sync.push_started(&peer, pushed_through);
+    let mut pushed_through = node.store().head();
+    node.sync().push_started(&peer, pushed_through);
     let _task = PushTask {
         node: node.clone(),
         peer: peer.clone(),
@@ -441,7 +446,7 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
         }
         pushed_through = last;
         if ordinals.is_empty() {
-            node.sync.push_tried(&peer, last, None);
+            node.sync().push_tried(&peer, last, None);
             continue;
         }
         match client.push(body).await {
@@ -450,17 +455,17 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 // Only what the peer took (or held already) counts as delivered; the
                 // feed serves anything else again.
                 let taken = taken_by_peer(&answer, ordinals.len());
-                node.sync.mark_pushed(
+                node.sync().mark_pushed(
                     &peer,
                     ordinals
                         .iter()
                         .zip(taken)
                         .filter_map(|(o, t)| t.then_some(*o)),
                 );
-                node.sync.push_tried(&peer, last, Some(true));
+                node.sync().push_tried(&peer, last, Some(true));
                 let n = ordinals.len() as u64;
                 let t = now();
-                node.sync.update(&node.store, &peer, false, |s| {
+                node.sync().update(node.store(), &peer, false, |s| {
                     s.envelopes_sent += n;
                     s.objects_sent += objects;
                     s.reachable = true;
@@ -469,7 +474,7 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             }
             Err(e) => {
                 // The peer's pull will fetch what this push missed.
-                node.sync.push_tried(&peer, last, Some(false));
+                node.sync().push_tried(&peer, last, Some(false));
                 record_error(&node, &peer, &e);
                 failures += 1;
                 tokio::time::sleep(backoff(failures)).await;
@@ -483,7 +488,7 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
 /// [`PUSH_BYTES`], read from the log straight into the body; with the ordinals it
 /// carries, the objects in those envelopes and the ordinal the scan stopped before.
 fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>, u64, u64) {
-    let view = node.store.read();
+    let view = node.store().read();
     let envs = view.envelopes();
     let start = envs.partition_point(|e| e.ordinal < pushed_through);
     let mut entries: Vec<(&EnvMeta, Carry)> = Vec::new();
@@ -504,7 +509,7 @@ fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>
         if e.received_from == peer {
             continue;
         }
-        if policy::may_send_held(&node.config, &view, peer, e).is_err() {
+        if policy::may_send_held(node.config(), &view, peer, e).is_err() {
             continue;
         }
         bytes += Carry::Body.text_len(e);
@@ -514,7 +519,7 @@ fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>
     let mut ordinals = Vec::with_capacity(entries.len());
     let mut objects = 0u64;
     for (e, carry) in &entries {
-        match list.add(&node.store, e, *carry) {
+        match list.add(node.store(), e, *carry) {
             Ok(()) => {
                 ordinals.push(e.ordinal);
                 objects += u64::from(e.object_count);
@@ -555,8 +560,8 @@ async fn digest_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 .iter()
                 .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
                 .collect();
-            node.sync
-                .update(&node.store, &peer, false, |s| s.their_digests = digests);
+            node.sync()
+                .update(node.store(), &peer, false, |s| s.their_digests = digests);
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

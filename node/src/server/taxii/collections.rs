@@ -60,7 +60,7 @@ pub fn all(node: &Node) -> Vec<Collection> {
             writable: true,
         },
     ];
-    for m in node.roster.members() {
+    for m in node.roster().members() {
         out.push(Collection {
             id: collection_id(&m.name),
             alias: m.name.clone(),

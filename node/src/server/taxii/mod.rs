@@ -114,7 +114,7 @@ fn base_url(headers: &HeaderMap, node: &Node) -> String {
                 .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
         .map(str::to_string)
-        .unwrap_or_else(|| node.config.listen.address.clone());
+        .unwrap_or_else(|| node.config().listen.address.clone());
     format!("https://{host}")
 }
 
@@ -147,7 +147,7 @@ async fn api_root(
         "title": format!("Synergia ({})", node.member()),
         "description": "Collections: consolidated (merged view), local (this member; writable), and one per member.",
         "versions": [TAXII_MEDIA_TYPE],
-        "max_content_length": node.config.limits.max_body_bytes,
+        "max_content_length": node.config().limits.max_body_bytes,
     });
     Ok(taxii_json(StatusCode::OK, body.to_string().into_bytes()))
 }
@@ -237,7 +237,7 @@ fn page(
     default_versions: VersionSpec,
     extra_ids: Option<&str>,
 ) -> Result<(select::Page, Filters), ApiError> {
-    let limits = &node.config.limits;
+    let limits = &node.config().limits;
     let scope = coll.token_scope();
     let req = query::parse_page_request(
         pairs,
@@ -245,7 +245,7 @@ fn page(
         limits.taxii_default_page,
         limits.taxii_max_page,
         query::PageScope {
-            token_key: &node.token_key,
+            token_key: node.token_key(),
             collection: &scope,
             object_id: extra_ids,
         },
@@ -281,7 +281,7 @@ fn paged_json(
 ) -> Response {
     if let (true, Some(after)) = (p.more, p.resume_after) {
         body["next"] = json!(token::encode(
-            &node.token_key,
+            node.token_key(),
             &coll.token_scope(),
             &f.canonical,
             after
@@ -306,7 +306,7 @@ fn envelope_response(
     if let (true, Some(after)) = (p.more, p.resume_after) {
         body.extend_from_slice(b",\"next\":\"");
         body.extend_from_slice(
-            token::encode(&node.token_key, &coll.token_scope(), &f.canonical, after).as_bytes(),
+            token::encode(node.token_key(), &coll.token_scope(), &f.canonical, after).as_bytes(),
         );
         body.push(b'"');
     }
@@ -332,7 +332,7 @@ fn envelope_response(
                             body.push(b',');
                         }
                         first = false;
-                        node.store
+                        node.store()
                             .object_body_onto(r, &mut body)
                             .map_err(ApiError::internal)?;
                     }
@@ -344,7 +344,7 @@ fn envelope_response(
             if !first {
                 body.push(b',');
             }
-            node.store
+            node.store()
                 .object_body_onto(r, &mut body)
                 .map_err(ApiError::internal)?;
         }
@@ -367,7 +367,7 @@ async fn get_objects(
     read(&caller)?;
     let c = collection(&node, &caller, &coll)?;
     tokio::task::spawn_blocking(move || {
-        let view = node.store.read();
+        let view = node.store().read();
         let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::Last, None)?;
         envelope_response(&node, &view, &c, &f, &p)
     })
@@ -397,7 +397,7 @@ async fn get_object(
     read(&caller)?;
     let c = collection(&node, &caller, &coll)?;
     tokio::task::spawn_blocking(move || {
-        let view = node.store.read();
+        let view = node.store().read();
         let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::Last, Some(&id))?;
         object_found(&p, &f, &id, &c)?;
         envelope_response(&node, &view, &c, &f, &p)
@@ -419,7 +419,7 @@ async fn get_versions(
     // Off the async workers, as every handler that reads the view: a publish may hold
     // the view's write lock for a moment.
     tokio::task::spawn_blocking(move || {
-        let view = node.store.read();
+        let view = node.store().read();
         let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::All, Some(&id))?;
         object_found(&p, &f, &id, &c)?;
         let mut versions: Vec<(i64, String)> = p
@@ -449,7 +449,7 @@ async fn get_manifest(
     read(&caller)?;
     let c = collection(&node, &caller, &coll)?;
     tokio::task::spawn_blocking(move || {
-        let view = node.store.read();
+        let view = node.store().read();
         let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::Last, None)?;
         let records: Vec<Value> = p
             .handles
@@ -510,11 +510,11 @@ async fn add_objects(
     }
     // Waits its turn before reading the body (limits.max_concurrent_publishes).
     let _turn = node
-        .publish_gate
+        .publish_gate()
         .acquire()
         .await
         .map_err(|e| ApiError::internal(e).taxii())?;
-    let (bytes, _budget) = read_body(body, &node, node.config.limits.max_body_bytes)
+    let (bytes, _budget) = read_body(body, &node, node.config().limits.max_body_bytes)
         .await
         .map_err(ApiError::taxii)?;
     let request_timestamp = Timestamp::now().to_micros_string();
@@ -527,7 +527,7 @@ async fn add_objects(
             "id".into(),
             json!(format!("bundle--{}", uuid::Uuid::new_v4())),
         );
-        let window = n.config.limits.publish_window_objects;
+        let window = n.config().limits.publish_window_objects;
         let report = match parse_publish_body(&bytes, window).map_err(ApiError::taxii)? {
             PublishBody::Windowed(mut raw) => {
                 raw.members = bundle;
@@ -602,7 +602,7 @@ async fn add_objects(
             "pendings": [],
         });
         let id = status["id"].as_str().unwrap_or_default().to_string();
-        n.store
+        n.store()
             .put_value(Space::Status, &id, status.to_string().into_bytes(), false)
             .map_err(|e| ApiError::store(e).taxii())?;
         Ok(status)
@@ -629,7 +629,7 @@ async fn get_status(
         return Err(ApiError::not_found(format!("no status {status}")).taxii());
     }
     let v = node
-        .store
+        .store()
         .get_value(Space::Status, &status)
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no status {status}")).taxii())?;

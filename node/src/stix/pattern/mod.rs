@@ -16,12 +16,26 @@
 mod lexer;
 mod parser;
 mod simple;
+
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
 
-pub use parser::parse;
+/// Parses and validates a STIX 2.1 pattern.
+///
+/// Accepts exactly what the STIX 2.1 grammar and the OASIS reference validator
+/// accept, except where the reference is looser than the specification (see
+/// `docs/stix-deviations-patterns.md`). Never panics, whatever the input.
+///
+/// The usual one-comparison shape is read by [`simple`] in one pass; everything
+/// else, and every error, comes from the general parser.
+pub fn parse(input: &str) -> Result<Pattern, PatternError> {
+    match simple::parse(input) {
+        Some(pattern) => Ok(pattern),
+        None => parser::parse_general(input),
+    }
+}
 
 /// Why a pattern was rejected, and where.
 ///

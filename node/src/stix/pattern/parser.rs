@@ -12,22 +12,8 @@ use super::{
 /// exhaust the stack.
 const MAX_DEPTH: usize = 200;
 
-/// Parses and validates a STIX 2.1 pattern.
-///
-/// Accepts exactly what the STIX 2.1 grammar and the OASIS reference validator
-/// accept, except where the reference is looser than the specification (see
-/// `docs/stix-deviations-patterns.md`). Never panics, whatever the input.
-///
-/// The usual one-comparison shape is read by [`super::simple`] in one pass; everything
-/// else, and every error, comes from the general parser.
-pub fn parse(input: &str) -> Result<Pattern, PatternError> {
-    match super::simple::parse(input) {
-        Some(pattern) => Ok(pattern),
-        None => parse_general(input),
-    }
-}
-
-/// [`parse`] without the fast path: the reference the fast path is tested against.
+/// [`super::parse`] without the fast path: every error, every shape the fast path
+/// does not take, and the reference the fast path is tested against.
 pub(super) fn parse_general(input: &str) -> Result<Pattern, PatternError> {
     // The reference validator insists that a pattern opens with `[` after any
     // number of `(`; a leading comment, for one, is refused.

@@ -175,7 +175,7 @@ impl rustls::client::danger::ServerCertVerifier for PeerVerifier {
             ocsp_response,
             now,
         )?;
-        let names = super::caller::uri_sans(end_entity);
+        let names = uri_sans(end_entity);
         if names.contains(&self.expected) {
             Ok(verified)
         } else {
@@ -298,4 +298,26 @@ impl TlsReloader {
             }
         }
     }
+}
+
+/// The URI SANs of a certificate (none when it does not parse).
+pub fn uri_sans(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let mut uris = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::URI(u) = n {
+                uris.push(u.to_string());
+            }
+        }
+    }
+    uris
+}
+
+/// The end of a certificate's validity (epoch seconds), when it parses.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(c.validity().not_after.timestamp())
 }

@@ -10,6 +10,13 @@ use crate::envelope::EnvelopeId;
 use crate::store::view::EnvMeta;
 use crate::store::{Store, StoreError};
 
+/// Largest feed page, envelopes.
+pub const MAX_FEED_PAGE: usize = 500;
+/// Largest feed page, bytes (a page stops early rather than grow past it). Small
+/// pages keep both sides' memory low (a parsed envelope takes several times its text)
+/// and let the puller store one page while the next is on its way.
+pub const MAX_FEED_BYTES: usize = 4 << 20;
+
 /// What one entry of the list carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Carry {

@@ -80,7 +80,7 @@ fn ts(us: Option<i64>) -> Option<String> {
 
 /// The status of every configured peer.
 pub fn peer_statuses(node: &Node) -> Vec<PeerStatus> {
-    let ours = crate::server::federation::shared_digests(node);
+    let ours = node.shared_digests();
     let now_us = now();
     let now_s = now_us / 1_000_000;
     node.config
