@@ -19,7 +19,7 @@ pub enum Space {
     /// TAXII status id → status resource.
     Status,
     /// Envelopes refused for a passing reason, kept for a retry
-    /// (`sync::deferred`): their records and their bytes.
+    /// (`node::peers::deferred`): their records and their bytes.
     Deferred,
 }
 

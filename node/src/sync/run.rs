@@ -45,7 +45,7 @@ pub fn spawn(node: Arc<Node>) -> Vec<tokio::task::JoinHandle<()>> {
     tasks
 }
 
-/// Tries the kept envelopes that are due, every second (see `sync::deferred`).
+/// Tries the kept envelopes that are due, every second (see `node::peers::deferred`).
 async fn retry_loop(node: Arc<Node>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;

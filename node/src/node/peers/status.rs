@@ -51,7 +51,7 @@ pub struct PeerStatus {
     /// Per shared level: whether their view digest equals ours.
     pub digests_match: BTreeMap<String, bool>,
     /// Envelopes from this peer refused for a passing reason, kept and tried again
-    /// (`sync::deferred`): how many.
+    /// (`node::peers::deferred`): how many.
     #[serde(default)]
     pub waiting: usize,
     /// The first of them (up to 20), soonest retry first: id, reason, tries, next try.
