@@ -1271,3 +1271,66 @@ fn a_corrupted_index_is_rebuilt_from_the_evidence_log_with_the_same_digests() {
         started.elapsed()
     );
 }
+
+/// A second `serve` and a `rebuild` on the data directory of a running node are both
+/// refused within a second, naming the process that holds it, and change nothing: the
+/// node keeps its index and answers as before. (Before, the second `serve` waited 10 s
+/// and advised `synergia rebuild`, which deleted the live node's index.)
+#[test]
+fn a_second_serve_and_a_rebuild_on_a_live_data_directory_are_refused() {
+    let fed = Federation::new(&["alpha", "beta"], &[]);
+    let cfg = fed.config("alpha");
+    let url = url_of(&fed, "alpha");
+    let node = spawn_logged(&fed, "alpha");
+    let pid = node.pid().unwrap();
+    let rt = rt();
+    let admin = https_client(&fed.ca_path(), Some(&fed.admin_identity("alpha")));
+    let r = rt.block_on(async {
+        admin
+            .post(format!("{url}/api/v1/bundles"))
+            .json(&bundle("alpha", 1, 10))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(r, 200);
+    let before = rt.block_on(stats(&admin, &url)).unwrap();
+    for command in ["serve", "rebuild"] {
+        let started = Instant::now();
+        let o = std::process::Command::new(bin())
+            .args([command, "--config"])
+            .arg(fed.config_path("alpha"))
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{command}: {err}");
+        assert!(
+            err.contains(&format!("in use by process {pid}")),
+            "{command}: {err}"
+        );
+        assert!(!err.contains("synergia rebuild"), "{command}: {err}");
+        assert!(took < Duration::from_secs(1), "{command} took {took:?}");
+    }
+    assert!(cfg.data_dir.join("index").exists());
+    // Readable by the node's user only.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&cfg.data_dir)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700, "{}", cfg.data_dir.display());
+    let after = rt.block_on(stats(&admin, &url)).unwrap();
+    assert_eq!(after["envelopes"], before["envelopes"]);
+    assert_eq!(after["digests"], before["digests"]);
+    drop(node);
+    // Once the node is gone, the directory is free again.
+    let o = std::process::Command::new(bin())
+        .args(["rebuild", "--config"])
+        .arg(fed.config_path("alpha"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

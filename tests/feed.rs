@@ -8,7 +8,7 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use serde_json::{Value, json};
-use synergia::node::receive::Offer;
+use synergia::node::receive::{Offer, OfferStatus};
 use synergia::server::federation::{MAX_FEED_BYTES, MAX_FEED_PAGE};
 use synergia::stix::timestamp::Timestamp;
 use synergia::stix::tlp::TlpLevel;
@@ -64,7 +64,7 @@ fn a_peer_far_behind_reads_the_feed_in_bounded_pages_in_log_order() {
     }
     let mut logged = Vec::new();
     for r in node.node.accept_from_peer("beta", offers).unwrap() {
-        assert_eq!(r.status, "accepted", "{r:?}");
+        assert_eq!(r.status, OfferStatus::Accepted, "{r:?}");
         logged.push(r.id);
     }
     let gamma = https_client(&fed.ca_path(), Some(&fed.node_identity("gamma")));

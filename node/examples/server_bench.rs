@@ -366,6 +366,7 @@ fn synergia_node() -> Value {
         amber_hubs: vec![],
         years: 1,
         example: false,
+        force: false,
     })
     .expect("federation");
     let mut cfg = Config::load(&dir.join("config/bench.toml")).expect("config");

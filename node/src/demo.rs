@@ -119,6 +119,7 @@ impl Demo {
             amber_hubs: vec![COORDINATOR.into()],
             years: 1,
             example: true,
+            force: false,
         })
         .map_err(|e| DemoError::Setup(e.to_string()))?;
         let mut nodes = BTreeMap::new();

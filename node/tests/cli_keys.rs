@@ -347,3 +347,59 @@ fn revoke_cert_writes_a_growing_revocation_list_and_a_config_can_use_it() {
         before
     );
 }
+
+/// `init-federation` into a directory that holds a federation refuses, names the
+/// directory and `--force`, and changes nothing; with `--force` it overwrites.
+#[test]
+fn init_federation_refuses_a_live_federations_directory() {
+    let f = Federation::init();
+    let ca = std::fs::read(f.keys.join("ca.pem")).unwrap();
+    let ca_key = std::fs::read(f.keys.join("ca-key.pem")).unwrap();
+    let roster = std::fs::read(f.keys.join("roster.json")).unwrap();
+    let again = |extra: &[&str]| {
+        let mut args = vec![
+            "keys",
+            "init-federation",
+            "--members",
+            "mallory,trudy",
+            "--out",
+            f.keys.to_str().unwrap(),
+            "--config-out",
+            f.config.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        synergia(&args)
+    };
+    let o = again(&[]);
+    assert!(!o.status.success(), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(f.keys.to_str().unwrap())
+            && err.contains("not empty")
+            && err.contains("--force"),
+        "{}",
+        describe(&o)
+    );
+    assert_eq!(std::fs::read(f.keys.join("ca.pem")).unwrap(), ca);
+    assert_eq!(std::fs::read(f.keys.join("ca-key.pem")).unwrap(), ca_key);
+    assert_eq!(std::fs::read(f.keys.join("roster.json")).unwrap(), roster);
+    assert!(!f.keys.join("mallory").exists());
+    // A separate, non-empty config directory is refused too.
+    let empty = tempfile::tempdir().unwrap();
+    let o = synergia(&[
+        "keys",
+        "init-federation",
+        "--members",
+        "mallory",
+        "--out",
+        empty.path().join("keys").to_str().unwrap(),
+        "--config-out",
+        f.config.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success(), "{}", describe(&o));
+    assert!(!empty.path().join("keys").join("ca.pem").exists());
+    // --force overwrites, as asked.
+    let o = again(&["--force"]);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert_ne!(std::fs::read(f.keys.join("ca.pem")).unwrap(), ca);
+}

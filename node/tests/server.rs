@@ -657,7 +657,15 @@ fn publishes_beyond_the_limit_wait_their_turn() {
             }
         });
         // The slow publish is admitted and reading its body.
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let gate = node.node.publish_gate();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while gate.available_permits() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first publish never started"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let quick = tokio::spawn({
             let (admin, url) = (admin.clone(), url.clone());
             async move {
@@ -670,7 +678,19 @@ fn publishes_beyond_the_limit_wait_their_turn() {
                 (r.status(), std::time::Instant::now())
             }
         });
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        // The second one is waiting at the gate (the gauge in /metrics says so).
+        let waiting = &node.node.metrics().publishes_waiting;
+        while waiting.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(
+                !quick.is_finished(),
+                "the second publish did not wait its turn"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second publish never came"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         assert!(
             !quick.is_finished(),
             "the second publish did not wait its turn"

@@ -49,6 +49,7 @@ impl Federation {
             amber_hubs: amber_hubs.iter().map(|s| s.to_string()).collect(),
             years: 1,
             example: false,
+            force: false,
         };
         let report = init_federation(&opts).unwrap();
         // Rewrite every port (init-federation numbers them from base_port).

@@ -64,6 +64,11 @@ pub struct InitArgs {
     /// Head every generated config with an "example only" warning.
     #[arg(long)]
     example: bool,
+    /// Write into a non-empty --out (or --config-out), overwriting the CA, its key,
+    /// the roster and the configs there. Without it such a directory is refused: a new
+    /// CA over a live federation's locks every member out.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,6 +131,7 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                 amber_hubs: a.amber_hubs,
                 years: a.years,
                 example: a.example,
+                force: a.force,
             };
             let report = federation::init_federation(&opts)?;
             println!(

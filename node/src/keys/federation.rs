@@ -42,6 +42,9 @@ pub struct InitOptions {
     pub years: i32,
     /// Mark every generated config as example material.
     pub example: bool,
+    /// Write into a non-empty `out` or `config_out` (overwriting a federation's CA,
+    /// roster and configs there).
+    pub force: bool,
 }
 
 /// What `init-federation` created.
@@ -129,6 +132,29 @@ fn port_of(opts: &InitOptions, i: usize) -> u16 {
 }
 
 /// Creates a federation: CA, per-member certificates, signing keys, roster, configs.
+/// Refuses a directory that already holds something: `init-federation` writes a new
+/// CA, CA key and roster, and over a live federation's that would lock every member
+/// out (their certificates no longer chain) with no way back.
+fn refuse_non_empty(dir: &Path) -> Result<(), KeyError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    names.sort();
+    let shown = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    Err(KeyError::Usage(format!(
+        "{} is not empty (it holds {shown}{}): a new federation there would overwrite a CA, its key and a roster; choose an empty directory, or pass --force to overwrite",
+        dir.display(),
+        if names.len() > 5 { ", …" } else { "" }
+    )))
+}
+
 pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
     if opts.members.is_empty() {
         return Err(KeyError::Usage("--members names no member".into()));
@@ -147,6 +173,12 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
         return Err(KeyError::Usage(
             "--base-port leaves no room for every member".into(),
         ));
+    }
+    // Before anything is made (making the data root inside `out` fills it).
+    if !opts.force {
+        for dir in [&opts.out, &opts.config_out] {
+            refuse_non_empty(dir)?;
+        }
     }
     let out = abs(&opts.out)?;
     let config_out = abs(&opts.config_out)?;
@@ -463,6 +495,7 @@ mod tests {
             amber_hubs: vec!["hub".into()],
             years: 2,
             example: true,
+            force: false,
         }
     }
 

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub publishes: AtomicU64,
     /// Connections closed by the server's limits, by which limit (present from start).
     pub connections_refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Publishes waiting for their turn (`limits.max_concurrent_publishes`) now.
+    pub publishes_waiting: AtomicU64,
 }
 
 impl Metrics {
@@ -168,6 +170,11 @@ pub fn render(node: &super::Node) -> String {
         get(&m.publishes)
     );
     let view = node.store.read();
+    let _ = writeln!(
+        out,
+        "# HELP synergia_publishes_waiting Publishes waiting for their turn (limits.max_concurrent_publishes).\n# TYPE synergia_publishes_waiting gauge\nsynergia_publishes_waiting {}",
+        get(&m.publishes_waiting)
+    );
     let _ = writeln!(
         out,
         "# HELP synergia_store_envelopes Envelopes held.\n# TYPE synergia_store_envelopes gauge\nsynergia_store_envelopes {}",

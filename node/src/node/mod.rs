@@ -310,6 +310,25 @@ impl Node {
         &self.publish_gate
     }
 
+    /// Waits for a publish's turn (`limits.max_concurrent_publishes`), counted in
+    /// `synergia_publishes_waiting` meanwhile (also when the caller gives up).
+    pub async fn publish_turn(
+        &self,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError> {
+        /// Takes the waiting publish off the gauge however the wait ends.
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.metrics
+            .publishes_waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _waiting = Waiting(&self.metrics.publishes_waiting);
+        self.publish_gate.acquire().await
+    }
+
     /// Admits `limits.max_concurrent_exports` exports at once.
     pub fn export_gate(&self) -> &std::sync::Arc<tokio::sync::Semaphore> {
         &self.export_gate

@@ -115,6 +115,18 @@ fn approx_json_len(v: &Value) -> usize {
     }
 }
 
+/// What became of one published object (its `status` in the publish report).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectStatus {
+    /// Signed into an envelope now.
+    Published,
+    /// Published before with identical content: nothing new signed.
+    Held,
+    /// Refused (`errors` say why).
+    Rejected,
+}
+
 /// What happened to one object.
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectResult {
@@ -123,8 +135,8 @@ pub struct ObjectResult {
     /// `modified` (or `created`), when present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// `published`, `held` (already published, identical) or `rejected`.
-    pub status: &'static str,
+    /// What became of it.
+    pub status: ObjectStatus,
     /// TLP level it was published at.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tlp: Option<TlpLevel>,
@@ -211,7 +223,7 @@ impl Node {
             let results = &checks.results;
             let own = &checks.own_levels;
             crate::parallel::map(&objects, 1000, |i, obj| {
-                (results[i].status == "published").then(|| {
+                (results[i].status == ObjectStatus::Published).then(|| {
                     let level = resolver.object_level_given(obj, own[i]).unwrap_or(default);
                     let held = me.is_some_and(|me| self.already_held(&view, me, obj));
                     (level, held)
@@ -235,7 +247,7 @@ impl Node {
             };
             checks.results[i].tlp = Some(level);
             if held {
-                checks.results[i].status = "held";
+                checks.results[i].status = ObjectStatus::Held;
             } else {
                 groups
                     .entry(level)
@@ -357,7 +369,7 @@ impl Node {
                 };
                 checks.results[i].tlp = Some(level);
                 if held[k] {
-                    checks.results[i].status = "held";
+                    checks.results[i].status = ObjectStatus::Held;
                 } else {
                     groups
                         .entry(level)
@@ -623,11 +635,11 @@ impl Node {
             }
             envelopes.push(env);
         }
-        let count = |s: &str| results.iter().filter(|r| r.status == s).count();
+        let count = |s: ObjectStatus| results.iter().filter(|r| r.status == s).count();
         let report = PublishReport {
-            published: count("published"),
-            held: count("held"),
-            rejected: count("rejected"),
+            published: count(ObjectStatus::Published),
+            held: count(ObjectStatus::Held),
+            rejected: count(ObjectStatus::Rejected),
             envelopes,
             objects: results,
         };
@@ -721,7 +733,11 @@ impl Checks {
             self.results.push(ObjectResult {
                 id: c.id,
                 version: c.version,
-                status: if valid { "published" } else { "rejected" },
+                status: if valid {
+                    ObjectStatus::Published
+                } else {
+                    ObjectStatus::Rejected
+                },
                 tlp: None,
                 envelope: None,
                 errors: c.report.errors().cloned().collect(),
@@ -737,7 +753,7 @@ impl Checks {
                 &node.metrics.publish_rejected_objects,
                 self.results
                     .iter()
-                    .filter(|r| r.status == "rejected")
+                    .filter(|r| r.status == ObjectStatus::Rejected)
                     .count() as u64,
             );
             return Err(PublishError::Invalid(std::mem::take(&mut self.report)));

@@ -10,17 +10,33 @@ use crate::store::IngestOutcome;
 use crate::store::prepare::{Prepared, prepare};
 use bytes::Bytes;
 use ed25519_dalek::VerifyingKey;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+
+/// What became of one envelope a peer offered (its `status` in a push answer).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OfferStatus {
+    /// Not decided yet (between the checks and the store; never answered).
+    Pending,
+    /// Stored now.
+    Accepted,
+    /// Held already.
+    Duplicate,
+    /// Refused for good (`code` says why).
+    Rejected,
+    /// Refused for a passing reason (`code` says which): kept by this node and tried
+    /// again.
+    Deferred,
+}
 
 /// What happened to one envelope a peer offered.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Offered {
     /// Envelope id (empty if it did not parse).
     pub id: String,
-    /// `accepted`, `duplicate`, `rejected`, or `deferred` (refused for a passing
-    /// reason, `code` says which: kept by this node and tried again).
-    pub status: &'static str,
+    /// What became of it.
+    pub status: OfferStatus,
     /// Rejection code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
@@ -153,13 +169,13 @@ impl Node {
     pub fn check_offers(&self, peer: &str, offers: Vec<Offer>) -> Checked {
         let pending = || Offered {
             id: String::new(),
-            status: "pending",
+            status: OfferStatus::Pending,
             code: None,
             message: None,
         };
         let duplicate = |id: &EnvelopeId| Offered {
             id: id.to_string(),
-            status: "duplicate",
+            status: OfferStatus::Duplicate,
             code: None,
             message: None,
         };
@@ -303,7 +319,7 @@ impl Node {
                 tracing::error!(peer, envelope = %k.id, code = %k.code, error = %e, "cannot keep an envelope refused for a passing reason; nothing more is taken from this peer until it can be");
                 return Err(e);
             }
-            results[slot].status = "deferred";
+            results[slot].status = OfferStatus::Deferred;
         }
         let mut accepted = 0u64;
         let mut objects = 0u64;
@@ -311,9 +327,9 @@ impl Node {
             results[slot] = Offered {
                 id: env.id().to_string(),
                 status: if matches!(outcome, IngestOutcome::Accepted { .. }) {
-                    "accepted"
+                    OfferStatus::Accepted
                 } else {
-                    "duplicate"
+                    OfferStatus::Duplicate
                 },
                 code: None,
                 message: None,
@@ -329,14 +345,17 @@ impl Node {
         }
         let mut rejections: HashMap<String, u64> = HashMap::new();
         for r in &results {
-            if r.status == "rejected"
+            if r.status == OfferStatus::Rejected
                 && let Some(c) = &r.code
             {
                 *rejections.entry(c.clone()).or_default() += 1;
                 self.metrics.reject(c);
             }
         }
-        let duplicates = results.iter().filter(|r| r.status == "duplicate").count();
+        let duplicates = results
+            .iter()
+            .filter(|r| r.status == OfferStatus::Duplicate)
+            .count();
         Metrics::add(&self.metrics.duplicate_envelopes, duplicates as u64);
         Metrics::add(&self.metrics.received_envelopes, accepted);
         Metrics::add(&self.metrics.received_objects, objects);
@@ -357,7 +376,7 @@ impl Node {
 fn rejected(id: String, code: &str, message: String) -> Offered {
     Offered {
         id,
-        status: "rejected",
+        status: OfferStatus::Rejected,
         code: Some(code.to_string()),
         message: Some(message),
     }

@@ -82,11 +82,7 @@ async fn publish(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Publish)?;
     // Waits its turn before reading the body (limits.max_concurrent_publishes).
-    let _turn = node
-        .publish_gate()
-        .acquire()
-        .await
-        .map_err(ApiError::internal)?;
+    let _turn = node.publish_turn().await.map_err(ApiError::internal)?;
     let (bytes, _budget) = read_body(body, &node, node.config().limits.max_body_bytes).await?;
     let recipients: Vec<String> = q
         .iter()

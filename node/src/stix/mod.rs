@@ -1,6 +1,7 @@
-//! STIX 2.1: object models, validation, patterning, observables and TLP markings.
+//! STIX 2.1: validation, patterning, observables, timestamps and TLP markings (on
+//! `serde_json::Value`: the node stores and forwards what producers signed, byte for
+//! byte, so it never maps objects into types of its own).
 
-pub mod model;
 pub mod observable;
 pub mod pattern;
 pub mod timestamp;

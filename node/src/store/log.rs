@@ -506,12 +506,13 @@ impl EvidenceLog {
         }
         self.write_pending(tail, pending)?;
         let path = self.dir.join(format!("{ordinal:016x}.seg"));
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        // Readable by this user only, like the directory that holds it.
+        let file = std::os::unix::fs::OpenOptionsExt::mode(
+            OpenOptions::new().create(true).read(true).append(true),
+            0o600,
+        )
+        .open(&path)
+        .map_err(io(&path))?;
         // The new segment's directory entry must be durable too: records written
         // into a segment whose entry is lost are lost with it.
         if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {

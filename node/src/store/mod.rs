@@ -14,6 +14,7 @@
 
 pub mod digest;
 pub mod engine;
+pub mod lock;
 pub mod log;
 pub mod memory_engine;
 pub mod prepare;
@@ -72,6 +73,28 @@ pub enum StoreError {
     /// An envelope cannot be stored (content the store cannot index).
     #[error("envelope cannot be stored: {0}")]
     Rejected(String),
+    /// The data directory may be read by other users, and this process cannot change
+    /// that.
+    #[error(
+        "the data directory {dir} may be read by other users (mode {mode:o}); it holds every envelope, red ones included: run `chmod 700 {dir}`"
+    )]
+    OpenToOthers {
+        /// The data directory.
+        dir: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Another process has the data directory open (its lock, see `store::lock`).
+    #[error(
+        "the data directory {dir} is in use by {}; stop it first (nothing was changed)",
+        pid.map_or("another process".to_string(), |p| format!("process {p}"))
+    )]
+    InUse {
+        /// The data directory.
+        dir: String,
+        /// The process holding it, as it wrote its id.
+        pid: Option<u32>,
+    },
     /// A write or `fsync` of the evidence log failed and left what is on disk
     /// unknown: the log takes nothing more until the node restarts and re-reads it.
     #[error(
@@ -164,6 +187,8 @@ pub struct Store {
     /// Whether this member must take its own envelopes back from its peers before
     /// signing again ([`RECOVER_KEY`]).
     recovery_pending: bool,
+    /// This process's hold on the data directory.
+    _lock: lock::DirLock,
     /// Set when writing envelope records to the index engine failed (a full disk):
     /// from then on only the log and the view take envelopes, and the next start
     /// indexes them from the log.
@@ -268,10 +293,8 @@ impl Store {
     /// Opens the store in `dir` (`dir/log`, `dir/index`), loading the view from the
     /// index and replaying any log records the index had not recorded.
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        lock::private_dir(dir)?;
+        let lock = lock::DirLock::acquire(dir)?;
         let engine = open_engine(dir, opts)?;
         match engine.get(Space::Meta, FORMAT_KEY)? {
             Some(v) if v != [record::RECORD_FORMAT] => {
@@ -360,6 +383,7 @@ impl Store {
             recovery_pending = true;
         }
         Ok(Store {
+            _lock: lock,
             recovery_pending,
             dir: dir.to_path_buf(),
             log,

@@ -30,12 +30,14 @@ impl Store {
     /// Rebuilds the index of the store in `dir` from its evidence log.
     ///
     /// The old index is deleted first, so this works when it cannot even be opened.
-    /// Must not run while a node serves this directory.
+    /// Refused (`StoreError::InUse`) while a node serves this directory.
     pub fn rebuild(
         dir: &Path,
         opts: &StoreOptions,
         roster: &Roster,
     ) -> Result<RebuildReport, StoreError> {
+        super::lock::private_dir(dir)?;
+        let _lock = super::lock::DirLock::acquire(dir)?;
         let index = dir.join("index");
         if index.exists() {
             std::fs::remove_dir_all(&index).map_err(|source| StoreError::Io {

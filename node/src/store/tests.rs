@@ -524,3 +524,29 @@ fn failed_writes_and_fsyncs_acknowledge_nothing_and_stop_the_log() {
         assert_eq!(s.read().envelope_count(), 8);
     }
 }
+
+/// A new data directory is readable by its user only (0700), its log segments 0600;
+/// one that others may read is closed to them when the store opens.
+#[test]
+fn the_data_directory_is_private_and_a_loose_one_is_closed() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data").join("alpha");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    {
+        let s = Store::open(&dir, &sled()).unwrap();
+        s.ingest(&envelopes("kaspersky", 10, 5), "local").unwrap();
+    }
+    assert_eq!(mode(&dir), 0o700);
+    let segments: Vec<_> = std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(!segments.is_empty());
+    for s in &segments {
+        assert_eq!(mode(&s.path()), 0o600, "{:?}", s.path());
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Store::open(&dir, &sled()).unwrap();
+    assert_eq!(mode(&dir), 0o700);
+}

@@ -6,8 +6,9 @@ use crate::envelope::EnvelopeId;
 use crate::node::Node;
 use crate::node::peers::wire::{Carry, EnvelopeList};
 use crate::node::peers::{now, policy};
-use crate::node::receive::Offer;
+use crate::node::receive::{Offer, OfferStatus};
 use crate::store::view::EnvMeta;
+use serde::Deserialize as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,14 +74,14 @@ pub fn retry_due(node: &Node) {
                 for (r, (id, _)) in results.iter().zip(&items) {
                     // Still waiting; or refused for a passing reason but not kept
                     // again (a store write failed): it stays as it was.
-                    let passing = r.status == "rejected"
+                    let passing = r.status == OfferStatus::Rejected
                         && r.code
                             .as_deref()
                             .is_some_and(crate::node::peers::deferred::is_retryable);
-                    if r.status == "deferred" || passing {
+                    if r.status == OfferStatus::Deferred || passing {
                         continue;
                     }
-                    tracing::info!(peer, envelope = %id, status = r.status, code = ?r.code, "an envelope kept for a retry was tried again");
+                    tracing::info!(peer, envelope = %id, status = ?r.status, code = ?r.code, "an envelope kept for a retry was tried again");
                     if let Err(e) = node.sync().deferred.forget(node.store(), &peer, id) {
                         tracing::warn!(peer, envelope = %id, error = %e, "cannot forget a kept envelope; it is tried again");
                     }
@@ -368,7 +369,10 @@ async fn stored(node: &Node, peer: &str, s: Storing, relayed_as_ids: &mut bool) 
         }
     };
     if !*relayed_as_ids {
-        let held = results.iter().filter(|r| r.status == "duplicate").count();
+        let held = results
+            .iter()
+            .filter(|r| r.status == OfferStatus::Duplicate)
+            .count();
         *relayed_as_ids = held * 2 >= results.len();
     }
     // Durable: the cursor may move.
@@ -541,8 +545,8 @@ fn taken_by_peer(answer: &serde_json::Value, n: usize) -> Vec<bool> {
             .map(|r| {
                 // `deferred`: the peer keeps it and tries it again itself.
                 matches!(
-                    r["status"].as_str(),
-                    Some("accepted" | "duplicate" | "deferred")
+                    OfferStatus::deserialize(&r["status"]),
+                    Ok(OfferStatus::Accepted | OfferStatus::Duplicate | OfferStatus::Deferred)
                 )
             })
             .collect(),

@@ -16,7 +16,7 @@ use super::caller::Caller;
 use super::error::{ApiError, TAXII_MEDIA_TYPE};
 use crate::config::Role;
 use crate::node::Node;
-use crate::node::publish::Mode;
+use crate::node::publish::{Mode, ObjectStatus};
 use crate::stix::timestamp::Timestamp;
 use crate::store::engine::Space;
 use crate::store::version_text;
@@ -510,8 +510,7 @@ async fn add_objects(
     }
     // Waits its turn before reading the body (limits.max_concurrent_publishes).
     let _turn = node
-        .publish_gate()
-        .acquire()
+        .publish_turn()
         .await
         .map_err(|e| ApiError::internal(e).taxii())?;
     let (bytes, _budget) = read_body(body, &node, node.config().limits.max_body_bytes)
@@ -562,11 +561,11 @@ async fn add_objects(
         let successes: Vec<Value> = report
             .objects
             .iter()
-            .filter(|r| r.status != "rejected")
+            .filter(|r| r.status != ObjectStatus::Rejected)
             .map(|r| {
                 entry(
                     r,
-                    if r.status == "held" {
+                    if r.status == ObjectStatus::Held {
                         "already published with identical content".into()
                     } else {
                         format!("published in {}", r.envelope.clone().unwrap_or_default())
@@ -577,7 +576,7 @@ async fn add_objects(
         let failures: Vec<Value> = report
             .objects
             .iter()
-            .filter(|r| r.status == "rejected")
+            .filter(|r| r.status == ObjectStatus::Rejected)
             .map(|r| {
                 entry(
                     r,
