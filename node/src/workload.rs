@@ -258,6 +258,10 @@ pub fn for_each_object(opts: &GenOptions, mut emit: impl FnMut(Value)) {
         "name": opts.origin,
         "identity_class": "organization",
         "sectors": ["technology"],
+        // Every object is marked: an unmarked one takes the publishing node's
+        // `default_tlp` (amber by default), so `gen --tlp green` would publish this
+        // one amber. Who publishes is no secret: clear unless a level is forced.
+        "object_marking_refs": [opts.tlp.unwrap_or(TlpLevel::Clear).marking_id()],
     }));
     let mut malware_id = String::new();
     let mut family = "";
@@ -371,7 +375,7 @@ pub fn write_bundle(opts: &GenOptions, out: &mut impl Write) -> io::Result<u64> 
             return;
         }
         let r = (if n > 0 { out.write_all(b",") } else { Ok(()) })
-            .and_then(|_| serde_json::to_writer(&mut *out, &o).map_err(io::Error::other));
+            .and_then(|_| serde_json::to_writer(&mut *out, &o).map_err(io::Error::from));
         if let Err(e) = r {
             err = Some(e);
         }
@@ -529,8 +533,13 @@ mod tests {
         opts.tlp = Some(TlpLevel::Red);
         let b = bundle(&opts);
         let red = TlpLevel::Red.marking_id();
-        for obj in b["objects"].as_array().unwrap().iter().skip(1) {
-            assert_eq!(obj["object_marking_refs"][0], red);
+        for obj in b["objects"].as_array().unwrap() {
+            assert_eq!(obj["object_marking_refs"][0], red, "{obj}");
+        }
+        // Without a forced level, every object is marked too.
+        opts.tlp = None;
+        for obj in bundle(&opts)["objects"].as_array().unwrap() {
+            assert!(obj["object_marking_refs"][0].is_string(), "{obj}");
         }
     }
 }

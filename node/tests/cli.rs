@@ -313,3 +313,46 @@ fn demo_reports_what_the_vendors_published() {
     );
     assert!(out.contains("agree"), "{out}");
 }
+
+/// A reader that stops reading (`| head`) ends a command quietly, status 0: no panic,
+/// no error message. Both ways commands write are tried: a stream (`gen`) and lines
+/// (`validate` of a document with thousands of findings).
+#[test]
+fn a_reader_that_stops_reading_ends_the_command_quietly() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    let many = dir.path().join("many.json");
+    let objects: Vec<serde_json::Value> = (0..5000)
+        .map(|i| serde_json::json!({"type": "indicator", "id": format!("indicator--{i}")}))
+        .collect();
+    std::fs::write(
+        &many,
+        serde_json::to_vec(
+            &serde_json::json!({"type": "bundle", "id": "bundle--x", "objects": objects}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let runs: [&[&str]; 2] = [
+        &["gen", "--count", "200000"],
+        &["validate", many.to_str().unwrap()],
+    ];
+    for args in runs {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_synergia"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 100];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The pipe's reading end is closed here.
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("error"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -230,11 +230,69 @@ fn rotate_show_and_revoke() {
         .lines()
         .find(|l| l.contains(old_key.as_str()))
         .map(str::to_string);
+    let revoked_at = revoked.revoked_at.unwrap().to_millis_string();
     assert!(
-        row.is_some_and(|r| r.ends_with("revoked")),
+        row.is_some_and(|r| r.ends_with(&format!("revoked from {revoked_at}"))),
         "{}",
         describe(&o)
     );
+    // A revocation moves only earlier: a later --at is refused and changes nothing;
+    // an earlier one is taken; --force moves it later on purpose.
+    let revoke_at = |at: &str, force: bool| {
+        let mut args = vec![
+            "keys",
+            "revoke",
+            "--dir",
+            dir,
+            "--member",
+            "kaspersky",
+            "--key-id",
+            &old_key,
+            "--at",
+            at,
+        ];
+        if force {
+            args.push("--force");
+        }
+        synergia(&args)
+    };
+    let o = revoke_at("2099-01-01T00:00:00Z", false);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--force"),
+        "{}",
+        describe(&o)
+    );
+    let now_revoked = |f: &Federation| {
+        Roster::load(&f.roster_path())
+            .unwrap()
+            .key("kaspersky", &old_key)
+            .unwrap()
+            .revoked_at
+            .unwrap()
+            .to_millis_string()
+    };
+    assert_eq!(now_revoked(&f), revoked_at);
+    let o = revoke_at("2026-01-01T00:00:00Z", false);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert_eq!(now_revoked(&f), "2026-01-01T00:00:00.000Z");
+    let o = revoke_at("2099-01-01T00:00:00Z", true);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert_eq!(now_revoked(&f), "2099-01-01T00:00:00.000Z");
+    let o = synergia(&[
+        "keys",
+        "show",
+        "--roster",
+        f.roster_path().to_str().unwrap(),
+    ]);
+    assert!(
+        stdout(&o).contains("valid, revoked from 2099-01-01T00:00:00.000Z on"),
+        "{}",
+        describe(&o)
+    );
+    // Back to a revocation in the past for what follows.
+    let o = revoke_at(&revoked_at, true);
+    assert!(o.status.success(), "{}", describe(&o));
 
     // An envelope signed with the revoked key after its revocation is refused.
     std::thread::sleep(std::time::Duration::from_millis(5));

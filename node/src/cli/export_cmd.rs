@@ -18,8 +18,9 @@ pub struct Args {
     /// Only these STIX types (comma-separated).
     #[arg(long = "type", value_delimiter = ',')]
     types: Vec<String>,
-    /// Only objects the node received after this timestamp.
-    #[arg(long)]
+    /// Only objects the node received after this instant: a date (`2026-12-01`, from
+    /// its start, UTC) or a timestamp (`2026-12-01T08:00:00Z`).
+    #[arg(long, value_parser = since)]
     since: Option<String>,
     /// Only objects whose observables at least this many members reported.
     #[arg(long, default_value_t = 0)]
@@ -32,6 +33,13 @@ pub struct Args {
     tlp: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
+}
+
+/// Checks `--since` before anything is asked of the node.
+fn since(s: &str) -> Result<String, String> {
+    synergia::stix::timestamp::Timestamp::parse_day_or_instant(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 pub fn run(a: Args) -> anyhow::Result<u8> {
@@ -77,14 +85,18 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         let mut written = 0usize;
         let mut next_report = 16 << 20;
         while let Some(chunk) = resp.chunk().await.context("the export was interrupted")? {
-            out.write_all(&chunk).context("writing the export")?;
+            out.write_all(&chunk)
+                .map_err(super::out::closed_quietly)
+                .context("writing the export")?;
             written += chunk.len();
             if a.out.is_some() && written >= next_report {
                 eprint!("\rexported {} MB", written >> 20);
                 next_report += 16 << 20;
             }
         }
-        out.flush().context("writing the export")?;
+        out.flush()
+            .map_err(super::out::closed_quietly)
+            .context("writing the export")?;
         if let Some(p) = &a.out {
             eprintln!("\rexported {} bytes to {}", written, p.display());
         }

@@ -66,8 +66,12 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         None => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            write_bundle(&opts, &mut w).context("writing to standard output")?;
-            w.flush().context("writing to standard output")?;
+            write_bundle(&opts, &mut w)
+                .map_err(super::out::closed_quietly)
+                .context("writing to standard output")?;
+            w.flush()
+                .map_err(super::out::closed_quietly)
+                .context("writing to standard output")?;
         }
     }
     Ok(0)

@@ -102,6 +102,10 @@ pub struct RevokeArgs {
     /// Revocation instant (default: now).
     #[arg(long)]
     at: Option<Timestamp>,
+    /// Move an existing revocation later. Without it a revocation only ever moves
+    /// earlier: a later one would let the key's signatures in between pass again.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -181,7 +185,7 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
         }
         KeysCommand::Revoke(a) => {
             let at = a.at.unwrap_or_else(Timestamp::now);
-            federation::revoke(&a.dir, &a.member, &a.key_id, at)?;
+            federation::revoke(&a.dir, &a.member, &a.key_id, at, a.force)?;
             println!(
                 "revoked {} of {} from {at}; distribute the roster to every member",
                 a.key_id, a.member

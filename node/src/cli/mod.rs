@@ -4,12 +4,31 @@
 //! invalid bundle, an envelope that does not verify); 2 the command could not run
 //! (bad arguments, unreadable file, bad config).
 
+/// `println!` for command output: see [`out`] (a reader that stops reading ends the
+/// command quietly).
+macro_rules! println {
+    () => {
+        $crate::cli::out::print(format_args!(""), true)
+    };
+    ($($t:tt)*) => {
+        $crate::cli::out::print(format_args!($($t)*), true)
+    };
+}
+
+/// `print!` for command output: see [`out`].
+macro_rules! print {
+    ($($t:tt)*) => {
+        $crate::cli::out::print(format_args!($($t)*), false)
+    };
+}
+
 mod client;
 mod demo_cmd;
 mod export_cmd;
 mod gen_cmd;
 mod keys_cmd;
 mod lookup_cmd;
+mod out;
 mod push_cmd;
 mod rebuild_cmd;
 mod serve_cmd;
@@ -72,8 +91,10 @@ pub const EXIT_ERROR: u8 = 2;
 fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SYNERGIA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour codes only on a terminal: in a log file they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

@@ -50,6 +50,15 @@ struct JsonResult<'a> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<u8> {
+    // Every error returned by `report` is a failed write to standard output (files
+    // that cannot be read are reported, not returned).
+    report(a).map_err(|e| match e.downcast::<std::io::Error>() {
+        Ok(io) => super::out::closed_quietly(io).into(),
+        Err(e) => e,
+    })
+}
+
+fn report(a: Args) -> anyhow::Result<u8> {
     let stdout = std::io::stdout();
     // Findings of a large feed run to many thousands of lines: one buffered, locked
     // writer instead of a lock and a write per line.

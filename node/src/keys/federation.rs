@@ -377,11 +377,15 @@ pub fn rotate(
 }
 
 /// Marks a key revoked from `at`: signatures dated at or after it are rejected.
+///
+/// A key revoked already keeps the earlier of the two instants unless `force`: moving
+/// a revocation later would quietly make the signatures in between valid again.
 pub fn revoke(
     federation_dir: &Path,
     member: &str,
     key_id: &str,
     at: Timestamp,
+    force: bool,
 ) -> Result<(), KeyError> {
     let roster_path = federation_dir.join("roster.json");
     let mut doc = load_roster_doc(&roster_path)?;
@@ -392,6 +396,17 @@ pub fn revoke(
         .flat_map(|m| m.keys.iter_mut())
         .find(|k| k.key_id == key_id)
         .ok_or_else(|| KeyError::Usage(format!("{member} has no key {key_id:?}")))?;
+    if let Some(earlier) = key
+        .revoked_at
+        .as_deref()
+        .and_then(|r| Timestamp::parse(r).ok())
+        && earlier < at
+        && !force
+    {
+        return Err(KeyError::Usage(format!(
+            "{key_id} of {member} is revoked from {earlier} already; revoking it from the later {at} would make its signatures in between valid again (pass --force to do that)"
+        )));
+    }
     key.revoked_at = Some(at.to_millis_string());
     save_roster_doc(&roster_path, doc)?;
     Ok(())
@@ -457,7 +472,12 @@ pub fn show(roster: &Roster, now: Timestamp) -> String {
     for m in roster.members() {
         for k in &m.keys {
             let status = match roster.key(&m.name, &k.key_id) {
-                Some(t) if t.revoked_at.is_some_and(|r| r <= now) => "revoked".to_string(),
+                Some(t) if let Some(r) = t.revoked_at.filter(|r| *r <= now) => {
+                    format!("revoked from {}", r.to_millis_string())
+                }
+                Some(t) if let Some(r) = t.revoked_at => {
+                    format!("valid, revoked from {} on", r.to_millis_string())
+                }
                 Some(t) if now < t.not_before => "not yet valid".to_string(),
                 Some(t) if now > t.not_after => "expired".to_string(),
                 Some(t) => format!(
@@ -563,7 +583,7 @@ mod tests {
                 .join(format!("signing-{}.pem", new.key_id))
                 .exists()
         );
-        revoke(&o.out, "alpha", &old.key_id, Timestamp::now()).unwrap();
+        revoke(&o.out, "alpha", &old.key_id, Timestamp::now(), false).unwrap();
         let after = Roster::load(&o.out.join("roster.json")).unwrap();
         let m = after.member("alpha").unwrap();
         assert_eq!(m.keys.len(), 2);

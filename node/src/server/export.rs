@@ -111,7 +111,7 @@ pub fn parse(
             "origin" => f.origins.extend(list(v)),
             "since" => {
                 f.since = Some(
-                    Timestamp::parse(v)
+                    Timestamp::parse_day_or_instant(v)
                         .map_err(|e| bad(format!("since: {e}")))?
                         .as_micros(),
                 )

@@ -154,6 +154,16 @@ impl Timestamp {
         }
     }
 
+    /// [`Timestamp::parse`], also taking a plain date (`2026-12-01`, its first
+    /// instant, UTC): what an operator types for "since".
+    pub fn parse_day_or_instant(s: &str) -> Result<Self, TimestampError> {
+        let b = s.as_bytes();
+        if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+            return Timestamp::parse(&format!("{s}T00:00:00Z"));
+        }
+        Timestamp::parse(s)
+    }
+
     /// Builds a timestamp from microseconds since the epoch.
     pub fn from_micros(micros: i64) -> Self {
         Timestamp {
@@ -215,6 +225,23 @@ impl std::str::FromStr for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plain date is its first instant, UTC; anything else is a timestamp or an
+    /// error.
+    #[test]
+    fn a_plain_date_is_its_first_instant() {
+        assert_eq!(
+            Timestamp::parse_day_or_instant("2026-12-01").unwrap(),
+            Timestamp::parse("2026-12-01T00:00:00Z").unwrap()
+        );
+        assert_eq!(
+            Timestamp::parse_day_or_instant("2026-12-01T08:00:00.5Z").unwrap(),
+            Timestamp::parse("2026-12-01T08:00:00.500Z").unwrap()
+        );
+        for bad in ["2026-13-01", "2026-02-30", "yesterday", "2026-12-1", ""] {
+            assert!(Timestamp::parse_day_or_instant(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_and_renders() {

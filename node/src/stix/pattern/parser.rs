@@ -331,7 +331,7 @@ impl<'a> Parser<'a> {
                         }
                     },
                 };
-                check_hash_value(&path, operator, &value).map_err(|msg| self.error(op_at, msg))?;
+                check_value(&path, operator, &value).map_err(|msg| self.error(op_at, msg))?;
                 Ok(ComparisonExpression::Comparison(Comparison {
                     path,
                     negated,
@@ -523,6 +523,81 @@ fn reference_text(c: &Constant) -> String {
     let mut s = c.to_string();
     s.retain(|ch| ch != '\'');
     s
+}
+
+/// The checks of a comparison's value that depend on its path: hashes
+/// ([`check_hash_value`]) and addresses ([`check_address_value`]).
+pub(super) fn check_value(
+    path: &ObjectPath,
+    operator: ComparisonOperator,
+    value: &Constant,
+) -> Result<(), String> {
+    check_hash_value(path, operator, value)?;
+    check_address_value(path, operator, value)
+}
+
+/// An `ipv4-addr:value` or `ipv6-addr:value` compared for equality, membership or
+/// subnet must be an address or a CIDR block of that family: the specification
+/// defines the property so (STIX 2.1, 6.4 and 6.5), and a comparison with anything
+/// else can never match. The reference validator does not check it (a deviation,
+/// docs/stix-deviations-patterns.md). `LIKE` and `MATCHES` take patterns, not
+/// addresses, and are not checked.
+fn check_address_value(
+    path: &ObjectPath,
+    operator: ComparisonOperator,
+    value: &Constant,
+) -> Result<(), String> {
+    let family = match path.object_type.as_str() {
+        "ipv4-addr" => 4,
+        "ipv6-addr" => 6,
+        _ => return Ok(()),
+    };
+    if !matches!(path.components.as_slice(), [PathComponent::Property(p)] if p == "value") {
+        return Ok(());
+    }
+    if matches!(
+        operator,
+        ComparisonOperator::Like | ComparisonOperator::Matches
+    ) {
+        return Ok(());
+    }
+    let items: &[Constant] = match value {
+        Constant::Set(items) => items,
+        single => std::slice::from_ref(single),
+    };
+    for item in items {
+        let Constant::String(text) = item else {
+            continue;
+        };
+        if !is_address_or_block(text, family) {
+            return Err(format!(
+                "'{text}' is not an IPv{family} address or CIDR block"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `text` is an address of the family, or one with a `/prefix` within its
+/// length.
+fn is_address_or_block(text: &str, family: u8) -> bool {
+    let (address, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let bits: u8 = match family {
+        4 if address.parse::<std::net::Ipv4Addr>().is_ok() => 32,
+        6 if address.parse::<std::net::Ipv6Addr>().is_ok() => 128,
+        _ => return false,
+    };
+    match prefix {
+        None => true,
+        Some(p) => {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u8>().is_ok_and(|n| n <= bits)
+        }
+    }
 }
 
 /// A comparison on `…hashes.<ALGO>` must use a value valid for the algorithm.

@@ -11,7 +11,7 @@
 //! both on every one-byte edit of typical patterns); it never reports errors.
 
 use super::lexer::{Keyword, is_ident_continue, is_ident_start};
-use super::parser::check_hash_value;
+use super::parser::check_value;
 use super::{
     Comparison, ComparisonExpression, ComparisonOperator, Constant, ObjectPath,
     ObservationExpression, PathComponent, Pattern,
@@ -49,7 +49,7 @@ pub(super) fn parse(input: &str) -> Option<Pattern> {
     };
     let value = Constant::String(value);
     // A hash value of the wrong form is an error: the general parser reports it.
-    check_hash_value(&path, ComparisonOperator::Equal, &value).ok()?;
+    check_value(&path, ComparisonOperator::Equal, &value).ok()?;
     Some(Pattern {
         expression: ObservationExpression::Observation(ComparisonExpression::Comparison(
             Comparison {

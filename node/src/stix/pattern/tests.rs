@@ -376,3 +376,40 @@ proptest! {
         let _ = parse(&s);
     }
 }
+
+/// Address values are addresses or CIDR blocks of their family (spec 6.4 / 6.5),
+/// through the fast path and the general parser alike; `LIKE` and `MATCHES` take
+/// patterns, and other properties are not addresses.
+#[test]
+fn address_values_are_addresses_or_blocks() {
+    for good in [
+        "[ipv4-addr:value = '198.51.100.7']",
+        "[ipv4-addr:value = '10.0.0.0/8']",
+        "[ipv4-addr:value = '0.0.0.0/0']",
+        "[ipv4-addr:value != '203.0.113.1'] AND [ipv4-addr:value = '203.0.113.2']",
+        "[ipv4-addr:value IN ('10.0.0.1', '10.0.0.0/24')]",
+        "[ipv4-addr:value ISSUBSET '198.51.100.0/24']",
+        "[ipv4-addr:value LIKE '10.0.%']",
+        "[ipv4-addr:value MATCHES '^10\\\\.']",
+        "[ipv6-addr:value = '2001:db8::1']",
+        "[ipv6-addr:value ISSUBSET '2001:db8::/32']",
+        "[ipv4-addr:resolves_to_refs[*].value = 'not an address']",
+        "[network-traffic:dst_ref.value = '198.51.100.7']",
+    ] {
+        ok(good);
+    }
+    for bad in [
+        "[ipv4-addr:value = '999.1.1.1']",
+        "[ipv4-addr:value = '10.0.0.1/33']",
+        "[ipv4-addr:value = '10.0.0.1/']",
+        "[ipv4-addr:value = '10.0.0.1/+8']",
+        "[ipv4-addr:value = '2001:db8::1']",
+        "[ipv4-addr:value = '185.220.101.%d']",
+        "[ipv4-addr:value IN ('10.0.0.1', 'ten')]",
+        "[ipv6-addr:value = '198.51.100.7']",
+        "[ipv6-addr:value = '2001:db8::/129']",
+    ] {
+        let e = err(bad);
+        assert!(e.message.contains("CIDR block"), "{bad}: {e}");
+    }
+}
