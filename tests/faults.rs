@@ -980,7 +980,7 @@ fn no_private_key_or_token_appears_in_any_log_or_answer() {
     let mut nodes = Vec::new();
     let mut logs = Vec::new();
     for m in members {
-        let (p, l) = spawn_captured(&fed, m, "debug");
+        let (p, l) = spawn_captured(&fed, m, "debug,synergia=debug");
         nodes.push(p);
         logs.push(l);
     }
@@ -1121,7 +1121,7 @@ fn no_private_key_or_token_appears_in_any_log_or_answer() {
     let refused = std::process::Command::new(bin())
         .args(["serve", "--config"])
         .arg(fed.config_path("gamma"))
-        .env("SYNERGIA_LOG", "debug")
+        .env("SYNERGIA_LOG", "debug,synergia=debug")
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));

@@ -165,7 +165,7 @@ fn a_stalled_export_leaves_the_node_answering() {
                     .post(format!("{}/api/v1/bundles", url_of(&node)))
                     .json(&bundle(vec![indicator(
                         &uuid::Uuid::new_v4().to_string(),
-                        &format!("192.0.2.{round}"),
+                        &format!("198.51.{}.{}", (round / 250) % 250, round % 250),
                         "2026-01-02T00:00:00.000Z",
                         None,
                     )]))

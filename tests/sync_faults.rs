@@ -428,6 +428,31 @@ fn envelopes_signed_with_a_rotated_key_wait_for_the_roster() {
         held_and_waiting(c, "interpol", "kaspersky") == (3, 0)
     });
     c.wait_digests_agree(&["interpol", "kaspersky"], 20);
+    // What an operator reads at info, in files without colour codes: one line per
+    // publish, one per batch from a peer that changed something.
+    let log = |m: &str| std::fs::read_to_string(c.fed.dir.path().join(format!("{m}.log"))).unwrap();
+    let (k, i) = (log("kaspersky"), log("interpol"));
+    assert!(
+        !k.contains('\x1b') && !i.contains('\x1b'),
+        "colour codes in a log file"
+    );
+    assert_eq!(
+        k.lines()
+            .filter(|l| l.contains(" publish ") && l.contains("published=1"))
+            .count(),
+        3,
+        "{k}"
+    );
+    assert!(
+        i.lines()
+            .any(|l| l.contains("envelopes from a peer") && l.contains("deferred=1")),
+        "{i}"
+    );
+    assert!(
+        i.lines()
+            .any(|l| l.contains("envelopes from a peer") && l.contains("accepted=1")),
+        "{i}"
+    );
     eprintln!("FAULT kind=roster-late injected=2 survived=2 acked_lost=0");
 }
 

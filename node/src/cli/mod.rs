@@ -89,8 +89,18 @@ pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
 fn init_logging(format: LogFormat, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SYNERGIA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A bare level (`SYNERGIA_LOG=debug`) is the node's own: the libraries it uses
+    // (TLS, HTTP) stay at warn, or their lines drown ours. Directives
+    // (`debug,hyper=debug`) are taken as written.
+    let filter = match std::env::var("SYNERGIA_LOG") {
+        Ok(v) if !v.contains(['=', ',']) && !v.trim().is_empty() => {
+            tracing_subscriber::EnvFilter::try_new(format!("warn,synergia={}", v.trim()))
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+        }
+        Ok(v) => tracing_subscriber::EnvFilter::try_new(v)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        Err(_) => tracing_subscriber::EnvFilter::new(format!("warn,synergia={default}")),
+    };
     // Colour codes only on a terminal: in a log file they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -33,7 +33,8 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
     }
     let size = data.len();
-    let show = size > 8 << 20;
+    // Redrawn with `\r`, which only a terminal shows as one line.
+    let show = size > 8 << 20 && std::io::IsTerminal::is_terminal(&std::io::stderr());
     // Upload in chunks, reporting progress on large files.
     let chunks: Vec<Vec<u8>> = data.chunks(1 << 20).map(<[u8]>::to_vec).collect();
     let mut sent = 0usize;

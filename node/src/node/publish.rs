@@ -644,6 +644,19 @@ impl Node {
             objects: results,
         };
         self.count_published(report.envelopes.len() as u64, report.published as u64);
+        let mut levels: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for e in &report.envelopes {
+            *levels.entry(e.tlp.as_str()).or_default() += 1;
+        }
+        tracing::info!(
+            published = report.published,
+            held = report.held,
+            rejected = report.rejected,
+            envelopes = report.envelopes.len(),
+            tlp = ?levels,
+            ms = started.elapsed().as_millis() as u64,
+            "publish"
+        );
         Metrics::add(
             &self.metrics.publish_rejected_objects,
             report.rejected as u64,

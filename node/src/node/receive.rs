@@ -356,6 +356,17 @@ impl Node {
             .iter()
             .filter(|r| r.status == OfferStatus::Duplicate)
             .count();
+        let deferred = results
+            .iter()
+            .filter(|r| r.status == OfferStatus::Deferred)
+            .count();
+        // One line per batch that changed something; batches of envelopes held
+        // already (most of them, in a full mesh) stay at debug.
+        if accepted > 0 || !rejections.is_empty() || deferred > 0 {
+            tracing::info!(peer, accepted, objects, duplicates, deferred, rejected = ?rejections, "envelopes from a peer");
+        } else {
+            tracing::debug!(peer, duplicates, "envelopes from a peer, all held already");
+        }
         Metrics::add(&self.metrics.duplicate_envelopes, duplicates as u64);
         Metrics::add(&self.metrics.received_envelopes, accepted);
         Metrics::add(&self.metrics.received_objects, objects);

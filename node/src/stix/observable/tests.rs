@@ -104,8 +104,7 @@ fn keys_from_patterns() {
          [domain-name:value IN ('A.example', 'b.example.')] FOLLOWEDBY \
          [file:hashes.'SHA-256' = 'E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855' \
          AND file:name = 'x.exe'] WITHIN 5 SECONDS OR [autonomous-system:number = 64500] OR \
-         [url:value != 'http://skip.example/'] OR [email-addr:value NOT = 'skip@x.example'] OR \
-         [ipv4-addr:value = 'not an ip']",
+         [url:value != 'http://skip.example/'] OR [email-addr:value NOT = 'skip@x.example']",
     )
     .unwrap();
     let keys: Vec<String> = keys_from_pattern(&p)
