@@ -173,6 +173,24 @@ fn rotate_show_and_revoke() {
             .join(format!("signing-{new_key}.pem"))
             .exists()
     );
+    // The key_file it tells the operator to set is absolute and is the new key.
+    let out = stdout(&o);
+    let key_file = out
+        .split("key_file = \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no key_file in {out}"));
+    let key_file = std::path::Path::new(key_file);
+    assert!(key_file.is_absolute(), "{out}");
+    assert_eq!(
+        std::fs::canonicalize(key_file).unwrap(),
+        std::fs::canonicalize(
+            f.keys
+                .join("kaspersky")
+                .join(format!("signing-{new_key}.pem"))
+        )
+        .unwrap()
+    );
 
     let o = synergia(&[
         "keys",

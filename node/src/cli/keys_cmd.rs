@@ -158,14 +158,18 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                 "added key {} for {} (valid {} to {})",
                 key.key_id, a.member, key.not_before, key.not_after
             );
+            // Absolute: a relative path in a config is read from the config's own
+            // directory, not from where this command ran.
+            let key_file = a
+                .dir
+                .join(&a.member)
+                .join(format!("signing-{}.pem", key.key_id));
+            let key_file = std::fs::canonicalize(&key_file).unwrap_or(key_file);
             println!(
-                "next: distribute {}/roster.json to every member, then set [signing] key_id = \"{}\" and key_file = \"{}\" in {}'s config",
+                "next: distribute {}/roster.json to every member (each node reads it when it starts: restart them), then set [signing] key_id = \"{}\" and key_file = \"{}\" in {}'s config and restart its node",
                 a.dir.display(),
                 key.key_id,
-                a.dir
-                    .join(&a.member)
-                    .join(format!("signing-{}.pem", key.key_id))
-                    .display(),
+                key_file.display(),
                 a.member
             );
             Ok(0)
