@@ -242,13 +242,8 @@ impl Cluster {
 
     /// Copies the segments of `m`'s log (a backup taken while it runs).
     fn backup(&self, m: &str, to: &Path) {
-        let from = self.config(m).data_dir.join("log");
         let _ = std::fs::remove_dir_all(to);
-        std::fs::create_dir_all(to).unwrap();
-        for f in std::fs::read_dir(from).unwrap() {
-            let f = f.unwrap();
-            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
-        }
+        copy_files(&self.config(m).data_dir.join("log"), to);
     }
 
     /// The documented restore of `m` (stopped): the backup's segments put back in its
@@ -258,11 +253,7 @@ impl Cluster {
         let cfg = self.config(m);
         let log = cfg.data_dir.join("log");
         std::fs::remove_dir_all(&log).unwrap();
-        std::fs::create_dir_all(&log).unwrap();
-        for f in std::fs::read_dir(backup).unwrap() {
-            let f = f.unwrap();
-            std::fs::copy(f.path(), log.join(f.file_name())).unwrap();
-        }
+        copy_files(backup, &log);
         std::fs::remove_dir_all(cfg.data_dir.join("index")).unwrap();
         self.rebuild(m);
     }
@@ -333,6 +324,15 @@ impl Drop for Cluster {
                 eprintln!("--- {m}'s log ends:\n{tail}");
             }
         }
+    }
+}
+
+/// Copies the files of directory `from` into `to` (made if missing).
+fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in std::fs::read_dir(from).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
     }
 }
 

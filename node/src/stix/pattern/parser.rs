@@ -555,17 +555,10 @@ fn check_address_value(
     if !matches!(path.components.as_slice(), [PathComponent::Property(p)] if p == "value") {
         return Ok(());
     }
-    if matches!(
-        operator,
-        ComparisonOperator::Like | ComparisonOperator::Matches
-    ) {
+    if takes_a_pattern(operator) {
         return Ok(());
     }
-    let items: &[Constant] = match value {
-        Constant::Set(items) => items,
-        single => std::slice::from_ref(single),
-    };
-    for item in items {
+    for item in elements(value) {
         let Constant::String(text) = item else {
             continue;
         };
@@ -576,6 +569,22 @@ fn check_address_value(
         }
     }
     Ok(())
+}
+
+/// `LIKE` and `MATCHES` compare with a pattern, not with a value of the property.
+fn takes_a_pattern(operator: ComparisonOperator) -> bool {
+    matches!(
+        operator,
+        ComparisonOperator::Like | ComparisonOperator::Matches
+    )
+}
+
+/// The values a comparison names: each element of a set, or the one constant.
+fn elements(value: &Constant) -> &[Constant] {
+    match value {
+        Constant::Set(items) => items,
+        single => std::slice::from_ref(single),
+    }
 }
 
 /// Whether `text` is an address of the family, or one with a `/prefix` within its
@@ -629,20 +638,13 @@ pub(super) fn check_hash_value(
     let Some(rule) = hash_rule(name) else {
         return Ok(());
     };
-    if matches!(
-        operator,
-        ComparisonOperator::Like | ComparisonOperator::Matches
-    ) {
+    if takes_a_pattern(operator) {
         return Ok(());
     }
-    let items: &[Constant] = match value {
-        Constant::Set(items) if items.is_empty() => {
-            return Err(format!("an empty set is not a valid {name} hash"));
-        }
-        Constant::Set(items) => items,
-        single => std::slice::from_ref(single),
-    };
-    for item in items {
+    if matches!(value, Constant::Set(items) if items.is_empty()) {
+        return Err(format!("an empty set is not a valid {name} hash"));
+    }
+    for item in elements(value) {
         let text = reference_text(item);
         if !rule(&text) {
             return Err(format!("'{text}' is not a valid {name} hash"));
