@@ -363,6 +363,8 @@ fn synergia_node() -> Value {
         data_root: dir.join("data"),
         base_port: 0,
         ports: ports.clone(),
+        urls: vec![],
+        hosts: vec![],
         amber_hubs: vec![],
         years: 1,
         example: false,

@@ -64,6 +64,12 @@ pub struct Config {
     /// Peer members this node exchanges envelopes with.
     #[serde(default)]
     pub peers: Vec<Peer>,
+    /// Also exchange envelopes with every roster member that `[[peers]]` does not
+    /// list, at the roster's `node_url` and without this node's amber. The peer set
+    /// then follows the roster as it is reloaded: a member added is synced with at
+    /// once, a removed one is not (nor is its certificate let in).
+    #[serde(default)]
+    pub peers_from_roster: bool,
     /// Local clients (pipelines, analysts, operators).
     #[serde(default)]
     pub clients: Vec<Client>,
@@ -73,6 +79,9 @@ pub struct Config {
     /// Request and connection limits.
     #[serde(default)]
     pub limits: Limits,
+    /// The file it was read from (reloaded from there, see `node::live`).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// Request and connection limits (safe defaults; every one can be raised).
@@ -251,6 +260,8 @@ pub enum Role {
     Read,
     /// See peer status, stats and metrics.
     Operate,
+    /// Scrape `/metrics` and nothing else (a Prometheus server).
+    Metrics,
 }
 
 /// A local client, identified by certificate or bearer token.
@@ -288,6 +299,7 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
+        cfg.source = Some(path.to_path_buf());
         cfg.check().map_err(|(key, message)| ConfigError::Invalid {
             path: p,
             key,

@@ -116,6 +116,8 @@ impl Demo {
             data_root: dir.join("data"),
             base_port: 0,
             ports: ports.clone(),
+            urls: vec![],
+            hosts: vec![],
             amber_hubs: vec![COORDINATOR.into()],
             years: 1,
             example: true,

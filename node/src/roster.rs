@@ -252,6 +252,18 @@ impl Roster {
         self.member(name)
     }
 
+    /// SHA-256 (hex) of its content (the document's compact JSON, fields in their
+    /// fixed order): equal on two nodes exactly when they hold the same roster,
+    /// however the files are indented.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let text = serde_json::to_vec(&self.doc).unwrap_or_default();
+        sha2::Sha256::digest(&text)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Serialises as pretty JSON (the file format).
     pub fn to_json_pretty(&self) -> String {
         serde_json::to_string_pretty(&self.doc).unwrap_or_default()

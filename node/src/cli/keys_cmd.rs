@@ -12,13 +12,24 @@ pub enum KeysCommand {
     /// Create a federation: CA, per-member TLS certificates, signing keys, roster, and
     /// one node config per member.
     InitFederation(InitArgs),
-    /// Add a new signing key for a member, valid from later than its current keys.
+    /// Add a new signing key for a member, valid from later than its current keys
+    /// (24 hours from now by default, so that the roster reaches every node first).
     Rotate(RotateArgs),
+    /// Make a joining member's keys: TLS key and certificate request (node.csr), and
+    /// signing key (public half in signing-public-key.txt). Send node.csr and
+    /// signing-public-key.txt to the CA holder, who runs `keys add-member`; the
+    /// private keys never leave this directory.
+    Request(RequestArgs),
+    /// Add a member (for the CA holder): its node certificate (from its request, or
+    /// with a new key), its roster entry and signing key, a config for its node, and
+    /// the [[peers]] entry existing members may add. Nodes with `peers_from_roster`
+    /// sync with it as soon as they read the new roster.
+    AddMember(AddMemberArgs),
     /// Revoke a signing key: signatures dated at or after --at are rejected.
     Revoke(RevokeArgs),
     /// Revoke TLS certificates (a node's or a client's): adds them to the federation
     /// CA's revocation list, DIR/crl.pem. Copy it to every node (`tls.crl`); nodes
-    /// reload it within 30 s or on SIGHUP and close connections made before.
+    /// reload it within 5 s or on SIGHUP and close connections made before.
     RevokeCert(RevokeCertArgs),
     /// Show key ids, fingerprints and validity (roster), or a key or certificate file.
     Show(ShowArgs),
@@ -32,6 +43,56 @@ pub struct RevokeCertArgs {
     /// PEM certificate file(s) to revoke.
     #[arg(long = "cert", required = true)]
     certs: Vec<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RequestArgs {
+    /// The joining member's name.
+    #[arg(long)]
+    member: String,
+    /// Host names or IP addresses its node is reached at (for the request; the CA
+    /// holder decides what the certificate names).
+    #[arg(long = "host", value_delimiter = ',')]
+    hosts: Vec<String>,
+    /// Directory for the keys and the request.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddMemberArgs {
+    /// Federation directory (ca.pem, ca-key.pem, roster.json).
+    #[arg(long)]
+    dir: PathBuf,
+    /// The new member's name.
+    #[arg(long)]
+    member: String,
+    /// Its node's URL, https://HOST:PORT (the certificate names HOST).
+    #[arg(long)]
+    url: String,
+    /// Further host names or IP addresses for its certificate.
+    #[arg(long = "host", value_delimiter = ',')]
+    hosts: Vec<String>,
+    /// Its certificate signing request (node.csr from `keys request`). Without it a
+    /// TLS key is made for it in DIR/<member>/.
+    #[arg(long, requires = "signing_public_key")]
+    csr: Option<PathBuf>,
+    /// Its signing public key (signing-public-key.txt from `keys request`). Without
+    /// it a signing key is made for it in DIR/<member>/.
+    #[arg(long, requires = "csr")]
+    signing_public_key: Option<PathBuf>,
+    /// Directory for its config (default: DIR/config).
+    #[arg(long)]
+    config_out: Option<PathBuf>,
+    /// Its data directory as the config names it (default: DIR/data/<member>).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Members it shares its amber with.
+    #[arg(long, value_delimiter = ',')]
+    amber_with: Vec<String>,
+    /// Validity of its certificates and signing key, in years.
+    #[arg(long, default_value_t = 2)]
+    years: i32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,9 +112,17 @@ pub struct InitArgs {
     /// Federation (operation) name.
     #[arg(long, default_value = "synergia")]
     federation: String,
-    /// Member i listens on 127.0.0.1:(BASE_PORT + i).
+    /// Member i listens on 127.0.0.1:(BASE_PORT + i), unless --url names it.
     #[arg(long, default_value_t = 7101)]
     base_port: u16,
+    /// A member's node URL, NAME=https://HOST:PORT (repeat, or separate with commas).
+    /// Its node listens on HOST:PORT when HOST is an IP address, on every address at
+    /// PORT otherwise; its certificate names HOST.
+    #[arg(long = "url", value_delimiter = ',', value_parser = member_value)]
+    urls: Vec<(String, String)>,
+    /// A further host name or address for a member's certificate, NAME=HOST.
+    #[arg(long = "host", value_delimiter = ',', value_parser = member_value)]
+    hosts: Vec<(String, String)>,
     /// Members that exchange amber with every other member (a coordinator); others
     /// exchange amber only with them. Empty: everyone shares amber with everyone.
     #[arg(long, value_delimiter = ',')]
@@ -79,10 +148,13 @@ pub struct RotateArgs {
     /// Member whose key to rotate.
     #[arg(long)]
     member: String,
-    /// First instant the new key may sign (default: now). Give the roster time to
-    /// reach every member before this instant.
-    #[arg(long)]
+    /// First instant the new key may sign. Give the roster time to reach every
+    /// member before this instant.
+    #[arg(long, conflicts_with = "lead")]
     not_before: Option<Timestamp>,
+    /// Time from now until the new key may sign: 30s, 15m, 24h, 7d.
+    #[arg(long, default_value = "24h", value_parser = duration_secs)]
+    lead: i64,
     /// Validity in years.
     #[arg(long, default_value_t = 2)]
     years: i32,
@@ -132,6 +204,8 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                 out: a.out,
                 base_port: a.base_port,
                 ports: vec![],
+                urls: a.urls,
+                hosts: a.hosts,
                 amber_hubs: a.amber_hubs,
                 years: a.years,
                 example: a.example,
@@ -147,13 +221,16 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                 println!("  {name:<14} config {}", path.display());
             }
             println!(
-                "admin bearer tokens are in {}/<member>/admin-token",
+                "bearer tokens are in {}/<member>/admin-token (every role) and metrics-token (/metrics only)",
                 opts.out.display()
             );
             Ok(0)
         }
         KeysCommand::Rotate(a) => {
-            let key = federation::rotate(&a.dir, &a.member, a.not_before, a.years)?;
+            let not_before = a.not_before.unwrap_or_else(|| {
+                Timestamp::from_micros(Timestamp::now().as_micros() + a.lead * 1_000_000)
+            });
+            let key = federation::rotate(&a.dir, &a.member, Some(not_before), a.years)?;
             println!(
                 "added key {} for {} (valid {} to {})",
                 key.key_id, a.member, key.not_before, key.not_after
@@ -166,11 +243,66 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                 .join(format!("signing-{}.pem", key.key_id));
             let key_file = std::fs::canonicalize(&key_file).unwrap_or(key_file);
             println!(
-                "next: distribute {}/roster.json to every member (each node reads it when it starts: restart them), then set [signing] key_id = \"{}\" and key_file = \"{}\" in {}'s config and restart its node",
+                "next: distribute {}/roster.json to every member before {} (nodes read it again within seconds, or at once on SIGHUP); from then on set [signing] key_id = \"{}\" and key_file = \"{}\" in {}'s config (its node takes the new key within seconds, no restart)",
                 a.dir.display(),
+                key.not_before,
                 key.key_id,
                 key_file.display(),
                 a.member
+            );
+            Ok(0)
+        }
+        KeysCommand::Request(a) => {
+            let f = federation::request(&a.member, &a.hosts, &a.out)?;
+            println!("made the keys of {} in {}", a.member, a.out.display());
+            println!(
+                "send {} and {} to the CA holder (`synergia keys add-member --csr … --signing-public-key …`);",
+                f.csr.display(),
+                f.signing_public_key.display()
+            );
+            println!(
+                "keep {} and {} here: they never leave this machine",
+                f.tls_key.display(),
+                f.signing_key.display()
+            );
+            Ok(0)
+        }
+        KeysCommand::AddMember(a) => {
+            let opts = federation::AddOptions {
+                endpoint: federation::endpoint(&a.url, &a.hosts)?,
+                config_out: a.config_out.unwrap_or_else(|| a.dir.join("config")),
+                data_dir: a
+                    .data_dir
+                    .unwrap_or_else(|| a.dir.join("data").join(&a.member)),
+                dir: a.dir,
+                member: a.member,
+                csr: a.csr,
+                signing_public_key: a.signing_public_key,
+                amber_with: a.amber_with,
+                years: a.years,
+            };
+            let r = federation::add_member(&opts)?;
+            println!(
+                "added {} (signing key {}) to {}",
+                opts.member,
+                r.key_id,
+                opts.dir.join("roster.json").display()
+            );
+            println!("  config          {}", r.config.display());
+            println!(
+                "  certificates    {}",
+                opts.dir.join(&opts.member).display()
+            );
+            println!("  [[peers]] entry {}", r.peer_lines.display());
+            if opts.csr.is_some() {
+                println!(
+                    "the member copies node-key.pem and signing-key.pem from its `keys request` directory into {}",
+                    opts.dir.join(&opts.member).display()
+                );
+            }
+            println!(
+                "next: distribute the roster to every member (nodes read it again within seconds; those with peers_from_roster sync with {} at once), then start its node",
+                opts.member
             );
             Ok(0)
         }
@@ -183,7 +315,7 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                 serials.join(", ")
             );
             println!(
-                "copy it to every node and set tls.crl in their configs (reloaded within 30 s or on SIGHUP)"
+                "copy it to every node and set tls.crl in their configs (reloaded within 5 s or on SIGHUP)"
             );
             Ok(0)
         }
@@ -224,4 +356,36 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `NAME=VALUE` of a flag naming a member.
+fn member_value(s: &str) -> Result<(String, String), String> {
+    let (m, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))?;
+    if m.is_empty() || v.is_empty() {
+        return Err(format!("{s:?}: expected NAME=VALUE"));
+    }
+    Ok((m.to_string(), v.to_string()))
+}
+
+/// Seconds of a duration written `30s`, `15m`, `24h` or `7d` (or plain seconds).
+fn duration_secs(s: &str) -> Result<i64, String> {
+    let (n, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration such as 30s, 15m, 24h or 7d"))?;
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(per)
+        .filter(|v| *v <= 10 * 365 * 86_400)
+        .ok_or_else(|| format!("{s:?}: too long"))
 }

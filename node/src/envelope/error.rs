@@ -132,6 +132,29 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
+    /// Every code [`VerifyError::code`] returns, so that counters by reason can be
+    /// shown at zero from the start.
+    pub const CODES: [&'static str; 18] = [
+        "malformed",
+        "envelope-too-large",
+        "bad-seq",
+        "bad-base64",
+        "unknown-origin",
+        "identity-mismatch",
+        "unknown-key",
+        "key-not-yet-valid",
+        "key-expired",
+        "key-revoked",
+        "weak-key",
+        "signed-in-future",
+        "bad-signature",
+        "invalid-stix",
+        "tlp-mismatch",
+        "bad-recipients",
+        "foreign-creator",
+        "object-after-signing",
+    ];
+
     /// The stable code for counters, metrics and HTTP error bodies.
     pub fn code(&self) -> &'static str {
         match self {

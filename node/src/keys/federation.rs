@@ -8,6 +8,8 @@
 //! OUT/<member>/signing-<key_id>.pem       the member's ed25519 signing key(s)
 //! OUT/<member>/admin.pem, admin-key.pem   a local client certificate (all roles)
 //! OUT/<member>/admin-token                a local bearer token (all roles)
+//! OUT/<member>/metrics.pem, metrics-key.pem, metrics-token
+//!                                         a client that may only scrape /metrics
 //! CONFIG_OUT/<member>.toml                the member node's config
 //! ```
 
@@ -34,8 +36,15 @@ pub struct InitOptions {
     pub data_root: PathBuf,
     /// Member `i` listens on `base_port + i` on 127.0.0.1 …
     pub base_port: u16,
-    /// … unless ports are given here, one per member.
+    /// … unless ports are given here, one per member …
     pub ports: Vec<u16>,
+    /// … or a URL is given here for it: `(member, https://HOST:PORT)`. Its node then
+    /// listens on HOST:PORT when HOST is an IP address, on every address at PORT
+    /// otherwise, and its certificate names HOST.
+    pub urls: Vec<(String, String)>,
+    /// Further host names (or IP addresses) a member's node certificate names:
+    /// `(member, host)`.
+    pub hosts: Vec<(String, String)>,
     /// Members that exchange amber with everyone (the coordinator).
     pub amber_hubs: Vec<String>,
     /// Validity of certificates and signing keys.
@@ -52,8 +61,9 @@ pub struct InitOptions {
 pub struct InitReport {
     /// Config file per member.
     pub configs: Vec<(String, PathBuf)>,
-    /// Bearer token per member's admin client (also written to `admin-token`).
-    pub tokens: Vec<(String, String)>,
+    /// Bearer tokens per member: its admin client's and its metrics client's (also
+    /// written to `admin-token` and `metrics-token`).
+    pub tokens: Vec<(String, LocalTokens)>,
 }
 
 fn abs(p: &Path) -> Result<PathBuf, KeyError> {
@@ -124,11 +134,68 @@ fn new_signing_key(
     })
 }
 
-fn port_of(opts: &InitOptions, i: usize) -> u16 {
-    opts.ports
+/// Where a member's node is reached, where it listens and the names its
+/// certificate carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Its URL in the roster (`https://HOST:PORT`).
+    pub url: String,
+    /// `[listen] address`.
+    pub listen: String,
+    /// Host names and addresses for its certificate (besides localhost, 127.0.0.1).
+    pub names: Vec<String>,
+}
+
+/// The endpoint of a node reached at `url` (`https://HOST[:PORT]`, port 443 by
+/// default), with `extra` names for its certificate.
+pub fn endpoint(url: &str, extra: &[String]) -> Result<Endpoint, KeyError> {
+    let bad = |why: &str| KeyError::Usage(format!("node URL {url:?}: {why}"));
+    let u = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    if u.scheme() != "https" {
+        return Err(bad("must be https://HOST:PORT"));
+    }
+    if u.path() != "/" || u.query().is_some() || !u.username().is_empty() {
+        return Err(bad("must name only a host and a port"));
+    }
+    let port = u.port_or_known_default().unwrap_or(443);
+    let (host, listen) = match u.host() {
+        Some(url::Host::Ipv4(ip)) => (ip.to_string(), format!("{ip}:{port}")),
+        Some(url::Host::Ipv6(ip)) => (ip.to_string(), format!("[{ip}]:{port}")),
+        Some(url::Host::Domain(d)) => (d.to_string(), format!("0.0.0.0:{port}")),
+        None => return Err(bad("names no host")),
+    };
+    let mut names = vec![host];
+    for e in extra {
+        if !names.contains(e) {
+            names.push(e.clone());
+        }
+    }
+    Ok(Endpoint {
+        url: u.as_str().trim_end_matches('/').to_string(),
+        listen,
+        names,
+    })
+}
+
+fn endpoint_of(opts: &InitOptions, i: usize) -> Result<Endpoint, KeyError> {
+    let name = &opts.members[i];
+    let extra: Vec<String> = opts
+        .hosts
+        .iter()
+        .filter(|(m, _)| m == name)
+        .map(|(_, h)| h.clone())
+        .collect();
+    if let Some((_, url)) = opts.urls.iter().find(|(m, _)| m == name) {
+        return endpoint(url, &extra);
+    }
+    let port = opts
+        .ports
         .get(i)
         .copied()
-        .unwrap_or(opts.base_port + i as u16)
+        .unwrap_or(opts.base_port + i as u16);
+    let mut e = endpoint(&format!("https://127.0.0.1:{port}"), &extra)?;
+    e.names.retain(|n| n != "127.0.0.1");
+    Ok(e)
 }
 
 /// Creates a federation: CA, per-member certificates, signing keys, roster, configs.
@@ -166,6 +233,13 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
             )));
         }
     }
+    for (m, _) in opts.urls.iter().chain(&opts.hosts) {
+        if !opts.members.contains(m) {
+            return Err(KeyError::Usage(format!(
+                "--url/--host name {m:?}, which --members does not list"
+            )));
+        }
+    }
     if !opts.ports.is_empty() && opts.ports.len() != opts.members.len() {
         return Err(KeyError::Usage("give one port per member".into()));
     }
@@ -174,6 +248,9 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
             "--base-port leaves no room for every member".into(),
         ));
     }
+    let endpoints: Vec<Endpoint> = (0..opts.members.len())
+        .map(|i| endpoint_of(opts, i))
+        .collect::<Result<_, _>>()?;
     // Before anything is made (making the data root inside `out` fills it).
     if !opts.force {
         for dir in [&opts.out, &opts.config_out] {
@@ -194,26 +271,15 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
     for (i, name) in opts.members.iter().enumerate() {
         let dir = out.join(name);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let node = tls::issue(&ca, CertRole::Node, name, &[], validity)?;
+        let node = tls::issue(&ca, CertRole::Node, name, &endpoints[i].names, validity)?;
         write_public(&dir.join("node.pem"), node.cert_pem.as_bytes())?;
         write_private(&dir.join("node-key.pem"), node.key_pem.as_bytes())?;
-        let admin = tls::issue(
-            &ca,
-            CertRole::Client,
-            &format!("{name}-admin"),
-            &[],
-            validity,
-        )?;
-        write_public(&dir.join("admin.pem"), admin.cert_pem.as_bytes())?;
-        write_private(&dir.join("admin-key.pem"), admin.key_pem.as_bytes())?;
-        let token = random_token()?;
-        write_private(&dir.join("admin-token"), token.as_bytes())?;
-        tokens.push((name.clone(), token));
+        tokens.push((name.clone(), local_clients(&ca, &dir, name, validity)?));
         let key = new_signing_key(&dir, name, &[], now, opts.years)?;
         members.push(Member {
             name: name.clone(),
             identity: format!("identity--{}", uuid::Uuid::new_v4()),
-            node_url: format!("https://127.0.0.1:{}", port_of(opts, i)),
+            node_url: endpoints[i].url.clone(),
             tls_san: format!("synergia://member/{name}"),
             keys: vec![key],
         });
@@ -229,38 +295,101 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
     let mut configs = Vec::new();
     for (i, m) in roster.members().iter().enumerate() {
         let path = config_out.join(format!("{}.toml", m.name));
-        let text = render_config(
-            opts,
-            &roster,
-            m,
-            i,
-            &out,
-            &config_out,
-            &data_root,
-            &tokens[i].1,
-        );
+        let peers: Vec<(String, String, bool)> = roster
+            .members()
+            .iter()
+            .filter(|p| p.name != m.name)
+            .map(|p| {
+                let amber = opts.amber_hubs.is_empty()
+                    || opts.amber_hubs.contains(&p.name)
+                    || opts.amber_hubs.contains(&m.name);
+                (p.name.clone(), p.node_url.clone(), amber)
+            })
+            .collect();
+        let text = render_config(&ConfigText {
+            example: opts.example,
+            federation: &opts.federation,
+            member: &m.name,
+            key_id: &m.keys[0].key_id,
+            signing_key_file: out
+                .join(&m.name)
+                .join(format!("signing-{}.pem", m.keys[0].key_id)),
+            tls_key: out.join(&m.name).join("node-key.pem"),
+            listen: &endpoints[i].listen,
+            out: &out,
+            config_out: &config_out,
+            data_dir: data_root.join(&m.name),
+            peers: &peers,
+            tokens: &tokens[i].1,
+        });
         write_public(&path, text.as_bytes())?;
         configs.push((m.name.clone(), path));
     }
     Ok(InitReport { configs, tokens })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render_config(
-    opts: &InitOptions,
-    roster: &Roster,
-    m: &Member,
-    index: usize,
-    out: &Path,
-    config_out: &Path,
-    data_root: &Path,
-    token: &str,
-) -> String {
-    let rel = |p: PathBuf| relative(&p, config_out).display().to_string();
-    let dir = out.join(&m.name);
-    let key = &m.keys[0];
+/// The bearer tokens of a member's local clients.
+#[derive(Debug, Clone)]
+pub struct LocalTokens {
+    /// The administrator's (every role, reads red).
+    pub admin: String,
+    /// The metrics scraper's (`/metrics` only).
+    pub metrics: String,
+}
+
+/// Issues a member's local clients into `dir`: `admin` (certificate and token, every
+/// role) and `metrics` (certificate and token, role `metrics` only, for a Prometheus
+/// that should read nothing else).
+fn local_clients(
+    ca: &tls::CertifiedKey,
+    dir: &Path,
+    name: &str,
+    validity: Validity,
+) -> Result<LocalTokens, KeyError> {
+    let mut tokens = Vec::new();
+    for who in ["admin", "metrics"] {
+        let c = tls::issue(
+            ca,
+            CertRole::Client,
+            &format!("{name}-{who}"),
+            &[],
+            validity,
+        )?;
+        write_public(&dir.join(format!("{who}.pem")), c.cert_pem.as_bytes())?;
+        write_private(&dir.join(format!("{who}-key.pem")), c.key_pem.as_bytes())?;
+        let token = random_token()?;
+        write_private(&dir.join(format!("{who}-token")), token.as_bytes())?;
+        tokens.push(token);
+    }
+    let metrics = tokens.pop().unwrap_or_default();
+    let admin = tokens.pop().unwrap_or_default();
+    Ok(LocalTokens { admin, metrics })
+}
+
+/// What a member's config says.
+struct ConfigText<'a> {
+    example: bool,
+    federation: &'a str,
+    member: &'a str,
+    key_id: &'a str,
+    signing_key_file: PathBuf,
+    tls_key: PathBuf,
+    listen: &'a str,
+    /// The federation directory (CA, roster, the member's folder).
+    out: &'a Path,
+    /// Where the config goes: paths in it are relative to it.
+    config_out: &'a Path,
+    data_dir: PathBuf,
+    /// (name, url, amber) of each `[[peers]]` entry.
+    peers: &'a [(String, String, bool)],
+    tokens: &'a LocalTokens,
+}
+
+fn render_config(c: &ConfigText<'_>) -> String {
+    let rel = |p: &Path| relative(p, c.config_out).display().to_string();
+    let dir = c.out.join(c.member);
     let mut s = String::new();
-    if opts.example {
+    if c.example {
         s.push_str(
             "# EXAMPLE ONLY. This config and the keys it points to are published test material:\n\
              # never use them in a real deployment. Create your own with\n\
@@ -269,7 +398,9 @@ fn render_config(
     }
     s.push_str(&format!(
         "# Synergia node of member `{name}` in federation `{fed}`.\n\
-         # Relative paths are resolved against this file's directory.\n\n\
+         # Relative paths are resolved against this file's directory. The node reads this\n\
+         # file, the roster and the signing key again when they change (or on SIGHUP):\n\
+         # [signing], [[peers]], [[clients]] and the roster apply without a restart.\n\n\
          # This node's member name: must be in the roster.\n\
          member = \"{name}\"\n\
          # Evidence log and indexes.\n\
@@ -277,9 +408,12 @@ fn render_config(
          # Every member and its public signing keys.\n\
          roster = \"{roster}\"\n\
          # TLP level for objects published without a TLP marking.\n\
-         default_tlp = \"amber\"\n\n\
+         default_tlp = \"amber\"\n\
+         # Sync with every roster member, also those [[peers]] does not list (a member\n\
+         # added later): at its roster URL, without our amber.\n\
+         peers_from_roster = true\n\n\
          [listen]\n\
-         address = \"127.0.0.1:{port}\"\n\n\
+         address = \"{listen}\"\n\n\
          [tls]\n\
          # The federation CA: the only root trusted for peers and clients.\n\
          ca = \"{ca}\"\n\
@@ -289,37 +423,44 @@ fn render_config(
          # The roster key this node signs its own publishes with.\n\
          key_id = \"{key_id}\"\n\
          key_file = \"{key_file}\"\n",
-        name = m.name,
-        fed = opts.federation,
-        data = rel(data_root.join(&m.name)),
-        roster = rel(out.join("roster.json")),
-        port = port_of(opts, index),
-        ca = rel(out.join("ca.pem")),
-        cert = rel(dir.join("node.pem")),
-        tlskey = rel(dir.join("node-key.pem")),
-        key_id = key.key_id,
-        key_file = rel(dir.join(format!("signing-{}.pem", key.key_id))),
+        name = c.member,
+        fed = c.federation,
+        data = rel(&c.data_dir),
+        roster = rel(&c.out.join("roster.json")),
+        listen = c.listen,
+        ca = rel(&c.out.join("ca.pem")),
+        cert = rel(&dir.join("node.pem")),
+        tlskey = rel(&c.tls_key),
+        key_id = c.key_id,
+        key_file = rel(&c.signing_key_file),
     ));
-    for p in roster.members().iter().filter(|p| p.name != m.name) {
-        let amber = opts.amber_hubs.is_empty()
-            || opts.amber_hubs.contains(&p.name)
-            || opts.amber_hubs.contains(&m.name);
-        s.push_str(&format!(
-            "\n[[peers]]\nname = \"{}\"\nurl = \"{}\"\n# Whether our own amber envelopes go to this peer.\namber = {amber}\n",
-            p.name, p.node_url
-        ));
+    for (name, url, amber) in c.peers {
+        s.push_str(&peer_entry(name, url, *amber));
     }
     s.push_str(&format!(
         "\n# Local client with every role: certificate {cert} (SAN synergia://client/{name}-admin)\n\
          # or the bearer token in {tok}; only its SHA-256 is stored here.\n\
          # Clients read up to green unless max_tlp says more: the administrator reads everything.\n\
-         [[clients]]\nname = \"{name}-admin\"\nroles = [\"publish\", \"read\", \"operate\"]\ntoken_sha256 = \"{hash}\"\nmax_tlp = \"red\"\n",
-        cert = rel(dir.join("admin.pem")),
-        tok = rel(dir.join("admin-token")),
-        name = m.name,
-        hash = token_hash(token),
+         [[clients]]\nname = \"{name}-admin\"\nroles = [\"publish\", \"read\", \"operate\"]\ntoken_sha256 = \"{hash}\"\nmax_tlp = \"red\"\n\n\
+         # Prometheus: may read /metrics and nothing else (certificate {mcert} or the token\n\
+         # in {mtok}).\n\
+         [[clients]]\nname = \"{name}-metrics\"\nroles = [\"metrics\"]\ntoken_sha256 = \"{mhash}\"\n",
+        cert = rel(&dir.join("admin.pem")),
+        tok = rel(&dir.join("admin-token")),
+        name = c.member,
+        hash = token_hash(&c.tokens.admin),
+        mcert = rel(&dir.join("metrics.pem")),
+        mtok = rel(&dir.join("metrics-token")),
+        mhash = token_hash(&c.tokens.metrics),
     ));
     s
+}
+
+/// A `[[peers]]` entry.
+pub fn peer_entry(name: &str, url: &str, amber: bool) -> String {
+    format!(
+        "\n[[peers]]\nname = \"{name}\"\nurl = \"{url}\"\n# Whether our own amber envelopes go to this peer.\namber = {amber}\n"
+    )
 }
 
 fn load_roster_doc(path: &Path) -> Result<RosterDocument, KeyError> {
@@ -374,6 +515,249 @@ pub fn rotate(
     m.keys.push(key.clone());
     save_roster_doc(&roster_path, doc)?;
     Ok(key)
+}
+
+/// What `keys request` writes: a member's own keys, which never leave it, and what it
+/// sends to the CA holder.
+#[derive(Debug, Clone)]
+pub struct RequestFiles {
+    /// The TLS private key (`node-key.pem`).
+    pub tls_key: PathBuf,
+    /// The certificate signing request (`node.csr`), for the CA holder.
+    pub csr: PathBuf,
+    /// The signing private key (`signing-key.pem`).
+    pub signing_key: PathBuf,
+    /// The signing public key (`signing-public-key.txt`), for the CA holder.
+    pub signing_public_key: PathBuf,
+}
+
+/// `keys request`: a joining member makes its TLS key and certificate request and its
+/// signing key in `out` (refused when they exist: they may be in use).
+pub fn request(member: &str, names: &[String], out: &Path) -> Result<RequestFiles, KeyError> {
+    if !crate::roster::is_member_name(member) {
+        return Err(KeyError::Usage(format!(
+            "member name {member:?} must be lower-case letters, digits or '-'"
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let files = RequestFiles {
+        tls_key: out.join("node-key.pem"),
+        csr: out.join("node.csr"),
+        signing_key: out.join("signing-key.pem"),
+        signing_public_key: out.join("signing-public-key.txt"),
+    };
+    for f in [&files.tls_key, &files.signing_key] {
+        if f.exists() {
+            return Err(KeyError::Usage(format!(
+                "{} exists already: a key there may be in use; choose another --out",
+                f.display()
+            )));
+        }
+    }
+    let (csr, key) = tls::new_request(member, names)?;
+    write_private(&files.tls_key, key.as_bytes())?;
+    write_public(&files.csr, csr.as_bytes())?;
+    let signing = signing::generate()?;
+    signing::save(&signing, &files.signing_key)?;
+    write_public(
+        &files.signing_public_key,
+        format!("{}\n", encode_public_key(&signing.verifying_key())).as_bytes(),
+    )?;
+    Ok(files)
+}
+
+/// Options of `keys add-member`.
+#[derive(Debug, Clone)]
+pub struct AddOptions {
+    /// The federation directory (CA, CA key, roster).
+    pub dir: PathBuf,
+    /// The new member's name.
+    pub member: String,
+    /// Its node's URL and certificate names.
+    pub endpoint: Endpoint,
+    /// Its certificate signing request (from `keys request`); none: a key pair is
+    /// made for it here.
+    pub csr: Option<PathBuf>,
+    /// Its signing public key (from `keys request`); none: a signing key is made for
+    /// it here.
+    pub signing_public_key: Option<PathBuf>,
+    /// Where its config goes.
+    pub config_out: PathBuf,
+    /// Its data directory, as its config names it.
+    pub data_dir: PathBuf,
+    /// Members it shares its amber with (and which should share theirs with it).
+    pub amber_with: Vec<String>,
+    /// Validity of its certificates and signing key.
+    pub years: i32,
+}
+
+/// What `keys add-member` made.
+#[derive(Debug, Clone)]
+pub struct AddReport {
+    /// The new member's config.
+    pub config: PathBuf,
+    /// The `[[peers]]` entry for it that existing members may add (a file in its
+    /// folder; needed only where a config has no `peers_from_roster`, or to share
+    /// amber with it).
+    pub peer_lines: PathBuf,
+    /// Its key id.
+    pub key_id: String,
+    /// Its local clients' tokens.
+    pub tokens: LocalTokens,
+}
+
+/// `keys add-member`, for the CA holder: issues the new member's node certificate
+/// (for its request, or with a new key pair), adds it to the roster with its signing
+/// key, and writes its config (every current member as a peer) and the `[[peers]]`
+/// entry existing members add. Nodes whose config has `peers_from_roster` sync with
+/// it as soon as they read the new roster.
+pub fn add_member(o: &AddOptions) -> Result<AddReport, KeyError> {
+    if !crate::roster::is_member_name(&o.member) {
+        return Err(KeyError::Usage(format!(
+            "member name {:?} must be lower-case letters, digits or '-'",
+            o.member
+        )));
+    }
+    let out = o.dir.canonicalize().map_err(io_err(&o.dir))?;
+    let roster_path = out.join("roster.json");
+    let mut doc = load_roster_doc(&roster_path)?;
+    if doc.members.iter().any(|m| m.name == o.member) {
+        return Err(KeyError::Usage(format!(
+            "{} is a member already ({})",
+            o.member,
+            roster_path.display()
+        )));
+    }
+    if let Some(m) = o
+        .amber_with
+        .iter()
+        .find(|a| !doc.members.iter().any(|m| &&m.name == a))
+    {
+        return Err(KeyError::Usage(format!("--amber-with {m}: not a member")));
+    }
+    let ca = tls::load_ca(&out.join("ca.pem"), &out.join("ca-key.pem"))?;
+    let validity = Validity::years_from_now(o.years);
+    let dir = out.join(&o.member);
+    refuse_non_empty(&dir)?;
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let tls_key = dir.join("node-key.pem");
+    match &o.csr {
+        Some(csr) => {
+            let text = std::fs::read_to_string(csr).map_err(io_err(csr))?;
+            let cert = tls::issue_for_request(
+                &ca,
+                CertRole::Node,
+                &o.member,
+                &o.endpoint.names,
+                validity,
+                &text,
+            )
+            .map_err(|e| KeyError::Format {
+                path: csr.clone(),
+                message: e.to_string(),
+            })?;
+            write_public(&dir.join("node.pem"), cert.as_bytes())?;
+        }
+        None => {
+            let node = tls::issue(&ca, CertRole::Node, &o.member, &o.endpoint.names, validity)?;
+            write_public(&dir.join("node.pem"), node.cert_pem.as_bytes())?;
+            write_private(&tls_key, node.key_pem.as_bytes())?;
+        }
+    }
+    let tokens = local_clients(&ca, &dir, &o.member, validity)?;
+    let now = Timestamp::now();
+    let (key, signing_key_file) = match &o.signing_public_key {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+            let public_key = text.trim().to_string();
+            crate::roster::decode_public_key(&public_key).map_err(|e| KeyError::Format {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let nb = now.to_millis_string();
+            let not_after = Timestamp::from_micros(
+                now.as_micros() + i64::from(o.years) * 365 * 86_400 * 1_000_000,
+            );
+            let key = RosterKey {
+                key_id: next_key_id(&o.member, &nb[..4], &[]),
+                public_key,
+                not_before: nb,
+                not_after: not_after.to_millis_string(),
+                revoked_at: None,
+            };
+            (key, dir.join("signing-key.pem"))
+        }
+        None => {
+            let key = new_signing_key(&dir, &o.member, &[], now, o.years)?;
+            let file = dir.join(format!("signing-{}.pem", key.key_id));
+            (key, file)
+        }
+    };
+    let existing: Vec<(String, String, bool)> = doc
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.name.clone(),
+                m.node_url.clone(),
+                o.amber_with.contains(&m.name),
+            )
+        })
+        .collect();
+    doc.members.push(Member {
+        name: o.member.clone(),
+        identity: format!("identity--{}", uuid::Uuid::new_v4()),
+        node_url: o.endpoint.url.clone(),
+        tls_san: format!("synergia://member/{}", o.member),
+        keys: vec![key.clone()],
+    });
+    let config_out = abs(&o.config_out)?;
+    let config = config_out.join(format!("{}.toml", o.member));
+    if config.exists() {
+        return Err(KeyError::Usage(format!(
+            "{} exists already; choose another --config-out",
+            config.display()
+        )));
+    }
+    let text = render_config(&ConfigText {
+        example: false,
+        federation: &doc.federation.clone(),
+        member: &o.member,
+        key_id: &key.key_id,
+        signing_key_file,
+        tls_key,
+        listen: &o.endpoint.listen,
+        out: &out,
+        config_out: &config_out,
+        data_dir: if o.data_dir.is_absolute() {
+            o.data_dir.clone()
+        } else {
+            std::env::current_dir()
+                .map_err(io_err(&o.data_dir))?
+                .join(&o.data_dir)
+        },
+        peers: &existing,
+        tokens: &tokens,
+    });
+    // The roster last: until it names the member, nothing else made here is trusted.
+    write_public(&config, text.as_bytes())?;
+    let peer_lines = dir.join("peer-entry.toml");
+    write_public(
+        &peer_lines,
+        format!(
+            "# Add to each existing member's config (amber = true where it shares amber\n# with {m}); nodes read it again within seconds.{}",
+            peer_entry(&o.member, &o.endpoint.url, false),
+            m = o.member
+        )
+        .as_bytes(),
+    )?;
+    save_roster_doc(&roster_path, doc)?;
+    Ok(AddReport {
+        config,
+        peer_lines,
+        key_id: key.key_id,
+        tokens,
+    })
 }
 
 /// Marks a key revoked from `at`: signatures dated at or after it are rejected.
@@ -512,6 +896,8 @@ mod tests {
             data_root: dir.join("data"),
             base_port: 7100,
             ports: vec![],
+            urls: vec![],
+            hosts: vec![],
             amber_hubs: vec!["hub".into()],
             years: 2,
             example: true,
@@ -556,7 +942,16 @@ mod tests {
             assert_eq!(
                 cfg.clients[0].token_sha256.as_deref(),
                 Some(
-                    token_hash(&report.tokens.iter().find(|(n, _)| n == name).unwrap().1).as_str()
+                    token_hash(
+                        &report
+                            .tokens
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .unwrap()
+                            .1
+                            .admin
+                    )
+                    .as_str()
                 )
             );
         }
@@ -594,6 +989,179 @@ mod tests {
             "{table}"
         );
         assert!(rotate(&o.out, "nobody", None, 2).is_err());
+    }
+
+    #[test]
+    fn init_issues_metrics_only_clients_and_peers_from_the_roster() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(dir.path());
+        let report = init_federation(&o).unwrap();
+        let cfg = crate::config::Config::load(&report.configs[0].1).unwrap();
+        assert!(cfg.peers_from_roster);
+        let metrics = cfg
+            .clients
+            .iter()
+            .find(|c| c.name == "alpha-metrics")
+            .unwrap();
+        assert_eq!(metrics.roles, vec![crate::config::Role::Metrics]);
+        assert_eq!(
+            metrics.token_sha256.as_deref(),
+            Some(token_hash(&report.tokens[0].1.metrics).as_str())
+        );
+        let cert = std::fs::read_to_string(o.out.join("alpha/metrics.pem")).unwrap();
+        assert_eq!(
+            tls::summarise(&cert).unwrap().uris,
+            vec!["synergia://client/alpha-metrics".to_string()]
+        );
+    }
+
+    #[test]
+    fn endpoints_from_urls() {
+        let e = endpoint("https://127.0.0.2:7443", &[]).unwrap();
+        assert_eq!(e.listen, "127.0.0.2:7443");
+        assert_eq!(e.names, vec!["127.0.0.2"]);
+        let e = endpoint("https://node.cert.example/", &["10.0.0.5".into()]).unwrap();
+        assert_eq!(e.url, "https://node.cert.example");
+        assert_eq!(e.listen, "0.0.0.0:443");
+        assert_eq!(e.names, vec!["node.cert.example", "10.0.0.5"]);
+        let e = endpoint("https://[::1]:9000", &[]).unwrap();
+        assert_eq!(e.listen, "[::1]:9000");
+        for bad in [
+            "http://h:1",
+            "https://h:1/feed",
+            "https://u@h:1",
+            "https://h:1?x=1",
+            "h:1",
+            "",
+        ] {
+            assert!(endpoint(bad, &[]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_url_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.urls = vec![("alpha".into(), "http://127.0.0.2:1".into())];
+        assert!(init_federation(&o).is_err());
+        o.urls = vec![("nobody".into(), "https://127.0.0.2:1".into())];
+        assert!(init_federation(&o).is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    fn add(
+        o: &InitOptions,
+        member: &str,
+        csr: Option<(PathBuf, PathBuf)>,
+    ) -> Result<AddReport, KeyError> {
+        add_member(&AddOptions {
+            dir: o.out.clone(),
+            member: member.into(),
+            endpoint: endpoint("https://127.0.0.9:7999", &[]).unwrap(),
+            csr: csr.as_ref().map(|c| c.0.clone()),
+            signing_public_key: csr.map(|c| c.1),
+            config_out: o.config_out.clone(),
+            data_dir: o.data_root.join(member),
+            amber_with: vec!["hub".into()],
+            years: 1,
+        })
+    }
+
+    #[test]
+    fn add_member_generates_everything_a_node_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(dir.path());
+        init_federation(&o).unwrap();
+        let r = add(&o, "delta", None).unwrap();
+        let roster = Roster::load(&o.out.join("roster.json")).unwrap();
+        let m = roster.member("delta").unwrap();
+        assert_eq!(m.node_url, "https://127.0.0.9:7999");
+        let cfg = crate::config::Config::load(&r.config).unwrap();
+        assert_eq!(cfg.listen.address, "127.0.0.9:7999");
+        assert_eq!(cfg.peers.len(), 3);
+        assert!(cfg.peers.iter().all(|p| p.amber == (p.name == "hub")));
+        let key = signing::load(&cfg.signing.key_file).unwrap();
+        assert_eq!(
+            roster
+                .key("delta", &cfg.signing.key_id)
+                .unwrap()
+                .verifying_key,
+            key.verifying_key()
+        );
+        let cert = std::fs::read_to_string(&cfg.tls.cert).unwrap();
+        let s = tls::summarise(&cert).unwrap();
+        assert_eq!(s.uris, vec!["synergia://member/delta".to_string()]);
+        let entry = std::fs::read_to_string(&r.peer_lines).unwrap();
+        assert!(entry.contains("name = \"delta\""), "{entry}");
+        // Twice: refused, roster unchanged.
+        let before = std::fs::read(o.out.join("roster.json")).unwrap();
+        assert!(add(&o, "delta", None).is_err());
+        assert!(add(&o, "Bad Name", None).is_err());
+        assert_eq!(std::fs::read(o.out.join("roster.json")).unwrap(), before);
+    }
+
+    #[test]
+    fn add_member_from_a_request_keeps_the_keys_with_the_member_and_ignores_asked_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(dir.path());
+        init_federation(&o).unwrap();
+        // The request asks to be another member and a host it is not.
+        let req = dir.path().join("req");
+        let f = request("alpha", &["evil.example".into()], &req).unwrap();
+        assert!(request("alpha", &[], &req).is_err(), "keys made twice");
+        add(
+            &o,
+            "delta",
+            Some((f.csr.clone(), f.signing_public_key.clone())),
+        )
+        .unwrap();
+        assert!(!o.out.join("delta/node-key.pem").exists());
+        let cert = std::fs::read_to_string(o.out.join("delta/node.pem")).unwrap();
+        let s = tls::summarise(&cert).unwrap();
+        assert_eq!(s.uris, vec!["synergia://member/delta".to_string()]);
+        assert!(!cert.is_empty());
+        let key_pem = std::fs::read_to_string(&f.tls_key).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert.as_bytes()).unwrap();
+        let x = pem.parse_x509().unwrap();
+        let names = format!("{:?}", x.subject_alternative_name().unwrap().unwrap().value);
+        assert!(!names.contains("evil.example"), "{names}");
+        // The certificate is for the requester's key.
+        let kp = rcgen::KeyPair::from_pem(&key_pem).unwrap();
+        assert_eq!(
+            x.public_key().raw,
+            rcgen::PublicKeyData::subject_public_key_info(&kp).as_slice()
+        );
+        let roster = Roster::load(&o.out.join("roster.json")).unwrap();
+        let signing_key = signing::load(&f.signing_key).unwrap();
+        let k = &roster.member("delta").unwrap().keys[0];
+        assert_eq!(
+            roster.key("delta", &k.key_id).unwrap().verifying_key,
+            signing_key.verifying_key()
+        );
+        // A request whose signature does not check is refused.
+        let bad = dir.path().join("bad.csr");
+        let text = std::fs::read_to_string(&f.csr).unwrap();
+        let mut der = x509_parser::pem::parse_x509_pem(text.as_bytes())
+            .unwrap()
+            .1
+            .contents;
+        let n = der.len();
+        der[n - 5] ^= 0xff;
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der);
+        std::fs::write(
+            &bad,
+            format!(
+                "-----BEGIN CERTIFICATE REQUEST-----\n{b64}\n-----END CERTIFICATE REQUEST-----\n"
+            ),
+        )
+        .unwrap();
+        assert!(add(&o, "epsilon", Some((bad, f.signing_public_key.clone()))).is_err());
+        assert!(
+            Roster::load(&o.out.join("roster.json"))
+                .unwrap()
+                .member("epsilon")
+                .is_none()
+        );
     }
 
     #[test]

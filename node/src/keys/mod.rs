@@ -71,9 +71,18 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// Writes a public file (certificates, roster).
+/// Writes a public file (certificates, roster, configs) whole: into a temporary file
+/// beside it, then renamed over it, so that a running node that reads it (a roster
+/// or config reload) sees the old file or the new one, never half of one.
 pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
-    std::fs::write(path, contents).map_err(io_err(path))
+    use std::io::Write as _;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".new");
+    let tmp = path.with_file_name(name);
+    let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(contents).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 /// Reads a private key file, refusing one that group or others can read: a key that

@@ -97,16 +97,13 @@ pub enum CertRole {
     Client,
 }
 
-/// Issues a certificate signed by `ca`.
-pub fn issue(
-    ca: &CertifiedKey,
+/// What a certificate of `role` for `name` says: its names, usages and validity.
+fn params_for(
     role: CertRole,
     name: &str,
-    extra_dns: &[String],
+    extra_names: &[String],
     validity: Validity,
-) -> Result<CertifiedKey, KeyError> {
-    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
-    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+) -> Result<CertificateParams, KeyError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let bad = |e: rcgen::Error| KeyError::Usage(format!("bad certificate name {name:?}: {e}"));
     match role {
@@ -118,10 +115,14 @@ pub fn issue(
                 SanType::DnsName("localhost".try_into().map_err(bad)?),
                 SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
             ];
-            for d in extra_dns {
-                params
-                    .subject_alt_names
-                    .push(SanType::DnsName(d.clone().try_into().map_err(bad)?));
+            for d in extra_names {
+                let san = match d.parse::<std::net::IpAddr>() {
+                    Ok(ip) => SanType::IpAddress(ip),
+                    Err(_) => SanType::DnsName(d.clone().try_into().map_err(bad)?),
+                };
+                if !params.subject_alt_names.contains(&san) {
+                    params.subject_alt_names.push(san);
+                }
             }
             params.extended_key_usages = vec![
                 ExtendedKeyUsagePurpose::ServerAuth,
@@ -141,12 +142,70 @@ pub fn issue(
     ];
     params.use_authority_key_identifier_extension = true;
     apply(&mut params, validity);
+    Ok(params)
+}
+
+fn issuer_of(ca: &CertifiedKey) -> Result<Issuer<'static, KeyPair>, KeyError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    Ok(Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?)
+}
+
+/// Issues a certificate signed by `ca`, with a new key pair.
+pub fn issue(
+    ca: &CertifiedKey,
+    role: CertRole,
+    name: &str,
+    extra_names: &[String],
+    validity: Validity,
+) -> Result<CertifiedKey, KeyError> {
+    let issuer = issuer_of(ca)?;
+    let params = params_for(role, name, extra_names, validity)?;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
     Ok(CertifiedKey {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// Issues a certificate signed by `ca` for the public key of a certificate signing
+/// request (PEM), whose signature is checked: the requester keeps its private key.
+/// Only the request's key is taken; names, usages and validity are ours, whatever the
+/// request asks for.
+pub fn issue_for_request(
+    ca: &CertifiedKey,
+    role: CertRole,
+    name: &str,
+    extra_names: &[String],
+    validity: Validity,
+    request_pem: &str,
+) -> Result<String, KeyError> {
+    let request = rcgen::CertificateSigningRequestParams::from_pem(request_pem)
+        .map_err(|e| KeyError::Usage(format!("not a usable certificate signing request: {e}")))?;
+    let issuer = issuer_of(ca)?;
+    let ours = rcgen::CertificateSigningRequestParams {
+        params: params_for(role, name, extra_names, validity)?,
+        public_key: request.public_key,
+    };
+    Ok(ours.signed_by(&issuer)?.pem())
+}
+
+/// A new key pair and a certificate signing request for a member's node (names as
+/// [`issue`] gives them): (request PEM, private key PEM).
+pub fn new_request(name: &str, extra_names: &[String]) -> Result<(String, String), KeyError> {
+    // A request carries names only: usages and validity are the CA's to set.
+    let full = params_for(
+        CertRole::Node,
+        name,
+        extra_names,
+        Validity::years_from_now(1),
+    )?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = full.distinguished_name;
+    params.subject_alt_names = full.subject_alt_names;
+    let key = KeyPair::generate()?;
+    let csr = params.serialize_request(&key)?;
+    Ok((csr.pem()?, key.serialize_pem()))
 }
 
 /// The serial number of the first certificate of a PEM text (big-endian bytes).

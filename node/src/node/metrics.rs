@@ -202,5 +202,220 @@ pub fn render(node: &super::Node) -> String {
         out,
         "# HELP synergia_store_disk_bytes Bytes on disk, by part.\n# TYPE synergia_store_disk_bytes gauge\nsynergia_store_disk_bytes{{part=\"log\"}} {log}\nsynergia_store_disk_bytes{{part=\"index\"}} {index}"
     );
+    let free = node
+        .store
+        .free_disk_bytes()
+        .map_or("NaN".to_string(), |b| b.to_string());
+    let _ = writeln!(
+        out,
+        "# HELP synergia_disk_free_bytes Bytes free for the node on the data directory's file system.\n# TYPE synergia_disk_free_bytes gauge\nsynergia_disk_free_bytes {free}"
+    );
+    own_expiry(node, &mut out);
+    peers(node, &mut out);
     out
+}
+
+/// A gauge value: NaN when unknown (Prometheus keeps the series, alerts compare false).
+fn or_nan<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or("NaN".to_string(), |v| v.to_string())
+}
+
+/// When this node's own TLS certificate and signing key stop being valid.
+fn own_expiry(node: &super::Node, out: &mut String) {
+    use std::fmt::Write as _;
+    let cert = crate::tls::load_certs(&node.config.tls.cert)
+        .ok()
+        .and_then(|c| c.first().and_then(|c| crate::tls::not_after(c)));
+    let live = node.live();
+    let key = live
+        .roster
+        .key(&live.signer.origin, &live.signer.key_id)
+        .map(|k| {
+            k.revoked_at
+                .map_or(k.not_after, |r| r.min(k.not_after))
+                .as_secs()
+        });
+    let _ = writeln!(
+        out,
+        "# HELP synergia_certificate_not_after_timestamp_seconds When this node's TLS certificate expires.\n# TYPE synergia_certificate_not_after_timestamp_seconds gauge\nsynergia_certificate_not_after_timestamp_seconds {}\n# HELP synergia_signing_key_not_after_timestamp_seconds When the key this node signs with expires (or is revoked).\n# TYPE synergia_signing_key_not_after_timestamp_seconds gauge\nsynergia_signing_key_not_after_timestamp_seconds {}",
+        or_nan(cert),
+        or_nan(key)
+    );
+}
+
+/// Everything `synergia status` shows per peer, one series per peer (and reason,
+/// kind or level), each present from the start.
+fn peers(node: &super::Node, out: &mut String) {
+    use crate::envelope::VerifyError;
+    use crate::node::peers::FAILURE_KINDS;
+    use crate::node::peers::policy::PolicyViolation;
+    use crate::stix::tlp::ALL_LEVELS;
+    use std::fmt::Write as _;
+    let statuses = crate::node::peers::status::peer_statuses(node);
+    let live = node.live();
+    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    };
+    let per_peer = |f: &dyn Fn(&crate::node::peers::status::PeerStatus) -> String| {
+        statuses
+            .iter()
+            .map(|p| (format!("peer=\"{}\"", p.peer), f(p)))
+            .collect::<Vec<_>>()
+    };
+    let secs = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| crate::stix::timestamp::Timestamp::parse(t).ok())
+            .map_or(0, |t| t.as_secs())
+            .to_string()
+    };
+    family(
+        "synergia_peer_up",
+        "gauge",
+        "Whether the last request to the peer reached it (1) or not (0).",
+        per_peer(&|p| u8::from(p.reachable).to_string()),
+    );
+    family(
+        "synergia_peer_lag_envelopes",
+        "gauge",
+        "The peer's log head minus this node's cursor in it (NaN before the first answer).",
+        per_peer(&|p| or_nan(p.lag_envelopes)),
+    );
+    family(
+        "synergia_peer_lag_seconds",
+        "gauge",
+        "How long this node has been behind the peer, seconds (0 when caught up).",
+        per_peer(&|p| or_nan(p.lag_seconds)),
+    );
+    family(
+        "synergia_peer_last_success_timestamp_seconds",
+        "gauge",
+        "Last successful pull or push with the peer, Unix seconds (0: never).",
+        per_peer(&|p| secs(&p.last_success)),
+    );
+    family(
+        "synergia_peer_last_attempt_timestamp_seconds",
+        "gauge",
+        "Last pull attempt from the peer, Unix seconds (0: never).",
+        per_peer(&|p| secs(&p.last_attempt)),
+    );
+    for (name, help, get) in [
+        (
+            "synergia_peer_received_envelopes_total",
+            "Envelopes accepted from the peer.",
+            (|p: &crate::node::peers::status::PeerStatus| p.envelopes_received)
+                as fn(&crate::node::peers::status::PeerStatus) -> u64,
+        ),
+        (
+            "synergia_peer_received_objects_total",
+            "Objects in envelopes accepted from the peer.",
+            |p| p.objects_received,
+        ),
+        (
+            "synergia_peer_sent_envelopes_total",
+            "Envelopes sent to the peer.",
+            |p| p.envelopes_sent,
+        ),
+        (
+            "synergia_peer_sent_objects_total",
+            "Objects in envelopes sent to the peer.",
+            |p| p.objects_sent,
+        ),
+    ] {
+        family(name, "counter", help, per_peer(&|p| get(p).to_string()));
+    }
+    let labelled =
+        |key: &str,
+         values: &[&str],
+         get: &dyn Fn(&crate::node::peers::status::PeerStatus, &str) -> u64| {
+            let mut rows = Vec::new();
+            for p in &statuses {
+                for v in values {
+                    rows.push((
+                        format!("peer=\"{}\",{key}=\"{v}\"", p.peer),
+                        get(p, v).to_string(),
+                    ));
+                }
+            }
+            rows
+        };
+    let reasons: Vec<&str> = VerifyError::CODES
+        .iter()
+        .chain(PolicyViolation::CODES.iter())
+        .copied()
+        .collect();
+    family(
+        "synergia_peer_rejected_envelopes_total",
+        "counter",
+        "The peer's envelopes this node refused, by reason.",
+        labelled("reason", &reasons, &|p, r| {
+            p.rejected.get(r).copied().unwrap_or(0)
+        }),
+    );
+    family(
+        "synergia_peer_failures_total",
+        "counter",
+        "Failed requests to the peer, by kind.",
+        labelled("kind", &FAILURE_KINDS, &|p, k| {
+            p.failures.get(k).copied().unwrap_or(0)
+        }),
+    );
+    let levels: Vec<&str> = ALL_LEVELS.iter().map(|l| l.as_str()).collect();
+    family(
+        "synergia_peer_withheld_envelopes_total",
+        "counter",
+        "Envelopes withheld from the peer by the sharing policy, by TLP level.",
+        labelled("tlp", &levels, &|p, l| {
+            p.withheld.get(l).copied().unwrap_or(0)
+        }),
+    );
+    family(
+        "synergia_peer_waiting_envelopes",
+        "gauge",
+        "The peer's envelopes refused for a passing reason and kept for a retry.",
+        per_peer(&|p| p.waiting.to_string()),
+    );
+    let shared: Vec<&str> = crate::store::view::SHARED_LEVELS
+        .iter()
+        .map(|l| l.as_str())
+        .collect();
+    let mut rows = Vec::new();
+    for p in &statuses {
+        for l in &shared {
+            let v = p.digests_match.get(*l).map(|m| u8::from(*m));
+            rows.push((format!("peer=\"{}\",tlp=\"{l}\"", p.peer), or_nan(v)));
+        }
+    }
+    family(
+        "synergia_peer_digest_match",
+        "gauge",
+        "Whether the peer's view digest at a shared level equals ours (1), not (0), or is not known yet (NaN).",
+        rows,
+    );
+    let cert =
+        |p: &crate::node::peers::status::PeerStatus| or_nan(node.sync.peer(&p.peer).cert_not_after);
+    family(
+        "synergia_peer_certificate_not_after_timestamp_seconds",
+        "gauge",
+        "When the peer's TLS certificate (as last seen) expires, Unix seconds.",
+        per_peer(&cert),
+    );
+    let key = |p: &crate::node::peers::status::PeerStatus| {
+        or_nan(live.roster.member(&p.peer).and_then(|m| {
+            m.keys
+                .iter()
+                .filter_map(|k| live.roster.key(&p.peer, &k.key_id))
+                .filter(|k| k.revoked_at.is_none())
+                .map(|k| k.not_after.as_secs())
+                .max()
+        }))
+    };
+    family(
+        "synergia_peer_signing_key_not_after_timestamp_seconds",
+        "gauge",
+        "When the peer's newest unrevoked signing key expires, Unix seconds.",
+        per_peer(&key),
+    );
 }

@@ -2,13 +2,13 @@
 //! operations every interface (TAXII, node API, federation, CLI) goes through.
 
 pub mod export;
+pub mod live;
 pub mod metrics;
 pub mod peers;
 pub mod publish;
 pub mod receive;
 
 use crate::config::{Config, Role};
-use crate::envelope::Signer;
 use crate::keys::KeyError;
 use crate::roster::{Roster, RosterError};
 use crate::stix::timestamp::Timestamp;
@@ -39,12 +39,14 @@ pub enum NodeError {
 pub struct Node {
     /// Its configuration.
     config: Config,
-    /// The federation roster.
-    roster: Roster,
+    /// Roster, signing identity, peers and clients, as last (re)loaded.
+    live: std::sync::RwLock<std::sync::Arc<live::Live>>,
+    /// Bumped at every reload that took: the sync tasks follow the peer set.
+    live_generation: tokio::sync::watch::Sender<u64>,
+    /// The last reload failure, logged once rather than at every retry.
+    reload_failure: Mutex<Option<String>>,
     /// Its store.
     store: Store,
-    /// Its signing identity.
-    signer: Signer,
     /// Counters for `/metrics` and status.
     metrics: Metrics,
     /// Per-peer sync state.
@@ -95,44 +97,8 @@ impl Node {
     /// Opens a node from its config: loads and cross-checks roster and keys, opens
     /// (or, when configured, rebuilds) the store.
     pub fn open(config: Config) -> Result<Node, NodeError> {
-        let roster = Roster::load(&config.roster)?;
-        let member = roster.member(&config.member).ok_or_else(|| {
-            NodeError::Inconsistent(format!(
-                "config member {:?} is not in the roster {}",
-                config.member,
-                config.roster.display()
-            ))
-        })?;
-        let key = crate::keys::signing::load(&config.signing.key_file)?;
-        let trusted = roster
-            .key(&config.member, &config.signing.key_id)
-            .ok_or_else(|| {
-                NodeError::Inconsistent(format!(
-                    "signing.key_id {:?} is not a roster key of {}",
-                    config.signing.key_id, config.member
-                ))
-            })?;
-        if trusted.verifying_key != key.verifying_key() {
-            return Err(NodeError::Inconsistent(format!(
-                "signing.key_file {} does not hold the private key of roster key {}",
-                config.signing.key_file.display(),
-                config.signing.key_id
-            )));
-        }
-        for p in &config.peers {
-            if roster.member(&p.name).is_none() {
-                return Err(NodeError::Inconsistent(format!(
-                    "peer {:?} is not in the roster",
-                    p.name
-                )));
-            }
-        }
-        let signer = Signer {
-            origin: config.member.clone(),
-            origin_identity: member.identity.clone(),
-            key_id: config.signing.key_id.clone(),
-            key,
-        };
+        let live = live::Live::load(&config, true)?;
+        let roster = live.roster.clone();
         let opts = StoreOptions {
             cache_bytes: config.store.cache_mb << 20,
             ..StoreOptions::default()
@@ -177,10 +143,10 @@ impl Node {
         // After a rebuild (a restore from backup, even of an empty log), the log may
         // lack this member's last envelopes, which its peers hold: take them back
         // before signing again, so no sequence number is used twice.
-        let recovery = (store.recovery_pending() && !config.peers.is_empty()).then(|| {
+        let recovery = (store.recovery_pending() && !live.peers.is_empty()).then(|| {
             tracing::warn!("the index was rebuilt over the evidence log: taking back this member's own envelopes from its peers before signing again");
             Recovery {
-                pending: config.peers.iter().map(|p| p.name.clone()).collect(),
+                pending: live.peers.iter().map(|p| p.name.clone()).collect(),
                 until: Timestamp::now().as_micros()
                     + i64::try_from(config.store.recovery_wait_secs)
                         .unwrap_or(i64::MAX / 2_000_000)
@@ -191,9 +157,10 @@ impl Node {
         let config_limits = config.limits.clone();
         Ok(Node {
             config,
-            roster,
+            live: std::sync::RwLock::new(std::sync::Arc::new(live)),
+            live_generation: tokio::sync::watch::Sender::new(0),
+            reload_failure: Mutex::new(None),
             store,
-            signer,
             metrics: Metrics::default(),
             sync,
             next_seq: Mutex::new(next_seq),
@@ -275,9 +242,80 @@ impl Node {
         &self.config
     }
 
-    /// The federation roster it was started with.
-    pub fn roster(&self) -> &Roster {
-        &self.roster
+    /// The roster, signing identity, peers and clients now in force.
+    pub fn live(&self) -> std::sync::Arc<live::Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The federation roster now in force.
+    pub fn roster(&self) -> std::sync::Arc<Roster> {
+        self.live().roster.clone()
+    }
+
+    /// A receiver that sees a new value at every reload that took.
+    pub fn live_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.live_generation.subscribe()
+    }
+
+    /// Reads roster, signing key, peers and clients again from the config file (when
+    /// the node was opened from one) and the files it names, and swaps them in when
+    /// they check out; otherwise keeps what it has. `force`: even when no file
+    /// changed (SIGHUP). Returns what changed, `None` when nothing was reloaded.
+    pub fn reload(&self, force: bool) -> Option<live::Changes> {
+        let current = self.live();
+        if !force && !current.stale() {
+            return None;
+        }
+        let attempt = || -> Result<live::Live, NodeError> {
+            let config = match &self.config.source {
+                Some(path) => {
+                    Config::load(path).map_err(|e| NodeError::Inconsistent(e.to_string()))?
+                }
+                None => self.config.clone(),
+            };
+            if config.member != self.config.member || config.data_dir != self.config.data_dir {
+                return Err(NodeError::Inconsistent(
+                    "member and data_dir cannot change while the node runs: restart it".into(),
+                ));
+            }
+            let next = live::Live::load(&config, false)?;
+            if next.signer.key_id != current.signer.key_id {
+                live::check_signing_key_usable(&next, Timestamp::now())?;
+            }
+            Ok(next)
+        };
+        match attempt() {
+            Ok(next) => {
+                let changes = live::Changes::between(&current, &next);
+                *self.live.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(next);
+                *self
+                    .reload_failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = None;
+                self.live_generation.send_modify(|g| *g += 1);
+                tracing::info!(
+                    members_added = ?changes.members_added,
+                    members_removed = ?changes.members_removed,
+                    peers_added = ?changes.peers_added,
+                    peers_removed = ?changes.peers_removed,
+                    signing_key = ?changes.signing_key,
+                    "roster and config reloaded"
+                );
+                Some(changes)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let mut last = self
+                    .reload_failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if last.as_deref() != Some(msg.as_str()) || force {
+                    tracing::warn!(error = %msg, "roster or config changed but cannot be used; keeping the current ones");
+                    *last = Some(msg);
+                }
+                None
+            }
+        }
     }
 
     /// Its store.

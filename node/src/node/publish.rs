@@ -395,7 +395,8 @@ impl Node {
     }
 
     fn check_recipients(&self, recipients: &[String]) -> Result<(), PublishError> {
-        match recipients.iter().find(|r| self.roster.member(r).is_none()) {
+        let roster = self.roster();
+        match recipients.iter().find(|r| roster.member(r).is_none()) {
             Some(r) => Err(PublishError::Recipients(format!(
                 "recipient {r:?} is not a member of the roster"
             ))),
@@ -455,6 +456,7 @@ impl Node {
         // canonicalised and signed on every core, all with the same signing instant.
         // Each is prepared for the store right after it is signed, on the same core,
         // while its canonical bytes are still in cache.
+        let signer = self.live().signer.clone();
         let signed_at = Timestamp::now();
         let sign = |(seq, level, objs, keys): SignJob| -> SignResult {
             // Built by hand: `json!` would serialise (copy) every object again.
@@ -467,7 +469,7 @@ impl Node {
             b.insert("objects".into(), Value::Array(objs));
             let env = Envelope::sign(
                 Value::Object(b),
-                &self.signer,
+                &signer,
                 EnvelopeMeta {
                     seq,
                     signed_at,
@@ -815,7 +817,7 @@ struct Checked {
 /// will check it on receipt, so that the node never signs what they would refuse.
 struct Authorship<'a> {
     origin: &'a str,
-    roster: &'a crate::roster::Roster,
+    roster: std::sync::Arc<crate::roster::Roster>,
     /// The `signed_at` the envelopes will have, at the latest (now).
     signed_at: Timestamp,
 }
@@ -823,7 +825,7 @@ struct Authorship<'a> {
 impl Authorship<'_> {
     /// Adds a finding to `report` when `obj` may not be signed by this member.
     fn check(&self, obj: &Value, pointer: &str, report: &mut Report) {
-        if let Err(e) = check_authorship(obj, self.origin, self.signed_at, self.roster) {
+        if let Err(e) = check_authorship(obj, self.origin, self.signed_at, &self.roster) {
             let at = match &e {
                 VerifyError::ForeignCreator { .. } => "/created_by_ref",
                 VerifyError::ObjectAfterSigning { property, .. } => {
@@ -850,7 +852,7 @@ impl Node {
     fn authorship(&self) -> Authorship<'_> {
         Authorship {
             origin: self.member(),
-            roster: &self.roster,
+            roster: self.roster(),
             signed_at: Timestamp::now(),
         }
     }

@@ -151,9 +151,10 @@ impl Node {
         if self.store.contains(env.id()) {
             return Examined::Held(env.id().clone());
         }
-        let verdict = env.authority_key(&self.roster, opts).map(|key| {
+        let roster = self.roster();
+        let verdict = env.authority_key(&roster, opts).map(|key| {
             let content = env
-                .check_content(&self.roster)
+                .check_content(&roster)
                 .and_then(|()| prepare(&env).map_err(|e| VerifyError::Malformed(e.to_string())));
             (key, content)
         });

@@ -288,12 +288,27 @@ fn stats_body(node: &Node) -> Response {
         "disk": {"log_bytes": log_bytes, "index_bytes": index_bytes},
         "index_needs_restart": node.store().index_failed(),
         "started_at": node.started_at().to_millis_string(),
+        "roster": roster_summary(node),
     });
     json_response(StatusCode::OK, &body)
 }
 
+/// The roster and signing key in force (they change at a reload, `node::live`).
+fn roster_summary(node: &Node) -> Value {
+    let live = node.live();
+    json!({
+        "federation": live.roster.document().federation,
+        "members": live.roster.members().iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+        "sha256": live.roster.fingerprint(),
+        "signing_key_id": live.signer.key_id,
+        "peers": live.peers.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+    })
+}
+
 async fn metrics(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require(Role::Operate)?;
+    if !caller.has(Role::Metrics) {
+        caller.require(Role::Operate)?;
+    }
     // Like stats: the view's lock and a walk of the data directory.
     let text = tokio::task::spawn_blocking(move || crate::node::metrics::render(&node))
         .await

@@ -152,7 +152,8 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn client(node: &Node, name: &str) -> Option<Caller> {
-    let c = node.config().clients.iter().find(|c| c.name == name)?;
+    let live = node.live();
+    let c = live.clients.iter().find(|c| c.name == name)?;
     Some(Caller::Client {
         name: c.name.clone(),
         roles: c.roles.clone(),
@@ -167,11 +168,13 @@ fn resolve(node: &Node, conn: Option<&ConnInfo>, auth: Option<&str>) -> Result<C
     };
     match conn.map(|c| &c.identity) {
         Some(CertIdentity::Member(m)) => {
-            return if node.config().peers.iter().any(|p| &p.name == m) {
+            // A member removed from the roster is no peer any more, whatever the
+            // config says (its `[[peers]]` entry is dropped at the reload).
+            return if node.live().is_peer(m) {
                 Ok(Caller::Peer(m.clone()))
             } else {
                 Err(forbidden(format!(
-                    "member {m} is not a configured peer of this node"
+                    "member {m} is not a peer of this node (not in its roster, or not configured)"
                 )))
             };
         }
@@ -201,7 +204,7 @@ fn resolve(node: &Node, conn: Option<&ConnInfo>, auth: Option<&str>) -> Result<C
         .collect();
     // Compare with every configured hash, without stopping early.
     let mut found = None;
-    for c in &node.config().clients {
+    for c in &node.live().clients {
         if let Some(h) = &c.token_sha256
             && ct_eq(h.to_ascii_lowercase().as_bytes(), hash.as_bytes())
         {

@@ -109,6 +109,7 @@ async fn feed(
     }
     let limit = limit.min(MAX_FEED_PAGE);
     tokio::task::spawn_blocking(move || {
+        let live = node.live();
         let view = node.store().read();
         // A cursor past the end of this log was given by a log that is no longer
         // (restored from an older backup): the peer must start again.
@@ -143,7 +144,7 @@ async fn feed(
             // With `own=1` the peer takes back its own envelopes (a log restored from
             // an older backup), whatever their level: they are its own.
             let its_own = with_own && view.origin_name(e.origin) == peer;
-            match policy::may_send_held(node.config(), &view, &peer, e) {
+            match policy::may_send_held(&live, &view, &peer, e) {
                 _ if its_own => {}
                 Ok(()) => {}
                 Err(Withheld::PeerHasIt) => continue,
@@ -266,13 +267,14 @@ const HEAD_SCAN: usize = 4096;
 /// Looks through the last [`HEAD_SCAN`] envelopes at most; `None` when none of them
 /// may go to the peer (the page's own `next` then stands in).
 fn head_for(node: &Node, view: &crate::store::view::View, peer: &str) -> Option<u64> {
+    let live = node.live();
     view.envelopes()
         .iter()
         .rev()
         .take(HEAD_SCAN)
         .find(|e| {
             matches!(
-                policy::may_send_held(node.config(), view, peer, e),
+                policy::may_send_held(&live, view, peer, e),
                 Ok(()) | Err(Withheld::PeerHasIt)
             )
         })

@@ -103,6 +103,10 @@ fn route_label(path: &str) -> &'static str {
     }
 }
 
+/// How often the TLS files, roster and config are checked for changes (SIGHUP
+/// checks at once).
+const RELOAD_POLL: Duration = Duration::from_secs(5);
+
 /// Serves the node on `listener` until `shutdown` completes, then drains connections
 /// (up to 10 s).
 ///
@@ -126,24 +130,42 @@ pub async fn serve(
     let reloader = {
         let tls = tls.clone();
         let closing = closing.clone();
+        let node = node.clone();
         tokio::spawn(async move {
             let mut hup =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             loop {
-                let tick = tokio::time::sleep(Duration::from_secs(30));
-                let reloaded = match hup.as_mut() {
-                    Some(h) => {
-                        tokio::select! {
-                            _ = h.recv() => tls.reload().map_err(|e| tracing::warn!(error = %e, "TLS reload failed")).is_ok(),
-                            _ = tick => tls.reload_if_changed(),
-                        }
-                    }
+                let tick = tokio::time::sleep(RELOAD_POLL);
+                let forced = match hup.as_mut() {
+                    Some(h) => tokio::select! {
+                        _ = h.recv() => true,
+                        _ = tick => false,
+                    },
                     None => {
                         tick.await;
-                        tls.reload_if_changed()
+                        false
                     }
                 };
-                if reloaded {
+                let tls_reloaded = if forced {
+                    tls.reload()
+                        .map_err(|e| tracing::warn!(error = %e, "TLS reload failed"))
+                        .is_ok()
+                } else {
+                    tls.reload_if_changed()
+                };
+                // Roster, signing key, peers and clients (`node::live`): read in a
+                // blocking task, they are files.
+                let n = node.clone();
+                let access_lost = tokio::task::spawn_blocking(move || n.reload(forced))
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|c| c.access_lost());
+                // Connections made under the old material, or by a peer or client
+                // that lost its access, close gracefully; their callers come back and
+                // are judged afresh. (Each request is judged afresh anyway; this ends
+                // long responses such as an export.)
+                if tls_reloaded || access_lost {
                     closing.send_modify(|g| *g = g.saturating_add(1).min(u64::MAX - 1));
                 }
             }

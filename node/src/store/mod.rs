@@ -671,6 +671,14 @@ impl Store {
         (self.log.disk_bytes(), self.engine.disk_bytes())
     }
 
+    /// Bytes free for this process on the data directory's file system (`None` when
+    /// the system does not say). A full disk stops every publish and pull: operators
+    /// alert on this before it happens.
+    pub fn free_disk_bytes(&self) -> Option<u64> {
+        let s = rustix::fs::statvfs(&self.dir).ok()?;
+        Some(s.f_bavail.saturating_mul(s.f_frsize))
+    }
+
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -107,7 +107,7 @@ impl SyncError {
     }
 
     /// A stable name of the kind of failure, for the per-peer failure counts operators
-    /// see (`GET /api/v1/peers`).
+    /// see (`GET /api/v1/peers`, `/metrics`): one of `node::peers::FAILURE_KINDS`.
     pub fn kind(&self) -> &'static str {
         match self {
             SyncError::Tls(_) => "tls",

@@ -22,28 +22,73 @@ const PUSH_BYTES: usize = 4 << 20;
 /// Quiet-time poll interval when caught up.
 const POLL: Duration = Duration::from_millis(1000);
 
-/// Starts the sync tasks of every configured peer, and the retry of envelopes kept
-/// for a passing reason. Abort the handles to stop them.
+/// Starts the sync tasks: one set per peer, following the peers as the node reloads
+/// its roster and config (`node::live`), and the retry of envelopes kept for a
+/// passing reason. Abort the handles to stop them (a peer's tasks stop with them).
 pub fn spawn(node: Arc<Node>) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = vec![tokio::spawn(retry_loop(node.clone()))];
-    for p in node.config().peers.clone() {
-        let url = p
-            .url
-            .clone()
-            .or_else(|| node.roster().member(&p.name).map(|m| m.node_url.clone()));
-        let Some(url) = url else { continue };
-        let client = match PeerClient::new(node.config(), &p.name, &url) {
-            Ok(c) => Arc::new(c),
-            Err(e) => {
-                tracing::error!(peer = %p.name, error = %e, "cannot build a client for this peer; not syncing with it");
+    vec![
+        tokio::spawn(retry_loop(node.clone())),
+        tokio::spawn(peers_loop(node)),
+    ]
+}
+
+/// A peer's pull, push and digest tasks, stopped when dropped.
+struct PeerTasks {
+    url: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for PeerTasks {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Runs one [`PeerTasks`] per peer now in force: starts those of a peer gained (or
+/// whose URL changed), stops those of a peer lost, at every reload.
+async fn peers_loop(node: Arc<Node>) {
+    let mut changes = node.live_changes();
+    let mut running: std::collections::BTreeMap<String, PeerTasks> = Default::default();
+    loop {
+        let live = node.live();
+        let wanted: Vec<(String, String)> = live
+            .peers
+            .iter()
+            .filter_map(|p| live.peer_url(p).map(|u| (p.name.clone(), u)))
+            .collect();
+        running.retain(|name, t| {
+            let keep = wanted.iter().any(|(n, u)| n == name && *u == t.url);
+            if !keep {
+                tracing::info!(peer = %name, "stopped syncing with this peer");
+            }
+            keep
+        });
+        for (name, url) in wanted {
+            if running.contains_key(&name) {
                 continue;
             }
-        };
-        tasks.push(tokio::spawn(pull_loop(node.clone(), client.clone())));
-        tasks.push(tokio::spawn(push_loop(node.clone(), client.clone())));
-        tasks.push(tokio::spawn(digest_loop(node.clone(), client)));
+            let client = match PeerClient::new(node.config(), &name, &url) {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    tracing::error!(peer = %name, error = %e, "cannot build a client for this peer; not syncing with it");
+                    continue;
+                }
+            };
+            tracing::debug!(peer = %name, %url, "syncing with this peer");
+            let tasks = vec![
+                tokio::spawn(pull_loop(node.clone(), client.clone())),
+                tokio::spawn(push_loop(node.clone(), client.clone())),
+                tokio::spawn(digest_loop(node.clone(), client)),
+            ];
+            running.insert(name, PeerTasks { url, tasks });
+        }
+        if changes.changed().await.is_err() {
+            // The node is gone: keep the tasks until this one is stopped.
+            std::future::pending::<()>().await;
+        }
     }
-    tasks
 }
 
 /// Tries the kept envelopes that are due, every second (see `node::peers::deferred`).
@@ -492,6 +537,7 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
 /// [`PUSH_BYTES`], read from the log straight into the body; with the ordinals it
 /// carries, the objects in those envelopes and the ordinal the scan stopped before.
 fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>, u64, u64) {
+    let live = node.live();
     let view = node.store().read();
     let envs = view.envelopes();
     let start = envs.partition_point(|e| e.ordinal < pushed_through);
@@ -513,7 +559,7 @@ fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>
         if e.received_from == peer {
             continue;
         }
-        if policy::may_send_held(node.config(), &view, peer, e).is_err() {
+        if policy::may_send_held(&live, &view, peer, e).is_err() {
             continue;
         }
         bytes += Carry::Body.text_len(e);

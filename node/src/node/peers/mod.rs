@@ -9,6 +9,20 @@ pub mod state;
 pub mod status;
 pub mod wire;
 
+/// The kinds of failed requests to a peer (the sync client's `SyncError::kind`),
+/// counted per peer: every one is shown from the start, at zero.
+pub const FAILURE_KINDS: [&str; 9] = [
+    "tls",
+    "unreachable",
+    "timeout",
+    "too-large",
+    "http-status",
+    "malformed",
+    "disk-full",
+    "store",
+    "retry-set-full",
+];
+
 use crate::stix::timestamp::Timestamp;
 use crate::store::StoreError;
 use crate::store::engine::Space;

@@ -9,7 +9,8 @@
 //! The sender applies [`may_send`]; the receiver applies [`may_accept`] and refuses an
 //! envelope that the peer presenting it was not allowed to pass on.
 
-use crate::config::Config;
+use crate::config::Peer;
+use crate::node::live::Live;
 use crate::stix::tlp::TlpLevel;
 
 /// Why an envelope is withheld from a peer (never told to the peer).
@@ -27,7 +28,8 @@ pub enum Withheld {
 
 /// Whether this node may send an envelope (`origin`, `tlp`, `recipients`) to `peer`.
 pub fn may_send(
-    cfg: &Config,
+    member: &str,
+    peers: &[Peer],
     peer: &str,
     origin: &str,
     tlp: TlpLevel,
@@ -36,11 +38,11 @@ pub fn may_send(
     if origin == peer {
         return Err(Withheld::PeerHasIt);
     }
-    let own = origin == cfg.member;
+    let own = origin == member;
     match tlp {
         TlpLevel::Clear | TlpLevel::Green => Ok(()),
         TlpLevel::Amber | TlpLevel::AmberStrict => {
-            let listed = cfg.peers.iter().any(|p| p.name == peer && p.amber);
+            let listed = peers.iter().any(|p| p.name == peer && p.amber);
             if own && listed {
                 Ok(())
             } else {
@@ -59,12 +61,19 @@ pub fn may_send(
 
 /// [`may_send`] for an envelope the view holds.
 pub fn may_send_held(
-    cfg: &Config,
+    live: &Live,
     view: &crate::store::view::View,
     peer: &str,
     e: &crate::store::view::EnvMeta,
 ) -> Result<(), Withheld> {
-    may_send(cfg, peer, view.origin_name(e.origin), e.tlp, &e.recipients)
+    may_send(
+        &live.signer.origin,
+        &live.peers,
+        peer,
+        view.origin_name(e.origin),
+        e.tlp,
+        &e.recipients,
+    )
 }
 
 /// Why an envelope from a peer is refused on policy grounds.
@@ -100,6 +109,11 @@ impl PolicyViolation {
     }
 }
 
+impl PolicyViolation {
+    /// Every code [`PolicyViolation::code`] returns.
+    pub const CODES: [&'static str; 2] = ["forward-not-allowed", "not-a-recipient"];
+}
+
 /// Whether `sender` was allowed to give this node the envelope.
 pub fn may_accept(
     member: &str,
@@ -133,6 +147,7 @@ pub fn may_accept(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn cfg() -> Config {
         let text = r#"
@@ -162,41 +177,98 @@ mod tests {
         let c = cfg();
         let none: &[String] = &[];
         assert_eq!(
-            may_send(&c, "groupib", "trendmicro", TlpLevel::Green, none),
+            may_send(
+                &c.member,
+                &c.peers,
+                "groupib",
+                "trendmicro",
+                TlpLevel::Green,
+                none
+            ),
             Ok(())
         );
         assert_eq!(
-            may_send(&c, "groupib", "groupib", TlpLevel::Green, none),
+            may_send(
+                &c.member,
+                &c.peers,
+                "groupib",
+                "groupib",
+                TlpLevel::Green,
+                none
+            ),
             Err(Withheld::PeerHasIt)
         );
         assert_eq!(
-            may_send(&c, "groupib", "trendmicro", TlpLevel::Clear, none),
+            may_send(
+                &c.member,
+                &c.peers,
+                "groupib",
+                "trendmicro",
+                TlpLevel::Clear,
+                none
+            ),
             Ok(())
         );
         assert_eq!(
-            may_send(&c, "interpol", "kaspersky", TlpLevel::Amber, none),
+            may_send(
+                &c.member,
+                &c.peers,
+                "interpol",
+                "kaspersky",
+                TlpLevel::Amber,
+                none
+            ),
             Ok(())
         );
         assert_eq!(
-            may_send(&c, "groupib", "kaspersky", TlpLevel::Amber, none),
+            may_send(
+                &c.member,
+                &c.peers,
+                "groupib",
+                "kaspersky",
+                TlpLevel::Amber,
+                none
+            ),
             Err(Withheld::Amber)
         );
         assert_eq!(
-            may_send(&c, "interpol", "trendmicro", TlpLevel::AmberStrict, none),
+            may_send(
+                &c.member,
+                &c.peers,
+                "interpol",
+                "trendmicro",
+                TlpLevel::AmberStrict,
+                none
+            ),
             Err(Withheld::Amber)
         );
         let to_interpol = vec!["interpol".to_string()];
         assert_eq!(
-            may_send(&c, "interpol", "kaspersky", TlpLevel::Red, &to_interpol),
+            may_send(
+                &c.member,
+                &c.peers,
+                "interpol",
+                "kaspersky",
+                TlpLevel::Red,
+                &to_interpol
+            ),
             Ok(())
         );
         assert_eq!(
-            may_send(&c, "groupib", "kaspersky", TlpLevel::Red, &to_interpol),
+            may_send(
+                &c.member,
+                &c.peers,
+                "groupib",
+                "kaspersky",
+                TlpLevel::Red,
+                &to_interpol
+            ),
             Err(Withheld::Red)
         );
         assert_eq!(
             may_send(
-                &c,
+                &c.member,
+                &c.peers,
                 "groupib",
                 "trendmicro",
                 TlpLevel::Red,

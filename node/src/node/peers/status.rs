@@ -83,21 +83,18 @@ pub fn peer_statuses(node: &Node) -> Vec<PeerStatus> {
     let ours = node.shared_digests();
     let now_us = now();
     let now_s = now_us / 1_000_000;
-    node.config
-        .peers
+    let live = node.live();
+    let roster = &live.roster;
+    live.peers
         .iter()
         .map(|p| {
             let s = node.sync.peer(&p.name);
             let waiting = node.sync.deferred.of(&p.name);
-            let url = p
-                .url
-                .clone()
-                .or_else(|| node.roster.member(&p.name).map(|m| m.node_url.clone()))
-                .unwrap_or_default();
-            let key_days = node.roster.member(&p.name).and_then(|m| {
+            let url = live.peer_url(p).unwrap_or_default();
+            let key_days = roster.member(&p.name).and_then(|m| {
                 m.keys
                     .iter()
-                    .filter_map(|k| node.roster.key(&p.name, &k.key_id))
+                    .filter_map(|k| roster.key(&p.name, &k.key_id))
                     .filter(|k| k.revoked_at.is_none())
                     .map(|k| (k.not_after.as_secs() - now_s) / 86_400)
                     .max()

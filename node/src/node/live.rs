@@ -1,0 +1,234 @@
+//! What a running node takes again from its files without a restart: the roster, its
+//! signing key, its peers and its local clients.
+//!
+//! A federation changes while its nodes run: a member joins, a key is rotated or
+//! revoked, a client gets a token. Restarting every node for each change is what
+//! operators forget to do, and until they do a removed member is still let in. So the
+//! node watches the roster file, its config file and its signing key file (every few
+//! seconds, and at once on SIGHUP), and swaps in a new [`Live`] when they change and
+//! check out; when they do not, the node keeps what it has and says why in its log.
+//! Everything else in the config (listen address, data directory, TLS files, limits)
+//! is read once at start: changing it takes a restart (TLS files reload on their own,
+//! see `tls`).
+
+use super::NodeError;
+use crate::config::{Client, Config, Peer};
+use crate::envelope::Signer;
+use crate::roster::Roster;
+use crate::stix::timestamp::Timestamp;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// The node's current roster, signing identity, peers and clients: one consistent
+/// snapshot, replaced whole at a reload.
+#[derive(Debug)]
+pub struct Live {
+    /// The federation roster.
+    pub roster: Arc<Roster>,
+    /// This member's signing identity.
+    pub signer: Arc<Signer>,
+    /// The peers to sync with and let in: the config's `[[peers]]` that the roster
+    /// knows, and (with `peers_from_roster`) every other roster member.
+    pub peers: Vec<Peer>,
+    /// Local clients.
+    pub clients: Vec<Client>,
+    /// The files it was read from (the config's own, and the roster and signing key
+    /// that config names: a reload may point at others).
+    sources: Vec<PathBuf>,
+    /// Their modification times then.
+    stamps: Vec<Option<SystemTime>>,
+}
+
+/// The files a [`Live`] is read from, in a fixed order.
+fn sources(config: &Config) -> Vec<PathBuf> {
+    let mut v = vec![config.roster.clone(), config.signing.key_file.clone()];
+    v.extend(config.source.clone());
+    v
+}
+
+fn stamps(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    paths
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+impl Live {
+    /// Reads the roster and signing key a config names and checks them against each
+    /// other. `strict_peers`: a `[[peers]]` entry the roster does not know is an error
+    /// (at start); otherwise it is left out with a warning (a member removed from the
+    /// roster while its entry is still in the config).
+    pub fn load(config: &Config, strict_peers: bool) -> Result<Live, NodeError> {
+        let sources = sources(config);
+        let stamps = stamps(&sources);
+        let roster = Roster::load(&config.roster)?;
+        let member = roster.member(&config.member).ok_or_else(|| {
+            NodeError::Inconsistent(format!(
+                "config member {:?} is not in the roster {}",
+                config.member,
+                config.roster.display()
+            ))
+        })?;
+        let key = crate::keys::signing::load(&config.signing.key_file)?;
+        let trusted = roster
+            .key(&config.member, &config.signing.key_id)
+            .ok_or_else(|| {
+                NodeError::Inconsistent(format!(
+                    "signing.key_id {:?} is not a roster key of {}",
+                    config.signing.key_id, config.member
+                ))
+            })?;
+        if trusted.verifying_key != key.verifying_key() {
+            return Err(NodeError::Inconsistent(format!(
+                "signing.key_file {} does not hold the private key of roster key {}",
+                config.signing.key_file.display(),
+                config.signing.key_id
+            )));
+        }
+        let mut peers = Vec::new();
+        for p in &config.peers {
+            if roster.member(&p.name).is_some() {
+                peers.push(p.clone());
+            } else if strict_peers {
+                return Err(NodeError::Inconsistent(format!(
+                    "peer {:?} is not in the roster",
+                    p.name
+                )));
+            } else {
+                tracing::warn!(peer = %p.name, "a [[peers]] entry names a member the roster does not hold: not syncing with it");
+            }
+        }
+        if config.peers_from_roster {
+            for m in roster.members() {
+                if m.name != config.member && !peers.iter().any(|p| p.name == m.name) {
+                    peers.push(Peer {
+                        name: m.name.clone(),
+                        url: None,
+                        amber: false,
+                    });
+                }
+            }
+        }
+        let signer = Signer {
+            origin: config.member.clone(),
+            origin_identity: member.identity.clone(),
+            key_id: config.signing.key_id.clone(),
+            key,
+        };
+        Ok(Live {
+            roster: Arc::new(roster),
+            signer: Arc::new(signer),
+            peers,
+            clients: config.clients.clone(),
+            sources,
+            stamps,
+        })
+    }
+
+    /// Whether the files it was read from changed since.
+    pub fn stale(&self) -> bool {
+        stamps(&self.sources) != self.stamps
+    }
+
+    /// A peer's URL: its `[[peers]]` entry's, else the roster's.
+    pub fn peer_url(&self, peer: &Peer) -> Option<String> {
+        peer.url
+            .clone()
+            .or_else(|| self.roster.member(&peer.name).map(|m| m.node_url.clone()))
+    }
+
+    /// Whether `peer` is a peer.
+    pub fn is_peer(&self, peer: &str) -> bool {
+        self.peers.iter().any(|p| p.name == peer)
+    }
+
+    /// Whether this node's own amber goes to `peer`.
+    pub fn amber_to(&self, peer: &str) -> bool {
+        self.peers.iter().any(|p| p.name == peer && p.amber)
+    }
+}
+
+/// What a reload changed, for the log line and the caller.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Members the roster gained.
+    pub members_added: Vec<String>,
+    /// Members the roster lost.
+    pub members_removed: Vec<String>,
+    /// Peers gained.
+    pub peers_added: Vec<String>,
+    /// Peers lost.
+    pub peers_removed: Vec<String>,
+    /// The signing key now used, when it changed.
+    pub signing_key: Option<String>,
+    /// Local clients removed, or whose roles, level or token changed.
+    pub clients_changed: Vec<String>,
+}
+
+impl Changes {
+    /// Whether a peer or client may have lost an access it had.
+    pub fn access_lost(&self) -> bool {
+        !self.peers_removed.is_empty()
+            || !self.members_removed.is_empty()
+            || !self.clients_changed.is_empty()
+    }
+}
+
+impl Changes {
+    /// Compares two snapshots.
+    pub fn between(old: &Live, new: &Live) -> Changes {
+        let names =
+            |r: &Roster| -> Vec<String> { r.members().iter().map(|m| m.name.clone()).collect() };
+        let (o, n) = (names(&old.roster), names(&new.roster));
+        let peers = |l: &Live| -> Vec<String> { l.peers.iter().map(|p| p.name.clone()).collect() };
+        let (op, np) = (peers(old), peers(new));
+        Changes {
+            members_added: n.iter().filter(|m| !o.contains(m)).cloned().collect(),
+            members_removed: o.iter().filter(|m| !n.contains(m)).cloned().collect(),
+            peers_added: np.iter().filter(|m| !op.contains(m)).cloned().collect(),
+            peers_removed: op.iter().filter(|m| !np.contains(m)).cloned().collect(),
+            signing_key: (old.signer.key_id != new.signer.key_id)
+                .then(|| new.signer.key_id.clone()),
+            clients_changed: old
+                .clients
+                .iter()
+                .filter(|c| {
+                    !new.clients.iter().any(|n| {
+                        n.name == c.name
+                            && n.roles == c.roles
+                            && n.max_tlp == c.max_tlp
+                            && n.token_sha256 == c.token_sha256
+                    })
+                })
+                .map(|c| c.name.clone())
+                .collect(),
+        }
+    }
+}
+
+/// Refuses a reloaded config whose signing key cannot sign now: switching to a key
+/// before its `not_before` (or after its revocation) would have every peer refuse
+/// this node's publishes until then. The node keeps signing with the key it has.
+pub fn check_signing_key_usable(live: &Live, now: Timestamp) -> Result<(), NodeError> {
+    let s = &live.signer;
+    let Some(k) = live.roster.key(&s.origin, &s.key_id) else {
+        return Err(NodeError::Inconsistent(format!(
+            "signing key {} is not in the roster",
+            s.key_id
+        )));
+    };
+    if now < k.not_before {
+        return Err(NodeError::Inconsistent(format!(
+            "signing key {} is valid only from {}: the node keeps signing with its current key and takes this one once it is valid",
+            s.key_id, k.not_before
+        )));
+    }
+    if now > k.not_after || k.revoked_at.is_some_and(|r| r <= now) {
+        return Err(NodeError::Inconsistent(format!(
+            "signing key {} has expired or is revoked",
+            s.key_id
+        )));
+    }
+    Ok(())
+}
