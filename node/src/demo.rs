@@ -280,6 +280,7 @@ pub async fn run(
     for (member, body, client) in prepared {
         let (_, url) = &demo.nodes[member.as_str()];
         let url = format!("{url}/api/v1/bundles");
+        let max_body = demo.nodes[member.as_str()].0.config().limits.max_body_bytes;
         publishes.push((
             member.clone(),
             tokio::spawn(async move {
@@ -288,20 +289,34 @@ pub async fn run(
                     member: member.clone(),
                     message,
                 };
-                let resp = client
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
-                let status = resp.status();
-                let report: serde_json::Value =
-                    resp.json().await.map_err(|e| fail(e.to_string()))?;
-                if !status.is_success() {
-                    return Err(fail(report.to_string()));
+                // In parts the node accepts (as `synergia push` sends them), one
+                // after the other.
+                let parts = crate::stix::split::split(&body, max_body - max_body / 10)
+                    .map_err(|e| fail(e.to_string()))?
+                    .parts;
+                drop(body);
+                let (mut published, mut envelopes) = (0, 0);
+                for part in parts {
+                    let resp = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(part)
+                        .send()
+                        .await
+                        .map_err(|e| fail(e.to_string()))?;
+                    let status = resp.status();
+                    let report: serde_json::Value =
+                        resp.json().await.map_err(|e| fail(e.to_string()))?;
+                    if !status.is_success() {
+                        return Err(fail(report.to_string()));
+                    }
+                    published += report["published"].as_u64().unwrap_or(0);
+                    envelopes += report["envelopes"].as_array().map_or(0, Vec::len);
                 }
-                Ok((report, t.elapsed()))
+                Ok((
+                    serde_json::json!({"published": published, "envelopes": envelopes}),
+                    t.elapsed(),
+                ))
             }),
         ));
     }
@@ -313,7 +328,7 @@ pub async fn run(
         progress(&format!(
             "{m:<11} published {} objects in {} signed envelopes ({:.2} s)",
             report["published"],
-            report["envelopes"].as_array().map_or(0, Vec::len),
+            report["envelopes"],
             took.as_secs_f64()
         ));
     }

@@ -192,6 +192,20 @@ fn push_lookup_status_export_against_a_node_and_metrics_parse() {
         text(&o)
     );
     assert!(text(&o).contains("by alpha"), "{}", text(&o));
+    // The /24 around it finds it too, saying by which address.
+    let net = format!("{}.0/24", ip.rsplit_once('.').unwrap().0);
+    let o = client(&["lookup", &net]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(ind["id"].as_str().unwrap()),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains(&format!("matched (as ipv4-addr:{ip})")),
+        "{}",
+        text(&o)
+    );
     // Status table.
     // Status table: beta is configured but not running, so its row says it is down
     // and why, with the error's time.
@@ -355,4 +369,91 @@ fn a_reader_that_stops_reading_ends_the_command_quietly() {
             "{args:?}: {err}"
         );
     }
+}
+
+#[test]
+fn push_splits_what_the_node_would_refuse_and_a_push_stopped_half_way_resumes_without_duplicates() {
+    let fed = Federation::new(&["alpha", "beta"], &[]);
+    let mut cfg = fed.config("alpha");
+    // A small limit, so that a modest bundle needs several parts.
+    cfg.limits.max_body_bytes = 1 << 20;
+    let node = RunningNode::start(cfg);
+    let keys = fed.dir.path().join("keys/alpha");
+    let client = |extra: &[&str]| -> Output {
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        args.extend([
+            "--node".into(),
+            node.url.clone(),
+            "--ca".into(),
+            fed.ca_path().display().to_string(),
+            "--token-file".into(),
+            keys.join("admin-token").display().to_string(),
+        ]);
+        Command::new(BIN).args(&args).output().unwrap()
+    };
+    let versions = || node.node.store().read().version_count();
+    let envelopes = || node.node.store().read().envelope_count();
+    let dir = tempfile::tempdir().unwrap();
+    let b = bundle(&GenOptions {
+        count: 4000,
+        seed: 7,
+        origin: "alpha".into(),
+        identity: None,
+        overlap: 0.0,
+        tlp: None,
+    });
+    let n = b["objects"].as_array().unwrap().len();
+    let text_of = |b: &serde_json::Value| b.to_string();
+    let size = text_of(&b).len();
+    assert!(size > 2 << 20, "{size}");
+
+    // A push stops half-way: an object near the end is invalid. The parts before it
+    // are published and stay so.
+    let mut broken = b.clone();
+    let bad_at = n * 3 / 4;
+    broken["objects"][bad_at]["valid_from"] = serde_json::json!("not a time");
+    let path = dir.path().join("bundle.json");
+    std::fs::write(&path, text_of(&broken)).unwrap();
+    let o = client(&["push", path.to_str().unwrap(), "--max-part-bytes", "400000"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("refused"), "{out}");
+    assert!(out.contains("are published"), "{out}");
+    let first = versions();
+    assert!(first > 0 && first < n, "{first} of {n}");
+    let envelopes_first = envelopes();
+
+    // Fixed and pushed again with the default part size: the node's 413 says its
+    // limit, the command sends parts under it, and nothing is published twice.
+    std::fs::write(&path, text_of(&b)).unwrap();
+    let o = client(&["push", path.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains(" parts)"), "{out}");
+    assert!(
+        out.contains(&format!("published {} objects", n - first)),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{first} already held")), "{out}");
+    assert_eq!(versions(), n);
+    let envelopes_all = envelopes();
+    assert!(envelopes_all > envelopes_first);
+
+    // Once more: everything is held, nothing is signed.
+    let o = client(&["push", path.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("published 0 objects in 0 envelopes"), "{out}");
+    assert_eq!(versions(), n);
+    assert_eq!(envelopes(), envelopes_all);
+
+    // An object larger than any part: refused by the command before sending, with
+    // the object named.
+    let mut huge = b.clone();
+    huge["objects"][1]["description"] = serde_json::json!("x".repeat(600_000));
+    std::fs::write(&path, text_of(&huge)).unwrap();
+    let o = client(&["push", path.to_str().unwrap(), "--max-part-bytes", "400000"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("object 1"), "{}", text(&o));
+    assert_eq!(envelopes(), envelopes_all);
 }

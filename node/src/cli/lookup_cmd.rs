@@ -3,7 +3,8 @@
 use super::client::{ClientArgs, node_error};
 
 /// Who reported these observables: every object naming each value (an IP also matches
-/// CIDR indicators containing it), with corroboration and provenance. Needs `read`.
+/// CIDR indicators containing it; a CIDR also matches the addresses and smaller
+/// networks inside it), with corroboration and provenance. Needs `read`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Values: IPs, CIDRs, domains, URLs, hashes, or typed keys (domain-name:…).
@@ -44,6 +45,12 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
             r["corroboration"]
         );
         for h in r["hits"].as_array().into_iter().flatten() {
+            let matched = h["matched"].as_str().unwrap_or("");
+            let via = if matched.is_empty() || Some(matched) == r["key"].as_str() {
+                String::new()
+            } else {
+                format!(" (as {matched})")
+            };
             println!(
                 "  {:<50} {:<10} conf {:>3} tlp {:<12} seen {} .. {}{}",
                 h["id"].as_str().unwrap_or(""),
@@ -54,8 +61,11 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
                 h["tlp"].as_str().unwrap_or(""),
                 h["first_seen"].as_str().unwrap_or("-"),
                 h["last_seen"].as_str().unwrap_or("-"),
-                if h["revoked"] == true { " REVOKED" } else { "" }
+                if h["revoked"] == true { " REVOKED" } else { "" },
             );
+            if !via.is_empty() {
+                println!("    matched{via}");
+            }
             for p in h["provenance"].as_array().into_iter().flatten() {
                 println!(
                     "      by {:<12} key {:<18} seq {:<6} signed {} via {} at {}  {}",
@@ -68,6 +78,11 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
                     p["envelope_id"].as_str().unwrap_or("")
                 );
             }
+        }
+        if r["truncated"] == true {
+            println!(
+                "  (more addresses inside {q} than one lookup scans: these are the first ones; export to read them all)"
+            );
         }
     }
     Ok(0)

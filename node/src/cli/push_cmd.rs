@@ -3,13 +3,18 @@
 use super::EXIT_INVALID;
 use super::client::{ClientArgs, node_error};
 use anyhow::Context as _;
+use serde_json::Value;
 use std::io::Read as _;
 use std::path::PathBuf;
 
 /// Publish a STIX 2.1 bundle to a node as its member (signed there, split by TLP).
 ///
-/// Invalid bundles are refused whole with every error (JSON pointer, code, message) and
-/// exit status 1. Needs the `publish` role.
+/// A bundle larger than --max-part-bytes (or than the node accepts) is sent in parts,
+/// cut between objects, each with every marking definition of the bundle. If a push
+/// stops half-way, what the node acknowledged stays published; run it again and the
+/// node publishes the rest (objects it holds already are reported as held, never
+/// signed twice). Invalid bundles are refused with every error (JSON pointer, code,
+/// message) and exit status 1. Needs the `publish` role.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The bundle file, or - for standard input.
@@ -17,8 +22,39 @@ pub struct Args {
     /// Members allowed to receive red objects (comma-separated).
     #[arg(long, value_delimiter = ',')]
     recipients: Vec<String>,
+    /// Largest request sent, bytes: a larger bundle goes in parts of at most this
+    /// size (smaller still if the node says its limit is lower).
+    #[arg(long, default_value_t = 32 << 20)]
+    max_part_bytes: usize,
     #[command(flatten)]
     client: ClientArgs,
+}
+
+/// What the parts sent so far added up to.
+#[derive(Default)]
+struct Totals {
+    published: u64,
+    held: u64,
+    rejected: u64,
+    envelopes: Vec<Value>,
+}
+
+impl Totals {
+    fn add(&mut self, v: &Value) {
+        self.published += v["published"].as_u64().unwrap_or(0);
+        self.held += v["held"].as_u64().unwrap_or(0);
+        self.rejected += v["rejected"].as_u64().unwrap_or(0);
+        self.envelopes
+            .extend(v["envelopes"].as_array().into_iter().flatten().cloned());
+    }
+}
+
+/// How one request ended.
+enum Sent {
+    Published(Value),
+    Invalid(Value),
+    /// The node's limit is lower than the request (its `max_body_bytes`, when said).
+    TooLarge(Option<usize>),
 }
 
 pub fn run(a: Args) -> anyhow::Result<u8> {
@@ -32,22 +68,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         data =
             std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
     }
-    let size = data.len();
-    // Redrawn with `\r`, which only a terminal shows as one line.
-    let show = size > 8 << 20 && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // Upload in chunks, reporting progress on large files.
-    let chunks: Vec<Vec<u8>> = data.chunks(1 << 20).map(<[u8]>::to_vec).collect();
-    let mut sent = 0usize;
-    let stream = progress_stream(chunks, move |n| {
-        sent += n;
-        if show {
-            eprint!(
-                "\ruploading {:>5.1}% of {} MB",
-                sent as f64 * 100.0 / size as f64,
-                size >> 20
-            );
-        }
-    });
+    let name = a.file.display().to_string();
     let path = if a.recipients.is_empty() {
         "/api/v1/bundles".to_string()
     } else {
@@ -56,49 +77,154 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Progress is redrawn with `\r`, which only a terminal shows as one line.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut limit = a.max_part_bytes.max(1024);
+    'split: loop {
+        let parts = if data.len() <= limit {
+            vec![data.clone()]
+        } else {
+            synergia::stix::split::split(&data, limit)
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?
+                .parts
+        };
+        let n = parts.len();
+        let mut totals = Totals::default();
+        for (k, part) in parts.into_iter().enumerate() {
+            let label = if n > 1 {
+                format!("part {} of {n}", k + 1)
+            } else {
+                String::new()
+            };
+            match rt.block_on(send(&c, &path, part, terminal, &label))? {
+                Sent::Published(v) => totals.add(&v),
+                Sent::TooLarge(node_limit) => {
+                    // Smaller parts, from the start: parts the node took already come
+                    // back as held.
+                    let smaller = node_limit.map_or(limit / 2, |l| l - l / 10).min(limit / 2);
+                    if smaller < 1024 {
+                        anyhow::bail!("{name}: the node refuses even {limit}-byte requests");
+                    }
+                    if terminal {
+                        eprintln!(
+                            "the node takes at most {} bytes per request: sending parts of {smaller}",
+                            node_limit.unwrap_or(limit)
+                        );
+                    }
+                    limit = smaller;
+                    continue 'split;
+                }
+                Sent::Invalid(v) => {
+                    print_totals(&name, &totals, k);
+                    println!(
+                        "{name}{}: refused: {}",
+                        if n > 1 {
+                            format!(" ({label})")
+                        } else {
+                            String::new()
+                        },
+                        node_error(422, &v)
+                    );
+                    for f in v["details"].as_array().into_iter().flatten().take(200) {
+                        println!(
+                            "  {} {} [{}] {}",
+                            f["object_id"].as_str().unwrap_or("-"),
+                            f["pointer"].as_str().unwrap_or(""),
+                            f["code"].as_str().unwrap_or(""),
+                            f["message"].as_str().unwrap_or("")
+                        );
+                    }
+                    if k > 0 {
+                        println!(
+                            "the {k} part(s) before it are published; fix the bundle and push it again: what the node holds is not published twice"
+                        );
+                    }
+                    return Ok(EXIT_INVALID);
+                }
+            }
+        }
+        print_totals(&name, &totals, n);
+        for e in &totals.envelopes {
+            println!(
+                "  {} seq {} tlp {} ({} objects)",
+                e["id"].as_str().unwrap_or(""),
+                e["seq"],
+                e["tlp"].as_str().unwrap_or(""),
+                e["objects"]
+            );
+        }
+        return Ok(0);
+    }
+}
+
+fn print_totals(name: &str, t: &Totals, parts: usize) {
+    if parts == 0 {
+        return;
+    }
+    println!(
+        "{name}: published {} objects in {} envelopes{}; {} already held; {} rejected",
+        t.published,
+        t.envelopes.len(),
+        if parts > 1 {
+            format!(" ({parts} parts)")
+        } else {
+            String::new()
+        },
+        t.held,
+        t.rejected
+    );
+}
+
+/// Sends one bundle; any answer but a publish, a refusal of its content or of its
+/// size is an error (naming `label`, the part).
+async fn send(
+    c: &super::client::NodeClient,
+    path: &str,
+    body: Vec<u8>,
+    terminal: bool,
+    label: &str,
+) -> anyhow::Result<Sent> {
+    let size = body.len();
+    let show = terminal && size > 8 << 20;
+    let chunks: Vec<Vec<u8>> = body.chunks(1 << 20).map(<[u8]>::to_vec).collect();
+    let mut sent = 0usize;
+    let label_shown = label.to_string();
+    let stream = progress_stream(chunks, move |n| {
+        sent += n;
+        if show {
+            eprint!(
+                "\ruploading {label_shown} {:>5.1}% of {} MB",
+                sent as f64 * 100.0 / size as f64,
+                size >> 20
+            );
+        }
+    });
     let req = c
-        .request(reqwest::Method::POST, &path)
+        .request(reqwest::Method::POST, path)
         .header("content-type", "application/json")
+        .header("content-length", size)
         .body(reqwest::Body::wrap_stream(stream));
-    let (status, v) = rt.block_on(c.json(req))?;
+    let (status, v) = c.json(req).await?;
     if show {
         eprintln!();
     }
-    let name = a.file.display();
     match status {
-        200 => {
-            println!(
-                "{name}: published {} objects in {} envelopes; {} already held; {} rejected",
-                v["published"],
-                v["envelopes"].as_array().map_or(0, Vec::len),
-                v["held"],
-                v["rejected"]
-            );
-            for e in v["envelopes"].as_array().into_iter().flatten() {
-                println!(
-                    "  {} seq {} tlp {} ({} objects)",
-                    e["id"].as_str().unwrap_or(""),
-                    e["seq"],
-                    e["tlp"].as_str().unwrap_or(""),
-                    e["objects"]
-                );
-            }
-            Ok(0)
-        }
-        422 => {
-            println!("{name}: refused: {}", node_error(status, &v));
-            for f in v["details"].as_array().into_iter().flatten().take(200) {
-                println!(
-                    "  {} {} [{}] {}",
-                    f["object_id"].as_str().unwrap_or("-"),
-                    f["pointer"].as_str().unwrap_or(""),
-                    f["code"].as_str().unwrap_or(""),
-                    f["message"].as_str().unwrap_or("")
-                );
-            }
-            Ok(EXIT_INVALID)
-        }
-        _ => anyhow::bail!("{name}: {}", node_error(status, &v)),
+        200 => Ok(Sent::Published(v)),
+        422 => Ok(Sent::Invalid(v)),
+        413 if v["error"] == "body-too-large" => Ok(Sent::TooLarge(
+            v["details"]["max_body_bytes"]
+                .as_u64()
+                .and_then(|l| usize::try_from(l).ok()),
+        )),
+        _ => anyhow::bail!(
+            "{}{}",
+            if label.is_empty() {
+                String::new()
+            } else {
+                format!("{label}: ")
+            },
+            node_error(status, &v)
+        ),
     }
 }
 

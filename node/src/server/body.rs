@@ -78,6 +78,8 @@ pub(crate) async fn read_body(
             "body-too-large",
             format!("request body exceeds {limit} bytes"),
         )
+        // So that a client can split what it sends to fit (`synergia push`).
+        .with_details(serde_json::json!({"max_body_bytes": limit}))
     };
     let budget = node.body_budget();
     let wait = Duration::from_secs(node.config().limits.request_timeout_secs / 2);

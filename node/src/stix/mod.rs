@@ -4,6 +4,7 @@
 
 pub mod observable;
 pub mod pattern;
+pub mod split;
 pub mod timestamp;
 pub mod tlp;
 pub mod validate;

@@ -29,6 +29,81 @@ use super::pattern::{
 #[serde(try_from = "String", into = "String")]
 pub struct ObservableKey(String);
 
+/// An IP address or network in the ordered address space (base address, prefix
+/// length): what a range lookup scans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IpBlock {
+    /// An IPv4 network (`len` 32: one address).
+    V4 {
+        /// First address.
+        base: u32,
+        /// Prefix length.
+        len: u8,
+    },
+    /// An IPv6 network (`len` 128: one address).
+    V6 {
+        /// First address.
+        base: u128,
+        /// Prefix length.
+        len: u8,
+    },
+}
+
+impl IpBlock {
+    /// Its observable key, as [`ObservableKey::new`] normalises it.
+    pub fn key(&self) -> ObservableKey {
+        match *self {
+            IpBlock::V4 { base, len: 32 } => {
+                ObservableKey(format!("ipv4-addr:{}", dotted(Ipv4Addr::from(base))))
+            }
+            IpBlock::V4 { base, len } => {
+                ObservableKey(format!("ipv4-addr:{}/{len}", dotted(Ipv4Addr::from(base))))
+            }
+            IpBlock::V6 { base, len: 128 } => {
+                ObservableKey(format!("ipv6-addr:{}", Ipv6Addr::from(base)))
+            }
+            IpBlock::V6 { base, len } => {
+                ObservableKey(format!("ipv6-addr:{}/{len}", Ipv6Addr::from(base)))
+            }
+        }
+    }
+
+    /// The last address it covers.
+    pub fn last(&self) -> u128 {
+        match *self {
+            IpBlock::V4 { base, len } => {
+                u128::from(base | u32::MAX.checked_shr(u32::from(len)).unwrap_or(0))
+            }
+            IpBlock::V6 { base, len } => base | u128::MAX.checked_shr(u32::from(len)).unwrap_or(0),
+        }
+    }
+
+    /// The block a normalised key text names (`ipv4-addr:…`, `ipv6-addr:…`), read
+    /// without allocating: the view indexes every address it holds this way.
+    pub fn of_key(key: &str) -> Option<IpBlock> {
+        let (kind, value) = key.split_once(':')?;
+        let (addr, len) = split_prefix(value);
+        match kind {
+            "ipv4-addr" => Some(IpBlock::V4 {
+                base: u32::from(addr.parse::<Ipv4Addr>().ok()?),
+                len: len.unwrap_or(32).min(32) as u8,
+            }),
+            "ipv6-addr" => Some(IpBlock::V6 {
+                base: u128::from(addr.parse::<Ipv6Addr>().ok()?),
+                len: len.unwrap_or(128).min(128) as u8,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Its prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        match *self {
+            IpBlock::V4 { len, .. } | IpBlock::V6 { len, .. } => len,
+        }
+    }
+}
+
 /// Why a text is not an observable we can key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -217,6 +292,12 @@ impl ObservableKey {
             return Self::new("domain-name", s);
         }
         Err(ObservableError::Unrecognised(input.to_owned()))
+    }
+
+    /// For an IPv4/IPv6 address or network: where it sits in the ordered address
+    /// space (an address is a network of the full length). `None` for other kinds.
+    pub fn ip_block(&self) -> Option<IpBlock> {
+        IpBlock::of_key(&self.0)
     }
 
     /// For an IPv4/IPv6 address or network: every network key, of every shorter

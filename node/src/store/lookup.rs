@@ -90,7 +90,15 @@ pub struct LookupResult {
     pub corroboration: usize,
     /// Objects naming it.
     pub hits: Vec<LookupHit>,
+    /// For a network: more addresses and networks inside it than one lookup scans
+    /// ([`RANGE_LIMIT`]); the hits are those of the first ones, in address order.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
+
+/// Addresses and networks inside a looked-up network that one lookup scans at most
+/// (an export, not a lookup, is the way to read a whole /8).
+pub const RANGE_LIMIT: usize = 10_000;
 
 fn text(v: &Value, keys: &[&str]) -> Option<String> {
     keys.iter()
@@ -100,7 +108,8 @@ fn text(v: &Value, keys: &[&str]) -> Option<String> {
 
 impl Store {
     /// Looks observables up: every latest object version that names each value (for an
-    /// IP, also every CIDR containing it), visible at `max_tlp` or below.
+    /// IP, also every CIDR containing it; for a CIDR, also every address and smaller
+    /// network inside it), visible at `max_tlp` or below.
     pub fn lookup(
         &self,
         values: &[String],
@@ -118,12 +127,20 @@ impl Store {
                         error: Some(e.to_string()),
                         corroboration: 0,
                         hits: Vec::new(),
+                        truncated: false,
                     });
                     continue;
                 }
             };
             let mut keys = vec![key.clone()];
             keys.extend(key.containing_networks());
+            // A network also finds the addresses and smaller networks inside it.
+            let mut truncated = false;
+            if let Some(block) = key.ip_block() {
+                let (inside, more) = view.ip_blocks_within(block, RANGE_LIMIT);
+                truncated = more;
+                keys.extend(inside.into_iter().filter(|b| *b != block).map(|b| b.key()));
+            }
             let mut seen = std::collections::HashSet::new();
             let mut hits = Vec::new();
             let mut origins = std::collections::BTreeSet::new();
@@ -178,6 +195,7 @@ impl Store {
                 error: None,
                 corroboration: origins.len(),
                 hits,
+                truncated,
             });
         }
         Ok(results)

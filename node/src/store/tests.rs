@@ -419,6 +419,100 @@ fn lookup_counts_corroboration_and_matches_cidrs() {
     );
 }
 
+#[test]
+fn a_network_lookup_finds_the_addresses_and_networks_inside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), &sled()).unwrap();
+    let ind = |n: u32, pattern: &str| {
+        json!({
+            "type": "indicator", "spec_version": "2.1",
+            "id": format!("indicator--{n:08x}-0000-4000-8000-000000000000"),
+            "created": "2026-03-01T00:00:00.000Z", "modified": "2026-03-01T00:00:00.000Z",
+            "pattern": pattern, "pattern_type": "stix", "valid_from": "2026-03-01T00:00:00Z"
+        })
+    };
+    let objects = vec![
+        ind(1, "[ipv4-addr:value = '203.0.113.7']"),
+        ind(2, "[ipv4-addr:value = '203.0.113.255']"),
+        ind(3, "[ipv4-addr:value = '203.0.114.0']"),
+        ind(4, "[ipv4-addr:value ISSUBSET '203.0.113.128/25']"),
+        ind(5, "[ipv4-addr:value ISSUBSET '203.0.0.0/16']"),
+        ind(6, "[ipv6-addr:value = '2001:db8::1']"),
+        ind(7, "[ipv6-addr:value = '2001:db9::1']"),
+        json!({"type": "ipv4-addr", "spec_version": "2.1",
+               "id": "ipv4-addr--00000008-0000-4000-8000-000000000000", "value": "203.0.113.9"}),
+    ];
+    s.ingest(&[sign("groupib", 1, objects)], "groupib").unwrap();
+    let ids = |r: &super::lookup::LookupResult| -> Vec<String> {
+        let mut v: Vec<String> = r.hits.iter().map(|h| h.id[..20].to_string()).collect();
+        v.sort();
+        v
+    };
+    let r = s
+        .lookup(
+            &[
+                "203.0.113.0/24".into(),
+                "2001:db8::/32".into(),
+                "203.0.113.128/25".into(),
+                "10.0.0.0/8".into(),
+            ],
+            TlpLevel::Red,
+        )
+        .unwrap();
+    // Inside /24: .7, .255, the /25 and the SCO .9; containing it: the /16. Not
+    // 203.0.114.0.
+    assert_eq!(
+        ids(&r[0]),
+        vec![
+            "indicator--00000001-",
+            "indicator--00000002-",
+            "indicator--00000004-",
+            "indicator--00000005-",
+            "ipv4-addr--00000008-"
+        ],
+        "{:?}",
+        r[0].hits
+    );
+    assert!(!r[0].truncated);
+    assert!(
+        r[0].hits
+            .iter()
+            .any(|h| h.matched == "ipv4-addr:203.0.113.7")
+    );
+    assert_eq!(ids(&r[1]), vec!["indicator--00000006-"], "{:?}", r[1].hits);
+    // The /25 finds itself, .255 and the /16 containing it; not .7 or .9.
+    assert_eq!(
+        ids(&r[2]),
+        vec![
+            "indicator--00000002-",
+            "indicator--00000004-",
+            "indicator--00000005-"
+        ]
+    );
+    assert!(r[3].hits.is_empty());
+}
+
+#[test]
+fn a_range_lookup_stops_at_its_limit_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), &sled()).unwrap();
+    let n = super::lookup::RANGE_LIMIT as u32 + 5;
+    let objects: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"type": "ipv4-addr", "spec_version": "2.1",
+                   "id": format!("ipv4-addr--{i:08x}-0000-4000-8000-000000000000"),
+                   "value": std::net::Ipv4Addr::from(0x0a00_0000 + i).to_string()})
+        })
+        .collect();
+    s.ingest(&[sign("groupib", 1, objects)], "groupib").unwrap();
+    let r = s.lookup(&["10.0.0.0/8".into()], TlpLevel::Red).unwrap();
+    assert!(r[0].truncated);
+    assert_eq!(r[0].hits.len(), super::lookup::RANGE_LIMIT);
+    let r = s.lookup(&["10.0.0.0/30".into()], TlpLevel::Red).unwrap();
+    assert!(!r[0].truncated);
+    assert_eq!(r[0].hits.len(), 4);
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;

@@ -182,6 +182,12 @@ pub struct View {
     extra_deliveries: HashMap<u32, Vec<u32>>,
     observables: HashMap<u64, u32>,
     observable_overflow: Vec<Vec<u32>>,
+    /// Every IPv4 address and network named by an object, as `base << 8 | prefix`,
+    /// in address order: range lookups (`203.0.113.0/24`) scan it. The hash index
+    /// above answers point lookups only.
+    ipv4_blocks: std::collections::BTreeSet<u64>,
+    /// The same for IPv6, as (base, prefix).
+    ipv6_blocks: std::collections::BTreeSet<(u128, u8)>,
     digests: [ViewDigest; 5],
     /// Over every object, [`View::latest_visible`] at clear and at green: what peers
     /// compare (see [`View::shared_digest`]).
@@ -349,6 +355,16 @@ impl View {
         self.by_origin[origin as usize].push(handle);
         for k in &obj.obs_keys {
             self.index_observable(observable_hash(k), handle);
+            match crate::stix::observable::IpBlock::of_key(k) {
+                Some(crate::stix::observable::IpBlock::V4 { base, len }) => {
+                    self.ipv4_blocks
+                        .insert(u64::from(base) << 8 | u64::from(len));
+                }
+                Some(crate::stix::observable::IpBlock::V6 { base, len }) => {
+                    self.ipv6_blocks.insert((base, len));
+                }
+                None => {}
+            }
         }
         match existing {
             None => {
@@ -657,6 +673,11 @@ impl View {
             ("by_id", map(&self.by_id)),
             ("observables", map(&self.observables)),
             ("observable_overflow", nested(&self.observable_overflow)),
+            // A B-tree holds up to 11 keys per node of about 2 key sizes each.
+            (
+                "ip_blocks",
+                self.ipv4_blocks.len() * 16 + self.ipv6_blocks.len() * 48,
+            ),
             ("by_type", nested(&self.by_type)),
             ("by_origin", nested(&self.by_origin)),
             (
@@ -813,6 +834,41 @@ impl View {
         self.by_origin
             .get(origin_ix as usize)
             .map_or(&[], Vec::as_slice)
+    }
+
+    /// The addresses and networks objects name that lie inside `block` (itself
+    /// included), in address order, at most `limit` of them; whether there were more.
+    pub fn ip_blocks_within(
+        &self,
+        block: crate::stix::observable::IpBlock,
+        limit: usize,
+    ) -> (Vec<crate::stix::observable::IpBlock>, bool) {
+        use crate::stix::observable::IpBlock;
+        let last = block.last();
+        let min_len = block.prefix_len();
+        let found: Vec<IpBlock> = match block {
+            IpBlock::V4 { base, .. } => {
+                let hi = u64::try_from(last).unwrap_or(u64::from(u32::MAX));
+                self.ipv4_blocks
+                    .range(u64::from(base) << 8..=hi << 8 | 0xff)
+                    .map(|v| IpBlock::V4 {
+                        base: (v >> 8) as u32,
+                        len: (v & 0xff) as u8,
+                    })
+                    .filter(|b| b.prefix_len() >= min_len)
+                    .take(limit + 1)
+                    .collect()
+            }
+            IpBlock::V6 { base, .. } => self
+                .ipv6_blocks
+                .range((base, 0)..=(last, u8::MAX))
+                .map(|&(base, len)| IpBlock::V6 { base, len })
+                .filter(|b| b.prefix_len() >= min_len)
+                .take(limit + 1)
+                .collect(),
+        };
+        let more = found.len() > limit;
+        (found.into_iter().take(limit).collect(), more)
     }
 
     /// Candidate version handles naming an observable key (a hash collision can add
