@@ -133,6 +133,97 @@ where
     blocks.into_iter().flatten().collect()
 }
 
+/// How [`pipeline`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PipelineEnd<E> {
+    /// Every item was worked on and handed on.
+    Done,
+    /// `work` failed for an item: the items before it were handed on, none after.
+    WorkFailed(E),
+    /// `sink` failed: nothing more was handed on.
+    SinkFailed(E),
+}
+
+/// Runs `work` on each item on every core, each core taking the next item as soon as
+/// it is done with one, while the calling thread hands the results to `sink` in input
+/// order: every time results are ready, all of those that follow the ones handed on
+/// already, in one call (so that a sink that must write in order, such as a store that
+/// makes each batch durable with one `fsync`, writes while the next are worked on).
+///
+/// A failure stops the workers after the item at hand. After a failed item, the
+/// results after it are never handed on: the sink sees an unbroken prefix of the
+/// input (a publish never stores an envelope whose predecessor was not stored).
+pub fn pipeline<T, R, E, W, S>(items: Vec<T>, work: W, mut sink: S) -> PipelineEnd<E>
+where
+    T: Send,
+    R: Send,
+    E: Send,
+    W: Fn(T) -> Result<R, E> + Sync,
+    S: FnMut(Vec<R>) -> Result<(), E>,
+{
+    use std::sync::atomic::AtomicBool;
+    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (done, results) = std::sync::mpsc::channel::<(usize, Result<R, E>)>();
+        for _ in 0..threads().min(slots.len()) {
+            let (done, slots, next, stop, work) = (done.clone(), &slots, &next, &stop, &work);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = slots
+                        .get(i)
+                        .and_then(|s| s.lock().unwrap_or_else(|p| p.into_inner()).take())
+                    else {
+                        break;
+                    };
+                    let result = work(item);
+                    let failed = result.is_err();
+                    // A closed channel means the sink failed.
+                    if done.send((i, result)).is_err() || failed {
+                        stop.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done);
+        let mut handed = 0usize;
+        let mut waiting: std::collections::BTreeMap<usize, R> = Default::default();
+        let mut end = PipelineEnd::Done;
+        while let Ok(first) = results.recv() {
+            for (i, result) in std::iter::once(first).chain(results.try_iter()) {
+                match result {
+                    Ok(r) => {
+                        waiting.insert(i, r);
+                    }
+                    Err(e) => {
+                        if matches!(end, PipelineEnd::Done) {
+                            end = PipelineEnd::WorkFailed(e);
+                        }
+                    }
+                }
+            }
+            let mut ready = Vec::new();
+            while let Some(r) = waiting.remove(&(handed + ready.len())) {
+                ready.push(r);
+            }
+            if ready.is_empty() {
+                continue;
+            }
+            handed += ready.len();
+            if let Err(e) = sink(ready) {
+                end = PipelineEnd::SinkFailed(e);
+                break;
+            }
+        }
+        // Workers still at work stop after their item.
+        stop.store(true, Ordering::Relaxed);
+        end
+    })
+}
+
 /// Drops `value` on a thread of its own.
 ///
 /// Freeing what a large publish or sync batch parsed (hundreds of thousands of JSON
@@ -213,6 +304,58 @@ mod tests {
             "{its_share} of {}",
             items.len()
         );
+    }
+
+    #[test]
+    fn a_pipeline_hands_on_results_in_order_and_stops_at_a_failure() {
+        for len in [0usize, 1, 5, 300] {
+            let mut seen = Vec::new();
+            let end = pipeline(
+                (0..len).collect(),
+                |i: usize| -> Result<usize, String> {
+                    if i % 7 == 3 {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    Ok(i * 10)
+                },
+                |batch| {
+                    seen.extend(batch);
+                    Ok(())
+                },
+            );
+            assert_eq!(end, PipelineEnd::Done);
+            assert_eq!(seen, (0..len).map(|i| i * 10).collect::<Vec<_>>());
+        }
+        // Work fails at 40: exactly 0..40 are handed on.
+        let mut seen = Vec::new();
+        let end = pipeline(
+            (0..200).collect(),
+            |i: usize| {
+                if i == 40 {
+                    Err(format!("item {i}"))
+                } else {
+                    Ok(i)
+                }
+            },
+            |batch| {
+                seen.extend(batch);
+                Ok(())
+            },
+        );
+        assert_eq!(end, PipelineEnd::WorkFailed("item 40".to_string()));
+        assert_eq!(seen, (0..40).collect::<Vec<_>>());
+        // The sink fails: nothing is handed on after the failing call.
+        let mut calls = 0;
+        let end = pipeline(
+            (0..200).collect(),
+            |i: usize| -> Result<usize, String> { Ok(i) },
+            |_| {
+                calls += 1;
+                Err("full".to_string())
+            },
+        );
+        assert_eq!(end, PipelineEnd::SinkFailed("full".to_string()));
+        assert_eq!(calls, 1);
     }
 
     #[test]

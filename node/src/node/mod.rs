@@ -30,6 +30,12 @@ pub enum NodeError {
     /// The store cannot be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The config file, read again at a reload, cannot be used.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The system gave no randomness.
+    #[error("no system randomness: {0}")]
+    Randomness(#[source] getrandom::Error),
     /// Config and roster disagree.
     #[error("{0}")]
     Inconsistent(String),
@@ -133,8 +139,7 @@ impl Node {
             }
             _ => {
                 let mut k = [0u8; 32];
-                getrandom::fill(&mut k)
-                    .map_err(|e| NodeError::Inconsistent(format!("no system randomness: {e}")))?;
+                getrandom::fill(&mut k).map_err(NodeError::Randomness)?;
                 store.put_value(Space::Meta, TOKEN_KEY, k.to_vec(), true)?;
                 k
             }
@@ -268,9 +273,7 @@ impl Node {
         }
         let attempt = || -> Result<live::Live, NodeError> {
             let config = match &self.config.source {
-                Some(path) => {
-                    Config::load(path).map_err(|e| NodeError::Inconsistent(e.to_string()))?
-                }
+                Some(path) => Config::load(path)?,
                 None => self.config.clone(),
             };
             if config.member != self.config.member || config.data_dir != self.config.data_dir {

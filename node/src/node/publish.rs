@@ -28,8 +28,6 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Objects per envelope at most.
 pub const MAX_OBJECTS_PER_ENVELOPE: usize = 1000;
@@ -504,103 +502,46 @@ impl Node {
         // so that no core waits for another. This thread stores the signed envelopes
         // in sequence order while the next are signed, every one ready in one ingest:
         // one `fsync` for all of them (an `fsync` costs milliseconds however little
-        // it writes).
-        let slots: Vec<Mutex<Option<SignJob>>> =
-            jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
-        let next_job = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let (envelopes, stored_result, sign_result) = std::thread::scope(|scope| {
-            let (to_store, signed) = std::sync::mpsc::channel::<(usize, SignResult)>();
-            for _ in 0..crate::parallel::threads().min(slots.len()) {
-                let (to_store, slots, next_job, stop, sign) =
-                    (to_store.clone(), &slots, &next_job, &stop, &sign);
-                scope.spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let i = next_job.fetch_add(1, Ordering::Relaxed);
-                        let Some(job) = slots
-                            .get(i)
-                            .and_then(|s| s.lock().unwrap_or_else(|p| p.into_inner()).take())
-                        else {
-                            break;
-                        };
-                        let result = sign(job);
-                        let failed = result.is_err();
-                        // A closed channel means the store failed.
-                        if to_store.send((i, result)).is_err() || failed {
-                            stop.store(true, Ordering::Relaxed);
-                            break;
-                        }
-                    }
-                });
+        // it writes). Envelopes after a failed one are never stored: their sequence
+        // numbers would leave a gap.
+        let mut envelopes: Vec<Envelope> = Vec::new();
+        let end = crate::parallel::pipeline(jobs, sign, |batch: Vec<(Envelope, Prepared)>| {
+            let (envs, prepared): (Vec<Envelope>, Vec<Prepared>) = batch.into_iter().unzip();
+            let outcomes = self
+                .store
+                .ingest_prepared(&envs, prepared, "local")
+                .map_err(PublishError::Store)?;
+            // Counted as stored even if one was refused: the others of the batch
+            // were, and their sequence numbers are used.
+            envelopes.extend(envs);
+            // Push tasks send what is durable without waiting for the rest.
+            self.sync.head.send_replace(self.store.head());
+            if outcomes
+                .iter()
+                .any(|o| !matches!(o, IngestOutcome::Accepted { .. }))
+            {
+                return Err(PublishError::Store(StoreError::Rejected(
+                    "a freshly signed envelope was already held".into(),
+                )));
             }
-            drop(to_store);
-            let mut envelopes: Vec<Envelope> = Vec::new();
-            let mut waiting: BTreeMap<usize, (Envelope, Prepared)> = BTreeMap::new();
-            let mut sign_result = Ok(());
-            let mut stored_result = Ok(());
-            while let Ok(first) = signed.recv() {
-                for (i, result) in std::iter::once(first).chain(signed.try_iter()) {
-                    match result {
-                        Ok(done) => {
-                            waiting.insert(i, done);
-                        }
-                        // Envelopes after a failed one are never stored: their
-                        // sequence numbers would leave a gap.
-                        Err(e) => {
-                            if sign_result.is_ok() {
-                                sign_result = Err(e);
-                            }
-                        }
-                    }
-                }
-                // The envelopes that follow those stored, in sequence order.
-                let (mut envs, mut prepared) = (Vec::new(), Vec::new());
-                while let Some((env, p)) = waiting.remove(&(envelopes.len() + envs.len())) {
-                    envs.push(env);
-                    prepared.push(p);
-                }
-                if envs.is_empty() {
-                    continue;
-                }
-                let outcomes = match self.store.ingest_prepared(&envs, prepared, "local") {
-                    Ok(outcomes) => outcomes,
-                    Err(e) => {
-                        stored_result = Err(PublishError::Store(e));
-                        break;
-                    }
-                };
-                // Counted as stored even if one was refused: the others of the batch
-                // were, and their sequence numbers are used.
-                envelopes.extend(envs);
-                // Push tasks send what is durable without waiting for the rest.
-                self.sync.head.send_replace(self.store.head());
-                if outcomes
-                    .iter()
-                    .any(|o| !matches!(o, IngestOutcome::Accepted { .. }))
-                {
-                    stored_result = Err(PublishError::Store(StoreError::Rejected(
-                        "a freshly signed envelope was already held".into(),
-                    )));
-                    break;
-                }
-            }
-            // Signers still at work stop after their envelope.
-            stop.store(true, Ordering::Relaxed);
-            (envelopes, stored_result, sign_result)
+            Ok(())
         });
         if let Some(last) = envelopes.last() {
             *seq = last.header().seq + 1;
         }
-        if stored_result.is_err() || sign_result.is_err() {
-            // The batches stored before the failure are published all the same (the
-            // answer to a successful publish counts them in `finish`).
-            self.count_published(
-                envelopes.len() as u64,
-                envelopes.iter().map(|e| e.objects().len() as u64).sum(),
-            );
+        match end {
+            crate::parallel::PipelineEnd::Done => {}
+            crate::parallel::PipelineEnd::WorkFailed(e)
+            | crate::parallel::PipelineEnd::SinkFailed(e) => {
+                // The batches stored before the failure are published all the same
+                // (the answer to a successful publish counts them in `finish`).
+                self.count_published(
+                    envelopes.len() as u64,
+                    envelopes.iter().map(|e| e.objects().len() as u64).sum(),
+                );
+                return Err(e);
+            }
         }
-        stored_result?;
-        sign_result?;
         let mut stored = Vec::with_capacity(envelopes.len());
         for (idx, env) in members_of.into_iter().zip(envelopes.iter()) {
             stored.push((

@@ -156,8 +156,11 @@ impl Store {
                         continue;
                     }
                     let body = self.object_body(at)?;
-                    let obj: Value = serde_json::from_slice(&body)
-                        .map_err(|e| StoreError::Corrupt(format!("stored object: {e}")))?;
+                    let obj: Value =
+                        serde_json::from_slice(&body).map_err(|source| StoreError::Json {
+                            what: format!("stored object at {at:?}"),
+                            source,
+                        })?;
                     // The index is keyed by a 64-bit hash: confirm the object names it.
                     if !keys_from_object(&obj).contains(k) {
                         continue;

@@ -56,7 +56,19 @@ pub enum StoreError {
     },
     /// The index engine failed.
     #[error("index engine: {0}")]
-    Engine(String),
+    Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The system gave no randomness (for the log's epoch).
+    #[error("no system randomness: {0}")]
+    Randomness(#[source] getrandom::Error),
+    /// A stored JSON record does not decode (or a record cannot be encoded).
+    #[error("store data is damaged: {what}: {source}")]
+    Json {
+        /// Which record.
+        what: String,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The index store cannot be opened (typically after a crash or disk fault).
     #[error(
         "the index store at {path} cannot be opened ({reason}); the evidence log is intact: run `synergia rebuild --config <config>` (or set store.auto_rebuild = true)"
@@ -319,8 +331,7 @@ impl Store {
             _ => {
                 epoch_made = true;
                 let mut e = [0u8; 16];
-                getrandom::fill(&mut e)
-                    .map_err(|e| StoreError::Engine(format!("no system randomness: {e}")))?;
+                getrandom::fill(&mut e).map_err(StoreError::Randomness)?;
                 engine.apply(vec![Op::Put(Space::Meta, EPOCH_KEY.to_vec(), e.to_vec())])?;
                 engine.flush()?;
                 e.to_vec()

@@ -35,7 +35,7 @@ fn engine_err(e: sled::Error) -> StoreError {
             path: "index".into(),
             source,
         },
-        e => StoreError::Engine(e.to_string()),
+        e => StoreError::Engine(Box::new(e)),
     }
 }
 

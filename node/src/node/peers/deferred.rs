@@ -181,7 +181,10 @@ impl Deferred {
             next_retry: e.due.map_or(now + backoff, |d| d.max(now) + 1_000_000),
             bytes: e.text.len(),
         };
-        let meta = serde_json::to_vec(&w).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        let meta = serde_json::to_vec(&w).map_err(|source| StoreError::Json {
+            what: format!("kept envelope {}", w.id),
+            source,
+        })?;
         if previous.is_none() {
             store.put_value(
                 Space::Deferred,

@@ -109,7 +109,10 @@ impl SyncState {
         // after a restart the pull takes some pages again (found held), nothing is
         // lost. Logged when writes start failing and when they work again.
         let written = serde_json::to_vec(&snapshot)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))
+            .map_err(|source| StoreError::Json {
+                what: format!("peer state of {name}"),
+                source,
+            })
             .and_then(|bytes| store.put_value(Space::Peers, name, bytes, false));
         let was_failing = self
             .persist_failing
