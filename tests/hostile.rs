@@ -561,7 +561,7 @@ fn invalid_stix(base: &Value) -> Vec<(String, Value)> {
         return out;
     };
     let patterns =
-        std::fs::read_to_string(workspace().join("node/tests/data/patterns/invalid.txt")).unwrap();
+        std::fs::read_to_string(workspace().join("tests/data/patterns/invalid.txt")).unwrap();
     for line in patterns
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
@@ -677,7 +677,7 @@ fn hostile_inputs_are_refused_cleanly_and_change_nothing() {
             let req = s.admin.post(publish.as_str()).json(&b);
             s.expect("invalid-stix", &label, req, &[422], &["invalid-stix", "not-a-bundle"], false).await;
         }
-        let dir = workspace().join("node/tests/data/bundles/invalid");
+        let dir = workspace().join("tests/data/bundles/invalid");
         let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
         files.sort();
         for f in files {

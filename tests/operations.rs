@@ -770,7 +770,7 @@ fn a_key_rotation_and_revocation_with_no_restart_loses_no_envelope() {
 /// Minutes and several GB of memory (the demo holds five nodes' views in one
 /// process), so not in CI; run it with
 /// `cargo test --release --test operations -- --ignored`. The same path at a small
-/// size runs in CI (node/tests/cli.rs, a node whose `max_body_bytes` is 1 MiB).
+/// size runs in CI (tests/cli/commands.rs, a node whose `max_body_bytes` is 1 MiB).
 #[test]
 #[ignore = "minutes and several GB: cargo test --release --test operations -- --ignored"]
 fn a_150000_indicator_push_and_a_300000_indicator_demo_succeed() {

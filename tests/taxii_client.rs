@@ -5,8 +5,6 @@
 
 #[path = "common/mod.rs"]
 mod common;
-#[path = "../node/tests/support/mod.rs"]
-mod support;
 
 use common::*;
 use serde_json::Value;
@@ -15,7 +13,7 @@ use synergia::workload::{GenOptions, bundle};
 
 #[test]
 fn reference_taxii_client_pages_publishes_and_validates() {
-    let py = support::reference_python();
+    let py = reference_python();
     let fed = Federation::new(&["alpha", "beta"], &[]);
     let node = RunningNode::start(fed.config("alpha"));
     // More than 10,000 objects, from two origins.
@@ -56,7 +54,7 @@ fn reference_taxii_client_pages_publishes_and_validates() {
         .env_remove("CURL_CA_BUNDLE")
         .env_remove("SSL_CERT_FILE")
         .env_remove("SSL_CERT_DIR")
-        .arg(support::workspace_root().join("tests/py/taxii_client_check.py"))
+        .arg(workspace().join("tests/py/taxii_client_check.py"))
         .arg(&node.url)
         .arg(fed.ca_path())
         .arg(keys.join("admin.pem"))

@@ -6,6 +6,7 @@
 use serde_json::Value;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use synergia::config::{Client, Config, Role};
 use synergia::envelope::{Envelope, EnvelopeMeta, Signer};
@@ -630,4 +631,22 @@ pub async fn get_json(c: &reqwest::Client, url: &str) -> (u16, Value) {
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
+}
+
+/// Path of a Python interpreter that has the OASIS reference tools installed,
+/// creating the virtual environment on first use (`tests/py/setup.sh`).
+///
+/// The comparison tests must run in CI, so a missing Python is a failure, not a skip.
+pub fn reference_python() -> PathBuf {
+    let script = workspace().join("tests/py/setup.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("run tests/py/setup.sh");
+    assert!(
+        out.status.success(),
+        "tests/py/setup.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }

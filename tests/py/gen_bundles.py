@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generates the scripted part of node/tests/data/bundles/ (valid/ and invalid/).
+"""Generates the scripted part of tests/data/bundles/ (valid/ and invalid/).
 
 Each valid bundle holds realistic feed content for one or more object types; each
 invalid bundle takes a valid object and breaks one rule, named in the file name.
@@ -11,7 +11,7 @@ import json
 import os
 import uuid
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "node", "tests", "data", "bundles")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "bundles")
 NS = uuid.UUID("00abedb4-aa42-466c-9c01-fed23315a9b7")
 T0 = "2026-03-01T10:00:00.000Z"
 T1 = "2026-03-02T11:30:00.000Z"

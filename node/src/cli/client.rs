@@ -144,6 +144,19 @@ impl NodeClient {
         &self,
         req: reqwest::RequestBuilder,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
+        self.try_json(req).await.map_err(|u| match u {
+            Unanswered::Lost(m) | Unanswered::Unreachable(m) => {
+                anyhow::anyhow!("cannot reach the node at {}: {m}", self.url)
+            }
+        })
+    }
+
+    /// [`NodeClient::json`], telling a node that could not be reached from a
+    /// connection lost once the request was under way.
+    pub async fn try_json(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(u16, serde_json::Value), Unanswered> {
         let resp = req.send().await.map_err(|e| {
             let mut msg = e.to_string();
             let mut s = std::error::Error::source(&e);
@@ -152,14 +165,32 @@ impl NodeClient {
                 msg.push_str(&x.to_string());
                 s = x.source();
             }
-            anyhow::anyhow!("cannot reach the node at {}: {msg}", self.url)
+            if e.is_connect() || e.is_timeout() {
+                Unanswered::Unreachable(msg)
+            } else {
+                Unanswered::Lost(msg)
+            }
         })?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await?;
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| Unanswered::Lost(e.to_string()))?;
         let v: serde_json::Value = serde_json::from_slice(&body)
             .unwrap_or_else(|_| serde_json::json!({"raw": String::from_utf8_lossy(&body)}));
         Ok((status, v))
     }
+}
+
+/// A request that got no answer.
+#[derive(Debug)]
+pub enum Unanswered {
+    /// No connection (refused, no route, timed out).
+    Unreachable(String),
+    /// The connection closed while the request was sent or the answer read. A node
+    /// closes the connection of a body far over its `max_body_bytes` (after
+    /// answering 413, which the client may not get to read).
+    Lost(String),
 }
 
 /// Error text from a node's JSON error answer.

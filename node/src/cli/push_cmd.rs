@@ -1,7 +1,7 @@
 //! `synergia push`.
 
 use super::EXIT_INVALID;
-use super::client::{ClientArgs, node_error};
+use super::client::{ClientArgs, Unanswered, node_error};
 use anyhow::Context as _;
 use serde_json::Value;
 use std::io::Read as _;
@@ -91,6 +91,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         let n = parts.len();
         let mut totals = Totals::default();
         for (k, part) in parts.into_iter().enumerate() {
+            let part_len = part.len();
             let label = if n > 1 {
                 format!("part {} of {n}", k + 1)
             } else {
@@ -101,7 +102,10 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
                 Sent::TooLarge(node_limit) => {
                     // Smaller parts, from the start: parts the node took already come
                     // back as held.
-                    let smaller = node_limit.map_or(limit / 2, |l| l - l / 10).min(limit / 2);
+                    // Under the node's limit when it said it; else half of what was cut.
+                    let smaller = node_limit
+                        .map_or(part_len / 2, |l| l - l / 10)
+                        .min(limit / 2);
                     if smaller < 1024 {
                         anyhow::bail!("{name}: the node refuses even {limit}-byte requests");
                     }
@@ -204,10 +208,20 @@ async fn send(
         .header("content-type", "application/json")
         .header("content-length", size)
         .body(reqwest::Body::wrap_stream(stream));
-    let (status, v) = c.json(req).await?;
+    let answer = c.try_json(req).await;
     if show {
         eprintln!();
     }
+    let (status, v) = match answer {
+        Ok(a) => a,
+        // A body far over the node's limit is answered 413 on a connection the node
+        // then closes, which can cut the upload before the answer is read: try
+        // smaller parts (a node that is down is then unreachable, and said so).
+        Err(Unanswered::Lost(_)) if size > 1 << 20 => return Ok(Sent::TooLarge(None)),
+        Err(Unanswered::Lost(m) | Unanswered::Unreachable(m)) => {
+            anyhow::bail!("cannot reach the node at {}: {m}", c.url)
+        }
+    };
     match status {
         200 => Ok(Sent::Published(v)),
         422 => Ok(Sent::Invalid(v)),

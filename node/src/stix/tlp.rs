@@ -348,7 +348,7 @@ mod tests {
 
     fn corpus(name: &str) -> Value {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/oasis")
+            .join("../tests/data/oasis")
             .join(name);
         serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
     }

@@ -3,12 +3,10 @@
 //! deliberately broken documents are refused (tests/py/check_schemas.py, with the
 //! Python `jsonschema` package, an implementation independent of ours).
 
-mod support;
-
 #[test]
 fn schemas_accept_real_documents_and_refuse_broken_ones() {
-    let py = support::reference_python();
-    let root = support::workspace_root();
+    let py = crate::common::reference_python();
+    let root = crate::common::workspace();
     let out = std::process::Command::new(py)
         .arg(root.join("tests/py/check_schemas.py"))
         .arg(&root)
@@ -24,7 +22,7 @@ fn schemas_accept_real_documents_and_refuse_broken_ones() {
 
 #[test]
 fn every_schema_is_listed_in_the_readme() {
-    let dir = support::workspace_root().join("schema");
+    let dir = crate::common::workspace().join("schema");
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {

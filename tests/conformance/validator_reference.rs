@@ -6,8 +6,6 @@
 //!   the specification (the file name's `valid_`/`invalid_` prefix) and assert that the
 //!   reference still says the opposite, so a reference fix is noticed.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +13,7 @@ use std::process::Command;
 use synergia::stix::validate::{Report, validate_bundle};
 
 fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/bundles")
+    crate::common::workspace().join("tests/data/bundles")
 }
 
 fn json_files(dir: &str) -> Vec<PathBuf> {
@@ -40,8 +38,8 @@ fn name(p: &Path) -> String {
 
 /// Runs the reference validator once over every file.
 fn reference(files: &[PathBuf]) -> BTreeMap<String, (bool, Vec<String>)> {
-    let py = support::reference_python();
-    let script = support::workspace_root().join("tests/py/validate_bundles.py");
+    let py = crate::common::reference_python();
+    let script = crate::common::workspace().join("tests/py/validate_bundles.py");
     let out = Command::new(py).arg(script).args(files).output().unwrap();
     assert!(
         out.status.success(),

@@ -2,8 +2,6 @@
 //! OASIS reference validator: demos, benchmarks and federation tests all start from it,
 //! and a generator that drifted from the specification would hide validator bugs.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -60,8 +58,8 @@ fn generated_bundles_are_valid_for_us_and_the_reference() {
         files.push(path);
     }
 
-    let out = Command::new(support::reference_python())
-        .arg(support::workspace_root().join("tests/py/validate_bundles.py"))
+    let out = Command::new(crate::common::reference_python())
+        .arg(crate::common::workspace().join("tests/py/validate_bundles.py"))
         .args(&files)
         .output()
         .unwrap();

@@ -1,7 +1,7 @@
 //! The node server over real TLS on loopback: every rejection's precise outcome, the
 //! node API, and TAXII 2.1 behaviour (paging, filters, tokens, media types, limits).
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "common/mod.rs"]
 mod common;
 
 use common::*;

@@ -2,9 +2,7 @@
 //! a non-zero exit for bad config, missing key files, unreachable nodes and invalid
 //! bundles, the demo's numbers, and `/metrics` that a Prometheus parser accepts.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
-mod support;
+use crate::common;
 
 use common::*;
 use std::process::{Command, Output};
@@ -268,8 +266,8 @@ fn push_lookup_status_export_against_a_node_and_metrics_parse() {
             .await
             .unwrap()
     });
-    let mut child = Command::new(support::reference_python())
-        .arg(support::workspace_root().join("tests/py/parse_metrics.py"))
+    let mut child = Command::new(crate::common::reference_python())
+        .arg(crate::common::workspace().join("tests/py/parse_metrics.py"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -6,8 +6,6 @@
 //! must show the documented, deliberate disagreement. The test lists every
 //! mismatch at once rather than stopping at the first.
 
-mod support;
-
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,7 +13,7 @@ use std::process::Command;
 use synergia::stix::pattern::parse;
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/patterns")
+    crate::common::workspace().join("tests/data/patterns")
 }
 
 /// One pattern per line; blank lines and `#` comments skipped.
@@ -89,8 +87,8 @@ fn valid_patterns_round_trip_through_display() {
 #[test]
 fn parser_agrees_with_reference_validator() {
     let corpus = corpus();
-    let py = support::reference_python();
-    let script = support::workspace_root().join("tests/py/check_patterns.py");
+    let py = crate::common::reference_python();
+    let script = crate::common::workspace().join("tests/py/check_patterns.py");
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("patterns.txt");
     let mut body = String::new();

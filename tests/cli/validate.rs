@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 fn bundles() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/bundles")
+    crate::common::workspace().join("tests/data/bundles")
 }
 
 fn validate(args: &[&str]) -> Output {

@@ -5,8 +5,6 @@
 //! Regenerate (only when the format changes, together with docs/protocol.md):
 //! `SYNERGIA_WRITE_VECTORS=1 cargo test --test test_vectors`.
 
-mod support;
-
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{EncodePrivateKey as _, spki::der::pem::LineEnding};
 use serde_json::{Value, json};
@@ -69,7 +67,7 @@ fn roster(key: &SigningKey) -> RosterDocument {
 
 #[test]
 fn published_vectors_match() {
-    let dir = support::workspace_root().join("docs/test-vectors/envelope-v1");
+    let dir = crate::common::workspace().join("docs/test-vectors/envelope-v1");
     let key = SigningKey::from_bytes(&seed());
     let signer = Signer {
         origin: "kaspersky".into(),
@@ -154,8 +152,8 @@ fn published_vectors_match() {
 
 #[test]
 fn an_independent_implementation_agrees() {
-    let py = support::reference_python();
-    let root = support::workspace_root();
+    let py = crate::common::reference_python();
+    let root = crate::common::workspace();
     let out = std::process::Command::new(py)
         .arg(root.join("tests/py/check_vectors.py"))
         .arg(root.join("docs/test-vectors/envelope-v1"))
