@@ -639,34 +639,21 @@ pub fn add_member(o: &AddOptions) -> Result<AddReport, KeyError> {
     let validity = Validity::years_from_now(o.years);
     let dir = out.join(&o.member);
     refuse_non_empty(&dir)?;
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let tls_key = dir.join("node-key.pem");
-    match &o.csr {
-        Some(csr) => {
-            let text = std::fs::read_to_string(csr).map_err(io_err(csr))?;
-            let cert = tls::issue_for_request(
-                &ca,
-                CertRole::Node,
-                &o.member,
-                &o.endpoint.names,
-                validity,
-                &text,
-            )
-            .map_err(|e| KeyError::Format {
-                path: csr.clone(),
-                message: e.to_string(),
-            })?;
-            write_public(&dir.join("node.pem"), cert.as_bytes())?;
-        }
-        None => {
-            let node = tls::issue(&ca, CertRole::Node, &o.member, &o.endpoint.names, validity)?;
-            write_public(&dir.join("node.pem"), node.cert_pem.as_bytes())?;
-            write_private(&tls_key, node.key_pem.as_bytes())?;
-        }
+    // Every refusal before the first file is written: a refused add-member changes
+    // nothing (and can be run again once the cause is fixed).
+    let config_out = abs(&o.config_out)?;
+    let config = config_out.join(format!("{}.toml", o.member));
+    if config.exists() {
+        return Err(KeyError::Usage(format!(
+            "{} exists already; choose another --config-out",
+            config.display()
+        )));
     }
-    let tokens = local_clients(&ca, &dir, &o.member, validity)?;
-    let now = Timestamp::now();
-    let (key, signing_key_file) = match &o.signing_public_key {
+    let request = match &o.csr {
+        Some(csr) => Some(std::fs::read_to_string(csr).map_err(io_err(csr))?),
+        None => None,
+    };
+    let public_key = match &o.signing_public_key {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(io_err(path))?;
             let public_key = text.trim().to_string();
@@ -674,6 +661,40 @@ pub fn add_member(o: &AddOptions) -> Result<AddReport, KeyError> {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
+            Some(public_key)
+        }
+        None => None,
+    };
+    let tls_key = dir.join("node-key.pem");
+    match (&o.csr, &request) {
+        (Some(csr), Some(text)) => {
+            // Checked (signature, key) before anything is written.
+            let cert = tls::issue_for_request(
+                &ca,
+                CertRole::Node,
+                &o.member,
+                &o.endpoint.names,
+                validity,
+                text,
+            )
+            .map_err(|e| KeyError::Format {
+                path: csr.clone(),
+                message: e.to_string(),
+            })?;
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            write_public(&dir.join("node.pem"), cert.as_bytes())?;
+        }
+        _ => {
+            let node = tls::issue(&ca, CertRole::Node, &o.member, &o.endpoint.names, validity)?;
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            write_public(&dir.join("node.pem"), node.cert_pem.as_bytes())?;
+            write_private(&tls_key, node.key_pem.as_bytes())?;
+        }
+    }
+    let tokens = local_clients(&ca, &dir, &o.member, validity)?;
+    let now = Timestamp::now();
+    let (key, signing_key_file) = match public_key {
+        Some(public_key) => {
             let nb = now.to_millis_string();
             let not_after = Timestamp::from_micros(
                 now.as_micros() + i64::from(o.years) * 365 * 86_400 * 1_000_000,
@@ -711,14 +732,6 @@ pub fn add_member(o: &AddOptions) -> Result<AddReport, KeyError> {
         tls_san: format!("synergia://member/{}", o.member),
         keys: vec![key.clone()],
     });
-    let config_out = abs(&o.config_out)?;
-    let config = config_out.join(format!("{}.toml", o.member));
-    if config.exists() {
-        return Err(KeyError::Usage(format!(
-            "{} exists already; choose another --config-out",
-            config.display()
-        )));
-    }
     let text = render_config(&ConfigText {
         example: false,
         federation: &doc.federation.clone(),
@@ -1162,6 +1175,12 @@ mod tests {
                 .member("epsilon")
                 .is_none()
         );
+        // Refused before anything is written: nothing of it is left to get in the
+        // way of a corrected run.
+        assert!(!o.out.join("epsilon").exists());
+        std::fs::write(o.config_out.join("zeta.toml"), "taken").unwrap();
+        assert!(add(&o, "zeta", None).is_err());
+        assert!(!o.out.join("zeta").exists());
     }
 
     #[test]
