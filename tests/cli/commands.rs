@@ -28,7 +28,7 @@ fn every_command_has_help() {
     assert!(top.status.success());
     let commands = [
         "serve", "demo", "push", "status", "export", "lookup", "keys", "verify", "validate",
-        "rebuild", "gen",
+        "rebuild", "gen", "retract",
     ];
     for c in commands {
         assert!(text(&top).contains(c), "top-level help lists {c}");

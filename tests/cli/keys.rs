@@ -373,6 +373,52 @@ fn verify_exit_codes_and_reasons() {
     assert!(stdout(&o).contains("[malformed]"), "{}", describe(&o));
 }
 
+/// `synergia verify` checks a retraction as it checks an envelope (the published
+/// vector, docs/test-vectors/retraction-v1/), and names a tampered one.
+#[test]
+fn verify_checks_a_retraction_offline() {
+    let dir = crate::common::workspace().join("docs/test-vectors/retraction-v1");
+    let file = dir.join("retraction.json");
+    let roster = dir.join("roster.json");
+    let args = |f: &Path| {
+        vec![
+            "verify".to_string(),
+            f.to_string_lossy().into_owned(),
+            "--roster".into(),
+            roster.to_string_lossy().into_owned(),
+            "--now".into(),
+            "2026-11-28T09:30:00Z".into(),
+        ]
+    };
+    let run = |f: &Path| {
+        let a = args(f);
+        synergia(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let o = run(&file);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let id = std::fs::read_to_string(dir.join("retraction-id.txt")).unwrap();
+    assert!(
+        stdout(&o).contains(&format!("valid retraction {id} from kaspersky"))
+            && stdout(&o).contains("1 envelope(s), 1 object(s), reason false-positive"),
+        "{}",
+        describe(&o)
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    doc["retraction"]["envelopes"][0] = format!("sha256:{}", "1".repeat(64)).into();
+    let bad = tmp.path().join("tampered.json");
+    write_json(&bad, &doc);
+    let o = run(&bad);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(stdout(&o).contains("[bad-signature]"), "{}", describe(&o));
+    doc["retraction"]["reason"] = "oops".into();
+    write_json(&bad, &doc);
+    let o = run(&bad);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(stdout(&o).contains("[malformed]"), "{}", describe(&o));
+}
+
 #[test]
 fn revoke_cert_writes_a_growing_revocation_list_and_a_config_can_use_it() {
     let f = Federation::init();

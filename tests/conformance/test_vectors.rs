@@ -8,7 +8,8 @@
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{EncodePrivateKey as _, spki::der::pem::LineEnding};
 use serde_json::{Value, json};
-use synergia::envelope::{Envelope, EnvelopeMeta, Signer, VerifyOptions};
+use synergia::envelope::retraction::ObjectTarget;
+use synergia::envelope::{Envelope, EnvelopeMeta, Reason, Retraction, Signer, VerifyOptions};
 use synergia::roster::{Member, Roster, RosterDocument, RosterKey, encode_public_key};
 use synergia::stix::timestamp::Timestamp;
 use synergia::stix::tlp::TlpLevel;
@@ -150,19 +151,127 @@ fn published_vectors_match() {
     );
 }
 
+/// Writes (with `SYNERGIA_WRITE_VECTORS`) or compares the files of one vector.
+fn check_files(dir: &std::path::Path, files: &[(&str, Vec<u8>)]) {
+    if std::env::var_os("SYNERGIA_WRITE_VECTORS").is_some() {
+        std::fs::create_dir_all(dir).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+    for (name, bytes) in files {
+        let published = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            &published, bytes,
+            "{name} differs from the published vector"
+        );
+    }
+}
+
+/// docs/test-vectors/retraction-v1/: the same member takes back the envelope of
+/// envelope-v1 (and names its indicator's version), protocol §11.
+#[test]
+fn published_retraction_vectors_match() {
+    let root = crate::common::workspace().join("docs/test-vectors");
+    let dir = root.join("retraction-v1");
+    let key = SigningKey::from_bytes(&seed());
+    let signer = Signer {
+        origin: "kaspersky".into(),
+        origin_identity: IDENTITY.into(),
+        key_id: "kaspersky-2026a".into(),
+        key: key.clone(),
+    };
+    let envelope_id = std::fs::read_to_string(root.join("envelope-v1/envelope-id.txt")).unwrap();
+    let retraction = Retraction {
+        envelopes: vec![synergia::envelope::EnvelopeId::parse(&envelope_id).unwrap()],
+        objects: vec![
+            ObjectTarget::parse_cli(
+                "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f@2026-11-27T03:40:00.000Z",
+            )
+            .unwrap(),
+        ],
+        reason: Reason::FalsePositive,
+        note: "203.0.113.7 is a CDN edge, not a C2 server".into(),
+    };
+    let meta = EnvelopeMeta {
+        seq: 18,
+        signed_at: Timestamp::parse("2026-11-28T09:00:00.000Z").unwrap(),
+        tlp: TlpLevel::Green,
+        recipients: vec![],
+    };
+    let env = Envelope::sign_retraction(retraction, &signer, meta).unwrap();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "seed.hex",
+            seed()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into_bytes(),
+        ),
+        (
+            "public-key.txt",
+            encode_public_key(&key.verifying_key()).into_bytes(),
+        ),
+        (
+            "roster.json",
+            serde_json::to_vec_pretty(&roster(&key)).unwrap(),
+        ),
+        (
+            "retraction.json",
+            serde_json::to_vec_pretty(&Value::Object(env.as_json().clone())).unwrap(),
+        ),
+        ("signed-canonical.json", env.signed_bytes().to_vec()),
+        ("retraction-canonical.json", env.to_canonical_bytes()),
+        ("retraction-id.txt", env.id().as_str().as_bytes().to_vec()),
+        (
+            "signature.txt",
+            env.as_json()["signature"]
+                .as_str()
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        ),
+    ];
+    check_files(&dir, &files);
+    let r = Roster::from_document(roster(&key)).unwrap();
+    let published =
+        Envelope::from_slice(&std::fs::read(dir.join("retraction.json")).unwrap()).unwrap();
+    let opts = VerifyOptions {
+        now: Timestamp::parse("2026-11-28T09:30:00Z").unwrap(),
+        ..Default::default()
+    };
+    published.verify(&r, &opts).unwrap();
+    assert_eq!(
+        published.retraction().unwrap().reason,
+        Reason::FalsePositive
+    );
+    // Any change to what it names breaks the signature.
+    let mut tampered: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("retraction.json")).unwrap()).unwrap();
+    tampered["retraction"]["reason"] = "test-data".into();
+    let e = Envelope::from_value(tampered)
+        .unwrap()
+        .verify(&r, &opts)
+        .unwrap_err();
+    assert_eq!(e.code(), "bad-signature");
+}
+
 #[test]
 fn an_independent_implementation_agrees() {
     let py = crate::common::reference_python();
     let root = crate::common::workspace();
-    let out = std::process::Command::new(py)
-        .arg(root.join("tests/py/check_vectors.py"))
-        .arg(root.join("docs/test-vectors/envelope-v1"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stdout == b"ok\n",
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for vector in ["envelope-v1", "retraction-v1"] {
+        let out = std::process::Command::new(&py)
+            .arg(root.join("tests/py/check_vectors.py"))
+            .arg(root.join("docs/test-vectors").join(vector))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stdout == b"ok\n",
+            "{vector}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

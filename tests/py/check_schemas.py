@@ -27,6 +27,7 @@ def load_schema(name):
 
 
 envelope = load_schema("envelope.schema.json")
+retraction = load_schema("retraction.schema.json")
 roster = load_schema("roster.schema.json")
 config = load_schema("config.schema.json")
 
@@ -56,6 +57,10 @@ must_pass(roster, json.loads((root / "docs/test-vectors/envelope-v1/roster.json"
           "docs/test-vectors/envelope-v1/roster.json")
 env_doc = json.loads((root / "docs/test-vectors/envelope-v1/envelope.json").read_text())
 must_pass(envelope, env_doc, "docs/test-vectors/envelope-v1/envelope.json")
+ret_doc = json.loads((root / "docs/test-vectors/retraction-v1/retraction.json").read_text())
+must_pass(retraction, ret_doc, "docs/test-vectors/retraction-v1/retraction.json")
+must_fail(envelope, ret_doc, "a retraction is not an envelope")
+must_fail(retraction, env_doc, "an envelope is not a retraction")
 configs = sorted((root / "config").glob("*.toml"))
 if not configs:
     problems.append("no config/*.toml found")
@@ -89,6 +94,19 @@ broken_envelopes = {
 }
 for what, change in broken_envelopes.items():
     must_fail(envelope, mutated(env_doc, change), f"envelope: {what}")
+
+broken_retractions = {
+    "with a bundle": lambda d: d.update(bundle={"type": "bundle", "objects": []}),
+    "nothing named": lambda d: d["retraction"].update(envelopes=[], objects=[]),
+    "unknown reason": lambda d: d["retraction"].update(reason="mistake"),
+    "note too long": lambda d: d["retraction"].update(note="x" * 4097),
+    "envelope id in upper case": lambda d: d["retraction"].update(envelopes=[d["retraction"]["envelopes"][0].upper()]),
+    "object without id": lambda d: d["retraction"].update(objects=[{"modified": "2026-11-27T03:40:00.000Z"}]),
+    "object with another member": lambda d: d["retraction"]["objects"][0].update(version=1),
+    "without note": lambda d: d["retraction"].pop("note"),
+}
+for what, change in broken_retractions.items():
+    must_fail(retraction, mutated(ret_doc, change), f"retraction: {what}")
 
 broken_rosters = {
     "wrong type": lambda d: d.update(type="roster"),

@@ -1,8 +1,10 @@
-"""Independent check of the published envelope test vectors.
+"""Independent check of the published envelope and retraction test vectors.
 
 Recomputes, with Python's json module (sorted keys, no whitespace: RFC 8785 for this
 ASCII, integer-only content) and the `cryptography` package's Ed25519, everything the
-Rust implementation published in docs/test-vectors/envelope-v1/. Prints "ok" or fails.
+Rust implementation published in docs/test-vectors/envelope-v1/ (or retraction-v1/,
+whose files are named retraction.json, retraction-id.txt, retraction-canonical.json).
+Prints "ok" or fails.
 """
 import base64
 import hashlib
@@ -15,11 +17,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 d = Path(sys.argv[1])
 read = lambda n: (d / n).read_bytes()
 
-env = json.loads(read("envelope.json"))
+kind = "retraction" if (d / "retraction.json").exists() else "envelope"
+env = json.loads(read(kind + ".json"))
+expected_type = {"envelope": "synergia-envelope", "retraction": "synergia-retraction"}[kind]
+assert env["type"] == expected_type, "type differs"
+assert set(env) == {"type", "version", "origin", "origin_identity", "key_id", "seq", "signed_at",
+                    "tlp", "recipients", "signature", "bundle" if kind == "envelope" else "retraction"}, \
+    "members differ"
+whole = json.dumps(env, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+assert whole == read(kind + "-canonical.json"), "canonical form differs"
 sig_b64 = env.pop("signature")
 canonical = json.dumps(env, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 assert canonical == read("signed-canonical.json"), "signed canonical form differs"
-assert "sha256:" + hashlib.sha256(canonical).hexdigest() == read("envelope-id.txt").decode(), "envelope id differs"
+assert "sha256:" + hashlib.sha256(canonical).hexdigest() == read(kind + "-id.txt").decode(), "envelope id differs"
 
 seed = bytes.fromhex(read("seed.hex").decode())
 priv = Ed25519PrivateKey.from_private_bytes(seed)

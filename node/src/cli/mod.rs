@@ -31,6 +31,7 @@ mod lookup_cmd;
 mod out;
 mod push_cmd;
 mod rebuild_cmd;
+mod retract_cmd;
 mod serve_cmd;
 mod status_cmd;
 mod validate_cmd;
@@ -81,6 +82,8 @@ enum Command {
     Verify(verify_cmd::Args),
     /// Rebuild every index from the evidence log (node stopped).
     Rebuild(rebuild_cmd::Args),
+    /// Take back envelopes or objects this member published, on every node.
+    Retract(retract_cmd::Args),
 }
 
 /// Exit status: the command found a problem in its input.
@@ -134,6 +137,7 @@ pub fn main() -> ExitCode {
         Command::Validate(a) => validate_cmd::run(a),
         Command::Verify(a) => verify_cmd::run(a),
         Command::Rebuild(a) => rebuild_cmd::run(a),
+        Command::Retract(a) => retract_cmd::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -7,7 +7,8 @@ use synergia::envelope::{Envelope, VerifyOptions};
 use synergia::roster::Roster;
 use synergia::stix::timestamp::Timestamp;
 
-/// Verify a signed envelope offline against a roster, and say exactly why it fails.
+/// Verify a signed envelope or retraction offline against a roster, and say exactly
+/// why it fails.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The envelope (JSON), or - for standard input.
@@ -36,6 +37,25 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     };
     let result = Envelope::from_slice(&bytes).and_then(|e| e.verify(&roster, &opts).map(|_| e));
     match result {
+        Ok(e) if e.retraction().is_some() => {
+            let h = e.header();
+            let r = e
+                .retraction()
+                .map(|r| (r.envelopes.len(), r.objects.len(), r.reason));
+            let (envelopes, objects, reason) =
+                r.unwrap_or((0, 0, synergia::envelope::Reason::Other));
+            println!(
+                "{}: valid retraction {} from {} (key {}, seq {}, signed {}, tlp {}): {envelopes} envelope(s), {objects} object(s), reason {reason}",
+                a.file.display(),
+                e.id(),
+                h.origin,
+                h.key_id,
+                h.seq,
+                h.signed_at,
+                h.tlp,
+            );
+            Ok(0)
+        }
         Ok(e) => {
             let h = e.header();
             println!(

@@ -129,12 +129,28 @@ pub enum VerifyError {
     /// `recipients` names someone not in the roster, or is used below red.
     #[error("recipients: {0}")]
     BadRecipients(String),
+    /// A retraction names an envelope this node holds that another member signed:
+    /// only an envelope's origin may take it back.
+    #[error("the retraction names envelope {envelope}, which {owner} published, not {origin}")]
+    ForeignRetraction {
+        /// The envelope named.
+        envelope: String,
+        /// Its origin.
+        owner: String,
+        /// The retraction's origin.
+        origin: String,
+    },
+    /// A retraction names a retraction: what is retracted stays retracted.
+    #[error(
+        "the retraction names {0}, which is itself a retraction; a retraction cannot be taken back"
+    )]
+    RetractsRetraction(String),
 }
 
 impl VerifyError {
     /// Every code [`VerifyError::code`] returns, so that counters by reason can be
     /// shown at zero from the start.
-    pub const CODES: [&'static str; 18] = [
+    pub const CODES: [&'static str; 20] = [
         "malformed",
         "envelope-too-large",
         "bad-seq",
@@ -153,6 +169,8 @@ impl VerifyError {
         "bad-recipients",
         "foreign-creator",
         "object-after-signing",
+        "foreign-retraction",
+        "retracts-retraction",
     ];
 
     /// The stable code for counters, metrics and HTTP error bodies.
@@ -176,6 +194,8 @@ impl VerifyError {
             VerifyError::BadRecipients(_) => "bad-recipients",
             VerifyError::ForeignCreator { .. } => "foreign-creator",
             VerifyError::ObjectAfterSigning { .. } => "object-after-signing",
+            VerifyError::ForeignRetraction { .. } => "foreign-retraction",
+            VerifyError::RetractsRetraction(_) => "retracts-retraction",
         }
     }
 }

@@ -8,10 +8,12 @@
 
 pub mod canonical;
 mod error;
+pub mod retraction;
 pub mod wire;
 
 pub use canonical::EnvelopeId;
 pub use error::{SignError, VerifyError};
+pub use retraction::{Reason, Retraction};
 
 use crate::roster::{Roster, TrustedKey};
 use crate::stix::PatternKeys;
@@ -30,7 +32,9 @@ pub const ENVELOPE_TYPE: &str = "synergia-envelope";
 /// The envelope format version this code reads and writes.
 pub const ENVELOPE_VERSION: u64 = 1;
 
-const MEMBERS: [&str; 11] = [
+/// The members every kind of envelope has; the eleventh is the kind's body
+/// ([`Kind::body_member`]).
+const MEMBERS: [&str; 10] = [
     "type",
     "version",
     "origin",
@@ -40,9 +44,42 @@ const MEMBERS: [&str; 11] = [
     "signed_at",
     "tlp",
     "recipients",
-    "bundle",
     "signature",
 ];
+
+/// What an envelope carries: STIX content, or a retraction of earlier content. Both
+/// are signed, numbered, stored and sent alike (protocol §3 and §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `synergia-envelope`: a STIX bundle.
+    Bundle,
+    /// `synergia-retraction`: envelopes or object versions taken back.
+    Retraction,
+}
+
+impl Kind {
+    /// The `type` member.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Kind::Bundle => ENVELOPE_TYPE,
+            Kind::Retraction => retraction::RETRACTION_TYPE,
+        }
+    }
+
+    /// The member that holds the kind's body.
+    pub fn body_member(self) -> &'static str {
+        match self {
+            Kind::Bundle => "bundle",
+            Kind::Retraction => "retraction",
+        }
+    }
+
+    fn of_type(t: &str) -> Option<Kind> {
+        [Kind::Bundle, Kind::Retraction]
+            .into_iter()
+            .find(|k| k.type_name() == t)
+    }
+}
 
 /// The signed metadata of an envelope, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +100,8 @@ pub struct Header {
     pub tlp: TlpLevel,
     /// For `red`: the members allowed to receive it.
     pub recipients: Vec<String>,
+    /// A bundle or a retraction.
+    pub kind: Kind,
 }
 
 /// A member's signing key with the identity it signs as.
@@ -135,6 +174,8 @@ pub struct Envelope {
     /// signed form was cut from them): storing takes them as they are rather than
     /// splicing the signature back into a copy of the signed form.
     received: Option<Bytes>,
+    /// The retraction, for [`Kind::Retraction`].
+    retraction: Option<Retraction>,
 }
 
 fn malformed(msg: impl Into<String>) -> VerifyError {
@@ -194,11 +235,17 @@ impl Envelope {
         let Value::Object(doc) = value else {
             return Err(malformed("an envelope is a JSON object"));
         };
-        if let Some(extra) = doc.keys().find(|k| !MEMBERS.contains(&k.as_str())) {
+        let kind = Kind::of_type(str_member(&doc, "type")?).ok_or_else(|| {
+            malformed(format!(
+                "type must be {ENVELOPE_TYPE:?} or {:?}",
+                retraction::RETRACTION_TYPE
+            ))
+        })?;
+        if let Some(extra) = doc
+            .keys()
+            .find(|k| !MEMBERS.contains(&k.as_str()) && k.as_str() != kind.body_member())
+        {
             return Err(malformed(format!("unknown member {extra:?}")));
-        }
-        if str_member(&doc, "type")? != ENVELOPE_TYPE {
-            return Err(malformed(format!("type must be {ENVELOPE_TYPE:?}")));
         }
         if doc.get("version").and_then(Value::as_u64) != Some(ENVELOPE_VERSION) {
             return Err(malformed(format!("version must be {ENVELOPE_VERSION}")));
@@ -233,8 +280,9 @@ impl Envelope {
             Some(_) => return Err(malformed("recipients must be an array")),
             None => return Err(malformed("missing member recipients")),
         };
-        match doc.get("bundle") {
-            Some(Value::Object(b)) => {
+        let mut retraction = None;
+        match (kind, doc.get(kind.body_member())) {
+            (Kind::Bundle, Some(Value::Object(b))) => {
                 if b.get("type").and_then(Value::as_str) != Some("bundle") {
                     return Err(malformed("bundle.type must be \"bundle\""));
                 }
@@ -242,8 +290,15 @@ impl Envelope {
                     return Err(malformed("bundle.objects must be an array"));
                 }
             }
-            Some(_) => return Err(malformed("bundle must be a STIX bundle object")),
-            None => return Err(malformed("missing member bundle")),
+            (Kind::Bundle, Some(_)) => {
+                return Err(malformed("bundle must be a STIX bundle object"));
+            }
+            (Kind::Retraction, Some(r)) => {
+                retraction = Some(Retraction::from_value(r).map_err(malformed)?);
+            }
+            (_, None) => {
+                return Err(malformed(format!("missing member {}", kind.body_member())));
+            }
         }
         let sig_text = str_member(&doc, "signature")?;
         let sig_bytes = URL_SAFE_NO_PAD
@@ -272,6 +327,7 @@ impl Envelope {
                 signed_at_ts,
                 tlp,
                 recipients,
+                kind,
             },
             signed,
             id,
@@ -279,6 +335,7 @@ impl Envelope {
             pattern_keys: OnceLock::new(),
             levels: OnceLock::new(),
             received: None,
+            retraction,
         })
     }
 
@@ -288,8 +345,28 @@ impl Envelope {
         if !bundle.is_object() {
             return Err(SignError::NotAnObject);
         }
+        Envelope::sign_kind(Kind::Bundle, bundle, None, signer, meta)
+    }
+
+    /// Signs a retraction as `signer` (protocol §11).
+    pub fn sign_retraction(
+        retraction: Retraction,
+        signer: &Signer,
+        meta: EnvelopeMeta,
+    ) -> Result<Envelope, SignError> {
+        let body = retraction.to_value();
+        Envelope::sign_kind(Kind::Retraction, body, Some(retraction), signer, meta)
+    }
+
+    fn sign_kind(
+        kind: Kind,
+        body: Value,
+        retraction: Option<Retraction>,
+        signer: &Signer,
+        meta: EnvelopeMeta,
+    ) -> Result<Envelope, SignError> {
         let mut doc = Map::new();
-        doc.insert("type".into(), ENVELOPE_TYPE.into());
+        doc.insert("type".into(), kind.type_name().into());
         doc.insert("version".into(), ENVELOPE_VERSION.into());
         doc.insert("origin".into(), signer.origin.clone().into());
         doc.insert(
@@ -305,7 +382,7 @@ impl Envelope {
             "recipients".into(),
             Value::Array(meta.recipients.iter().cloned().map(Value::from).collect()),
         );
-        doc.insert("bundle".into(), bundle);
+        doc.insert(kind.body_member().into(), body);
         let signed = signed_form(&doc)?;
         let signature = signer.key.sign(&signed.bytes);
         doc.insert(
@@ -325,6 +402,7 @@ impl Envelope {
                 signed_at_ts,
                 tlp: meta.tlp,
                 recipients: meta.recipients,
+                kind,
             },
             signed,
             id,
@@ -332,6 +410,7 @@ impl Envelope {
             pattern_keys: OnceLock::new(),
             levels: OnceLock::new(),
             received: None,
+            retraction,
         })
     }
 
@@ -345,14 +424,19 @@ impl Envelope {
         &self.header
     }
 
-    /// The STIX bundle inside.
+    /// The retraction inside, for a retraction envelope.
+    pub fn retraction(&self) -> Option<&Retraction> {
+        self.retraction.as_ref()
+    }
+
+    /// The STIX bundle inside (`null` for a retraction).
     pub fn bundle(&self) -> &Value {
         // Presence and shape were checked when the envelope was built.
         static EMPTY: Value = Value::Null;
         self.doc.get("bundle").unwrap_or(&EMPTY)
     }
 
-    /// The objects of the bundle.
+    /// The objects of the bundle (none for a retraction).
     pub fn objects(&self) -> &[Value] {
         self.bundle()
             .get("objects")
@@ -517,6 +601,12 @@ impl Envelope {
             return Err(VerifyError::BadRecipients(format!(
                 "{r:?} is not a member of the roster"
             )));
+        }
+        if h.kind == Kind::Retraction {
+            // What a retraction names is checked against what the node holds
+            // (`foreign-retraction`, `retracts-retraction`) when it is received.
+            self.note_object_levels(Vec::new());
+            return Ok(());
         }
         let (keys, own) =
             crate::stix::check_bundle_noting(self.bundle()).map_err(VerifyError::InvalidBundle)?;

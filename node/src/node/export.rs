@@ -156,7 +156,11 @@ impl Node {
                 let mut picks = Vec::new();
                 for (i, v) in versions[pos..chunk_end].iter().enumerate() {
                     let h = (pos + i) as u32;
-                    if v.tlp > max || view.latest_visible(h, max) != Some(h) {
+                    // A tombstone (retracted) leaves exports as it leaves lookups.
+                    if v.tlp > max
+                        || v.has(crate::store::view::RETRACTED)
+                        || view.latest_visible(h, max) != Some(h)
+                    {
                         continue;
                     }
                     if !f.types.is_empty() && !type_ix.contains(&v.type_ix) {

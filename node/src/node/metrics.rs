@@ -36,6 +36,8 @@ pub struct Metrics {
     pub connections_refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Publishes waiting for their turn (`limits.max_concurrent_publishes`) now.
     pub publishes_waiting: AtomicU64,
+    /// Retractions this node signed.
+    pub signed_retractions: AtomicU64,
 }
 
 impl Metrics {
@@ -65,6 +67,11 @@ impl Metrics {
         *m.entry(why).or_default() += 1;
     }
 
+    /// Counts retractions signed.
+    pub fn retractions_signed(&self, n: u64) {
+        Self::add(&self.signed_retractions, n);
+    }
+
     /// Records a publish duration.
     pub fn publish_took(&self, secs: f64) {
         *self
@@ -92,6 +99,11 @@ pub fn render(node: &super::Node) -> String {
         "synergia_published_envelopes_total",
         "Envelopes this node signed and stored.",
         get(&m.published_envelopes),
+    );
+    counter(
+        "synergia_signed_retractions_total",
+        "Retractions this node signed.",
+        get(&m.signed_retractions),
     );
     counter(
         "synergia_published_objects_total",
@@ -179,6 +191,11 @@ pub fn render(node: &super::Node) -> String {
         out,
         "# HELP synergia_store_envelopes Envelopes held.\n# TYPE synergia_store_envelopes gauge\nsynergia_store_envelopes {}",
         view.envelope_count()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP synergia_store_retractions Retractions held (every member's).\n# TYPE synergia_store_retractions gauge\nsynergia_store_retractions {}",
+        view.retraction_count()
     );
     let _ = writeln!(
         out,

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod peers;
 pub mod publish;
 pub mod receive;
+pub mod retract;
 
 use crate::config::{Config, Role};
 use crate::keys::KeyError;

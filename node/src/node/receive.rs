@@ -112,6 +112,10 @@ pub struct Checked {
     retry: Vec<(usize, deferred::ToKeep)>,
 }
 
+/// The checks of one parsed offer: the key its signature must verify with and what
+/// the store keeps of it, or why it is refused.
+type Verdict = Result<(VerifyingKey, Result<Prepared, VerifyError>), VerifyError>;
+
 /// One offer after the checks that read its objects ([`Node::examine`]).
 enum Examined {
     /// Not a well-formed envelope (or not the one its stated id names).
@@ -122,7 +126,7 @@ enum Examined {
     /// signature must verify with and what the store keeps of it when they passed.
     Parsed {
         sealed: Box<Sealed>,
-        verdict: Result<(VerifyingKey, Result<Prepared, VerifyError>), VerifyError>,
+        verdict: Box<Verdict>,
     },
 }
 
@@ -155,13 +159,46 @@ impl Node {
         let verdict = env.authority_key(&roster, opts).map(|key| {
             let content = env
                 .check_content(&roster)
+                .and_then(|()| self.check_retraction(&env))
                 .and_then(|()| prepare(&env).map_err(|e| VerifyError::Malformed(e.to_string())));
             (key, content)
         });
         Examined::Parsed {
             sealed: Box::new(env.into_sealed()),
-            verdict,
+            verdict: Box::new(verdict),
         }
+    }
+
+    /// What a retraction names, against what this node holds: an envelope held that
+    /// another member published (`foreign-retraction`) or that is a retraction
+    /// (`retracts-retraction`) refuses it. An envelope not held yet is not refused:
+    /// the retraction applies to it only if its origin is the retraction's (see
+    /// `store::view::retract`).
+    pub(crate) fn check_retraction(&self, env: &Envelope) -> Result<(), VerifyError> {
+        let Some(r) = env.retraction() else {
+            return Ok(());
+        };
+        let view = self.store.read();
+        for id in &r.envelopes {
+            let Some(meta) = view
+                .envelope_by_id(&id.digest_bytes())
+                .and_then(|ix| view.envelope(ix))
+            else {
+                continue;
+            };
+            if meta.kind == crate::envelope::Kind::Retraction {
+                return Err(VerifyError::RetractsRetraction(id.to_string()));
+            }
+            let owner = view.origin_name(meta.origin);
+            if owner != env.header().origin {
+                return Err(VerifyError::ForeignRetraction {
+                    envelope: id.to_string(),
+                    owner: owner.to_string(),
+                    origin: env.header().origin.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The first half of [`Node::accept_from_peer`]: parse, verify, apply the receive
@@ -220,7 +257,7 @@ impl Node {
         let mut sigs = Vec::new();
         let mut keys = Vec::new();
         for (_, sealed, verdict) in &parsed {
-            if let Ok((key, _)) = verdict {
+            if let Ok((key, _)) = verdict.as_ref() {
                 msgs.push(sealed.signed_bytes());
                 sigs.push(*sealed.signature());
                 keys.push(*key);
@@ -233,7 +270,7 @@ impl Node {
         let mut slots = Vec::new();
         for (slot, sealed, verdict) in parsed {
             let h = sealed.header();
-            let outcome = verdict
+            let outcome = (*verdict)
                 .and_then(|(_, content)| {
                     if signed.next() == Some(true) {
                         content

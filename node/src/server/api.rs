@@ -23,6 +23,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/bundles", post(publish))
+        .route("/api/v1/retractions", post(retract))
         .route("/api/v1/lookup", get(lookup_get).post(lookup_post))
         .route("/api/v1/objects/{id}/provenance", get(object_provenance))
         .route("/api/v1/stats", get(stats))
@@ -106,6 +107,133 @@ async fn publish(
     .await
     .map_err(ApiError::internal)??;
     Ok(json_response(StatusCode::OK, &result))
+}
+
+/// Largest retraction request body: 10,000 targets of about 100 bytes, and a note.
+const MAX_RETRACT_BODY: usize = 2 << 20;
+
+/// `POST /api/v1/retractions` (role `publish`): `{"envelopes": [id…], "objects":
+/// ["type--uuid" or "type--uuid@modified"…], "reason": code, "note": text}`. Signs
+/// one retraction per level of what is named (protocol §11).
+async fn retract(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    body: Body,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Publish)?;
+    let _turn = node.publish_turn().await.map_err(ApiError::internal)?;
+    let limit = node.config().limits.max_body_bytes.min(MAX_RETRACT_BODY);
+    let (bytes, _budget) = read_body(body, &node, limit).await?;
+    let doc = parse_json(&bytes)?;
+    let request = RetractRequest::from_value(&doc)
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad-retraction", m))?;
+    let n = node.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        n.retract(
+            &request.envelopes,
+            &request.objects,
+            request.reason,
+            &request.note,
+        )
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(retract_error)?;
+    Ok(json_response(StatusCode::OK, &report))
+}
+
+/// A retraction request, read from its JSON body.
+struct RetractRequest {
+    envelopes: Vec<crate::envelope::EnvelopeId>,
+    objects: Vec<crate::envelope::retraction::ObjectTarget>,
+    reason: crate::envelope::Reason,
+    note: String,
+}
+
+impl RetractRequest {
+    fn from_value(doc: &Value) -> Result<RetractRequest, String> {
+        use crate::envelope::retraction::ObjectTarget;
+        use crate::envelope::{EnvelopeId, Reason};
+        let Value::Object(m) = doc else {
+            return Err(
+                "body must be {\"envelopes\": […], \"objects\": […], \"reason\": …}".into(),
+            );
+        };
+        if let Some(k) = m
+            .keys()
+            .find(|k| !["envelopes", "objects", "reason", "note"].contains(&k.as_str()))
+        {
+            return Err(format!("unknown member {k:?}"));
+        }
+        let strings = |name: &str| -> Result<Vec<String>, String> {
+            match m.get(name) {
+                None => Ok(Vec::new()),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("{name} must be an array of strings")),
+                Some(_) => Err(format!("{name} must be an array of strings")),
+            }
+        };
+        let envelopes = strings("envelopes")?
+            .iter()
+            .map(|e| {
+                EnvelopeId::parse(e).ok_or_else(|| {
+                    format!("{e:?} is not an envelope id (sha256: and 64 hex digits)")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let objects = strings("objects")?
+            .iter()
+            .map(|o| ObjectTarget::parse_cli(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let reason = match m.get("reason").and_then(Value::as_str) {
+            Some(r) => Reason::parse(r).ok_or_else(|| {
+                format!(
+                    "reason {r:?} is not one of {}",
+                    Reason::ALL.map(Reason::as_str).join(", ")
+                )
+            })?,
+            None => {
+                return Err(format!(
+                    "reason is required: one of {}",
+                    Reason::ALL.map(Reason::as_str).join(", ")
+                ));
+            }
+        };
+        let note = match m.get("note") {
+            None => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err("note must be a string".into()),
+        };
+        Ok(RetractRequest {
+            envelopes,
+            objects,
+            reason,
+            note,
+        })
+    }
+}
+
+/// Maps retraction failures to HTTP answers.
+fn retract_error(e: crate::node::retract::RetractError) -> ApiError {
+    use crate::node::retract::RetractError;
+    match e {
+        RetractError::NotRetractable(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not-retractable", m)
+        }
+        RetractError::Invalid(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad-retraction", m)
+        }
+        RetractError::Store(e) => ApiError::store(e),
+        RetractError::Sign(m) => ApiError::internal(m),
+        RetractError::Recovering => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "recovering",
+            RetractError::Recovering.to_string(),
+        ),
+    }
 }
 
 /// Maps publish failures to HTTP answers.

@@ -1,6 +1,6 @@
 //! "Who reported this?": observable lookups and per-object provenance.
 
-use super::view::{CONFLICT, EnvMeta, REVOKED, View};
+use super::view::{CONFLICT, EnvMeta, RETRACTED, REVOKED, View};
 use super::{Store, StoreError};
 use crate::envelope::EnvelopeId;
 use crate::stix::observable::{ObservableKey, keys_from_object};
@@ -40,6 +40,40 @@ impl Reporter {
             received_at: Timestamp::from_micros(e.received_at).to_micros_string(),
         }
     }
+}
+
+/// A retraction, as provenance shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RetractionInfo {
+    /// The retraction's own delivery: who signed it, when, how it came.
+    #[serde(flatten)]
+    pub signed: Reporter,
+    /// Why.
+    pub reason: String,
+    /// The origin's note.
+    pub note: String,
+}
+
+impl RetractionInfo {
+    fn of(view: &View, r: &EnvMeta) -> RetractionInfo {
+        let meta = view
+            .envelope_by_id(&r.id)
+            .and_then(|ix| view.retraction(ix));
+        RetractionInfo {
+            signed: Reporter::of(view, r),
+            reason: meta.map_or(String::new(), |m| m.reason.to_string()),
+            note: meta.map_or(String::new(), |m| m.note.clone()),
+        }
+    }
+}
+
+/// A delivery taken back, with the retraction that took it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RetractedDelivery {
+    /// The delivery (the original envelope, still in the evidence log).
+    pub delivery: Reporter,
+    /// The retraction.
+    pub retraction: RetractionInfo,
 }
 
 /// An object (latest version) naming a looked-up observable.
@@ -224,8 +258,15 @@ pub struct VersionProvenance {
     pub content_hash: String,
     /// Distinct origins.
     pub origins: Vec<String>,
-    /// Every delivery.
+    /// Every delivery that stands (not retracted).
     pub provenance: Vec<Reporter>,
+    /// Deliveries their origin took back, each with its retraction.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retracted: Vec<RetractedDelivery>,
+    /// For the revoked version this node shows in place of retracted ones (a
+    /// tombstone): the retractions behind it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retracted_by: Vec<RetractionInfo>,
 }
 
 /// Provenance of every version of an object.
@@ -235,6 +276,26 @@ pub struct ObjectProvenance {
     pub id: String,
     /// Versions, oldest first.
     pub versions: Vec<VersionProvenance>,
+}
+
+/// The retractions behind a tombstone, as a reader at `max_tlp` may know of them.
+fn tombstone_reasons(view: &View, h: u32, max_tlp: TlpLevel) -> Vec<RetractionInfo> {
+    let Some(base) = view.tombstone_of(h) else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for s in view.siblings(base) {
+        if view.version(s).is_some_and(|v| v.has(RETRACTED)) {
+            continue;
+        }
+        for (d, r) in view.retracted_deliveries(s) {
+            if d.tlp <= max_tlp && r.tlp <= max_tlp && seen.insert(r.id) {
+                out.push(RetractionInfo::of(view, r));
+            }
+        }
+    }
+    out
 }
 
 /// Renders a version's `modified` the way TAXII shows versions.
@@ -277,6 +338,9 @@ impl Store {
                 continue;
             }
             // A conflict only with a version the reader may see.
+            // A tombstone was delivered by nobody: the retractions behind it say why
+            // it is there (`retracted_by`).
+            let tombstone = v.has(RETRACTED);
             let conflict = v.has(CONFLICT)
                 && visible
                     .iter()
@@ -289,16 +353,32 @@ impl Store {
                 conflict,
                 tlp: v.tlp,
                 content_hash: v.hash.iter().map(|b| format!("{b:02x}")).collect(),
-                origins: view
-                    .origins_at(h, max_tlp)
+                origins: if tombstone {
+                    Vec::new()
+                } else {
+                    view.origins_at(h, max_tlp)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect()
+                },
+                provenance: if tombstone {
+                    Vec::new()
+                } else {
+                    view.deliveries_at(h, max_tlp)
+                        .into_iter()
+                        .map(|e| Reporter::of(&view, e))
+                        .collect()
+                },
+                retracted: view
+                    .retracted_deliveries(h)
                     .into_iter()
-                    .map(str::to_string)
+                    .filter(|(d, r)| d.tlp <= max_tlp && r.tlp <= max_tlp)
+                    .map(|(d, r)| RetractedDelivery {
+                        delivery: Reporter::of(&view, d),
+                        retraction: RetractionInfo::of(&view, r),
+                    })
                     .collect(),
-                provenance: view
-                    .deliveries_at(h, max_tlp)
-                    .into_iter()
-                    .map(|e| Reporter::of(&view, e))
-                    .collect(),
+                retracted_by: tombstone_reasons(&view, h, max_tlp),
             });
         }
         Ok((!versions.is_empty()).then(|| ObjectProvenance {

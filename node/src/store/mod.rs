@@ -273,7 +273,7 @@ fn record_from(
     env: &impl Storable,
     header: &RecordHeader,
     pos: log::LogPos,
-    objects: Vec<record::ObjectEntry>,
+    p: prepare::Prepared,
 ) -> EnvelopeRecord {
     let h = env.header();
     EnvelopeRecord {
@@ -289,7 +289,8 @@ fn record_from(
         received_at: header.received_at,
         date_added_base: header.date_added_base,
         pos,
-        objects,
+        objects: p.objects,
+        retraction: p.retraction,
     }
 }
 
@@ -381,7 +382,7 @@ impl Store {
                 StoreError::Corrupt(format!("log ordinal {}: {e}", r.header.ordinal))
             })?;
             let p = prepare::prepare(&env)?;
-            let rec = record_from(&env, &r.header, r.pos, p.objects);
+            let rec = record_from(&env, &r.header, r.pos, p);
             view.apply(&rec);
             ops.push(put_record(&rec));
         }
@@ -509,7 +510,7 @@ impl Store {
         {
             let mut v = self.view.write().unwrap_or_else(|p| p.into_inner());
             for ((i, header, p), pos) in pending.into_iter().zip(positions) {
-                let rec = record_from(&batch[i], &header, pos, p.objects);
+                let rec = record_from(&batch[i], &header, pos, p);
                 let applied = v.apply(&rec);
                 outcomes[i] = IngestOutcome::Accepted {
                     ordinal: header.ordinal,
@@ -583,6 +584,33 @@ impl Store {
     /// The canonical bytes of an object version (see [`View::body_location`]).
     pub fn object_body(&self, at: view::BodyLocation) -> Result<Vec<u8>, StoreError> {
         self.log.read_at(at.segment, at.offset, at.len)
+    }
+
+    /// The canonical bytes of version `h` as readers are served it: its stored body,
+    /// or for a tombstone (`view::RETRACTED`) the body of the version it stands for
+    /// with `revoked: true` and the tombstone's `modified` (protocol §11).
+    pub fn version_body(&self, view: &View, h: u32) -> Result<Vec<u8>, StoreError> {
+        let (Some(v), Some(at)) = (view.version(h), view.body_location(h)) else {
+            return Err(StoreError::Corrupt(format!("no object version {h}")));
+        };
+        let body = self.object_body(at)?;
+        if !v.has(view::RETRACTED) {
+            return Ok(body);
+        }
+        let mut obj: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|source| StoreError::Json {
+                what: format!("stored object at {at:?}"),
+                source,
+            })?;
+        if let Some(m) = obj.as_object_mut() {
+            m.insert("revoked".into(), true.into());
+            m.insert(
+                "modified".into(),
+                lookup::version_text(v.modified, v.date_added).into(),
+            );
+        }
+        crate::envelope::canonical::canonical_value(&obj)
+            .map_err(|e| StoreError::Corrupt(format!("tombstone of version {h}: {e}")))
     }
 
     /// Appends the canonical bytes at `at` to `out` (a page being built), read in

@@ -9,7 +9,7 @@
 //! stored once, inside the stored envelope.
 
 use super::StoreError;
-use super::record::ObjectEntry;
+use super::record::{ObjectEntry, RetractedObject, RetractionEntry};
 use crate::envelope::Envelope;
 use crate::envelope::canonical::SignedForm;
 use crate::stix::observable::keys_from_object;
@@ -26,6 +26,8 @@ pub struct Prepared {
     pub bytes: Bytes,
     /// Its objects, with ranges into `bytes`.
     pub objects: Vec<ObjectEntry>,
+    /// For a retraction: what it takes back.
+    pub retraction: Option<RetractionEntry>,
 }
 
 /// Splits `type--uuid` into the type and the UUID as a number.
@@ -119,9 +121,27 @@ pub fn prepare(env: &Envelope) -> Result<Prepared, StoreError> {
             },
         });
     }
+    let retraction = env.retraction().map(|r| RetractionEntry {
+        reason: r.reason,
+        note: r.note.clone(),
+        envelopes: r.envelopes.iter().map(|e| e.digest_bytes()).collect(),
+        objects: r
+            .objects
+            .iter()
+            .filter_map(|o| {
+                let (t, uuid) = split_id(&o.id)?;
+                Some(RetractedObject {
+                    type_name: t.to_string(),
+                    uuid,
+                    modified: o.modified.map(|m| m.as_micros()),
+                })
+            })
+            .collect(),
+    });
     Ok(Prepared {
         bytes,
         objects: entries,
+        retraction,
     })
 }
 

@@ -89,7 +89,7 @@ impl Store {
                     continue;
                 }
                 let p = prepare::prepare(&env)?;
-                let rec = record_from(&env, &r.header, r.pos, p.objects);
+                let rec = record_from(&env, &r.header, r.pos, p);
                 view.apply(&rec);
                 ops.push(put_record(&rec));
             }

@@ -4,10 +4,40 @@
 
 use super::StoreError;
 use super::log::LogPos;
+use crate::envelope::Reason;
 use crate::stix::tlp::{ALL_LEVELS, TlpLevel};
 
 /// Format version of the packed record; bumped on any change (forces a rebuild).
 pub const RECORD_FORMAT: u8 = 1;
+
+/// The first byte of a retraction's record: the [`RECORD_FORMAT`] layout followed by
+/// the retraction. Indexes written before retractions existed hold none, so they stay
+/// readable; a build that does not know retractions refuses an index that has one.
+const RETRACTION_RECORD: u8 = 2;
+
+/// An object a retraction names, as indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetractedObject {
+    /// STIX type.
+    pub type_name: String,
+    /// The UUID part of the id.
+    pub uuid: u128,
+    /// The version (`modified`, µs), or every version when `None`.
+    pub modified: Option<i64>,
+}
+
+/// A retraction, as indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetractionEntry {
+    /// Why.
+    pub reason: Reason,
+    /// The origin's note.
+    pub note: String,
+    /// Envelope ids taken back.
+    pub envelopes: Vec<[u8; 32]>,
+    /// Objects taken back.
+    pub objects: Vec<RetractedObject>,
+}
 
 /// One object of an envelope, as indexed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +93,8 @@ pub struct EnvelopeRecord {
     pub pos: LogPos,
     /// Its objects, in bundle order.
     pub objects: Vec<ObjectEntry>,
+    /// For a retraction: what it takes back.
+    pub retraction: Option<RetractionEntry>,
 }
 
 fn tlp_byte(t: TlpLevel) -> u8 {
@@ -136,7 +168,11 @@ impl EnvelopeRecord {
     /// Packs the record.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = W(Vec::with_capacity(128 + self.objects.len() * 96));
-        w.u8(RECORD_FORMAT);
+        w.u8(if self.retraction.is_some() {
+            RETRACTION_RECORD
+        } else {
+            RECORD_FORMAT
+        });
         w.u64(self.ordinal);
         w.bytes(&self.id);
         w.str(&self.origin);
@@ -169,6 +205,26 @@ impl EnvelopeRecord {
                 w.str(k);
             }
         }
+        if let Some(r) = &self.retraction {
+            w.u8(r.reason.as_byte());
+            w.str(&r.note);
+            w.u32(r.envelopes.len() as u32);
+            for e in &r.envelopes {
+                w.bytes(e);
+            }
+            w.u32(r.objects.len() as u32);
+            for o in &r.objects {
+                w.str(&o.type_name);
+                w.bytes(&o.uuid.to_le_bytes());
+                match o.modified {
+                    Some(m) => {
+                        w.u8(1);
+                        w.i64(m);
+                    }
+                    None => w.u8(0),
+                }
+            }
+        }
         w.0
     }
 
@@ -176,7 +232,7 @@ impl EnvelopeRecord {
     pub fn decode(bytes: &[u8]) -> Result<EnvelopeRecord, StoreError> {
         let mut r = R(bytes);
         let format = r.u8()?;
-        if format != RECORD_FORMAT {
+        if format != RECORD_FORMAT && format != RETRACTION_RECORD {
             return Err(StoreError::Corrupt(format!(
                 "index record format {format}, this build reads {RECORD_FORMAT}"
             )));
@@ -233,6 +289,43 @@ impl EnvelopeRecord {
                 obs_keys,
             });
         }
+        let retraction = if format == RETRACTION_RECORD {
+            let reason = Reason::from_byte(r.u8()?).ok_or_else(|| {
+                StoreError::Corrupt("bad retraction reason in index record".into())
+            })?;
+            let note = r.str()?;
+            let n = r.u32()? as usize;
+            let mut envelopes = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(r.take(32)?);
+                envelopes.push(id);
+            }
+            let n = r.u32()? as usize;
+            let mut objects = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                let type_name = r.str()?;
+                let mut u = [0u8; 16];
+                u.copy_from_slice(r.take(16)?);
+                let modified = match r.u8()? {
+                    0 => None,
+                    _ => Some(r.i64()?),
+                };
+                objects.push(RetractedObject {
+                    type_name,
+                    uuid: u128::from_le_bytes(u),
+                    modified,
+                });
+            }
+            Some(RetractionEntry {
+                reason,
+                note,
+                envelopes,
+                objects,
+            })
+        } else {
+            None
+        };
         Ok(EnvelopeRecord {
             ordinal,
             id,
@@ -247,6 +340,7 @@ impl EnvelopeRecord {
             date_added_base,
             pos,
             objects,
+            retraction,
         })
     }
 }
@@ -286,8 +380,38 @@ mod tests {
                 spec_21: true,
                 obs_keys: vec!["ipv4-addr:203.0.113.7".into()],
             }],
+            retraction: None,
         };
         let b = r.encode();
+        assert_eq!(b[0], RECORD_FORMAT);
+        assert_eq!(EnvelopeRecord::decode(&b).unwrap(), r);
+        for cut in [0, 1, 40, b.len() - 1] {
+            assert!(EnvelopeRecord::decode(&b[..cut]).is_err());
+        }
+        // A retraction's record.
+        let r = EnvelopeRecord {
+            objects: Vec::new(),
+            retraction: Some(RetractionEntry {
+                reason: Reason::WrongTlp,
+                note: "amber, not green".into(),
+                envelopes: vec![[7; 32]],
+                objects: vec![
+                    RetractedObject {
+                        type_name: "indicator".into(),
+                        uuid: 42,
+                        modified: Some(1_000),
+                    },
+                    RetractedObject {
+                        type_name: "malware".into(),
+                        uuid: 43,
+                        modified: None,
+                    },
+                ],
+            }),
+            ..r
+        };
+        let b = r.encode();
+        assert_eq!(b[0], RETRACTION_RECORD);
         assert_eq!(EnvelopeRecord::decode(&b).unwrap(), r);
         for cut in [0, 1, 40, b.len() - 1] {
             assert!(EnvelopeRecord::decode(&b[..cut]).is_err());

@@ -13,8 +13,12 @@
 use super::digest::{ViewDigest, contribution};
 use super::log::LogPos;
 use super::record::{EnvelopeRecord, ObjectEntry};
+use crate::envelope::Kind;
 use crate::stix::tlp::{ALL_LEVELS, TlpLevel};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+mod retract;
+pub use retract::RetractionMeta;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// An accepted envelope's metadata.
@@ -44,6 +48,11 @@ pub struct EnvMeta {
     pub pos: LogPos,
     /// Number of objects inside.
     pub object_count: u32,
+    /// A bundle or a retraction.
+    pub kind: Kind,
+    /// The handles of the versions this envelope added lie in this range (with
+    /// others' among them: tombstones made meanwhile).
+    versions_added: (u32, u32),
 }
 
 /// Version flag: the object is revoked in this version.
@@ -54,6 +63,10 @@ pub const LATEST: u8 = 2;
 pub const CONFLICT: u8 = 4;
 /// Version flag: `spec_version` 2.1.
 pub const SPEC21: u8 = 8;
+/// Version flag: a tombstone, the revoked version the node shows in place of
+/// versions whose deliveries were all retracted (see `view::retract`). Its body is
+/// the retracted version's, served with `revoked: true` and its own `modified`.
+pub const RETRACTED: u8 = 16;
 
 /// One object version. Kept to 72 bytes: a node holds millions of them.
 #[derive(Debug, Clone)]
@@ -194,6 +207,19 @@ pub struct View {
     shared: [ViewDigest; 2],
     last_date_added: i64,
     origin_seq: HashMap<u16, u64>,
+    /// Retraction envelopes held, by envelope index.
+    retractions: HashMap<u32, RetractionMeta>,
+    /// Envelope id named by retractions → those retractions (held or not yet).
+    env_targets: HashMap<[u8; 32], Vec<u32>>,
+    /// Object named by retractions → those retractions, with the version named.
+    obj_targets: HashMap<IdKey, Vec<(u32, Option<i64>)>>,
+    /// Retracted deliveries: (version, envelope) → the first retraction that took it.
+    retracted: HashMap<(u32, u32), u32>,
+    /// Objects a retraction ever touched: their latest versions are chosen by
+    /// [`View::recompute`], not incrementally.
+    touched: HashSet<IdKey>,
+    /// Object → its tombstone and the version it stands for.
+    tombstones: HashMap<IdKey, (u32, u32)>,
 }
 
 impl View {
@@ -246,6 +272,7 @@ impl View {
         }
         let origin = self.intern_origin(&rec.origin);
         let env_ix = self.envelopes.len() as u32;
+        let first_version = self.versions.len() as u32;
         self.envelopes.push(EnvMeta {
             ordinal: rec.ordinal,
             id: rec.id,
@@ -259,13 +286,33 @@ impl View {
             received_at: rec.received_at,
             pos: rec.pos,
             object_count: rec.objects.len() as u32,
+            kind: if rec.retraction.is_some() {
+                Kind::Retraction
+            } else {
+                Kind::Bundle
+            },
+            versions_added: (first_version, first_version),
         });
         self.env_by_id.insert(rec.id, env_ix);
         let s = self.origin_seq.entry(origin).or_insert(0);
         *s = (*s).max(rec.seq);
         let mut next_da = rec.date_added_base.max(self.last_date_added + 1);
+        if let Some(r) = &rec.retraction {
+            self.apply_retraction(env_ix, r, &mut next_da);
+            return out;
+        }
+        // Retractions that arrived before this envelope and name it.
+        let env_retracted_by = self.envelope_retracted_by(&rec.id, origin);
         for obj in &rec.objects {
-            let outcome = self.deliver(obj, env_ix, origin, &mut next_da);
+            let type_ix = self.intern_type(&obj.type_name);
+            let key = (type_ix, halves(obj.uuid));
+            let by =
+                env_retracted_by.or_else(|| self.object_retracted_by(key, obj.modified, origin));
+            if by.is_some() || self.touched.contains(&key) {
+                self.deliver_touched(obj, env_ix, origin, by, &mut next_da, &mut out);
+                continue;
+            }
+            let outcome = self.deliver(obj, env_ix, origin, &mut next_da, true);
             let (handle, key) = match outcome {
                 Delivery::New {
                     conflict,
@@ -283,15 +330,21 @@ impl View {
             };
             self.deliver_shared(key, handle, env_ix);
         }
+        self.envelopes[env_ix as usize].versions_added.1 = self.versions.len() as u32;
         out
     }
 
+    /// Adds a delivery of `obj` in envelope `env_ix`: a new version, or another
+    /// delivery of a held one. With `settle`, the object's owner and latest versions
+    /// follow incrementally; without, the caller chooses them again
+    /// ([`View::recompute`]).
     fn deliver(
         &mut self,
         obj: &ObjectEntry,
         env_ix: u32,
         origin: u16,
         next_da: &mut i64,
+        settle: bool,
     ) -> Delivery {
         // A delivery shares the object at its envelope's level, or the object's own
         // when that is more restrictive: a reader who may not see the envelope learns
@@ -308,7 +361,7 @@ impl View {
                 let next = ver.next_same_id;
                 if ver.modified == obj.modified {
                     if ver.hash == obj.hash {
-                        self.add_delivery(v, env_ix, origin, level);
+                        self.add_delivery(v, env_ix, origin, level, settle);
                         return Delivery::Known { handle: v, key };
                     }
                     conflict = true;
@@ -367,6 +420,21 @@ impl View {
             }
         }
         match existing {
+            None if !settle => {
+                self.by_id.insert(
+                    key,
+                    IdEntry {
+                        head: handle,
+                        latest: NONE,
+                        owner_env: env_ix,
+                        shared_owner: [NONE; 2],
+                        shared: [NONE; 2],
+                    },
+                );
+            }
+            Some(e) if !settle => {
+                self.by_id.insert(key, IdEntry { head: handle, ..e });
+            }
             None => {
                 self.by_id.insert(
                     key,
@@ -541,9 +609,7 @@ impl View {
 
     /// Whether `origin` delivered version `v`.
     fn delivered_by(&self, v: u32, origin: u16) -> bool {
-        let first = self.versions[v as usize].envelope;
-        std::iter::once(first)
-            .chain(self.extra_deliveries.get(&v).into_iter().flatten().copied())
+        self.delivery_envs(v)
             .any(|e| self.envelopes[e as usize].origin == origin)
     }
 
@@ -594,7 +660,7 @@ impl View {
         }
     }
 
-    fn add_delivery(&mut self, v: u32, env_ix: u32, origin: u16, tlp: TlpLevel) {
+    fn add_delivery(&mut self, v: u32, env_ix: u32, origin: u16, tlp: TlpLevel, settle: bool) {
         let first_env = self.versions[v as usize].envelope;
         let extra = self.extra_deliveries.entry(v).or_default();
         if first_env == env_ix || extra.contains(&env_ix) {
@@ -608,6 +674,9 @@ impl View {
             let list = &mut self.by_origin[origin as usize];
             let at = list.partition_point(|&h| h < v);
             list.insert(at, v);
+        }
+        if !settle {
+            return;
         }
         // A delivery can make its origin the owner (signed earlier than any other),
         // or give the owner a version it had not delivered: choose the latest again.
@@ -787,12 +856,16 @@ impl View {
             return Vec::new();
         };
         let mut out = Vec::new();
-        let mut v = self.by_id.get(&(t, halves(uuid))).map_or(NONE, |e| e.head);
+        let key = (t, halves(uuid));
+        let mut v = self.by_id.get(&key).map_or(NONE, |e| e.head);
         while v != NONE {
             out.push(v);
             v = self.versions[v as usize].next_same_id;
         }
         out.reverse();
+        if let Some(&(tomb, _)) = self.tombstones.get(&key) {
+            out.push(tomb);
+        }
         out.sort_by_key(|&h| self.versions[h as usize].modified);
         out
     }
@@ -808,7 +881,10 @@ impl View {
     /// The latest version handle of an object id.
     pub fn latest_of(&self, type_name: &str, uuid: u128) -> Option<u32> {
         let t = self.type_index(type_name)?;
-        self.by_id.get(&(t, halves(uuid))).map(|e| e.latest)
+        self.by_id
+            .get(&(t, halves(uuid)))
+            .map(|e| e.latest)
+            .filter(|&l| l != NONE)
     }
 
     /// Where a version's canonical body is in the log.
@@ -885,13 +961,10 @@ impl View {
         }
     }
 
-    /// Every envelope that delivered a version, first delivery first.
+    /// Every envelope that delivered a version and whose delivery is not retracted,
+    /// first delivery first.
     pub fn deliveries(&self, v: u32) -> Vec<&EnvMeta> {
-        let Some(ver) = self.versions.get(v as usize) else {
-            return Vec::new();
-        };
-        std::iter::once(ver.envelope)
-            .chain(self.extra_deliveries.get(&v).into_iter().flatten().copied())
+        self.delivery_envs(v)
             .filter_map(|e| self.envelopes.get(e as usize))
             .collect()
     }
@@ -934,17 +1007,21 @@ impl View {
     /// the same clear and green envelopes agree whatever amber or red they hold.
     pub fn latest_visible(&self, h: u32, max_tlp: TlpLevel) -> Option<u32> {
         let v = self.versions.get(h as usize)?;
-        let entry = self.by_id.get(&(v.type_ix, v.uuid))?;
-        self.latest_at(entry, max_tlp)
+        let key = (v.type_ix, v.uuid);
+        let entry = self.by_id.get(&key)?;
+        self.latest_at(key, entry, max_tlp)
     }
 
     /// [`View::latest_visible`] of an object entry.
-    fn latest_at(&self, entry: &IdEntry, max_tlp: TlpLevel) -> Option<u32> {
+    fn latest_at(&self, key: IdKey, entry: &IdEntry, max_tlp: TlpLevel) -> Option<u32> {
         if max_tlp == TlpLevel::Red {
-            return Some(entry.latest);
+            return (entry.latest != NONE).then_some(entry.latest);
         }
         if let Some(i) = SHARED_LEVELS.iter().position(|l| *l == max_tlp) {
             return (entry.shared[i] != NONE).then_some(entry.shared[i]);
+        }
+        if self.touched.contains(&key) {
+            return self.latest_touched_at(key, entry, max_tlp);
         }
         // The common case: the earliest delivery and a delivery of the latest version
         // by its owner are both visible.
@@ -975,8 +1052,15 @@ impl View {
         (best != NONE).then_some(best)
     }
 
-    /// The envelopes that delivered version `v` (indexes), without allocating.
+    /// The envelopes that delivered version `v` (indexes) and whose delivery is not
+    /// retracted, without allocating.
     fn delivery_envs(&self, v: u32) -> impl Iterator<Item = u32> + '_ {
+        self.all_delivery_envs(v)
+            .filter(move |&e| !self.is_retracted(v, e))
+    }
+
+    /// Every envelope that delivered version `v`, retracted deliveries included.
+    fn all_delivery_envs(&self, v: u32) -> impl Iterator<Item = u32> + '_ {
         let first = self.versions.get(v as usize).map(|x| x.envelope);
         first
             .into_iter()

@@ -317,6 +317,32 @@ fn envelope_response(
         let mut run: Option<crate::store::view::BodyLocation> = None;
         let mut first = true;
         for &h in &p.handles {
+            if view
+                .version(h)
+                .is_some_and(|v| v.has(crate::store::view::RETRACTED))
+            {
+                // A tombstone is written out, not copied (see `Store::version_body`).
+                if let Some(r) = run.take() {
+                    if !first {
+                        body.push(b',');
+                    }
+                    first = false;
+                    node.store()
+                        .object_body_onto(r, &mut body)
+                        .map_err(ApiError::internal)?;
+                }
+                if !first {
+                    body.push(b',');
+                }
+                first = false;
+                body.extend_from_slice(
+                    &node
+                        .store()
+                        .version_body(view, h)
+                        .map_err(ApiError::internal)?,
+                );
+                continue;
+            }
             let at = view
                 .body_location(h)
                 .ok_or_else(|| ApiError::internal("version without location"))?;

@@ -10,7 +10,7 @@
 use super::collections::{Collection, Scope};
 use super::query::{Filters, VersionSpec};
 use crate::stix::tlp::TlpLevel;
-use crate::store::view::{SPEC21, View};
+use crate::store::view::{RETRACTED, SPEC21, View};
 use std::collections::HashMap;
 
 const SCAN_BUDGET: usize = 50;
@@ -88,6 +88,11 @@ fn matches(
         return false;
     };
     if v.tlp > max_tlp || !coll.contains(view, h, max_tlp) {
+        return false;
+    }
+    // A tombstone is only ever served as the latest version (one that stood for a
+    // version since superseded, or a level that sees a delivery standing, is not).
+    if v.has(RETRACTED) && view.latest_visible(h, max_tlp) != Some(h) {
         return false;
     }
     if !f.spec_versions.is_empty() {

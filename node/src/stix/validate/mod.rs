@@ -14,7 +14,7 @@
 //! are built from a stack-allocated path only when a finding is recorded.
 
 mod checks;
-pub(crate) use checks::split_identifier;
+pub(crate) use checks::{split_identifier, type_name_error};
 mod rules;
 pub mod vocab;
 

@@ -65,6 +65,7 @@ fn record(env: u8, objs: &[Obj], ordinal: u64) -> EnvelopeRecord {
             len: 0,
         },
         objects: objs.iter().map(entry).collect(),
+        retraction: None,
     }
 }
 
@@ -426,4 +427,256 @@ fn shared_digests_agree_whatever_amber_each_node_holds() {
         assert_eq!(other.shared_digest(l), green_node.shared_digest(l), "{l}");
     }
     assert_eq!(amber_node.shared_digest(TlpLevel::Amber), None);
+}
+
+// ----- retractions -----
+
+use crate::envelope::Reason;
+use crate::store::record::{RetractedObject, RetractionEntry};
+
+/// A retraction by `origin{origin}` naming envelopes (as made by [`record`]) and
+/// objects (id, version).
+fn retraction(
+    n: u8,
+    origin: u8,
+    envelopes: &[u8],
+    objects: &[(u8, Option<u8>)],
+    ordinal: u64,
+) -> EnvelopeRecord {
+    let mut id = [0u8; 32];
+    id[0] = n;
+    id[1] = 0xee;
+    let mut r = record(0, &[], ordinal);
+    r.id = id;
+    r.origin = format!("origin{origin}");
+    r.seq = 1000 + u64::from(n);
+    r.signed_at = 50 + i64::from(n);
+    r.retraction = Some(RetractionEntry {
+        reason: Reason::FalsePositive,
+        note: String::new(),
+        envelopes: envelopes
+            .iter()
+            .map(|&e| {
+                let mut t = [0u8; 32];
+                t[0] = e;
+                t
+            })
+            .collect(),
+        objects: objects
+            .iter()
+            .map(|&(o, m)| RetractedObject {
+                type_name: if o.is_multiple_of(2) {
+                    "indicator".into()
+                } else {
+                    "malware".into()
+                },
+                uuid: u128::from(o),
+                modified: m.map(|m| i64::from(m) * 1000),
+            })
+            .collect(),
+    });
+    r
+}
+
+fn obj(id: u8, modified: u8, tlp: u8) -> Obj {
+    Obj {
+        id,
+        modified,
+        content: 0,
+        tlp,
+        revoked: false,
+    }
+}
+
+#[test]
+fn a_retracted_envelope_leaves_the_view_as_a_revoked_tombstone() {
+    let mut v = View::new();
+    // Envelope 3 is origin0's (3 % 3); its object is indicator 4.
+    v.apply(&record(3, &[obj(4, 1, 1)], 0));
+    let before = v.digest(TlpLevel::Green);
+    let shared_before = v.shared_digest(TlpLevel::Green).unwrap();
+    v.apply(&retraction(1, 0, &[3], &[], 1));
+    let latest = v.latest_of("indicator", 4).unwrap();
+    let t = v.version(latest).unwrap();
+    assert!(t.has(REVOKED) && t.has(RETRACTED));
+    assert_eq!(
+        t.modified,
+        1000 + 1000,
+        "one millisecond after the retracted version"
+    );
+    assert_eq!(v.tombstone_of(latest), Some(0));
+    // The original version stays, with no standing delivery and one retracted.
+    assert!(v.deliveries(0).is_empty());
+    assert_eq!(v.retracted_deliveries(0).len(), 1);
+    assert_eq!(v.latest_visible(0, TlpLevel::Red), Some(latest));
+    // Both the node's and the shared digests moved.
+    assert_ne!(v.digest(TlpLevel::Green), before);
+    assert_ne!(v.shared_digest(TlpLevel::Green).unwrap(), shared_before);
+    assert_eq!(v.digest(TlpLevel::Green).count, 1);
+    assert_eq!(v.retraction_count(), 1);
+}
+
+#[test]
+fn a_retraction_that_arrives_first_applies_when_its_envelope_comes() {
+    let env = record(3, &[obj(4, 1, 1), obj(6, 1, 1)], 0);
+    let r = retraction(1, 0, &[3], &[], 1);
+    let mut a = View::new();
+    a.apply(&env);
+    a.apply(&r);
+    let mut b = View::new();
+    let mut r0 = r.clone();
+    r0.ordinal = 0;
+    b.apply(&r0);
+    let mut e1 = env.clone();
+    e1.ordinal = 1;
+    b.apply(&e1);
+    assert_eq!(summary(&a), summary(&b));
+    let latest = b.latest_of("indicator", 4).unwrap();
+    assert!(b.version(latest).unwrap().has(RETRACTED));
+}
+
+#[test]
+fn a_retraction_takes_back_only_its_own_origins_deliveries() {
+    let mut v = View::new();
+    v.apply(&record(3, &[obj(4, 1, 1)], 0)); // origin0
+    let before = summary(&v);
+    // origin1 names origin0's envelope and object: nothing changes.
+    v.apply(&retraction(1, 1, &[3], &[(4, None)], 1));
+    assert_eq!(summary(&v), before);
+    assert_eq!(v.deliveries(0).len(), 1);
+}
+
+#[test]
+fn an_object_retraction_of_one_version_leaves_the_others() {
+    let mut v = View::new();
+    v.apply(&record(3, &[obj(4, 1, 1)], 0));
+    v.apply(&record(6, &[obj(4, 2, 1)], 1)); // origin0 too: version 2 is the latest
+    assert_eq!(
+        v.version(v.latest_of("indicator", 4).unwrap())
+            .unwrap()
+            .modified,
+        2000
+    );
+    v.apply(&retraction(1, 0, &[], &[(4, Some(2))], 2));
+    let latest = v.latest_of("indicator", 4).unwrap();
+    assert_eq!(v.version(latest).unwrap().modified, 1000);
+    assert!(!v.version(latest).unwrap().has(REVOKED));
+    // Every version this time.
+    v.apply(&retraction(2, 0, &[], &[(4, None)], 3));
+    let latest = v.latest_of("indicator", 4).unwrap();
+    let t = v.version(latest).unwrap();
+    assert!(t.has(RETRACTED));
+    assert_eq!(
+        t.modified, 3000,
+        "the tombstone stands for the newest version"
+    );
+}
+
+#[test]
+fn corroboration_loses_only_the_retracted_origin() {
+    let mut v = View::new();
+    v.apply(&record(3, &[obj(4, 1, 1)], 0)); // origin0
+    v.apply(&record(4, &[obj(4, 1, 1)], 1)); // origin1, same version
+    assert_eq!(v.origins_at(0, TlpLevel::Red), vec!["origin0", "origin1"]);
+    v.apply(&retraction(1, 1, &[4], &[], 2));
+    assert_eq!(v.origins_at(0, TlpLevel::Red), vec!["origin0"]);
+    assert_eq!(v.latest_of("indicator", 4), Some(0));
+    // The owner takes its delivery back too: origin1's earlier retraction still holds.
+    v.apply(&retraction(2, 0, &[3], &[], 3));
+    assert!(v.origins_at(0, TlpLevel::Red).is_empty());
+    assert!(
+        v.version(v.latest_of("indicator", 4).unwrap())
+            .unwrap()
+            .has(RETRACTED)
+    );
+}
+
+#[test]
+fn a_wrong_tlp_retraction_lets_the_origin_republish_at_the_right_level() {
+    let mut v = View::new();
+    // origin0 publishes indicator 4 at green (envelope 3), retracts it, and publishes
+    // the same version again at amber (envelope 6).
+    v.apply(&record(3, &[obj(4, 1, 1)], 0));
+    v.apply(&retraction(1, 0, &[3], &[], 1));
+    v.apply(&record(6, &[obj(4, 1, 2)], 2));
+    // Amber and red readers see the version, at amber; green readers the tombstone.
+    assert_eq!(v.version(0).unwrap().tlp, TlpLevel::Amber);
+    assert_eq!(v.latest_visible(0, TlpLevel::Red), Some(0));
+    assert_eq!(v.latest_visible(0, TlpLevel::Amber), Some(0));
+    let green = v.latest_visible(0, TlpLevel::Green).unwrap();
+    assert!(v.version(green).unwrap().has(RETRACTED));
+    assert_eq!(v.version(green).unwrap().tlp, TlpLevel::Green);
+    assert_eq!(v.digest(TlpLevel::Amber).count, 1);
+    assert_eq!(v.digest(TlpLevel::Green).count, 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Protocol §11: for any interleaving of envelopes and retractions (a retraction
+    /// before or after what it names, any origin), every node ends with the same view
+    /// and digests.
+    #[test]
+    fn any_interleaving_of_envelopes_and_retractions_gives_the_same_view(
+        envs in proptest::collection::vec(proptest::collection::vec(arb_obj(), 1..5), 1..7),
+        retractions in proptest::collection::vec(
+            (0u8..3, proptest::collection::vec(0u8..8, 0..3),
+             proptest::collection::vec((0u8..6, proptest::option::of(0u8..4)), 0..3)),
+            1..4),
+        order_a in any::<proptest::sample::Index>(),
+        order_b in any::<proptest::sample::Index>(),
+        perm in proptest::collection::vec(any::<proptest::sample::Index>(), 0..12),
+    ) {
+        let mut recs: Vec<EnvelopeRecord> = envs
+            .iter()
+            .enumerate()
+            .map(|(i, objs)| record(i as u8, objs, 0))
+            .collect();
+        for (n, (origin, es, os)) in retractions.iter().enumerate() {
+            recs.push(retraction(n as u8, *origin, es, os, 0));
+        }
+        let run = |order: &[usize]| {
+            let mut v = View::new();
+            for (ord, &i) in order.iter().enumerate() {
+                let mut r = recs[i].clone();
+                r.ordinal = ord as u64;
+                v.apply(&r);
+            }
+            v
+        };
+        let n = recs.len();
+        let natural: Vec<usize> = (0..n).collect();
+        let mut shuffled = natural.clone();
+        let s = order_a.index(n);
+        shuffled.rotate_left(s);
+        for p in &perm {
+            let i = p.index(n);
+            let j = order_b.index(n);
+            shuffled.swap(i, j);
+        }
+        let a = run(&natural);
+        let b = run(&shuffled);
+        let mut reversed = natural.clone();
+        reversed.reverse();
+        let c = run(&reversed);
+        prop_assert_eq!(summary(&a), summary(&b));
+        prop_assert_eq!(summary(&a), summary(&c));
+        for v in [&a, &b, &c] {
+            // Exactly one latest version per object that has one; date_added increasing.
+            let latest = v.versions().iter().filter(|x| x.has(LATEST)).count();
+            let with_latest = v.by_id.values().filter(|e| e.latest != NONE).count();
+            prop_assert_eq!(latest, with_latest);
+            for w in v.versions().windows(2) {
+                prop_assert!(w[0].date_added < w[1].date_added);
+            }
+            // What is shown at every level is what choosing again gives.
+            for l in ALL_LEVELS {
+                for h in 0..v.version_count() as u32 {
+                    if let Some(x) = v.latest_visible(h, l) {
+                        prop_assert!(v.version(x).unwrap().uuid() == v.version(h).unwrap().uuid());
+                    }
+                }
+            }
+        }
+    }
 }
