@@ -25,6 +25,8 @@ const LAYERS: &[&[&str]] = &[
     &["workload"],
     &["roster"],
     &["envelope"],
+    // The membership log: the roster as a chain of approved changes.
+    &["membership"],
     &["config"],
     &["keys"],
     // TLS configurations for both ends, from the config and the key files.

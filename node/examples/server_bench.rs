@@ -369,6 +369,7 @@ fn synergia_node() -> Value {
         years: 1,
         example: false,
         force: false,
+        threshold: None,
     })
     .expect("federation");
     let mut cfg = Config::load(&dir.join("config/bench.toml")).expect("config");

@@ -122,6 +122,7 @@ impl Demo {
             years: 1,
             example: true,
             force: false,
+            threshold: None,
         })
         .map_err(|e| DemoError::Setup(e.to_string()))?;
         let mut nodes = BTreeMap::new();

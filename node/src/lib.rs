@@ -13,13 +13,14 @@
 //! demo                            a federation in one process
 //! sync        server              client side of federation sync | HTTP: TAXII, node API, federation API
 //!      \      /
-//!       node                      publish, receive, export; node::peers: peer state,
+//!       node                      publish, receive, retract, export; node::peers: peer state,
 //!                                 retry set, TLP policy, feed/push lists, peer status
 //! store                           evidence log, index engines, the merged view
 //! tls                             TLS setups of both ends from config and key files
 //! keys                            federation keys and certificates
 //! config                          the node's config file
-//! envelope                        signed envelopes, canonical JSON, the wire scanner
+//! membership                      the membership log: the roster as approved changes
+//! envelope                        signed envelopes and retractions, canonical JSON, the wire scanner
 //! roster                          members and their signing keys
 //! workload                        generated STIX content (gen, demo, benchmarks)
 //! stix                            validation, patterns, observables, TLP
@@ -36,6 +37,7 @@ pub mod demo;
 pub mod envelope;
 pub mod json;
 pub mod keys;
+pub mod membership;
 pub mod node;
 pub mod parallel;
 pub mod roster;

@@ -7,4 +7,5 @@ mod common;
 
 mod commands;
 mod keys;
+mod roster;
 mod validate;

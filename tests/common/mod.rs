@@ -53,6 +53,7 @@ impl Federation {
             years: 1,
             example: false,
             force: false,
+            threshold: None,
         };
         let report = init_federation(&opts).unwrap();
         // These tests choose each node's peers by editing `[[peers]]`; a node that

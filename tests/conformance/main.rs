@@ -6,6 +6,7 @@
 mod common;
 
 mod gen_valid;
+mod membership_vectors;
 mod pattern_reference;
 mod schemas;
 mod test_vectors;

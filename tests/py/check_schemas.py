@@ -28,6 +28,7 @@ def load_schema(name):
 
 envelope = load_schema("envelope.schema.json")
 retraction = load_schema("retraction.schema.json")
+membership = load_schema("membership-entry.schema.json")
 roster = load_schema("roster.schema.json")
 config = load_schema("config.schema.json")
 
@@ -61,6 +62,26 @@ ret_doc = json.loads((root / "docs/test-vectors/retraction-v1/retraction.json").
 must_pass(retraction, ret_doc, "docs/test-vectors/retraction-v1/retraction.json")
 must_fail(envelope, ret_doc, "a retraction is not an envelope")
 must_fail(retraction, env_doc, "an envelope is not a retraction")
+entries = []
+for log in [root / "keys-example/membership.jsonl", root / "docs/test-vectors/membership-v1/log.jsonl"]:
+    for n, line in enumerate(log.read_text().splitlines(), 1):
+        if line.strip():
+            entries.append(json.loads(line))
+            must_pass(membership, entries[-1], f"{log.relative_to(root)} line {n}")
+for refused in sorted((root / "docs/test-vectors/membership-v1/refused").glob("*.json")):
+    must_pass(membership, json.loads(refused.read_text()), str(refused.relative_to(root)))
+last = entries[-1]
+broken_entries = {
+    "unknown member": lambda d: d.update(extra=1),
+    "unknown change kind": lambda d: d.update(change={"kind": "merge-federations"}),
+    "change with an unknown member": lambda d: d["change"].update(reason="x"),
+    "prev not a hash": lambda d: d.update(prev="abc"),
+    "index negative": lambda d: d.update(index=-1),
+    "signature too short": lambda d: d["signatures"][0].update(signature="abc"),
+    "revoke-certificate naming nothing": lambda d: d.update(change={"kind": "revoke-certificate"}),
+}
+for what, change in broken_entries.items():
+    must_fail(membership, mutated(last, change), f"membership entry: {what}")
 configs = sorted((root / "config").glob("*.toml"))
 if not configs:
     problems.append("no config/*.toml found")

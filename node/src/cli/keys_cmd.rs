@@ -138,6 +138,10 @@ pub struct InitArgs {
     /// CA over a live federation's locks every member out.
     #[arg(long)]
     force: bool,
+    /// Approvals (distinct members) a membership change needs, written into the
+    /// genesis of OUT/membership.jsonl. Default: a majority of the members.
+    #[arg(long)]
+    threshold: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -210,6 +214,7 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                 years: a.years,
                 example: a.example,
                 force: a.force,
+                threshold: a.threshold,
             };
             let report = federation::init_federation(&opts)?;
             println!(

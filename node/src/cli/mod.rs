@@ -32,6 +32,7 @@ mod out;
 mod push_cmd;
 mod rebuild_cmd;
 mod retract_cmd;
+mod roster_cmd;
 mod serve_cmd;
 mod status_cmd;
 mod validate_cmd;
@@ -84,6 +85,10 @@ enum Command {
     Rebuild(rebuild_cmd::Args),
     /// Take back envelopes or objects this member published, on every node.
     Retract(retract_cmd::Args),
+    /// The membership log: start one from a roster, propose and approve changes,
+    /// verify, list, show the roster at any entry.
+    #[command(subcommand)]
+    Roster(roster_cmd::RosterCommand),
 }
 
 /// Exit status: the command found a problem in its input.
@@ -138,6 +143,7 @@ pub fn main() -> ExitCode {
         Command::Verify(a) => verify_cmd::run(a),
         Command::Rebuild(a) => rebuild_cmd::run(a),
         Command::Retract(a) => retract_cmd::run(a),
+        Command::Roster(c) => roster_cmd::run(c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -4,6 +4,7 @@
 //! ```text
 //! OUT/ca.pem, OUT/ca-key.pem              federation CA
 //! OUT/roster.json                         members and their public signing keys
+//! OUT/membership.jsonl                    the membership log: its genesis entry
 //! OUT/<member>/node.pem, node-key.pem     the member node's TLS certificate
 //! OUT/<member>/signing-<key_id>.pem       the member's ed25519 signing key(s)
 //! OUT/<member>/admin.pem, admin-key.pem   a local client certificate (all roles)
@@ -54,6 +55,8 @@ pub struct InitOptions {
     /// Write into a non-empty `out` or `config_out` (overwriting a federation's CA,
     /// roster and configs there).
     pub force: bool,
+    /// Approvals a membership change needs (default: a majority of the members).
+    pub threshold: Option<u32>,
 }
 
 /// What `init-federation` created.
@@ -243,6 +246,13 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
     if !opts.ports.is_empty() && opts.ports.len() != opts.members.len() {
         return Err(KeyError::Usage("give one port per member".into()));
     }
+    let threshold = opts.threshold.unwrap_or(opts.members.len() as u32 / 2 + 1);
+    if threshold == 0 || threshold as usize > opts.members.len() {
+        return Err(KeyError::Usage(format!(
+            "--threshold {threshold} must be from 1 to the {} members",
+            opts.members.len()
+        )));
+    }
     if opts.ports.is_empty() && usize::from(u16::MAX - opts.base_port) < opts.members.len() {
         return Err(KeyError::Usage(
             "--base-port leaves no room for every member".into(),
@@ -291,6 +301,9 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
     })
     .map_err(|e| KeyError::Usage(e.to_string()))?;
     write_public(&out.join("roster.json"), roster.to_json_pretty().as_bytes())?;
+    let log = crate::membership::Log::genesis(roster.document(), threshold, Timestamp::now())
+        .map_err(|e| KeyError::Usage(e.to_string()))?;
+    write_public(&out.join("membership.jsonl"), log.to_text().as_bytes())?;
 
     let mut configs = Vec::new();
     for (i, m) in roster.members().iter().enumerate() {
@@ -915,6 +928,7 @@ mod tests {
             years: 2,
             example: true,
             force: false,
+            threshold: None,
         }
     }
 
