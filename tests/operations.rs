@@ -851,3 +851,167 @@ fn a_150000_indicator_push_and_a_300000_indicator_demo_succeed() {
     ]);
     assert!(out.contains("agree"), "{out}");
 }
+
+/// A node whose config names the membership log takes each approved entry within
+/// seconds, without a restart: a member removed by two approvals of three is refused
+/// at its next request. A log that does not extend the one in force (a fork at a held
+/// index, or an entry dropped) is refused, and the node keeps its roster.
+#[test]
+fn a_node_follows_its_membership_log_and_refuses_a_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = dir.path().join("fed");
+    let ports = free_ports(3);
+    let url_flag = ["alpha", "beta", "gamma"]
+        .iter()
+        .zip(&ports)
+        .map(|(m, p)| format!("{m}=https://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    cli_ok(&[
+        "keys",
+        "init-federation",
+        "--members",
+        "alpha,beta,gamma",
+        "--out",
+        fed.to_str().unwrap(),
+        "--url",
+        &url_flag,
+    ]);
+    let log = fed.join("membership.jsonl");
+    let cfg = |m: &str| fed.join("config").join(format!("{m}.toml"));
+    // alpha reads its roster from the log.
+    let text = std::fs::read_to_string(cfg("alpha")).unwrap();
+    let text = text.replacen(
+        "\nroster = ",
+        "\nmembership_log = \"../membership.jsonl\"\nroster = ",
+        1,
+    );
+    std::fs::write(cfg("alpha"), text).unwrap();
+    let mut c = Cli {
+        dir: dir.path().to_path_buf(),
+        members: BTreeMap::new(),
+        nodes: BTreeMap::new(),
+        http: https_client(&fed.join("ca.pem"), None),
+        rt: rt(),
+    };
+    c.know("alpha", &format!("https://127.0.0.1:{}", ports[0]));
+    c.start("alpha");
+    let head = |c: &Cli| c.get("alpha", "/api/v1/stats")["roster"]["membership"].clone();
+    assert_eq!(head(&c)["index"], 0, "{}", head(&c));
+    assert_eq!(head(&c)["threshold"], 2);
+    let gamma_node = synergia::keys::tls::CertifiedKey {
+        cert_pem: std::fs::read_to_string(fed.join("gamma/node.pem")).unwrap(),
+        key_pem: std::fs::read_to_string(fed.join("gamma/node-key.pem")).unwrap(),
+    };
+    let as_gamma = https_client(&fed.join("ca.pem"), Some(&gamma_node));
+    let digest = |c: &Cli| -> u16 {
+        c.rt.block_on(async {
+            as_gamma
+                .get(format!("{}/federation/v1/digest", c.members["alpha"].url))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        })
+    };
+    assert_eq!(digest(&c), 200);
+
+    // One approval of two: appended nowhere.
+    let proposal = dir.path().join("remove-gamma.json");
+    cli_ok(&[
+        "roster",
+        "propose",
+        "--config",
+        cfg("beta").to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+        "--remove-member",
+        "gamma",
+        "--out",
+        proposal.to_str().unwrap(),
+    ]);
+    let (code, out) = cli(&[
+        "roster",
+        "append",
+        proposal.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("[too-few-signatures]"), "{out}");
+    // Two: appended, and alpha refuses gamma within seconds.
+    cli_ok(&[
+        "roster",
+        "sign",
+        proposal.to_str().unwrap(),
+        "--config",
+        cfg("alpha").to_str().unwrap(),
+    ]);
+    let held = std::fs::read_to_string(&log).unwrap();
+    cli_ok(&[
+        "roster",
+        "append",
+        proposal.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    c.wait(10, "alpha refuses the removed member", |c| digest(c) == 403);
+    assert_eq!(head(&c)["index"], 1);
+    let applied = head(&c)["hash"].clone();
+    let members = c.get("alpha", "/api/v1/stats")["roster"]["members"].clone();
+    assert_eq!(members, json!(["alpha", "beta"]));
+
+    // A fork: another valid entry at index 1 (the threshold changed, approved by
+    // alpha and beta) in place of the removal. alpha keeps the roster in force.
+    let fork = dir.path().join("fork.json");
+    let genesis_only = dir.path().join("genesis.jsonl");
+    std::fs::write(
+        &genesis_only,
+        held.lines().next().unwrap().to_string() + "\n",
+    )
+    .unwrap();
+    cli_ok(&[
+        "roster",
+        "propose",
+        "--config",
+        cfg("alpha").to_str().unwrap(),
+        "--log",
+        genesis_only.to_str().unwrap(),
+        "--set-threshold",
+        "1",
+        "--out",
+        fork.to_str().unwrap(),
+    ]);
+    cli_ok(&[
+        "roster",
+        "sign",
+        fork.to_str().unwrap(),
+        "--config",
+        cfg("beta").to_str().unwrap(),
+    ]);
+    cli_ok(&[
+        "roster",
+        "append",
+        fork.to_str().unwrap(),
+        "--log",
+        genesis_only.to_str().unwrap(),
+    ]);
+    std::fs::copy(&genesis_only, &log).unwrap();
+    let alpha_log = dir.path().join("alpha.log");
+    c.wait(10, "alpha logs the fork", |_| {
+        std::fs::read_to_string(&alpha_log)
+            .unwrap_or_default()
+            .contains("does not extend the one in force")
+    });
+    assert_eq!(head(&c)["hash"], applied, "the fork was not applied");
+    assert_eq!(digest(&c), 403, "gamma is still removed");
+    // The genesis alone (an entry dropped): refused too.
+    std::fs::write(&log, held.lines().next().unwrap().to_string() + "\n").unwrap();
+    c.wait(10, "alpha logs the shorter log", |_| {
+        std::fs::read_to_string(&alpha_log)
+            .unwrap_or_default()
+            .contains("it holds 1 entries, the log in force 2")
+    });
+    assert_eq!(head(&c)["hash"], applied);
+    assert_eq!(digest(&c), 403);
+}

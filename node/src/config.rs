@@ -52,6 +52,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The federation roster (JSON).
     pub roster: PathBuf,
+    /// The federation's membership log (protocol §12). When set, the roster is the
+    /// one at the log's head and `roster` is not read; the log is read again when it
+    /// changes, and a log that does not extend the one in force (a fork, an entry
+    /// removed) is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership_log: Option<PathBuf>,
     /// TLP level for objects that carry no TLP marking.
     #[serde(default = "default_tlp")]
     pub default_tlp: TlpLevel,
@@ -321,10 +327,13 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
-        if let Some(p) = self.tls.crl.as_mut()
-            && p.is_relative()
+        for p in [self.tls.crl.as_mut(), self.membership_log.as_mut()]
+            .into_iter()
+            .flatten()
         {
-            *p = base.join(&*p);
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
         }
     }
 

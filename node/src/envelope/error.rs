@@ -84,9 +84,9 @@ pub enum VerifyError {
     /// changed after signing, or a forgery).
     #[error("signature does not verify over the envelope's canonical form")]
     BadSignature,
-    /// The bundle is not valid STIX 2.1.
+    /// The bundle is not valid STIX 2.1 (every error the validator found).
     #[error("bundle is not valid STIX 2.1: {0}")]
-    InvalidBundle(String),
+    InvalidBundle(#[source] crate::stix::ContentError),
     /// An object is marked more restrictively than the envelope's `tlp`.
     #[error("object {object_id} is marked {object_tlp} but the envelope claims {envelope_tlp}")]
     TlpMismatch {

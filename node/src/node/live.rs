@@ -14,6 +14,7 @@
 use super::NodeError;
 use crate::config::{Client, Config, Peer};
 use crate::envelope::Signer;
+use crate::membership::Log;
 use crate::roster::Roster;
 use crate::stix::timestamp::Timestamp;
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ pub struct Live {
     pub peers: Vec<Peer>,
     /// Local clients.
     pub clients: Vec<Client>,
+    /// The membership log the roster comes from, when the config names one.
+    pub membership: Option<Arc<Log>>,
     /// The files it was read from (the config's own, and the roster and signing key
     /// that config names: a reload may point at others).
     sources: Vec<PathBuf>,
@@ -42,7 +45,11 @@ pub struct Live {
 
 /// The files a [`Live`] is read from, in a fixed order.
 fn sources(config: &Config) -> Vec<PathBuf> {
-    let mut v = vec![config.roster.clone(), config.signing.key_file.clone()];
+    let roster = config
+        .membership_log
+        .clone()
+        .unwrap_or_else(|| config.roster.clone());
+    let mut v = vec![roster, config.signing.key_file.clone()];
     v.extend(config.source.clone());
     v
 }
@@ -62,12 +69,26 @@ impl Live {
     pub fn load(config: &Config, strict_peers: bool) -> Result<Live, NodeError> {
         let sources = sources(config);
         let stamps = stamps(&sources);
-        let roster = Roster::load(&config.roster)?;
+        let (roster, membership) = match &config.membership_log {
+            Some(path) => {
+                let log = Log::load(path, Timestamp::now())?;
+                let roster = log
+                    .state()
+                    .checked_roster()
+                    .map_err(|e| NodeError::Inconsistent(format!("{}: {e}", path.display())))?;
+                (roster, Some(Arc::new(log)))
+            }
+            None => (Roster::load(&config.roster)?, None),
+        };
         let member = roster.member(&config.member).ok_or_else(|| {
             NodeError::Inconsistent(format!(
                 "config member {:?} is not in the roster {}",
                 config.member,
-                config.roster.display()
+                config
+                    .membership_log
+                    .as_ref()
+                    .unwrap_or(&config.roster)
+                    .display()
             ))
         })?;
         let key = crate::keys::signing::load(&config.signing.key_file)?;
@@ -121,6 +142,7 @@ impl Live {
             signer: Arc::new(signer),
             peers,
             clients: config.clients.clone(),
+            membership,
             sources,
             stamps,
         })
@@ -205,6 +227,42 @@ impl Changes {
                 .collect(),
         }
     }
+}
+
+/// Refuses a reloaded membership log that does not extend the one in force: the node
+/// never goes back to an earlier roster or over to another history (a fork) because a
+/// file changed; an operator who means it restarts the node.
+pub fn check_extends(old: &Live, new: &Live, config: &Config) -> Result<(), NodeError> {
+    let (Some(o), Some(n)) = (&old.membership, &new.membership) else {
+        return Ok(());
+    };
+    let path = config
+        .membership_log
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let (oe, ne) = (o.entries(), n.entries());
+    if ne.len() < oe.len() {
+        return Err(NodeError::MembershipDiverged {
+            path,
+            reason: format!(
+                "it holds {} entries, the log in force {}",
+                ne.len(),
+                oe.len()
+            ),
+        });
+    }
+    if let Some(i) = oe.iter().zip(ne).position(|(a, b)| a.hash() != b.hash()) {
+        return Err(NodeError::MembershipDiverged {
+            path,
+            reason: format!(
+                "entry {i} is {} there but {} in force (a fork)",
+                ne[i].hash(),
+                oe[i].hash()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Refuses a reloaded config whose signing key cannot sign now: switching to a key

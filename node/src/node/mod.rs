@@ -37,6 +37,19 @@ pub enum NodeError {
     /// The system gave no randomness.
     #[error("no system randomness: {0}")]
     Randomness(#[source] getrandom::Error),
+    /// The membership log cannot be used.
+    #[error(transparent)]
+    Membership(#[from] crate::membership::LogFileError),
+    /// A reloaded membership log does not extend the one in force.
+    #[error(
+        "the membership log {path} does not extend the one in force: {reason}; keeping the current roster"
+    )]
+    MembershipDiverged {
+        /// The log file.
+        path: String,
+        /// How it differs.
+        reason: String,
+    },
     /// Config and roster disagree.
     #[error("{0}")]
     Inconsistent(String),
@@ -283,6 +296,7 @@ impl Node {
                 ));
             }
             let next = live::Live::load(&config, false)?;
+            live::check_extends(&current, &next, &config)?;
             if next.signer.key_id != current.signer.key_id {
                 live::check_signing_key_usable(&next, Timestamp::now())?;
             }

@@ -430,6 +430,11 @@ fn roster_summary(node: &Node) -> Value {
         "sha256": live.roster.fingerprint(),
         "signing_key_id": live.signer.key_id,
         "peers": live.peers.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+        // The membership log's head, when the roster comes from one.
+        "membership": live.membership.as_ref().and_then(|l| {
+            let h = l.head()?;
+            Some(json!({"index": h.index, "hash": h.hash, "threshold": l.state().threshold}))
+        }),
     })
 }
 

@@ -29,36 +29,20 @@ pub fn refuse_types(types: Vec<String>) {
     let _ = REFUSED_TYPES.set(types);
 }
 
-/// Checks that a bundle is valid STIX 2.1, summarising the errors in one line.
-///
-/// Used wherever content crosses a trust boundary (publish, envelope verification):
-/// warnings never refuse content, errors do.
-pub fn check_bundle(bundle: &Value) -> Result<(), String> {
-    check_bundle_noting(bundle).map(drop)
+/// Why a bundle's content is refused. Keeps every error the validator found; shown
+/// as one line (the first three errors and how many more).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContentError {
+    /// An object of a type this node refuses outright (a test switch).
+    #[error("/objects [refused-type] objects of type {0} are refused by this validator")]
+    RefusedType(String),
+    /// The validator's errors (warnings never refuse content).
+    #[error("{}", summary(.0))]
+    Invalid(Vec<validate::Finding>),
 }
 
-/// [`check_bundle`], also returning what validation found in each object on the way:
-/// the observable keys of its STIX pattern and what its own markings say of its TLP
-/// level (see [`validate::validate_bundle_noting`]).
-pub fn check_bundle_noting(bundle: &Value) -> Result<(PatternKeys, Vec<tlp::OwnLevel>), String> {
-    if let Some(refused) = REFUSED_TYPES.get()
-        && let Some(t) = bundle
-            .get("objects")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|o| o.get("type").and_then(Value::as_str))
-            .find(|t| refused.iter().any(|r| r == t))
-    {
-        return Err(format!(
-            "/objects [refused-type] objects of type {t} are refused by this validator"
-        ));
-    }
-    let (report, keys, levels) = validate::validate_bundle_noting(bundle);
-    if report.is_valid() {
-        return Ok((keys, levels));
-    }
-    let errors: Vec<_> = report.errors().collect();
+fn summary(errors: &[validate::Finding]) -> String {
     let mut msg = String::new();
     for f in errors.iter().take(3) {
         if !msg.is_empty() {
@@ -69,5 +53,37 @@ pub fn check_bundle_noting(bundle: &Value) -> Result<(PatternKeys, Vec<tlp::OwnL
     if errors.len() > 3 {
         msg.push_str(&format!("; and {} more", errors.len() - 3));
     }
-    Err(msg)
+    msg
+}
+
+/// Checks that a bundle is valid STIX 2.1.
+///
+/// Used wherever content crosses a trust boundary (publish, envelope verification):
+/// warnings never refuse content, errors do.
+pub fn check_bundle(bundle: &Value) -> Result<(), ContentError> {
+    check_bundle_noting(bundle).map(drop)
+}
+
+/// [`check_bundle`], also returning what validation found in each object on the way:
+/// the observable keys of its STIX pattern and what its own markings say of its TLP
+/// level (see [`validate::validate_bundle_noting`]).
+pub fn check_bundle_noting(
+    bundle: &Value,
+) -> Result<(PatternKeys, Vec<tlp::OwnLevel>), ContentError> {
+    if let Some(refused) = REFUSED_TYPES.get()
+        && let Some(t) = bundle
+            .get("objects")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.get("type").and_then(Value::as_str))
+            .find(|t| refused.iter().any(|r| r == t))
+    {
+        return Err(ContentError::RefusedType(t.to_string()));
+    }
+    let (report, keys, levels) = validate::validate_bundle_noting(bundle);
+    if report.is_valid() {
+        return Ok((keys, levels));
+    }
+    Err(ContentError::Invalid(report.errors().cloned().collect()))
 }
