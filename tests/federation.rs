@@ -114,12 +114,8 @@ impl Fed {
     }
 
     /// Waits until `f` holds, or fails after `secs`.
-    async fn wait_for(&self, what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !f().await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    async fn wait_for(&self, what: &str, secs: u64, f: impl AsyncFnMut() -> bool) {
+        eventually(what, secs, f).await
     }
 }
 

@@ -190,6 +190,24 @@ impl Cli {
     }
 }
 
+/// The status `member`'s node certificate (in the federation directory `fed`) gets
+/// from `at`'s federation API; 0 when the request gets no answer.
+fn federation_status(c: &Cli, fed: &Path, member: &str, at: &str) -> u16 {
+    let identity = synergia::keys::tls::CertifiedKey {
+        cert_pem: std::fs::read_to_string(fed.join(member).join("node.pem")).unwrap(),
+        key_pem: std::fs::read_to_string(fed.join(member).join("node-key.pem")).unwrap(),
+    };
+    let client = https_client(&fed.join("ca.pem"), Some(&identity));
+    c.rt.block_on(async {
+        client
+            .get(format!("{}/federation/v1/digest", c.members[at].url))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    })
+}
+
 /// An unused port on `ip` (loopback addresses other than 127.0.0.1 route locally).
 fn port_on(ip: &str) -> u16 {
     let l = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
@@ -523,21 +541,7 @@ fn a_federation_across_hosts_is_made_with_the_cli_and_a_new_member_joins_without
     // A member taken out of the roster is refused at its next request, without a
     // restart (the membership log will make this a signed change; the effect on a
     // running node is the same).
-    let delta_node = synergia::keys::tls::CertifiedKey {
-        cert_pem: std::fs::read_to_string(fed.join("delta/node.pem")).unwrap(),
-        key_pem: std::fs::read_to_string(fed.join("delta/node-key.pem")).unwrap(),
-    };
-    let as_delta = https_client(&fed.join("ca.pem"), Some(&delta_node));
-    let digest = |c: &Cli| -> u16 {
-        c.rt.block_on(async {
-            as_delta
-                .get(format!("{}/federation/v1/digest", c.members["alpha"].url))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
-        })
-    };
+    let digest = |c: &Cli| federation_status(c, &fed, "delta", "alpha");
     assert_eq!(digest(&c), 200);
     let mut roster: Value =
         serde_json::from_str(&std::fs::read_to_string(fed.join("roster.json")).unwrap()).unwrap();
@@ -899,21 +903,7 @@ fn a_node_follows_its_membership_log_and_refuses_a_fork() {
     let head = |c: &Cli| c.get("alpha", "/api/v1/stats")["roster"]["membership"].clone();
     assert_eq!(head(&c)["index"], 0, "{}", head(&c));
     assert_eq!(head(&c)["threshold"], 2);
-    let gamma_node = synergia::keys::tls::CertifiedKey {
-        cert_pem: std::fs::read_to_string(fed.join("gamma/node.pem")).unwrap(),
-        key_pem: std::fs::read_to_string(fed.join("gamma/node-key.pem")).unwrap(),
-    };
-    let as_gamma = https_client(&fed.join("ca.pem"), Some(&gamma_node));
-    let digest = |c: &Cli| -> u16 {
-        c.rt.block_on(async {
-            as_gamma
-                .get(format!("{}/federation/v1/digest", c.members["alpha"].url))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
-        })
-    };
+    let digest = |c: &Cli| federation_status(c, &fed, "gamma", "alpha");
     assert_eq!(digest(&c), 200);
 
     // One approval of two: appended nowhere.

@@ -166,15 +166,8 @@ impl Fed {
             .clone()
     }
 
-    async fn wait_for(&self, what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !f().await {
-            assert!(
-                Instant::now() < deadline,
-                "timed out ({secs} s) waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    async fn wait_for(&self, what: &str, secs: u64, f: impl AsyncFnMut() -> bool) {
+        eventually(what, secs, f).await
     }
 
     /// Every running node shows the same clear and green digests.
@@ -191,11 +184,7 @@ impl Fed {
 
     fn taxii_check(&self, m: &str, ids: &[&str]) -> Value {
         let keys = self.fed.dir.path().join("keys-example").join(m);
-        let out = std::process::Command::new(reference_python())
-            .env_remove("REQUESTS_CA_BUNDLE")
-            .env_remove("CURL_CA_BUNDLE")
-            .env_remove("SSL_CERT_FILE")
-            .env_remove("SSL_CERT_DIR")
+        let out = taxii_client_python()
             .arg(workspace().join("tests/py/taxii_retraction_check.py"))
             .arg(self.fed.url(m))
             .arg(self.fed.ca_path())

@@ -13,7 +13,8 @@ use synergia::workload::{GenOptions, bundle};
 
 #[test]
 fn reference_taxii_client_pages_publishes_and_validates() {
-    let py = reference_python();
+    // The reference tools first: a missing Python fails before any node starts.
+    reference_python();
     let fed = Federation::new(&["alpha", "beta"], &[]);
     let node = RunningNode::start(fed.config("alpha"));
     // More than 10,000 objects, from two origins.
@@ -47,13 +48,7 @@ fn reference_taxii_client_pages_publishes_and_validates() {
         tlp: None,
     });
     std::fs::write(&add, extra.to_string()).unwrap();
-    // The machine-wide CA bundle variables make `requests` ignore the CA the client
-    // is given; a user pointing the client at the federation CA has none of them.
-    let out = std::process::Command::new(py)
-        .env_remove("REQUESTS_CA_BUNDLE")
-        .env_remove("CURL_CA_BUNDLE")
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("SSL_CERT_DIR")
+    let out = taxii_client_python()
         .arg(workspace().join("tests/py/taxii_client_check.py"))
         .arg(&node.url)
         .arg(fed.ca_path())

@@ -2,10 +2,11 @@
 //! types, the files it leaves behind, and the exit codes scripts rely on (0 valid,
 //! 1 invalid input, 2 could not run).
 
+use crate::{describe, stdout, synergia};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use synergia::config::Config;
 use synergia::envelope::{Envelope, EnvelopeMeta, Signer};
 use synergia::roster::Roster;
@@ -14,27 +15,6 @@ use synergia::stix::tlp::TlpLevel;
 use synergia::workload::{self, GenOptions};
 
 const MEMBERS: [&str; 3] = ["groupib", "kaspersky", "interpol"];
-
-fn synergia(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synergia"))
-        .args(args)
-        .env("SYNERGIA_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn describe(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        stdout(o),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A three-member federation created by the binary in a temporary directory.
 struct Federation {

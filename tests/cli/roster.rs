@@ -2,25 +2,8 @@
 //! `keys init-federation --threshold`, a removal proposed, approved by the threshold,
 //! appended and turned into the roster nodes read; every refusal named with its code.
 
+use crate::{describe, synergia};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn synergia(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synergia"))
-        .args(args)
-        .env("SYNERGIA_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn describe(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn ok(args: &[&str]) -> String {
     let o = synergia(args);

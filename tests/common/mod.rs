@@ -634,6 +634,34 @@ pub async fn get_json(c: &reqwest::Client, url: &str) -> (u16, Value) {
     )
 }
 
+/// Waits until `f` holds, checking every 100 ms, or fails naming `what` after `secs`.
+pub async fn eventually(what: &str, secs: u64, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out ({secs} s) waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The reference Python as a TAXII client runs it: without the machine-wide CA bundle
+/// variables, which make `requests` ignore the CA the client is given (a user
+/// pointing the client at the federation CA has none of them).
+pub fn taxii_client_python() -> Command {
+    let mut c = Command::new(reference_python());
+    for v in [
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
 /// Path of a Python interpreter that has the OASIS reference tools installed,
 /// creating the virtual environment on first use (`tests/py/setup.sh`).
 ///

@@ -3,7 +3,7 @@
 //! against the same files.
 //!
 //! Regenerate (only when the format changes, together with docs/protocol.md):
-//! `SYNERGIA_WRITE_VECTORS=1 cargo test --test test_vectors`.
+//! `SYNERGIA_WRITE_VECTORS=1 cargo test --test conformance test_vectors`.
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{EncodePrivateKey as _, spki::der::pem::LineEnding};
@@ -83,59 +83,15 @@ fn published_vectors_match() {
         recipients: vec![],
     };
     let env = Envelope::sign(bundle(), &signer, meta).unwrap();
-    let files: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "seed.hex",
-            seed()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-                .into_bytes(),
-        ),
-        (
-            "signing-key.pem",
-            key.to_pkcs8_pem(LineEnding::LF)
-                .unwrap()
-                .as_bytes()
-                .to_vec(),
-        ),
-        (
-            "public-key.txt",
-            encode_public_key(&key.verifying_key()).into_bytes(),
-        ),
-        (
-            "roster.json",
-            serde_json::to_vec_pretty(&roster(&key)).unwrap(),
-        ),
-        (
-            "envelope.json",
-            serde_json::to_vec_pretty(&Value::Object(env.as_json().clone())).unwrap(),
-        ),
-        ("signed-canonical.json", env.signed_bytes().to_vec()),
-        ("envelope-canonical.json", env.to_canonical_bytes()),
-        ("envelope-id.txt", env.id().as_str().as_bytes().to_vec()),
-        (
-            "signature.txt",
-            env.as_json()["signature"]
-                .as_str()
-                .unwrap()
-                .as_bytes()
-                .to_vec(),
-        ),
-    ];
-    if std::env::var_os("SYNERGIA_WRITE_VECTORS").is_some() {
-        std::fs::create_dir_all(&dir).unwrap();
-        for (name, bytes) in &files {
-            std::fs::write(dir.join(name), bytes).unwrap();
-        }
-    }
-    for (name, bytes) in &files {
-        let published = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(
-            &published, bytes,
-            "{name} differs from the published vector"
-        );
-    }
+    let mut files = vector_files(&key, &env, "envelope");
+    files.push((
+        "signing-key.pem".into(),
+        key.to_pkcs8_pem(LineEnding::LF)
+            .unwrap()
+            .as_bytes()
+            .to_vec(),
+    ));
+    check_files(&dir, &files);
     // The published envelope verifies against the published roster.
     let r = Roster::from_document(roster(&key)).unwrap();
     let published =
@@ -151,8 +107,43 @@ fn published_vectors_match() {
     );
 }
 
+/// The files of a vector signed with `key`: the key, the roster, the signed document
+/// (`<kind>.json`, pretty), its signed form, canonical form, id and signature.
+fn vector_files(key: &SigningKey, env: &Envelope, kind: &str) -> Vec<(String, Vec<u8>)> {
+    let seed: String = seed().iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        ("seed.hex".into(), seed.into_bytes()),
+        (
+            "public-key.txt".into(),
+            encode_public_key(&key.verifying_key()).into_bytes(),
+        ),
+        (
+            "roster.json".into(),
+            serde_json::to_vec_pretty(&roster(key)).unwrap(),
+        ),
+        (
+            format!("{kind}.json"),
+            serde_json::to_vec_pretty(&Value::Object(env.as_json().clone())).unwrap(),
+        ),
+        ("signed-canonical.json".into(), env.signed_bytes().to_vec()),
+        (format!("{kind}-canonical.json"), env.to_canonical_bytes()),
+        (
+            format!("{kind}-id.txt"),
+            env.id().as_str().as_bytes().to_vec(),
+        ),
+        (
+            "signature.txt".into(),
+            env.as_json()["signature"]
+                .as_str()
+                .unwrap()
+                .as_bytes()
+                .to_vec(),
+        ),
+    ]
+}
+
 /// Writes (with `SYNERGIA_WRITE_VECTORS`) or compares the files of one vector.
-fn check_files(dir: &std::path::Path, files: &[(&str, Vec<u8>)]) {
+fn check_files(dir: &std::path::Path, files: &[(String, Vec<u8>)]) {
     if std::env::var_os("SYNERGIA_WRITE_VECTORS").is_some() {
         std::fs::create_dir_all(dir).unwrap();
         for (name, bytes) in files {
@@ -200,39 +191,7 @@ fn published_retraction_vectors_match() {
         recipients: vec![],
     };
     let env = Envelope::sign_retraction(retraction, &signer, meta).unwrap();
-    let files: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "seed.hex",
-            seed()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-                .into_bytes(),
-        ),
-        (
-            "public-key.txt",
-            encode_public_key(&key.verifying_key()).into_bytes(),
-        ),
-        (
-            "roster.json",
-            serde_json::to_vec_pretty(&roster(&key)).unwrap(),
-        ),
-        (
-            "retraction.json",
-            serde_json::to_vec_pretty(&Value::Object(env.as_json().clone())).unwrap(),
-        ),
-        ("signed-canonical.json", env.signed_bytes().to_vec()),
-        ("retraction-canonical.json", env.to_canonical_bytes()),
-        ("retraction-id.txt", env.id().as_str().as_bytes().to_vec()),
-        (
-            "signature.txt",
-            env.as_json()["signature"]
-                .as_str()
-                .unwrap()
-                .as_bytes()
-                .to_vec(),
-        ),
-    ];
+    let files = vector_files(&key, &env, "retraction");
     check_files(&dir, &files);
     let r = Roster::from_document(roster(&key)).unwrap();
     let published =

@@ -129,6 +129,25 @@ impl ClientArgs {
 }
 
 impl NodeClient {
+    /// POSTs `body` as JSON to `path` and returns the node's JSON answer; an answer
+    /// other than 200 is an error saying what the node said. For one-shot commands
+    /// (its own single-threaded runtime).
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let req = self.request(reqwest::Method::POST, path).json(body);
+        let (status, v) = rt.block_on(self.json(req))?;
+        if status != 200 {
+            bail!(node_error(status, &v));
+        }
+        Ok(v)
+    }
+
     /// A request to `path` with authentication.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let r = self.http.request(method, format!("{}{path}", self.url));

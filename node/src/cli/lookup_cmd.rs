@@ -1,6 +1,6 @@
 //! `synergia lookup`.
 
-use super::client::{ClientArgs, node_error};
+use super::client::ClientArgs;
 
 /// Who reported these observables: every object naming each value (an IP also matches
 /// CIDR indicators containing it; a CIDR also matches the addresses and smaller
@@ -18,17 +18,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<u8> {
-    let c = a.client.connect()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let req = c
-        .request(reqwest::Method::POST, "/api/v1/lookup")
-        .json(&serde_json::json!({"values": a.values}));
-    let (status, v) = rt.block_on(c.json(req))?;
-    if status != 200 {
-        anyhow::bail!(node_error(status, &v));
-    }
+    let v = a
+        .client
+        .connect()?
+        .post_json("/api/v1/lookup", &serde_json::json!({"values": a.values}))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);

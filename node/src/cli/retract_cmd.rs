@@ -1,6 +1,6 @@
 //! `synergia retract`.
 
-use super::client::{ClientArgs, node_error};
+use super::client::ClientArgs;
 
 /// Take back envelopes or objects this member published: the node signs a
 /// retraction that every node applies (the originals stay in the evidence log).
@@ -39,22 +39,15 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         synergia::envelope::retraction::ObjectTarget::parse_cli(o)
             .map_err(|e| anyhow::anyhow!("--object {e}"))?;
     }
-    let c = a.client.connect()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let req = c
-        .request(reqwest::Method::POST, "/api/v1/retractions")
-        .json(&serde_json::json!({
+    let v = a.client.connect()?.post_json(
+        "/api/v1/retractions",
+        &serde_json::json!({
             "envelopes": a.envelope,
             "objects": a.object,
             "reason": a.reason,
             "note": a.note,
-        }));
-    let (status, v) = rt.block_on(c.json(req))?;
-    if status != 200 {
-        anyhow::bail!(node_error(status, &v));
-    }
+        }),
+    )?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);

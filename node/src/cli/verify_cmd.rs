@@ -37,29 +37,23 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
     };
     let result = Envelope::from_slice(&bytes).and_then(|e| e.verify(&roster, &opts).map(|_| e));
     match result {
-        Ok(e) if e.retraction().is_some() => {
-            let h = e.header();
-            let r = e
-                .retraction()
-                .map(|r| (r.envelopes.len(), r.objects.len(), r.reason));
-            let (envelopes, objects, reason) =
-                r.unwrap_or((0, 0, synergia::envelope::Reason::Other));
-            println!(
-                "{}: valid retraction {} from {} (key {}, seq {}, signed {}, tlp {}): {envelopes} envelope(s), {objects} object(s), reason {reason}",
-                a.file.display(),
-                e.id(),
-                h.origin,
-                h.key_id,
-                h.seq,
-                h.signed_at,
-                h.tlp,
-            );
-            Ok(0)
-        }
         Ok(e) => {
             let h = e.header();
+            // What the signature vouches for, by kind.
+            let (kind, content) = match e.retraction() {
+                Some(r) => (
+                    "retraction",
+                    format!(
+                        "{} envelope(s), {} object(s), reason {}",
+                        r.envelopes.len(),
+                        r.objects.len(),
+                        r.reason
+                    ),
+                ),
+                None => ("envelope", format!("{} objects", e.objects().len())),
+            };
             println!(
-                "{}: valid envelope {} from {} (key {}, seq {}, signed {}, tlp {}, {} objects)",
+                "{}: valid {kind} {} from {} (key {}, seq {}, signed {}, tlp {}): {content}",
                 a.file.display(),
                 e.id(),
                 h.origin,
@@ -67,7 +61,6 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
                 h.seq,
                 h.signed_at,
                 h.tlp,
-                e.objects().len()
             );
             Ok(0)
         }

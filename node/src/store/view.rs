@@ -1035,11 +1035,19 @@ impl View {
             return Some(entry.latest);
         }
         // Otherwise the owner among the visible deliveries, then its best version.
+        self.owner_and_best(entry.head, max_tlp).1
+    }
+
+    /// Among the deliveries (not retracted) of the versions chained from `head` in
+    /// envelopes at `level` or below: the earliest, whose origin owns the object, and
+    /// the best version that origin delivered — the owner and latest of protocol §5
+    /// from those deliveries alone.
+    fn owner_and_best(&self, head: u32, level: TlpLevel) -> (Option<u32>, Option<u32>) {
         let mut owner: Option<u32> = None;
-        let mut c = entry.head;
+        let mut c = head;
         while c != NONE {
             for e in self.delivery_envs(c) {
-                if self.envelopes[e as usize].tlp <= max_tlp
+                if self.envelopes[e as usize].tlp <= level
                     && owner.is_none_or(|o| self.earlier_delivery(e, o))
                 {
                     owner = Some(e);
@@ -1047,9 +1055,11 @@ impl View {
             }
             c = self.versions[c as usize].next_same_id;
         }
-        let origin = self.envelopes[owner? as usize].origin;
-        let best = self.best_delivered(entry.head, origin, max_tlp);
-        (best != NONE).then_some(best)
+        let Some(o) = owner else {
+            return (None, None);
+        };
+        let best = self.best_delivered(head, self.envelopes[o as usize].origin, level);
+        (Some(o), (best != NONE).then_some(best))
     }
 
     /// The envelopes that delivered version `v` (indexes) and whose delivery is not

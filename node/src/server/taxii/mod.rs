@@ -316,25 +316,29 @@ fn envelope_response(
         // one comma there, as they are here: a run of them is one read, copied as is.
         let mut run: Option<crate::store::view::BodyLocation> = None;
         let mut first = true;
+        // Appends a run of stored bodies (or, without one, nothing) after a comma
+        // when something precedes it.
+        let flush = |body: &mut Vec<u8>, first: &mut bool, run: Option<_>| {
+            let Some(r) = run else {
+                return Ok(());
+            };
+            if !std::mem::take(first) {
+                body.push(b',');
+            }
+            node.store()
+                .object_body_onto(r, body)
+                .map_err(ApiError::internal)
+        };
         for &h in &p.handles {
             if view
                 .version(h)
                 .is_some_and(|v| v.has(crate::store::view::RETRACTED))
             {
                 // A tombstone is written out, not copied (see `Store::version_body`).
-                if let Some(r) = run.take() {
-                    if !first {
-                        body.push(b',');
-                    }
-                    first = false;
-                    node.store()
-                        .object_body_onto(r, &mut body)
-                        .map_err(ApiError::internal)?;
-                }
-                if !first {
+                flush(&mut body, &mut first, run.take())?;
+                if !std::mem::take(&mut first) {
                     body.push(b',');
                 }
-                first = false;
                 body.extend_from_slice(
                     &node
                         .store()
@@ -353,27 +357,12 @@ fn envelope_response(
                     r.len += 1 + at.len;
                 }
                 _ => {
-                    if let Some(r) = run.take() {
-                        if !first {
-                            body.push(b',');
-                        }
-                        first = false;
-                        node.store()
-                            .object_body_onto(r, &mut body)
-                            .map_err(ApiError::internal)?;
-                    }
+                    flush(&mut body, &mut first, run.take())?;
                     run = Some(at);
                 }
             }
         }
-        if let Some(r) = run {
-            if !first {
-                body.push(b',');
-            }
-            node.store()
-                .object_body_onto(r, &mut body)
-                .map_err(ApiError::internal)?;
-        }
+        flush(&mut body, &mut first, run)?;
         body.push(b']');
     }
     body.push(b'}');

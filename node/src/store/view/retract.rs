@@ -217,27 +217,6 @@ impl View {
         out
     }
 
-    /// Among the deliveries not retracted in envelopes at `level` or below: the
-    /// earliest (whose origin owns the object) and the best version its origin
-    /// delivered — the owner and latest of protocol §5, from those deliveries alone.
-    fn pick(&self, chain: &[u32], head: u32, level: TlpLevel) -> (Option<u32>, Option<u32>) {
-        let mut owner: Option<u32> = None;
-        for &v in chain {
-            for e in self.delivery_envs(v) {
-                if self.envelopes[e as usize].tlp <= level
-                    && owner.is_none_or(|o| self.earlier_delivery(e, o))
-                {
-                    owner = Some(e);
-                }
-            }
-        }
-        let Some(o) = owner else {
-            return (None, None);
-        };
-        let best = self.best_delivered(head, self.envelopes[o as usize].origin, level);
-        (Some(o), (best != NONE).then_some(best))
-    }
-
     /// [`View::latest_visible`] of a touched object at a level other than clear,
     /// green and red (which [`View::recompute`] keeps).
     pub(super) fn latest_touched_at(
@@ -246,8 +225,7 @@ impl View {
         entry: &IdEntry,
         level: TlpLevel,
     ) -> Option<u32> {
-        let chain = self.chain(entry.head);
-        match self.pick(&chain, entry.head, level).1 {
+        match self.owner_and_best(entry.head, level).1 {
             Some(v) => Some(v),
             None => self
                 .tombstones
@@ -334,11 +312,11 @@ impl View {
             }
         };
         // 4. Owner and latest, at every level peers compare and over everything.
-        let (owner, best) = self.pick(&chain, entry.head, TlpLevel::Red);
+        let (owner, best) = self.owner_and_best(entry.head, TlpLevel::Red);
         entry.owner_env = owner.or(earliest_any).unwrap_or(entry.owner_env);
         entry.latest = best.or(tomb).unwrap_or(NONE);
         for (i, level) in SHARED_LEVELS.iter().enumerate() {
-            let (o, b) = self.pick(&chain, entry.head, *level);
+            let (o, b) = self.owner_and_best(entry.head, *level);
             entry.shared_owner[i] = o.unwrap_or(NONE);
             entry.shared[i] = b
                 .or(tomb.filter(|&t| self.versions[t as usize].tlp <= *level))
