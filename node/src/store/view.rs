@@ -164,6 +164,27 @@ pub struct ApplyOutcome {
     pub conflicts: u32,
 }
 
+impl ApplyOutcome {
+    /// Counts one delivery; its version's handle and object.
+    fn count(&mut self, d: Delivery) -> (u32, IdKey) {
+        match d {
+            Delivery::New {
+                conflict,
+                handle,
+                key,
+            } => {
+                self.new_versions += 1;
+                self.conflicts += u32::from(conflict);
+                (handle, key)
+            }
+            Delivery::Known { handle, key } => {
+                self.known_versions += 1;
+                (handle, key)
+            }
+        }
+    }
+}
+
 /// Hash of a normalised observable key. 64 bits: a collision only adds a candidate,
 /// which lookups discard after checking the object really names the key.
 pub fn observable_hash(key: &str) -> u64 {
@@ -312,22 +333,8 @@ impl View {
                 self.deliver_touched(obj, env_ix, origin, by, &mut next_da, &mut out);
                 continue;
             }
-            let outcome = self.deliver(obj, env_ix, origin, &mut next_da, true);
-            let (handle, key) = match outcome {
-                Delivery::New {
-                    conflict,
-                    handle,
-                    key,
-                } => {
-                    out.new_versions += 1;
-                    out.conflicts += u32::from(conflict);
-                    (handle, key)
-                }
-                Delivery::Known { handle, key } => {
-                    out.known_versions += 1;
-                    (handle, key)
-                }
-            };
+            let delivery = self.deliver(obj, env_ix, origin, &mut next_da, true);
+            let (handle, key) = out.count(delivery);
             self.deliver_shared(key, handle, env_ix);
         }
         self.envelopes[env_ix as usize].versions_added.1 = self.versions.len() as u32;

@@ -22,8 +22,7 @@
 //! one hash-set lookup per object says whether an object was touched.
 
 use super::{
-    Delivery, EnvMeta, IdEntry, IdKey, NONE, RETRACTED, REVOKED, SHARED_LEVELS, SPEC21, Version,
-    View, halves,
+    EnvMeta, IdEntry, IdKey, NONE, RETRACTED, REVOKED, SHARED_LEVELS, SPEC21, Version, View, halves,
 };
 use crate::envelope::{Kind, Reason};
 use crate::stix::tlp::TlpLevel;
@@ -179,21 +178,8 @@ impl View {
         next_da: &mut i64,
         out: &mut super::ApplyOutcome,
     ) {
-        let (handle, key) = match self.deliver(obj, env_ix, origin, next_da, false) {
-            Delivery::New {
-                conflict,
-                handle,
-                key,
-            } => {
-                out.new_versions += 1;
-                out.conflicts += u32::from(conflict);
-                (handle, key)
-            }
-            Delivery::Known { handle, key } => {
-                out.known_versions += 1;
-                (handle, key)
-            }
-        };
+        let delivery = self.deliver(obj, env_ix, origin, next_da, false);
+        let (handle, key) = out.count(delivery);
         if let Some(r) = by {
             self.retracted.entry((handle, env_ix)).or_insert(r);
         }
