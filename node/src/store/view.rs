@@ -324,14 +324,18 @@ impl View {
         }
         // Retractions that arrived before this envelope and name it.
         let env_retracted_by = self.envelope_retracted_by(&rec.id, origin);
+        // Without any retraction held, no object is looked up twice on this path.
+        let retractions_held = !self.retractions.is_empty();
         for obj in &rec.objects {
-            let type_ix = self.intern_type(&obj.type_name);
-            let key = (type_ix, halves(obj.uuid));
-            let by =
-                env_retracted_by.or_else(|| self.object_retracted_by(key, obj.modified, origin));
-            if by.is_some() || self.touched.contains(&key) {
-                self.deliver_touched(obj, env_ix, origin, by, &mut next_da, &mut out);
-                continue;
+            if retractions_held {
+                let type_ix = self.intern_type(&obj.type_name);
+                let key = (type_ix, halves(obj.uuid));
+                let by = env_retracted_by
+                    .or_else(|| self.object_retracted_by(key, obj.modified, origin));
+                if by.is_some() || self.touched.contains(&key) {
+                    self.deliver_touched(obj, env_ix, origin, by, &mut next_da, &mut out);
+                    continue;
+                }
             }
             let delivery = self.deliver(obj, env_ix, origin, &mut next_da, true);
             let (handle, key) = out.count(delivery);
