@@ -62,6 +62,7 @@ fn fixture() -> Fixture {
     let key = SigningKey::from_bytes(&[42u8; 32]);
     let identity = workload::identity_of(&gen_options(1));
     let roster = Roster::from_document(RosterDocument {
+        former: Vec::new(),
         kind: "synergia-roster".into(),
         federation: "bench".into(),
         members: vec![Member {

@@ -132,6 +132,7 @@ fn main() {
         key: ed25519_dalek::SigningKey::from_bytes(&[42; 32]),
     };
     let roster = Roster::from_document(RosterDocument {
+        former: Vec::new(),
         kind: "synergia-roster".into(),
         federation: "bench".into(),
         members: vec![Member {

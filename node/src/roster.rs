@@ -94,6 +94,8 @@ pub struct TrustedKey {
 pub struct Roster {
     doc: RosterDocument,
     by_name: HashMap<String, usize>,
+    /// Former members by name: their removal instant and place in `doc.former`.
+    former: HashMap<String, (Timestamp, usize)>,
     keys: HashMap<(String, String), TrustedKey>,
 }
 
@@ -108,6 +110,22 @@ pub struct RosterDocument {
     pub federation: String,
     /// Every member.
     pub members: Vec<Member>,
+    /// Members removed by the membership log (protocol §12): their envelopes signed
+    /// before the removal stay valid, later ones are refused (`member-removed`), and
+    /// they are no longer let in nor synced with. Their names and key ids are never
+    /// used again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub former: Vec<FormerMember>,
+}
+
+/// A member the membership log removed, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormerMember {
+    /// The member as it was when removed.
+    pub member: Member,
+    /// The removing entry's time: signatures dated at or after it are refused.
+    pub removed_at: String,
 }
 
 /// Decodes a base64url (no padding) ed25519 public key.
@@ -160,16 +178,35 @@ impl Roster {
             )));
         }
         let mut by_name = HashMap::new();
+        let mut former = HashMap::new();
         let mut keys = HashMap::new();
         let mut key_ids = HashMap::new();
-        for (i, m) in doc.members.iter().enumerate() {
+        let current = doc.members.iter().map(|m| (m, None));
+        let removed = doc.former.iter().map(|f| (&f.member, Some(&f.removed_at)));
+        for (i, (m, removed_at)) in current.chain(removed).enumerate() {
             if !is_member_name(&m.name) {
                 return Err(bad(format!(
                     "member name {:?} must be 1-64 lower-case letters, digits or '-'",
                     m.name
                 )));
             }
-            if by_name.insert(m.name.clone(), i).is_some() {
+            let removed_at = match removed_at {
+                Some(r) => Some(
+                    Timestamp::parse(r)
+                        .map_err(|e| bad(format!("former member {}: removed_at: {e}", m.name)))?,
+                ),
+                None => None,
+            };
+            let twice = match removed_at {
+                None => by_name.insert(m.name.clone(), i).is_some(),
+                Some(r) => {
+                    by_name.contains_key(&m.name)
+                        || former
+                            .insert(m.name.clone(), (r, i - doc.members.len()))
+                            .is_some()
+                }
+            };
+            if twice {
                 return Err(bad(format!("member {} is listed twice", m.name)));
             }
             if !m.identity.starts_with("identity--")
@@ -205,6 +242,11 @@ impl Roster {
                     Some(r) => Some(ts(r, "revoked_at")?),
                     None => None,
                 };
+                // A former member's keys sign nothing from its removal on.
+                let revoked_at = match (revoked_at, removed_at) {
+                    (Some(r), Some(gone)) => Some(r.min(gone)),
+                    (r, gone) => r.or(gone),
+                };
                 keys.insert(
                     (m.name.clone(), k.key_id.clone()),
                     TrustedKey {
@@ -218,7 +260,12 @@ impl Roster {
                 );
             }
         }
-        Ok(Roster { doc, by_name, keys })
+        Ok(Roster {
+            doc,
+            by_name,
+            former,
+            keys,
+        })
     }
 
     /// The document this roster was built from.
@@ -231,19 +278,35 @@ impl Roster {
         &self.doc.members
     }
 
-    /// A member by name.
+    /// A member by name (a current one: not a former member).
     pub fn member(&self, name: &str) -> Option<&Member> {
         self.by_name.get(name).map(|&i| &self.doc.members[i])
     }
 
-    /// A member's key by id.
+    /// The members removed by the membership log.
+    pub fn former(&self) -> &[FormerMember] {
+        &self.doc.former
+    }
+
+    /// A former member by name, and when it was removed.
+    pub fn former_member(&self, name: &str) -> Option<(&Member, Timestamp)> {
+        self.former
+            .get(name)
+            .map(|&(at, i)| (&self.doc.former[i].member, at))
+    }
+
+    /// A member's key by id (a former member's too: its window ends at the removal).
     pub fn key(&self, origin: &str, key_id: &str) -> Option<&TrustedKey> {
         self.keys.get(&(origin.to_string(), key_id.to_string()))
     }
 
-    /// The member whose STIX identity (`identity--…`) this is.
+    /// The member, current or former, whose STIX identity (`identity--…`) this is: a
+    /// former member's identity stays its own (nobody else may sign as its creator).
     pub fn member_by_identity(&self, identity: &str) -> Option<&Member> {
-        self.members().iter().find(|m| m.identity == identity)
+        self.members()
+            .iter()
+            .chain(self.doc.former.iter().map(|f| &f.member))
+            .find(|m| m.identity == identity)
     }
 
     /// The member whose TLS certificate carries this URI SAN.
@@ -295,6 +358,7 @@ mod tests {
                 tls_san: "synergia://member/kaspersky".into(),
                 keys,
             }],
+            former: Vec::new(),
         }
     }
 

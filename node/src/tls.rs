@@ -94,17 +94,180 @@ pub fn load_crls(cfg: &Config) -> Result<Vec<CertificateRevocationListDer<'stati
     Ok(crls)
 }
 
+/// Certificates the membership log refuses (protocol §12): those naming a former
+/// member (`synergia://member/<name>`), and those revoked by serial or SHA-256
+/// fingerprint. Checked in the handshake on both sides, on top of the CA's checks and
+/// its revocation list, and swapped whole when the log changes: the node holds the
+/// handle ([`Gate`]) the TLS configurations read at every handshake.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Former members' names.
+    pub members: std::collections::BTreeSet<String>,
+    /// Serial numbers, lower-case hex without leading zeros.
+    pub serials: std::collections::BTreeSet<String>,
+    /// SHA-256 of the DER certificate, lower-case hex.
+    pub fingerprints: std::collections::BTreeSet<String>,
+}
+
+/// The [`Refused`] set in force, shared between the node and its TLS configurations.
+pub type Gate = Arc<RwLock<Arc<Refused>>>;
+
+/// An empty gate (no membership log: nothing refused beyond the CA's checks).
+pub fn open_gate() -> Gate {
+    Arc::new(RwLock::new(Arc::new(Refused::default())))
+}
+
+/// A certificate's serial number, lower-case hex without leading zeros, and its
+/// SHA-256 fingerprint (hex); `None` when it does not parse.
+pub fn cert_ids(cert: &CertificateDer<'_>) -> Option<(String, String)> {
+    use sha2::Digest as _;
+    let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let serial = normalise_serial(&hex(c.raw_serial()));
+    Some((serial, hex(&sha2::Sha256::digest(cert.as_ref()))))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Serials compare as numbers: `00ab` and `ab` are one serial.
+pub fn normalise_serial(s: &str) -> String {
+    let t = s.trim_start_matches('0').to_ascii_lowercase();
+    if t.is_empty() { "0".into() } else { t }
+}
+
+impl Refused {
+    /// Why this certificate is refused, if it is.
+    pub fn refuses(&self, cert: &CertificateDer<'_>) -> Option<String> {
+        if self.members.is_empty() && self.serials.is_empty() && self.fingerprints.is_empty() {
+            return None;
+        }
+        for u in uri_sans(cert) {
+            if let Some(m) = u.strip_prefix("synergia://member/")
+                && self.members.contains(m)
+            {
+                return Some(format!("{m} was removed from the federation"));
+            }
+        }
+        let (serial, fingerprint) = cert_ids(cert)?;
+        if self.serials.contains(&serial) {
+            return Some(format!("certificate serial {serial} is revoked"));
+        }
+        if self.fingerprints.contains(&fingerprint) {
+            return Some(format!("certificate sha256 {fingerprint} is revoked"));
+        }
+        None
+    }
+}
+
+fn refused_error(why: String) -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(RefusedByMembership(why)),
+    )))
+}
+
+/// A certificate the membership log refuses.
+#[derive(Debug)]
+struct RefusedByMembership(String);
+
+impl std::fmt::Display for RefusedByMembership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused by the membership log: {}", self.0)
+    }
+}
+
+impl std::error::Error for RefusedByMembership {}
+
+fn gate_check(gate: &Gate, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+    let refused = gate
+        .read()
+        .map(|g| g.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    match refused.refuses(cert) {
+        Some(why) => Err(refused_error(why)),
+        None => Ok(()),
+    }
+}
+
+/// The CA's client verifier, then the membership gate.
+#[derive(Debug)]
+struct GatedClientVerifier {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    gate: Gate,
+}
+
+impl rustls::server::danger::ClientCertVerifier for GatedClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        gate_check(&self.gate, end_entity)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// The server configuration: TLS 1.2 and 1.3, no 0-RTT, HTTP/2 and HTTP/1.1,
 /// client certificates verified against the federation CA (and its revocation list,
 /// when configured) when presented.
 pub fn server_config(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config_gated(cfg, &open_gate())
+}
+
+/// [`server_config`], refusing what `gate` refuses as well.
+pub fn server_config_gated(
+    cfg: &Config,
+    gate: &Gate,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let roots = Arc::new(load_roots(&cfg.tls.ca)?);
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+    let inner = WebPkiClientVerifier::builder_with_provider(roots, provider())
         .with_crls(load_crls(cfg)?)
         .only_check_end_entity_revocation()
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let verifier = Arc::new(GatedClientVerifier {
+        inner,
+        gate: gate.clone(),
+    });
     let mut sc = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?
@@ -124,6 +287,15 @@ pub fn server_config(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, TlsError
 /// so a node presenting another member's certificate never receives what is meant
 /// for `peer` (security finding 7).
 pub fn client_config(cfg: &Config, peer: &str) -> Result<rustls::ClientConfig, TlsError> {
+    client_config_gated(cfg, peer, &open_gate())
+}
+
+/// [`client_config`], refusing what `gate` refuses as well.
+pub fn client_config_gated(
+    cfg: &Config,
+    peer: &str,
+    gate: &Gate,
+) -> Result<rustls::ClientConfig, TlsError> {
     let roots = Arc::new(load_roots(&cfg.tls.ca)?);
     let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
         .with_crls(load_crls(cfg)?)
@@ -133,6 +305,7 @@ pub fn client_config(cfg: &Config, peer: &str) -> Result<rustls::ClientConfig, T
     let verifier = Arc::new(PeerVerifier {
         inner,
         expected: format!("synergia://member/{peer}"),
+        gate: gate.clone(),
     });
     let mut cc = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -157,6 +330,7 @@ pub fn material_stamp(cfg: &Config) -> Vec<Option<SystemTime>> {
 struct PeerVerifier {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
     expected: String,
+    gate: Gate,
 }
 
 impl rustls::client::danger::ServerCertVerifier for PeerVerifier {
@@ -175,6 +349,7 @@ impl rustls::client::danger::ServerCertVerifier for PeerVerifier {
             ocsp_response,
             now,
         )?;
+        gate_check(&self.gate, end_entity)?;
         let names = uri_sans(end_entity);
         if names.contains(&self.expected) {
             Ok(verified)
@@ -233,6 +408,7 @@ impl std::error::Error for WrongMember {}
 /// Holds the current server configuration and swaps it when the files change.
 pub struct TlsReloader {
     cfg: Config,
+    gate: Gate,
     current: RwLock<Arc<rustls::ServerConfig>>,
     stamp: RwLock<Vec<Option<SystemTime>>>,
 }
@@ -246,11 +422,12 @@ fn stamps(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
 
 impl TlsReloader {
     /// Loads the initial configuration.
-    pub fn new(cfg: &Config) -> Result<TlsReloader, TlsError> {
-        let sc = server_config(cfg)?;
+    pub fn new(cfg: &Config, gate: Gate) -> Result<TlsReloader, TlsError> {
+        let sc = server_config_gated(cfg, &gate)?;
         Ok(TlsReloader {
             stamp: RwLock::new(stamps(&Self::paths(cfg))),
             cfg: cfg.clone(),
+            gate,
             current: RwLock::new(sc),
         })
     }
@@ -275,7 +452,7 @@ impl TlsReloader {
 
     /// Reloads from the files. On error the old configuration stays in use.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let sc = server_config(&self.cfg)?;
+        let sc = server_config_gated(&self.cfg, &self.gate)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = sc;
         *self.stamp.write().unwrap_or_else(|p| p.into_inner()) = stamps(&Self::paths(&self.cfg));
         tracing::info!("TLS certificate and CA reloaded");
@@ -320,4 +497,57 @@ pub fn uri_sans(cert: &CertificateDer<'_>) -> Vec<String> {
 pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
     let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     Some(c.validity().not_after.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::tls::{CertRole, Validity, issue, new_ca};
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    /// The membership gate refuses a former member's certificate by its SAN, and any
+    /// certificate by serial (however many leading zeros the entry wrote) or by
+    /// fingerprint; nothing else.
+    #[test]
+    fn the_gate_refuses_former_members_and_revoked_certificates_only() {
+        let validity = Validity {
+            not_before: (2026, 1, 1),
+            not_after: (2030, 1, 1),
+        };
+        let ca = new_ca("test", validity).unwrap();
+        let node = der(&issue(&ca, CertRole::Node, "kaspersky", &[], validity)
+            .unwrap()
+            .cert_pem);
+        let other = der(&issue(&ca, CertRole::Node, "interpol", &[], validity)
+            .unwrap()
+            .cert_pem);
+        let (serial, fingerprint) = cert_ids(&node).unwrap();
+        assert!(Refused::default().refuses(&node).is_none());
+        let gone = Refused {
+            members: ["kaspersky".to_string()].into(),
+            ..Default::default()
+        };
+        assert!(gone.refuses(&node).unwrap().contains("removed"));
+        assert!(gone.refuses(&other).is_none());
+        let by_serial = Refused {
+            serials: [normalise_serial(&format!("000{serial}"))].into(),
+            ..Default::default()
+        };
+        assert!(by_serial.refuses(&node).unwrap().contains(&serial));
+        assert!(by_serial.refuses(&other).is_none());
+        let by_fingerprint = Refused {
+            fingerprints: [fingerprint.clone()].into(),
+            ..Default::default()
+        };
+        assert!(
+            by_fingerprint
+                .refuses(&node)
+                .unwrap()
+                .contains(&fingerprint)
+        );
+        assert!(by_fingerprint.refuses(&other).is_none());
+    }
 }

@@ -56,6 +56,7 @@ fn published_membership_vectors_match_and_python_agrees() {
     let dir = crate::common::workspace().join("docs/test-vectors/membership-v1");
     let now = t(NOW);
     let roster = RosterDocument {
+        former: Vec::new(),
         kind: "synergia-roster".into(),
         federation: "test-vectors".into(),
         members: (0..3).map(member).collect(),

@@ -48,6 +48,7 @@ const IDENTITY: &str = "identity--b8a6d1f0-4b5a-4c3e-9a57-2f0e0b6c1d2e";
 
 fn roster(key: &SigningKey) -> RosterDocument {
     RosterDocument {
+        former: Vec::new(),
         kind: "synergia-roster".into(),
         federation: "test-vectors".into(),
         members: vec![Member {

@@ -90,12 +90,16 @@ def apply(state, entry, now):
             raise Invalid("invalid-change")
         nxt.update(federation=entry["federation"], members=c["members"], threshold=c["threshold"])
     elif kind == "add-member":
-        if c["member"]["name"] in names or not c["member"]["keys"]:
+        former = [f["member"]["name"] for f in nxt["former"]]
+        if c["member"]["name"] in names + former or not c["member"]["keys"]:
             raise Invalid("invalid-change")
         nxt["members"].append(c["member"])
     elif kind == "remove-member":
         if c["name"] not in names or len(names) - 1 < nxt["threshold"]:
             raise Invalid("invalid-change")
+        # A former member: its earlier envelopes stay valid, it approves nothing.
+        gone = next(m for m in nxt["members"] if m["name"] == c["name"])
+        nxt["former"].append({"member": gone, "removed_at": entry["at"]})
         nxt["members"] = [m for m in nxt["members"] if m["name"] != c["name"]]
     elif kind == "add-key":
         if c["member"] not in names:
@@ -121,7 +125,8 @@ def apply(state, entry, now):
     else:
         raise Invalid("malformed")
     # The roster's own rules that a change could break: unique key ids.
-    key_ids = [k["key_id"] for m in nxt["members"] for k in m["keys"]]
+    everyone = nxt["members"] + [f["member"] for f in nxt["former"]]
+    key_ids = [k["key_id"] for m in everyone for k in m["keys"]]
     if len(key_ids) != len(set(key_ids)):
         raise Invalid("invalid-change")
     nxt["head"] = {"index": entry["index"], "hash": "sha256:" + hashlib.sha256(signed).hexdigest(), "at": entry["at"]}
@@ -131,7 +136,7 @@ def apply(state, entry, now):
 def main():
     path = sys.argv[1]
     now = ts(sys.argv[2]) if len(sys.argv) > 2 else datetime.now().astimezone()
-    state = {"federation": None, "members": [], "threshold": 0, "head": None}
+    state = {"federation": None, "members": [], "former": [], "threshold": 0, "head": None}
     n = 0
     with open(path) as f:
         for line in f:

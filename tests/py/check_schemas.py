@@ -129,6 +129,13 @@ broken_retractions = {
 for what, change in broken_retractions.items():
     must_fail(retraction, mutated(ret_doc, change), f"retraction: {what}")
 
+# A roster with a former member (what the membership log leaves after a removal).
+with_former = mutated(roster_doc, lambda d: d.update(
+    former=[{"member": d["members"].pop(0), "removed_at": "2026-11-05T00:00:00.000Z"}]))
+must_pass(roster, with_former, "roster with a former member")
+must_fail(roster, mutated(with_former, lambda d: d["former"][0].pop("removed_at")),
+          "roster: former member without removed_at")
+
 broken_rosters = {
     "wrong type": lambda d: d.update(type="roster"),
     "unknown member field": lambda d: d["members"][0].update(email="x@example.org"),

@@ -299,6 +299,10 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                 opts.dir.join(&opts.member).display()
             );
             println!("  [[peers]] entry {}", r.peer_lines.display());
+            println!(
+                "  roster entry    {} (for a membership log: synergia roster propose --add-member)",
+                r.member_entry.display()
+            );
             if opts.csr.is_some() {
                 println!(
                     "the member copies node-key.pem and signing-key.pem from its `keys request` directory into {}",
@@ -306,7 +310,7 @@ pub fn run(c: KeysCommand) -> anyhow::Result<u8> {
                 );
             }
             println!(
-                "next: distribute the roster to every member (nodes read it again within seconds; those with peers_from_roster sync with {} at once), then start its node",
+                "next: distribute the roster to every member (nodes read it again within seconds; those with peers_from_roster sync with {} at once), then start its node; a federation on a membership log proposes the roster entry instead, and gives the new member the log once the entry is in it",
                 opts.member
             );
             Ok(0)

@@ -25,6 +25,10 @@ pub enum RosterCommand {
     /// Append an approved proposal to a membership log (checked first: refused with
     /// its code, the log unchanged).
     Append(AppendArgs),
+    /// Hand an approved proposal to a running node (role `operate`): the node checks
+    /// it against the log it follows and appends it, or refuses it with its code;
+    /// its peers then fetch it from it, and theirs from them.
+    Submit(SubmitArgs),
     /// List the entries of a membership log.
     Log(LogArgs),
     /// The roster and threshold at the log's head, or after entry --at.
@@ -119,6 +123,14 @@ pub struct AppendArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// The approved proposal.
+    proposal: PathBuf,
+    #[command(flatten)]
+    client: super::client::ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct LogArgs {
     /// The membership log.
     #[arg(long)]
@@ -148,6 +160,7 @@ pub fn run(c: RosterCommand) -> anyhow::Result<u8> {
         RosterCommand::Sign(a) => sign(a),
         RosterCommand::Verify(a) => verify(a),
         RosterCommand::Append(a) => append(a),
+        RosterCommand::Submit(a) => submit(a),
         RosterCommand::Log(a) => log(a),
         RosterCommand::Show(a) => show(a),
     }
@@ -376,6 +389,48 @@ fn append(a: AppendArgs) -> anyhow::Result<u8> {
             println!("{}: INVALID [{}] {e}", a.proposal.display(), e.code());
             Ok(EXIT_INVALID)
         }
+    }
+}
+
+fn submit(a: SubmitArgs) -> anyhow::Result<u8> {
+    let bytes = std::fs::read(&a.proposal)
+        .with_context(|| format!("cannot read {}", a.proposal.display()))?;
+    if let Err(e) = Entry::from_slice(&bytes) {
+        println!("{}: INVALID [{}] {e}", a.proposal.display(), e.code());
+        return Ok(EXIT_INVALID);
+    }
+    let c = a.client.connect()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let req = c
+        .request(reqwest::Method::POST, "/api/v1/membership")
+        .header("content-type", "application/json")
+        .body(bytes);
+    let (status, v) = rt.block_on(c.json(req))?;
+    match status {
+        200 => {
+            println!(
+                "{}: entry {} {} by {}; its log's head is entry {} ({})",
+                a.proposal.display(),
+                v["index"],
+                v["status"].as_str().unwrap_or("?"),
+                c.url,
+                v["head"]["index"],
+                v["head"]["hash"].as_str().unwrap_or("?"),
+            );
+            Ok(0)
+        }
+        400 | 409 | 422 => {
+            println!(
+                "{}: REFUSED by {}: {}",
+                a.proposal.display(),
+                c.url,
+                super::client::node_error(status, &v)
+            );
+            Ok(EXIT_INVALID)
+        }
+        _ => bail!(super::client::node_error(status, &v)),
     }
 }
 

@@ -38,6 +38,37 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         c.url,
         v["digests"]
     );
+    if let Some(m) = v.get("membership").filter(|m| !m.is_null()) {
+        println!(
+            "membership log: entry {} ({}), threshold {}",
+            m["head"]["index"],
+            m["head"]["hash"].as_str().unwrap_or("?"),
+            m["threshold"]
+        );
+        for f in m["forks"].as_array().into_iter().flatten() {
+            println!(
+                "FORK at entry {}: ours {} (approved by {}), other {} (approved by {}, from {}, seen {}); no entry is taken until an operator resolves it",
+                f["index"],
+                f["held"]["hash"].as_str().unwrap_or("?"),
+                signers(&f["held"]["signers"]),
+                f["other"]["hash"].as_str().unwrap_or("?"),
+                signers(&f["other"]["signers"]),
+                f["from"].as_str().unwrap_or("?"),
+                f["seen_at"].as_str().unwrap_or("?"),
+            );
+        }
+    }
     print!("{}", render_table(&peers));
     Ok(0)
+}
+
+fn signers(v: &serde_json::Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }

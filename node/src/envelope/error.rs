@@ -23,6 +23,20 @@ pub enum VerifyError {
     /// The origin is not in the roster.
     #[error("origin {0:?} is not a member of the roster")]
     UnknownOrigin(String),
+    /// The origin was removed from the federation (membership log) before
+    /// `signed_at`: what it signs from then on is refused for good; what it signed
+    /// before stays valid.
+    #[error(
+        "origin {origin} was removed from the federation at {removed_at}; envelope signed at {signed_at}"
+    )]
+    MemberRemoved {
+        /// The origin.
+        origin: String,
+        /// The removal instant.
+        removed_at: String,
+        /// Signing instant.
+        signed_at: String,
+    },
     /// `origin_identity` is not the roster's identity for `origin`.
     #[error("origin_identity {got} does not match the roster identity {expected} of {origin}")]
     IdentityMismatch {
@@ -150,7 +164,7 @@ pub enum VerifyError {
 impl VerifyError {
     /// Every code [`VerifyError::code`] returns, so that counters by reason can be
     /// shown at zero from the start.
-    pub const CODES: [&'static str; 20] = [
+    pub const CODES: [&'static str; 21] = [
         "malformed",
         "envelope-too-large",
         "bad-seq",
@@ -171,6 +185,7 @@ impl VerifyError {
         "object-after-signing",
         "foreign-retraction",
         "retracts-retraction",
+        "member-removed",
     ];
 
     /// The stable code for counters, metrics and HTTP error bodies.
@@ -196,6 +211,7 @@ impl VerifyError {
             VerifyError::ObjectAfterSigning { .. } => "object-after-signing",
             VerifyError::ForeignRetraction { .. } => "foreign-retraction",
             VerifyError::RetractsRetraction(_) => "retracts-retraction",
+            VerifyError::MemberRemoved { .. } => "member-removed",
         }
     }
 }

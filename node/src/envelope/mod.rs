@@ -535,9 +535,20 @@ impl Envelope {
         opts: &VerifyOptions,
     ) -> Result<&'r TrustedKey, VerifyError> {
         let h = &self.header;
-        let member = roster
-            .member(&h.origin)
-            .ok_or_else(|| VerifyError::UnknownOrigin(h.origin.clone()))?;
+        let member = match (roster.member(&h.origin), roster.former_member(&h.origin)) {
+            (Some(m), _) => m,
+            (None, Some((m, removed_at))) => {
+                if h.signed_at_ts >= removed_at {
+                    return Err(VerifyError::MemberRemoved {
+                        origin: h.origin.clone(),
+                        removed_at: removed_at.to_string(),
+                        signed_at: h.signed_at.clone(),
+                    });
+                }
+                m
+            }
+            (None, None) => return Err(VerifyError::UnknownOrigin(h.origin.clone())),
+        };
         if member.identity != h.origin_identity {
             return Err(VerifyError::IdentityMismatch {
                 origin: h.origin.clone(),

@@ -34,6 +34,7 @@ fn roster(keys: Vec<RosterKey>) -> Roster {
         keys,
     };
     Roster::from_document(RosterDocument {
+        former: Vec::new(),
         kind: "synergia-roster".into(),
         federation: "test".into(),
         members: vec![
@@ -239,6 +240,49 @@ fn unknown_key() {
             key_id: "kaspersky-2099".into()
         })
     );
+}
+
+/// The roster with kaspersky removed (a former member) at `removed_at`.
+fn roster_without_kaspersky(keys: Vec<RosterKey>, removed_at: &str) -> Roster {
+    let mut doc = roster(keys).document().clone();
+    let member = doc.members.remove(0);
+    doc.former.push(crate::roster::FormerMember {
+        member,
+        removed_at: removed_at.into(),
+    });
+    Roster::from_document(doc).unwrap()
+}
+
+#[test]
+fn a_removed_members_envelopes_stay_valid_before_the_removal_and_are_refused_after() {
+    let s = signer(1, "kaspersky-2026a");
+    let b = bundle(vec![indicator(1, None)]);
+    let e = Envelope::sign(b.clone(), &s, meta(1)).unwrap();
+    // Removed after signing: valid (it was a member then).
+    let r = roster_without_kaspersky(vec![roster_key(&s)], "2026-11-27T03:44:24Z");
+    e.verify(&r, &opts()).unwrap();
+    assert!(r.member("kaspersky").is_none());
+    // Removed before signing, even by a millisecond: refused, for good.
+    let r = roster_without_kaspersky(vec![roster_key(&s)], "2026-11-27T03:44:23.123Z");
+    let err = e.verify(&r, &opts()).unwrap_err();
+    assert!(matches!(err, VerifyError::MemberRemoved { .. }), "{err:?}");
+    assert_eq!(err.code(), "member-removed");
+    // A name nobody ever had stays a passing `unknown-origin` (a roster may be late).
+    let mut other = signer(1, "kaspersky-2026a");
+    other.origin = "newcomer".into();
+    let e = Envelope::sign(b.clone(), &other, meta(1)).unwrap();
+    assert_eq!(e.verify(&r, &opts()).unwrap_err().code(), "unknown-origin");
+    // Nobody signs as the former member's creator identity either.
+    let mut o = indicator(2, None);
+    o["created_by_ref"] = json!(IDENTITY);
+    let mut interpol = signer(2, "interpol-2026a");
+    interpol.origin = "interpol".into();
+    interpol.origin_identity = "identity--0b0a0f36-5b0e-4d8a-9f0a-0d6f8c3a1b2c".into();
+    let mut doc = r.document().clone();
+    doc.members[0].keys.push(roster_key(&interpol));
+    let r = Roster::from_document(doc).unwrap();
+    let e = Envelope::sign(bundle(vec![o]), &interpol, meta(1)).unwrap();
+    assert_eq!(e.verify(&r, &opts()).unwrap_err().code(), "foreign-creator");
 }
 
 #[test]

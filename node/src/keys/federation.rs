@@ -295,6 +295,7 @@ pub fn init_federation(opts: &InitOptions) -> Result<InitReport, KeyError> {
         });
     }
     let roster = Roster::from_document(RosterDocument {
+        former: Vec::new(),
         kind: "synergia-roster".into(),
         federation: opts.federation.clone(),
         members,
@@ -617,6 +618,9 @@ pub struct AddReport {
     pub key_id: String,
     /// Its local clients' tokens.
     pub tokens: LocalTokens,
+    /// Its roster entry alone (`member.json` in its folder): what a membership-log
+    /// proposal adds (`synergia roster propose --add-member`).
+    pub member_entry: PathBuf,
 }
 
 /// `keys add-member`, for the CA holder: issues the new member's node certificate
@@ -738,13 +742,21 @@ pub fn add_member(o: &AddOptions) -> Result<AddReport, KeyError> {
             )
         })
         .collect();
-    doc.members.push(Member {
+    let member = Member {
         name: o.member.clone(),
         identity: format!("identity--{}", uuid::Uuid::new_v4()),
         node_url: o.endpoint.url.clone(),
         tls_san: format!("synergia://member/{}", o.member),
         keys: vec![key.clone()],
-    });
+    };
+    let member_entry = dir.join("member.json");
+    write_public(
+        &member_entry,
+        serde_json::to_string_pretty(&member)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    doc.members.push(member);
     let text = render_config(&ConfigText {
         example: false,
         federation: &doc.federation.clone(),
@@ -783,6 +795,7 @@ pub fn add_member(o: &AddOptions) -> Result<AddReport, KeyError> {
         peer_lines,
         key_id: key.key_id,
         tokens,
+        member_entry,
     })
 }
 

@@ -20,8 +20,9 @@ pub enum Change {
         /// The member.
         member: Member,
     },
-    /// A member leaves: its envelopes signed after the entry's time are refused, its
-    /// earlier ones stay.
+    /// A member leaves: it stays in the roster as a former member (`former`), its
+    /// envelopes signed at or after the entry's time are refused (`member-removed`),
+    /// its earlier ones stay valid.
     RemoveMember {
         /// Its name.
         name: String,
@@ -116,7 +117,12 @@ fn is_hex(s: &str) -> bool {
 }
 
 /// The state after `change` (before the roster's own checks, which the caller runs).
-pub(super) fn apply(state: &State, change: &Change, federation: &str) -> Result<State, LogError> {
+pub(super) fn apply(
+    state: &State,
+    change: &Change,
+    federation: &str,
+    at: &str,
+) -> Result<State, LogError> {
     let mut next = state.clone();
     let member_ix = |name: &str| {
         next.roster
@@ -147,6 +153,17 @@ pub(super) fn apply(state: &State, change: &Change, federation: &str) -> Result<
             if member_ix(&member.name).is_ok() {
                 return Err(invalid(format!("{} is a member already", member.name)));
             }
+            if next
+                .roster
+                .former
+                .iter()
+                .any(|f| f.member.name == member.name)
+            {
+                return Err(invalid(format!(
+                    "{} was a member and was removed; a name is never used again (its envelopes keep naming the former member)",
+                    member.name
+                )));
+            }
             if member.keys.is_empty() {
                 return Err(invalid(format!(
                     "{} comes without a signing key",
@@ -163,7 +180,12 @@ pub(super) fn apply(state: &State, change: &Change, federation: &str) -> Result<
                     next.threshold
                 )));
             }
-            next.roster.members.remove(i);
+            // Kept as a former member: its envelopes signed before `at` stay valid.
+            let member = next.roster.members.remove(i);
+            next.roster.former.push(crate::roster::FormerMember {
+                member,
+                removed_at: at.to_string(),
+            });
         }
         Change::AddKey { member, key } => {
             let i = member_ix(member)?;

@@ -336,6 +336,7 @@ impl State {
     pub fn empty() -> State {
         State {
             roster: RosterDocument {
+                former: Vec::new(),
                 kind: "synergia-roster".into(),
                 federation: String::new(),
                 members: Vec::new(),
@@ -403,7 +404,7 @@ impl State {
         if self.head.is_some() {
             self.check_approvals(entry, at)?;
         }
-        let mut next = change::apply(self, &entry.change, &entry.federation)?;
+        let mut next = change::apply(self, &entry.change, &entry.federation, &entry.at)?;
         next.checked_roster()
             .map_err(|e| LogError::InvalidChange(e.to_string()))?;
         next.head = Some(Head {
@@ -425,13 +426,15 @@ impl State {
                 return Err(LogError::DuplicateSigner(a.member.clone()));
             }
             seen.push(&a.member);
-            let key: &TrustedKey =
-                roster
-                    .key(&a.member, &a.key_id)
-                    .ok_or_else(|| LogError::UnknownSigner {
-                        member: a.member.clone(),
-                        key_id: a.key_id.clone(),
-                    })?;
+            // Only current members approve (a former member's keys are still known,
+            // for its earlier envelopes).
+            let key: &TrustedKey = roster
+                .member(&a.member)
+                .and_then(|_| roster.key(&a.member, &a.key_id))
+                .ok_or_else(|| LogError::UnknownSigner {
+                    member: a.member.clone(),
+                    key_id: a.key_id.clone(),
+                })?;
             let valid = at >= key.not_before
                 && at <= key.not_after
                 && key.revoked_at.is_none_or(|r| at < r);
@@ -577,8 +580,19 @@ impl Log {
             path: path.display().to_string(),
             source,
         };
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        // Synced before the rename and the directory after it: a node acknowledges
+        // an entry only once a crash cannot take it back.
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        std::io::Write::write_all(&mut f, text.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Appends an entry that follows the head; an entry identical to one held is a

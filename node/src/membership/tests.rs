@@ -283,6 +283,28 @@ fn every_change_kind_applies_and_a_removed_member_cannot_approve() {
         "2026-03-20T00:00:00Z",
     );
     assert_eq!(log.append(e, now()).unwrap_err().code(), "unknown-signer");
+    // delta stays known as a former member: its keys end at the removal, its name
+    // is never given again.
+    let r = log.state().checked_roster().unwrap();
+    let (_, removed_at) = r.former_member("delta").unwrap();
+    assert!(r.member("delta").is_none());
+    assert!(
+        r.key("delta", "delta-a")
+            .unwrap()
+            .revoked_at
+            .is_some_and(|at| at <= removed_at)
+    );
+    let e = signed(
+        &log,
+        Change::AddMember {
+            member: member("delta", 9),
+        },
+        &[0, 2, 4, 5],
+        "2026-03-20T00:00:00Z",
+    );
+    let err = log.append(e, now()).unwrap_err();
+    assert_eq!(err.code(), "invalid-change", "{err}");
+    assert!(err.to_string().contains("never used again"), "{err}");
     // beta's key was revoked before this entry: it cannot approve.
     let e = signed(
         &log,

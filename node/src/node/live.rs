@@ -111,7 +111,7 @@ impl Live {
         for p in &config.peers {
             if roster.member(&p.name).is_some() {
                 peers.push(p.clone());
-            } else if strict_peers {
+            } else if strict_peers && roster.former_member(&p.name).is_none() {
                 return Err(NodeError::Inconsistent(format!(
                     "peer {:?} is not in the roster",
                     p.name
@@ -146,6 +146,30 @@ impl Live {
             sources,
             stamps,
         })
+    }
+
+    /// The certificates TLS refuses under this roster: former members' (by their
+    /// member SAN) and those the membership log revoked.
+    pub fn refused(&self) -> crate::tls::Refused {
+        let mut r = crate::tls::Refused {
+            members: self
+                .roster
+                .former()
+                .iter()
+                .map(|f| f.member.name.clone())
+                .collect(),
+            ..Default::default()
+        };
+        if let Some(log) = &self.membership {
+            let revoked = log.state().revoked;
+            r.serials = revoked
+                .serials
+                .iter()
+                .map(|s| crate::tls::normalise_serial(s))
+                .collect();
+            r.fingerprints = revoked.fingerprints.into_iter().collect();
+        }
+        r
     }
 
     /// Whether the files it was read from changed since.

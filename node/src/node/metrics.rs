@@ -197,6 +197,7 @@ pub fn render(node: &super::Node) -> String {
         "# HELP synergia_store_retractions Retractions held (every member's).\n# TYPE synergia_store_retractions gauge\nsynergia_store_retractions {}",
         view.retraction_count()
     );
+    membership_metrics(node, &mut out);
     let _ = writeln!(
         out,
         "# HELP synergia_store_object_versions Object versions held.\n# TYPE synergia_store_object_versions gauge\nsynergia_store_object_versions {}",
@@ -435,4 +436,54 @@ fn peers(node: &super::Node, out: &mut String) {
         "When the peer's newest unrevoked signing key expires, Unix seconds.",
         per_peer(&key),
     );
+}
+
+/// The membership log: head, forks (alert on a non-zero value), entries taken and
+/// refused, and whether each peer's head is on our history. Nothing when the node
+/// follows no log.
+fn membership_metrics(node: &super::Node, out: &mut String) {
+    use std::fmt::Write as _;
+    let live = node.live();
+    let Some(log) = &live.membership else {
+        return;
+    };
+    let m = node.membership();
+    let _ = writeln!(
+        out,
+        "# HELP synergia_membership_index Index of the membership log's last entry.\n# TYPE synergia_membership_index gauge\nsynergia_membership_index {}",
+        log.head().map_or(0, |h| h.index)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP synergia_membership_forks Forks of the membership log seen (two valid entries at one index); no entry is taken while this is not 0.\n# TYPE synergia_membership_forks gauge\nsynergia_membership_forks {}",
+        m.forks().len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP synergia_membership_entries_appended_total Membership entries taken since start (submitted or from peers).\n# TYPE synergia_membership_entries_appended_total counter\nsynergia_membership_entries_appended_total {}",
+        m.appended()
+    );
+    let refused = m.refused();
+    let _ = writeln!(
+        out,
+        "# HELP synergia_membership_entries_refused_total Membership entries refused, by code.\n# TYPE synergia_membership_entries_refused_total counter"
+    );
+    for code in crate::membership::LogError::CODES {
+        let _ = writeln!(
+            out,
+            "synergia_membership_entries_refused_total{{code=\"{code}\"}} {}",
+            refused.get(code).copied().unwrap_or(0)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP synergia_membership_peer_head_matches Whether a peer's membership log head is an entry of ours (1) or not (0: behind on another history, or ahead).\n# TYPE synergia_membership_peer_head_matches gauge"
+    );
+    for (peer, h) in m.peer_heads() {
+        let _ = writeln!(
+            out,
+            "synergia_membership_peer_head_matches{{peer=\"{peer}\"}} {}",
+            u8::from(h.matches)
+        );
+    }
 }

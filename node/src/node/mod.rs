@@ -3,6 +3,7 @@
 
 pub mod export;
 pub mod live;
+pub mod membership;
 pub mod metrics;
 pub mod peers;
 pub mod publish;
@@ -67,6 +68,10 @@ pub struct Node {
     reload_failure: Mutex<Option<String>>,
     /// Its store.
     store: Store,
+    /// The membership log's forks, peer heads and counters (`node::membership`).
+    membership: membership::MembershipState,
+    /// The certificates the membership log refuses, read by TLS at every handshake.
+    tls_gate: crate::tls::Gate,
     /// Counters for `/metrics` and status.
     metrics: Metrics,
     /// Per-peer sync state.
@@ -172,6 +177,7 @@ impl Node {
                         .saturating_mul(1_000_000),
             }
         });
+        let refused = live.refused();
         let publish_gate = tokio::sync::Semaphore::new(config.limits.max_concurrent_publishes);
         let config_limits = config.limits.clone();
         Ok(Node {
@@ -179,7 +185,9 @@ impl Node {
             live: std::sync::RwLock::new(std::sync::Arc::new(live)),
             live_generation: tokio::sync::watch::Sender::new(0),
             reload_failure: Mutex::new(None),
+            tls_gate: std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(refused))),
             store,
+            membership: membership::MembershipState::default(),
             metrics: Metrics::default(),
             sync,
             next_seq: Mutex::new(next_seq),
@@ -266,6 +274,25 @@ impl Node {
         self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The certificates the membership log refuses (shared with the TLS
+    /// configurations, which read it at every handshake).
+    pub fn tls_gate(&self) -> crate::tls::Gate {
+        self.tls_gate.clone()
+    }
+
+    /// Why the membership log refuses this certificate, if it does.
+    pub fn refuses_certificate(
+        &self,
+        cert: &rustls::pki_types::CertificateDer<'_>,
+    ) -> Option<String> {
+        let gate = self
+            .tls_gate
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        gate.refuses(cert)
+    }
+
     /// The federation roster now in force.
     pub fn roster(&self) -> std::sync::Arc<Roster> {
         self.live().roster.clone()
@@ -305,7 +332,13 @@ impl Node {
         match attempt() {
             Ok(next) => {
                 let changes = live::Changes::between(&current, &next);
+                let refused = std::sync::Arc::new(next.refused());
                 *self.live.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(next);
+                *self.tls_gate.write().unwrap_or_else(|p| p.into_inner()) = refused;
+                if current.roster.fingerprint() != self.live().roster.fingerprint() {
+                    // A new member or key may let envelopes kept for a retry pass.
+                    self.sync.deferred.all_due(crate::node::peers::now());
+                }
                 *self
                     .reload_failure
                     .lock()

@@ -28,6 +28,10 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/api/v1/objects/{id}/provenance", get(object_provenance))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/peers", get(peers))
+        .route(
+            "/api/v1/membership",
+            get(membership).post(submit_membership),
+        )
         .route("/api/v1/export", get(super::export::export))
 }
 
@@ -459,6 +463,80 @@ async fn peers(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response
     let peers = crate::node::peers::status::peer_statuses(&node);
     Ok(json_response(
         StatusCode::OK,
-        &json!({"member": node.member(), "digests": node.shared_digests(), "peers": peers}),
+        &json!({
+            "member": node.member(),
+            "digests": node.shared_digests(),
+            "membership": membership_summary(&node),
+            "peers": peers,
+        }),
+    ))
+}
+
+/// The membership log as operators see it: our head and threshold, forks seen, and
+/// each peer's head (`null` when the node follows no log).
+fn membership_summary(node: &Node) -> Value {
+    let live = node.live();
+    let Some(log) = &live.membership else {
+        return Value::Null;
+    };
+    let m = node.membership();
+    json!({
+        "head": log.head(),
+        "threshold": log.state().threshold,
+        "former_members": live.roster.former().iter().map(|f| json!({"name": f.member.name, "removed_at": f.removed_at})).collect::<Vec<_>>(),
+        "revoked_certificates": log.state().revoked,
+        "forks": m.forks(),
+        "peer_heads": m.peer_heads(),
+    })
+}
+
+/// `GET /api/v1/membership`: the summary of `GET /api/v1/peers`, alone.
+async fn membership(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(Role::Operate)?;
+    Ok(json_response(StatusCode::OK, &membership_summary(&node)))
+}
+
+/// Most bytes of a submitted membership entry.
+const MAX_ENTRY_BODY: usize = 1 << 20;
+
+/// `POST /api/v1/membership`: an approved proposal (`synergia roster submit`),
+/// checked against the log in force and appended; peers fetch it from here.
+async fn submit_membership(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    body: Body,
+) -> Result<Response, ApiError> {
+    use crate::node::membership::MembershipError;
+    caller.require(Role::Operate)?;
+    let limit = node.config().limits.max_body_bytes.min(MAX_ENTRY_BODY);
+    let (bytes, _budget) = read_body(body, &node, limit).await?;
+    let entry = crate::membership::Entry::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    let (index, hash) = (entry.index, entry.hash());
+    let n = node.clone();
+    let from = format!("submitted by {}", caller.name());
+    let taken = tokio::task::spawn_blocking(move || n.offer_membership(vec![entry], &from))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| {
+            let status = match &e {
+                MembershipError::NoLog => StatusCode::NOT_FOUND,
+                MembershipError::Frozen { .. } => StatusCode::CONFLICT,
+                MembershipError::Refused { source, .. } if source.code() == "fork" => {
+                    StatusCode::CONFLICT
+                }
+                MembershipError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            ApiError::new(status, e.code(), e.to_string())
+        })?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "status": if taken.appended > 0 { "appended" } else { "held" },
+            "index": index,
+            "hash": hash,
+            "head": taken.head,
+        }),
     ))
 }

@@ -36,6 +36,9 @@ pub struct ConnInfo {
     pub remote: SocketAddr,
     /// What the client certificate says.
     pub identity: CertIdentity,
+    /// The client certificate itself, when one was presented: checked against the
+    /// membership log at every request (`Node::refuses_certificate`).
+    pub leaf: Option<Arc<CertificateDer<'static>>>,
 }
 
 /// Reads the identity from a verified leaf certificate's URI SANs.
@@ -166,6 +169,17 @@ fn resolve(node: &Node, conn: Option<&ConnInfo>, auth: Option<&str>) -> Result<C
         tracing::warn!(reason = %why, "refusing a client certificate");
         ApiError::new(StatusCode::FORBIDDEN, "unknown-identity", why)
     };
+    if let Some(why) = conn
+        .and_then(|c| c.leaf.as_deref())
+        .and_then(|leaf| node.refuses_certificate(leaf))
+    {
+        tracing::warn!(reason = %why, "refusing a certificate the membership log refuses");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "certificate-refused",
+            format!("this certificate is refused: {why}"),
+        ));
+    }
     match conn.map(|c| &c.identity) {
         Some(CertIdentity::Member(m)) => {
             // A member removed from the roster is no peer any more, whatever the

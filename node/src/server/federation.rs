@@ -30,6 +30,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/federation/v1/feed", get(feed))
         .route("/federation/v1/envelopes", post(push))
         .route("/federation/v1/digest", get(digest))
+        .route("/federation/v1/membership", get(membership))
 }
 
 fn json_ok(body: Vec<u8>) -> Response {
@@ -310,9 +311,44 @@ async fn digest(State(node): State<Arc<Node>>, caller: Caller) -> Result<Respons
     // Every peer asks every two seconds; the view's lock may be held by an ingest.
     tokio::task::spawn_blocking(move || {
         let head = node.store().head();
-        let body = json!({"member": node.member(), "head": head, "digests": node.shared_digests()});
+        let mut body =
+            json!({"member": node.member(), "head": head, "digests": node.shared_digests()});
+        // The membership log's head: a peer that lacks entries, or holds others,
+        // fetches them (`GET /federation/v1/membership`).
+        if let Some(h) = node.live().membership.as_ref().and_then(|l| l.head()) {
+            body["membership"] = json!({"index": h.index, "hash": h.hash});
+        }
         json_ok(body.to_string().into_bytes())
     })
     .await
     .map_err(ApiError::internal)
+}
+
+/// `GET /federation/v1/membership?from=N`: the membership log's entries from index
+/// `N` (default 0), at most [`crate::node::membership::MAX_ENTRIES_PAGE`], with the
+/// head and whether more follow. Entries carry their own approvals: a peer checks
+/// each against the log it holds, whoever served it.
+async fn membership(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    caller.require_peer()?;
+    let mut from = 0u64;
+    for (k, v) in &q {
+        if k == "from" {
+            from = v.parse().map_err(|_| {
+                ApiError::bad_request("bad-from", "from must be an entry index (a number)")
+            })?;
+        }
+    }
+    let Some((entries, more, head)) = node.membership_entries(from) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no-membership-log",
+            "this node follows no membership log",
+        ));
+    };
+    let body = json!({"head": head, "entries": entries, "more": more});
+    Ok(json_ok(body.to_string().into_bytes()))
 }

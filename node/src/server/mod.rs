@@ -119,7 +119,10 @@ pub async fn serve(
     background: Vec<tokio::task::JoinHandle<()>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let tls = Arc::new(crate::tls::TlsReloader::new(node.config())?);
+    let tls = Arc::new(crate::tls::TlsReloader::new(
+        node.config(),
+        node.tls_gate(),
+    )?);
     let app = router(node.clone());
     let limits = node.config().limits.clone();
     let slots = Arc::new(conn::Slots::new(&limits));
@@ -221,6 +224,9 @@ pub async fn serve(
             };
             let certs = stream.get_ref().1.peer_certificates();
             let identity = caller::identity_of(certs);
+            let leaf = certs
+                .and_then(|c| c.first())
+                .map(|c| Arc::new(c.clone().into_owned()));
             let cert_not_after = certs
                 .and_then(|c| c.first())
                 .and_then(crate::tls::not_after);
@@ -234,7 +240,15 @@ pub async fn serve(
                     return;
                 }
             };
-            let info = ConnInfo { remote, identity };
+            let info = ConnInfo {
+                remote,
+                identity,
+                leaf: leaf.clone(),
+            };
+            // The membership log may come to refuse this certificate (its member
+            // removed, or the certificate revoked) while the connection is open.
+            let mut live_changes = metrics_node.live_changes();
+            let mut watching = leaf.is_some();
             let activity = conn::Activity::new();
             let svc = {
                 let activity = activity.clone();
@@ -288,6 +302,23 @@ pub async fn serve(
                     _ = check.tick() => {
                         if !activity.idle_for(idle_limit) {
                             continue;
+                        }
+                    }
+                    changed = live_changes.changed(), if watching => {
+                        if changed.is_err() {
+                            watching = false;
+                            continue;
+                        }
+                        let refused = leaf
+                            .as_deref()
+                            .and_then(|c| metrics_node.refuses_certificate(c));
+                        match refused {
+                            None => continue,
+                            Some(why) => {
+                                // Closed at once, requests under way included.
+                                tracing::info!(%remote, reason = %why, "closing a connection whose certificate the membership log now refuses");
+                                break Ok(());
+                            }
                         }
                     }
                 }

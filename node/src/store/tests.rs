@@ -27,6 +27,7 @@ fn signer(name: &str) -> Signer {
 
 fn roster_with(revoked: Option<&str>) -> Roster {
     Roster::from_document(RosterDocument {
+        former: Vec::new(),
         kind: "synergia-roster".into(),
         federation: "t".into(),
         members: MEMBERS

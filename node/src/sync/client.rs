@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::envelope::EnvelopeId;
 use crate::node::receive::Offer;
-use crate::tls::{TlsError, client_config};
+use crate::tls::{TlsError, client_config_gated};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::time::Duration;
@@ -209,27 +209,39 @@ pub struct PeerClient {
     pub name: String,
     base: String,
     cfg: Config,
+    gate: crate::tls::Gate,
     /// The HTTPS client and the TLS files' modification times it was built from.
     http: std::sync::Mutex<(reqwest::Client, Vec<Option<std::time::SystemTime>>)>,
 }
 
 impl PeerClient {
     /// A client for `name` at `url`.
-    pub fn new(cfg: &Config, name: &str, url: &str) -> Result<PeerClient, SyncError> {
+    /// `gate`: the certificates the membership log refuses (the node's, shared).
+    pub fn new(
+        cfg: &Config,
+        name: &str,
+        url: &str,
+        gate: crate::tls::Gate,
+    ) -> Result<PeerClient, SyncError> {
         let stamp = crate::tls::material_stamp(cfg);
-        let http = Self::build(cfg, name)?;
+        let http = Self::build(cfg, name, &gate)?;
         Ok(PeerClient {
             name: name.to_string(),
             base: url.trim_end_matches('/').to_string(),
             cfg: cfg.clone(),
+            gate,
             http: std::sync::Mutex::new((http, stamp)),
         })
     }
 
-    fn build(cfg: &Config, name: &str) -> Result<reqwest::Client, SyncError> {
+    fn build(
+        cfg: &Config,
+        name: &str,
+        gate: &crate::tls::Gate,
+    ) -> Result<reqwest::Client, SyncError> {
         let timeout = Duration::from_secs(cfg.limits.peer_timeout_secs);
         reqwest::Client::builder()
-            .tls_backend_preconfigured(client_config(cfg, name)?)
+            .tls_backend_preconfigured(client_config_gated(cfg, name, gate)?)
             .tls_info(true)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
@@ -249,7 +261,7 @@ impl PeerClient {
         let mut held = self.http.lock().unwrap_or_else(|p| p.into_inner());
         let now = crate::tls::material_stamp(&self.cfg);
         if now != held.1 {
-            match Self::build(&self.cfg, &self.name) {
+            match Self::build(&self.cfg, &self.name, &self.gate) {
                 Ok(c) => {
                     tracing::info!(peer = %self.name, "TLS files changed; client for this peer rebuilt");
                     *held = (c, now);
@@ -446,6 +458,35 @@ impl PeerClient {
             .await
             .map_err(|e| self.unreachable(e))?;
         Ok(self.body(resp).await?.0)
+    }
+
+    /// `GET /federation/v1/membership?from=N`: entries from index `N`, and whether
+    /// more follow. Each entry is parsed strictly; the caller checks them.
+    pub async fn membership(
+        &self,
+        from: u64,
+    ) -> Result<(Vec<crate::membership::Entry>, bool), SyncError> {
+        let resp = self
+            .http()
+            .get(format!("{}/federation/v1/membership", self.base))
+            .query(&[("from", from.to_string())])
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let (v, _) = self.body(resp).await?;
+        let more = v.get("more").and_then(Value::as_bool).unwrap_or(false);
+        let Some(list) = v.get("entries").and_then(Value::as_array) else {
+            return Err(self.malformed("membership answer without entries"));
+        };
+        let mut entries = Vec::with_capacity(list.len());
+        for e in list {
+            let text = serde_json::to_vec(e).unwrap_or_default();
+            entries.push(
+                crate::membership::Entry::from_slice(&text)
+                    .map_err(|err| self.malformed(format!("membership entry: {err}")))?,
+            );
+        }
+        Ok((entries, more))
     }
 
     /// `GET /federation/v1/digest`.

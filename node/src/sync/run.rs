@@ -69,7 +69,7 @@ async fn peers_loop(node: Arc<Node>) {
             if running.contains_key(&name) {
                 continue;
             }
-            let client = match PeerClient::new(node.config(), &name, &url) {
+            let client = match PeerClient::new(node.config(), &name, &url, node.tls_gate()) {
                 Ok(c) => Arc::new(c),
                 Err(e) => {
                     tracing::error!(peer = %name, error = %e, "cannot build a client for this peer; not syncing with it");
@@ -612,8 +612,56 @@ async fn digest_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 .collect();
             node.sync()
                 .update(node.store(), &peer, false, |s| s.their_digests = digests);
+            if let Some(m) = v.get("membership")
+                && let (Some(index), Some(hash)) = (
+                    m.get("index").and_then(|i| i.as_u64()),
+                    m.get("hash").and_then(|h| h.as_str()),
+                )
+                && node.note_peer_membership_head(&peer, index, hash)
+            {
+                fetch_membership(&node, &client).await;
+            }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Takes the membership entries a peer holds and this node lacks (or holds others
+/// at: a fork): the peer's whole log, page by page, offered in order. Entries held
+/// are skipped; the first refused one stops the offer and is logged (and, for a
+/// fork, recorded and shown: `node::membership`).
+async fn fetch_membership(node: &Arc<Node>, client: &PeerClient) {
+    let mut from = 0u64;
+    loop {
+        let (entries, more) = match client.membership(from).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(peer = %client.name, error = %e, "cannot fetch the peer's membership log");
+                return;
+            }
+        };
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return;
+        };
+        let n = node.clone();
+        let from_peer = format!("peer {}", client.name);
+        let offered =
+            tokio::task::spawn_blocking(move || n.offer_membership(entries, &from_peer)).await;
+        match offered {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(peer = %client.name, code = e.code(), error = %e, "membership entries from this peer refused");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the membership offer did not run");
+                return;
+            }
+        }
+        if !more || last < from {
+            return;
+        }
+        from = last + 1;
     }
 }
 

@@ -250,6 +250,16 @@ impl Deferred {
         out
     }
 
+    /// Makes every kept envelope due at `now`: the roster changed (a new member or
+    /// key may let them pass), so they are tried at once rather than after their
+    /// backoff.
+    pub fn all_due(&self, now: i64) {
+        let mut all = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        for w in all.values_mut().flat_map(|s| s.values_mut()) {
+            w.next_retry = w.next_retry.min(now);
+        }
+    }
+
     /// What is kept for `peer`, soonest retry first.
     pub fn of(&self, peer: &str) -> Vec<Waiting> {
         let all = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
@@ -259,5 +269,26 @@ impl Deferred {
             .unwrap_or_default();
         v.sort_by_key(|w| w.next_retry);
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refusals that time, a roster or a validator may lift are retried; the rest,
+    /// among them an envelope signed after its origin's removal, are final.
+    #[test]
+    fn only_passing_refusals_are_retried() {
+        for code in RETRYABLE {
+            assert!(
+                crate::envelope::VerifyError::CODES.contains(&code),
+                "{code}"
+            );
+        }
+        for code in ["member-removed", "key-revoked", "bad-signature"] {
+            assert!(!is_retryable(code), "{code}");
+        }
+        assert!(is_retryable("unknown-origin"));
     }
 }

@@ -57,6 +57,10 @@ pub struct PeerStatus {
     /// The first of them (up to 20), soonest retry first: id, reason, tries, next try.
     #[serde(default)]
     pub waiting_next: Vec<WaitingEnvelope>,
+    /// Its membership log head as last seen, and whether our log holds that entry
+    /// (`node::membership`); absent when either node follows no log.
+    #[serde(default)]
+    pub membership: Option<crate::node::membership::PeerHead>,
 }
 
 /// An envelope waiting for a retry, as operators see it.
@@ -85,6 +89,7 @@ pub fn peer_statuses(node: &Node) -> Vec<PeerStatus> {
     let now_s = now_us / 1_000_000;
     let live = node.live();
     let roster = &live.roster;
+    let heads = node.membership().peer_heads();
     live.peers
         .iter()
         .map(|p| {
@@ -144,6 +149,7 @@ pub fn peer_statuses(node: &Node) -> Vec<PeerStatus> {
                         next_retry: Timestamp::from_micros(w.next_retry).to_millis_string(),
                     })
                     .collect(),
+                membership: heads.get(&p.name).cloned(),
             }
         })
         .collect()
@@ -210,7 +216,15 @@ pub fn render_table(peers: &[PeerStatus]) -> String {
             ),
             None => String::new(),
         };
-        let err = format!("{waiting}{err}");
+        let log = match &p.membership {
+            Some(h) if h.matches => format!("; membership log at entry {} (ours)", h.index),
+            Some(h) => format!(
+                "; membership log at entry {} ({}): NOT OURS",
+                h.index, h.hash
+            ),
+            None => String::new(),
+        };
+        let err = format!("{log}{waiting}{err}");
         let opt = |v: Option<i64>| v.map_or("-".to_string(), |x| x.to_string());
         let _ = writeln!(
             out,
@@ -263,6 +277,7 @@ mod tests {
             digests_match: BTreeMap::from([("clear".into(), true), ("green".into(), false)]),
             waiting: 0,
             waiting_next: Vec::new(),
+            membership: None,
         }
     }
 
@@ -324,6 +339,18 @@ mod tests {
         let row = render_table(&[waiting]).lines().nth(1).unwrap().to_string();
         assert!(
             row.contains("; 2 waiting for a retry (next sha256:ab at 2026-11-29T09:41:00.000Z: unknown-key); last error"),
+            "{row}"
+        );
+        // A peer on another membership history is called out.
+        let mut other = peer();
+        other.membership = Some(crate::node::membership::PeerHead {
+            index: 3,
+            hash: "sha256:0b".into(),
+            matches: false,
+        });
+        let row = render_table(&[other]).lines().nth(1).unwrap().to_string();
+        assert!(
+            row.contains("; membership log at entry 3 (sha256:0b): NOT OURS; last error"),
             "{row}"
         );
         let mut down = peer();

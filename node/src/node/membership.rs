@@ -1,0 +1,318 @@
+//! The membership log while the node runs (protocol §12): entries an operator
+//! submits, entries learnt from peers, and forks.
+//!
+//! Every entry carries its own authority (the approvals of K members of the state
+//! before it), so a node takes an entry from anyone who hands it over — an operator's
+//! `synergia roster submit`, or any peer's log — and checks it the same way. What it
+//! takes is written to its log file (whole, synced, then renamed) before it is used,
+//! then the node reloads (`node::live`): the roster, the peers to sync with and the
+//! certificates TLS refuses follow at once, without a restart.
+//!
+//! Two different valid entries at one index are a fork: members approved two
+//! histories. The node keeps the state it has, takes no further entry from anyone,
+//! and shows both sides (hashes, signers, who sent the other) in its status and
+//! metrics until an operator resolves it and restarts it.
+
+use super::Node;
+use crate::membership::{Entry, Head, LogError, LogFileError};
+use crate::stix::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Most entries one page of `GET /federation/v1/membership` carries.
+pub const MAX_ENTRIES_PAGE: usize = 1000;
+
+/// Why entries offered to the node's membership log are not taken. [`code`] is
+/// stable.
+///
+/// [`code`]: MembershipError::code
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// The node's roster is a plain file, not a membership log.
+    #[error("this node follows no membership log (config `membership_log`)")]
+    NoLog,
+    /// A fork was seen: nothing is taken until an operator resolves it.
+    #[error(
+        "the membership log is stopped at a fork at entry {index}: no entry is taken until an operator resolves it (docs/operations.md)"
+    )]
+    Frozen {
+        /// The index both entries claim.
+        index: u64,
+    },
+    /// An entry is refused by the log's rules.
+    #[error("entry {index}: {source}")]
+    Refused {
+        /// Its index.
+        index: u64,
+        /// Why.
+        #[source]
+        source: LogError,
+    },
+    /// The log file cannot be written.
+    #[error(transparent)]
+    File(#[from] LogFileError),
+    /// The log file was written but the node could not take it up.
+    #[error("the membership log was written but the node cannot use it: {0}")]
+    Reload(String),
+}
+
+impl MembershipError {
+    /// The stable code: a [`LogError`] code for a refused entry.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MembershipError::NoLog => "no-membership-log",
+            MembershipError::Frozen { .. } => "membership-fork",
+            MembershipError::Refused { source, .. } => source.code(),
+            MembershipError::File(_) => "membership-log-unwritable",
+            MembershipError::Reload(_) => "membership-reload-failed",
+        }
+    }
+}
+
+/// One side of a fork.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkSide {
+    /// The entry's hash.
+    pub hash: String,
+    /// The members that approved it.
+    pub signers: Vec<String>,
+    /// Its time.
+    pub at: String,
+    /// What it changes, for people.
+    pub change: String,
+}
+
+impl ForkSide {
+    fn of(e: &Entry) -> ForkSide {
+        ForkSide {
+            hash: e.hash(),
+            signers: e.signatures.iter().map(|a| a.member.clone()).collect(),
+            at: e.at.clone(),
+            change: e.change.describe(),
+        }
+    }
+}
+
+/// Two valid entries at one index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fork {
+    /// The index.
+    pub index: u64,
+    /// The entry this node holds there.
+    pub held: ForkSide,
+    /// The other.
+    pub other: ForkSide,
+    /// Who handed the other over: `peer NAME` or `submitted by NAME`.
+    pub from: String,
+    /// When it was seen.
+    pub seen_at: String,
+}
+
+/// A peer's log head, as its digest answer last stated it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerHead {
+    /// Index of its last entry.
+    pub index: u64,
+    /// Its hash.
+    pub hash: String,
+    /// Whether our log holds that very entry at that index (the peer is on our
+    /// history, at our head or behind it).
+    pub matches: bool,
+}
+
+/// What the node keeps about its membership log besides the log itself.
+#[derive(Debug, Default)]
+pub struct MembershipState {
+    /// One offer at a time: each reads the log in force and writes the next.
+    append: Mutex<()>,
+    /// Forks seen since the node started.
+    forks: Mutex<Vec<Fork>>,
+    /// Peers' heads.
+    peer_heads: Mutex<BTreeMap<String, PeerHead>>,
+    /// Entries refused, by code (for `/metrics`).
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Entries taken since the node started.
+    appended: std::sync::atomic::AtomicU64,
+}
+
+impl MembershipState {
+    /// Forks seen.
+    pub fn forks(&self) -> Vec<Fork> {
+        self.forks.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Every peer's head as last seen.
+    pub fn peer_heads(&self) -> BTreeMap<String, PeerHead> {
+        self.peer_heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Refusals by code.
+    pub fn refused(&self) -> BTreeMap<&'static str, u64> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Entries taken since start.
+    pub fn appended(&self) -> u64 {
+        self.appended.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_refused(&self, code: &'static str) {
+        *self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(code)
+            .or_default() += 1;
+    }
+}
+
+/// What an offer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    /// Entries appended (those already held are not counted).
+    pub appended: usize,
+    /// The head after it.
+    pub head: Option<Head>,
+}
+
+impl Node {
+    /// The node's membership bookkeeping.
+    pub fn membership(&self) -> &MembershipState {
+        &self.membership
+    }
+
+    /// Offers entries to the node's log, in order; `from` says who handed them over
+    /// (for a fork's record). Entries already held are skipped; those that follow the
+    /// head are checked and appended; the first refused one stops the offer (those
+    /// before it stay appended). What was appended is durable in the log file and in
+    /// force when this returns.
+    pub fn offer_membership(
+        &self,
+        entries: Vec<Entry>,
+        from: &str,
+    ) -> Result<Taken, MembershipError> {
+        let _one = self
+            .membership
+            .append
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = self.membership.forks().first() {
+            return Err(MembershipError::Frozen { index: f.index });
+        }
+        let live = self.live();
+        let (Some(held), Some(path)) = (&live.membership, &self.config.membership_log) else {
+            return Err(MembershipError::NoLog);
+        };
+        let mut log = (**held).clone();
+        let now = Timestamp::now();
+        let mut appended = 0usize;
+        let mut refused = None;
+        for e in entries {
+            let index = e.index;
+            match log.append(e.clone(), now) {
+                Ok(true) => appended += 1,
+                Ok(false) => {}
+                Err(source) => {
+                    if let LogError::Fork { .. } = source
+                        && let Some(ours) = log.entries().get(index as usize)
+                    {
+                        let fork = Fork {
+                            index,
+                            held: ForkSide::of(ours),
+                            other: ForkSide::of(&e),
+                            from: from.to_string(),
+                            seen_at: now.to_millis_string(),
+                        };
+                        tracing::error!(
+                            index,
+                            held = %fork.held.hash,
+                            held_signers = ?fork.held.signers,
+                            other = %fork.other.hash,
+                            other_signers = ?fork.other.signers,
+                            from,
+                            "membership log fork: two valid entries at one index; keeping our state and taking no further entry until an operator resolves it"
+                        );
+                        self.membership
+                            .forks
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(fork);
+                    }
+                    self.membership.count_refused(source.code());
+                    refused = Some(MembershipError::Refused { index, source });
+                    break;
+                }
+            }
+        }
+        if appended > 0 {
+            log.save(path)?;
+            // The file is the log in force: take it up now rather than at the next
+            // poll, so the roster, the peers and TLS follow at once.
+            self.reload(true);
+            let now_head = self.live().membership.as_ref().and_then(|l| l.head());
+            if now_head != log.head() {
+                return Err(MembershipError::Reload(
+                    self.reload_failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                        .unwrap_or_else(|| "the reload did not take".into()),
+                ));
+            }
+            self.membership
+                .appended
+                .fetch_add(appended as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(appended, head = ?log.head().map(|h| h.index), from, "membership log extended");
+        }
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(Taken {
+                appended,
+                head: log.head(),
+            }),
+        }
+    }
+
+    /// Notes a peer's head; whether entries should be fetched from it (it is ahead
+    /// of us, or holds another entry where we hold one).
+    pub fn note_peer_membership_head(&self, peer: &str, index: u64, hash: &str) -> bool {
+        let live = self.live();
+        let Some(log) = &live.membership else {
+            return false;
+        };
+        let ours = log.entries().get(index as usize).map(Entry::hash);
+        let matches = ours.as_deref() == Some(hash);
+        self.membership
+            .peer_heads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                peer.to_string(),
+                PeerHead {
+                    index,
+                    hash: hash.to_string(),
+                    matches,
+                },
+            );
+        !matches && self.membership.forks().is_empty()
+    }
+
+    /// Entries from index `from` on (at most [`MAX_ENTRIES_PAGE`]), whether more
+    /// follow, and the head: what `GET /federation/v1/membership` serves.
+    pub fn membership_entries(&self, from: u64) -> Option<(Vec<Entry>, bool, Option<Head>)> {
+        let live = self.live();
+        let log = live.membership.as_ref()?;
+        let all = log.entries();
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(all.len());
+        let end = (start + MAX_ENTRIES_PAGE).min(all.len());
+        Some((all[start..end].to_vec(), end < all.len(), log.head()))
+    }
+}
