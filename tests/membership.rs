@@ -629,3 +629,244 @@ fn members_join_and_leave_by_threshold_approval_and_every_node_follows() {
         assert!(out.contains("[membership-fork]"), "{out}");
     });
 }
+
+/// A fake `cc`: a real mutual-TLS server with cc's node certificate that states a
+/// membership head it does not hold and serves forged logs: another genesis on one
+/// request, the real genesis and a forged entry 1 on the next.
+async fn serve_forged_log(
+    listener: tokio::net::TcpListener,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    logs: [Vec<Value>; 2],
+    served: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let logs = std::sync::Arc::new(logs);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+        let (logs, served) = (logs.clone(), served.clone());
+        tokio::spawn(async move {
+            let Ok(mut s) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16384 {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&head);
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let body = if path.starts_with("/federation/v1/digest") {
+                json!({"member": "cc", "head": 0, "digests": {},
+                       "membership": {"index": 1, "hash": format!("sha256:{}", "a".repeat(64))}})
+            } else if path.starts_with("/federation/v1/membership") {
+                let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let entries = &logs[(n % 2) as usize];
+                json!({"head": null, "entries": entries, "more": false})
+            } else if path.starts_with("/federation/v1/feed") {
+                json!({"envelopes": [], "next": "0", "more": false, "head": 0})
+            } else {
+                json!({"error": "not-found"})
+            };
+            let text = body.to_string();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+            let _ = s.shutdown().await;
+        });
+    }
+}
+
+/// What a hostile peer or client can do with the membership endpoints: nothing. A
+/// peer serving another genesis or a forged entry changes no node's log and causes
+/// no fork (the refusals are counted, the fetches stay one per digest poll); the
+/// submission endpoint refuses the unauthenticated, the unprivileged, non-JSON, an
+/// oversized body and a forged entry; the federation endpoint refuses callers that
+/// are not peers and bad cursors.
+#[test]
+fn forged_entries_from_a_peer_or_a_client_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(3);
+    let names = ["aa", "bb", "cc"];
+    let urls: BTreeMap<String, String> = names
+        .iter()
+        .zip(&ports)
+        .map(|(m, port)| (m.to_string(), format!("https://127.0.0.1:{port}")))
+        .collect();
+    let url_flag = names
+        .iter()
+        .map(|m| format!("{m}={}", urls[*m]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let fed_dir = dir.path().join("fed");
+    cli_ok(&[
+        "keys",
+        "init-federation",
+        "--members",
+        "aa,bb,cc",
+        "--threshold",
+        "2",
+        "--out",
+        p(&fed_dir),
+        "--url",
+        &url_flag,
+    ]);
+    let mut f = Fed {
+        http: https_client(&fed_dir.join("ca.pem"), None),
+        dir,
+        urls,
+        nodes: BTreeMap::new(),
+    };
+    let genesis_path = f.fed().join("membership.jsonl");
+    f.follow_log("aa", &genesis_path);
+    f.follow_log("bb", &genesis_path);
+
+    // The forged logs: another genesis (needs no approval), and the real genesis
+    // followed by an entry 1 with bb's approval and a forged one of aa's.
+    let genesis: Value =
+        serde_json::from_str(std::fs::read_to_string(&genesis_path).unwrap().trim()).unwrap();
+    let mut other_genesis = genesis.clone();
+    other_genesis["change"]["threshold"] = json!(1);
+    let forged = f.proposal("forged", &["--set-threshold", "1"], &["bb"]);
+    let mut forged: Value = serde_json::from_slice(&std::fs::read(&forged).unwrap()).unwrap();
+    let mut fake_sig = forged["signatures"][0].clone();
+    fake_sig["member"] = json!("aa");
+    fake_sig["key_id"] = json!(format!("aa-{}", &fake_sig["key_id"].as_str().unwrap()[3..]));
+    forged["signatures"].as_array_mut().unwrap().push(fake_sig);
+    std::fs::write(f.dir.path().join("forged.json"), forged.to_string()).unwrap();
+
+    let fake_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cc = synergia::config::Config::load(&f.config("cc")).unwrap();
+    let mut tls = (*synergia::tls::server_config(&cc).unwrap()).clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let listener = fake_rt
+        .block_on(tokio::net::TcpListener::bind(&cc.listen.address))
+        .unwrap();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    fake_rt.spawn(serve_forged_log(
+        listener,
+        std::sync::Arc::new(tls),
+        [vec![other_genesis], vec![genesis.clone(), forged.clone()]],
+        served.clone(),
+    ));
+    f.start("aa");
+    let rt = rt();
+    rt.block_on(async {
+        let refused = async |code: &str| -> u64 {
+            let text = f
+                .http
+                .get(format!("{}/metrics", f.urls["aa"]))
+                .bearer_auth(f.token("aa"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let want = format!("synergia_membership_entries_refused_total{{code=\"{code}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&want))
+                .map_or(0, |v| v.parse().unwrap())
+        };
+        eventually("aa refuses both forged logs", 15, async || {
+            refused("stale-index").await >= 1 && refused("bad-signature").await >= 1
+        })
+        .await;
+        let t0 = std::time::Instant::now();
+        let before = served.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+        let fetches = served.load(std::sync::atomic::Ordering::SeqCst) - before;
+        assert!(
+            (1..=5).contains(&fetches),
+            "{fetches} fetches in {:?}: one per digest poll (2 s) at most",
+            t0.elapsed()
+        );
+        let v = f.membership("aa").await;
+        assert_eq!(v["head"]["index"], 0, "{v}");
+        assert_eq!(v["threshold"], 2, "{v}");
+        assert_eq!(v["forks"], json!([]), "{v}");
+        assert_eq!(v["peer_heads"]["cc"]["matches"], false, "{v}");
+        assert_eq!(refused("fork").await, 0);
+
+        // The submission endpoint.
+        let url = format!("{}/api/v1/membership", f.urls["aa"]);
+        let post = |token: Option<String>, body: Vec<u8>| {
+            let mut r = f.http.post(&url).body(body);
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            r.send()
+        };
+        let status = |r: reqwest::Response| r.status().as_u16();
+        let metrics_token = std::fs::read_to_string(f.fed().join("aa").join("metrics-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let entry = forged.to_string().into_bytes();
+        assert_eq!(status(post(None, entry.clone()).await.unwrap()), 401);
+        assert_eq!(
+            status(post(Some(metrics_token), entry.clone()).await.unwrap()),
+            403
+        );
+        let r = post(Some(f.token("aa")), b"{\"type\": ".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "malformed");
+        let r = post(Some(f.token("aa")), vec![b' '; 2 << 20])
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413);
+        let r = post(Some(f.token("aa")), entry.clone()).await.unwrap();
+        assert_eq!(r.status(), 422);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "bad-signature");
+        let (code, out) = f.submit(&f.dir.path().join("forged.json"), "aa");
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("[bad-signature]"), "{out}");
+        assert_eq!(f.membership("aa").await["head"]["index"], 0);
+
+        // The federation endpoint: peers only, numeric cursors.
+        let entries = format!("{}/federation/v1/membership", f.urls["aa"]);
+        assert_eq!(f.http.get(&entries).send().await.unwrap().status(), 401);
+        let admin = CertifiedKey {
+            cert_pem: std::fs::read_to_string(f.fed().join("aa").join("admin.pem")).unwrap(),
+            key_pem: std::fs::read_to_string(f.fed().join("aa").join("admin-key.pem")).unwrap(),
+        };
+        let as_admin = https_client(&f.ca(), Some(&admin));
+        assert_eq!(as_admin.get(&entries).send().await.unwrap().status(), 403);
+        let as_bb = https_client(&f.ca(), Some(&f.node_identity("bb")));
+        let r = as_bb.get(format!("{entries}?from=x")).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let v: Value = as_bb
+            .get(format!("{entries}?from=18446744073709551615"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["entries"], json!([]), "{v}");
+        assert_eq!(v["head"]["index"], 0, "{v}");
+        let v: Value = as_bb
+            .get(&entries)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["entries"][0], genesis, "{v}");
+    });
+    drop(fake_rt);
+}

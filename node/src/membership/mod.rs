@@ -604,12 +604,16 @@ impl Log {
                 return Ok(false);
             }
             // A different entry at a held index is a fork only if it is itself valid
-            // on the same prefix; otherwise it is just stale.
-            let before = if entry.index == 0 {
-                State::empty()
-            } else {
-                self.states[entry.index as usize - 1].clone()
-            };
+            // on the same prefix; otherwise it is just stale. Another genesis is never
+            // a fork: it needs no approvals, so anyone could make one, and it is
+            // another federation's trust anchor, not a rival entry of this one.
+            if entry.index == 0 {
+                return Err(LogError::StaleIndex {
+                    index: 0,
+                    head: self.entries.len() as u64 - 1,
+                });
+            }
+            let before = self.states[entry.index as usize - 1].clone();
             return match before.apply(&entry, now) {
                 Ok(_) => Err(LogError::Fork {
                     index: entry.index,

@@ -203,6 +203,17 @@ fn two_valid_entries_at_one_index_are_a_fork() {
         "2026-03-01T00:00:00Z",
     );
     assert_eq!(log.append(c, now()).unwrap_err().code(), "stale-index");
+    // Another genesis (it needs no approvals: anyone can make one) is no fork.
+    let mut other = Entry::propose(
+        &State::empty(),
+        t("2026-02-01T00:00:00Z"),
+        Change::Genesis {
+            threshold: 1,
+            members: vec![member("mallory", 9)],
+        },
+    );
+    other.federation = "test".into();
+    assert_eq!(log.append(other, now()).unwrap_err().code(), "stale-index");
 }
 
 #[test]
