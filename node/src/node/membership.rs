@@ -96,7 +96,7 @@ impl ForkSide {
 }
 
 /// Two valid entries at one index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fork {
     /// The index.
     pub index: u64,
@@ -108,6 +108,10 @@ pub struct Fork {
     pub from: String,
     /// When it was seen.
     pub seen_at: String,
+    /// The other entry itself: served to peers (`GET /federation/v1/membership`), so
+    /// that a node whose peers all hold one side learns of the fork too.
+    #[serde(skip)]
+    pub other_entry: Entry,
 }
 
 /// A peer's log head, as its digest answer last stated it.
@@ -230,6 +234,7 @@ impl Node {
                             other: ForkSide::of(&e),
                             from: from.to_string(),
                             seen_at: now.to_millis_string(),
+                            other_entry: e.clone(),
                         };
                         tracing::error!(
                             index,
@@ -281,9 +286,16 @@ impl Node {
         }
     }
 
-    /// Notes a peer's head; whether entries should be fetched from it (it is ahead
-    /// of us, or holds another entry where we hold one).
-    pub fn note_peer_membership_head(&self, peer: &str, index: u64, hash: &str) -> bool {
+    /// Notes a peer's head (and whether it saw a fork); whether entries should be
+    /// fetched from it: it is ahead of us, holds another entry where we hold one, or
+    /// saw a fork we have not.
+    pub fn note_peer_membership_head(
+        &self,
+        peer: &str,
+        index: u64,
+        hash: &str,
+        peer_saw_fork: bool,
+    ) -> bool {
         let live = self.live();
         let Some(log) = &live.membership else {
             return false;
@@ -302,17 +314,42 @@ impl Node {
                     matches,
                 },
             );
-        !matches && self.membership.forks().is_empty()
+        (!matches || peer_saw_fork) && self.membership.forks().is_empty()
     }
 
-    /// Entries from index `from` on (at most [`MAX_ENTRIES_PAGE`]), whether more
-    /// follow, and the head: what `GET /federation/v1/membership` serves.
-    pub fn membership_entries(&self, from: u64) -> Option<(Vec<Entry>, bool, Option<Head>)> {
+    /// What `GET /federation/v1/membership?from=N` serves: the entries from index
+    /// `N` on (at most [`MAX_ENTRIES_PAGE`]), whether more follow, the head, and the
+    /// other entry of the first fork seen, if any.
+    pub fn membership_entries(&self, from: u64) -> Option<EntriesPage> {
         let live = self.live();
         let log = live.membership.as_ref()?;
         let all = log.entries();
         let start = usize::try_from(from).unwrap_or(usize::MAX).min(all.len());
         let end = (start + MAX_ENTRIES_PAGE).min(all.len());
-        Some((all[start..end].to_vec(), end < all.len(), log.head()))
+        Some(EntriesPage {
+            entries: all[start..end].to_vec(),
+            more: end < all.len(),
+            head: log.head(),
+            conflicting: self
+                .membership
+                .forks()
+                .first()
+                .map(|f| f.other_entry.clone()),
+        })
     }
+}
+
+/// A page of the membership log as peers fetch it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntriesPage {
+    /// Entries, in order.
+    pub entries: Vec<Entry>,
+    /// Whether more follow.
+    pub more: bool,
+    /// The log's head.
+    pub head: Option<Head>,
+    /// When the node saw a fork: the entry it holds no copy of in its log (the other
+    /// side), so that the peer checks it and sees the fork too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicting: Option<Entry>,
 }

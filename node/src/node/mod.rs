@@ -66,6 +66,10 @@ pub struct Node {
     live_generation: tokio::sync::watch::Sender<u64>,
     /// The last reload failure, logged once rather than at every retry.
     reload_failure: Mutex<Option<String>>,
+    /// One reload at a time: the server's poll and a membership entry just taken
+    /// both reload, and the later of two overlapping reloads must not swap in what
+    /// the earlier read before the files changed.
+    reload_turn: Mutex<()>,
     /// Its store.
     store: Store,
     /// The membership log's forks, peer heads and counters (`node::membership`).
@@ -185,6 +189,7 @@ impl Node {
             live: std::sync::RwLock::new(std::sync::Arc::new(live)),
             live_generation: tokio::sync::watch::Sender::new(0),
             reload_failure: Mutex::new(None),
+            reload_turn: Mutex::new(()),
             tls_gate: std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(refused))),
             store,
             membership: membership::MembershipState::default(),
@@ -308,6 +313,7 @@ impl Node {
     /// they check out; otherwise keeps what it has. `force`: even when no file
     /// changed (SIGHUP). Returns what changed, `None` when nothing was reloaded.
     pub fn reload(&self, force: bool) -> Option<live::Changes> {
+        let _turn = self.reload_turn.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.live();
         if !force && !current.stale() {
             return None;

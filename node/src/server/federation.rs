@@ -317,6 +317,11 @@ async fn digest(State(node): State<Arc<Node>>, caller: Caller) -> Result<Respons
         // fetches them (`GET /federation/v1/membership`).
         if let Some(h) = node.live().membership.as_ref().and_then(|l| l.head()) {
             body["membership"] = json!({"index": h.index, "hash": h.hash});
+            // A fork seen here is stated too: peers that hold one side only fetch
+            // the other (`conflicting` in the entries answer) and see it as well.
+            if let Some(f) = node.membership().forks().first() {
+                body["membership"]["fork"] = json!({"index": f.index, "hash": f.other.hash});
+            }
         }
         json_ok(body.to_string().into_bytes())
     })
@@ -342,13 +347,13 @@ async fn membership(
             })?;
         }
     }
-    let Some((entries, more, head)) = node.membership_entries(from) else {
+    let Some(page) = node.membership_entries(from) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no-membership-log",
             "this node follows no membership log",
         ));
     };
-    let body = json!({"head": head, "entries": entries, "more": more});
-    Ok(json_ok(body.to_string().into_bytes()))
+    let body = serde_json::to_vec(&page).map_err(ApiError::internal)?;
+    Ok(json_ok(body))
 }

@@ -203,6 +203,17 @@ impl PageSize {
     }
 }
 
+/// A page of a peer's membership log (`GET /federation/v1/membership`).
+#[derive(Debug)]
+pub struct MembershipPage {
+    /// Its entries, in order.
+    pub entries: Vec<crate::membership::Entry>,
+    /// Whether more follow.
+    pub more: bool,
+    /// The other side of a fork the peer saw.
+    pub conflicting: Option<crate::membership::Entry>,
+}
+
 /// A client for one peer.
 pub struct PeerClient {
     /// Peer member name.
@@ -462,10 +473,7 @@ impl PeerClient {
 
     /// `GET /federation/v1/membership?from=N`: entries from index `N`, and whether
     /// more follow. Each entry is parsed strictly; the caller checks them.
-    pub async fn membership(
-        &self,
-        from: u64,
-    ) -> Result<(Vec<crate::membership::Entry>, bool), SyncError> {
+    pub async fn membership(&self, from: u64) -> Result<MembershipPage, SyncError> {
         let resp = self
             .http()
             .get(format!("{}/federation/v1/membership", self.base))
@@ -478,15 +486,21 @@ impl PeerClient {
         let Some(list) = v.get("entries").and_then(Value::as_array) else {
             return Err(self.malformed("membership answer without entries"));
         };
-        let mut entries = Vec::with_capacity(list.len());
-        for e in list {
+        let entry = |e: &Value| {
             let text = serde_json::to_vec(e).unwrap_or_default();
-            entries.push(
-                crate::membership::Entry::from_slice(&text)
-                    .map_err(|err| self.malformed(format!("membership entry: {err}")))?,
-            );
-        }
-        Ok((entries, more))
+            crate::membership::Entry::from_slice(&text)
+                .map_err(|err| self.malformed(format!("membership entry: {err}")))
+        };
+        let entries = list.iter().map(entry).collect::<Result<Vec<_>, _>>()?;
+        let conflicting = match v.get("conflicting") {
+            None | Some(Value::Null) => None,
+            Some(e) => Some(entry(e)?),
+        };
+        Ok(MembershipPage {
+            entries,
+            more,
+            conflicting,
+        })
     }
 
     /// `GET /federation/v1/digest`.

@@ -617,7 +617,7 @@ async fn digest_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                     m.get("index").and_then(|i| i.as_u64()),
                     m.get("hash").and_then(|h| h.as_str()),
                 )
-                && node.note_peer_membership_head(&peer, index, hash)
+                && node.note_peer_membership_head(&peer, index, hash, m.get("fork").is_some())
             {
                 fetch_membership(&node, &client).await;
             }
@@ -627,22 +627,28 @@ async fn digest_loop(node: Arc<Node>, client: Arc<PeerClient>) {
 }
 
 /// Takes the membership entries a peer holds and this node lacks (or holds others
-/// at: a fork): the peer's whole log, page by page, offered in order. Entries held
-/// are skipped; the first refused one stops the offer and is logged (and, for a
-/// fork, recorded and shown: `node::membership`).
+/// at: a fork): the peer's whole log, page by page, offered in order, then the other
+/// side of a fork the peer saw. Entries held are skipped; the first refused one stops
+/// the offer and is logged (and, for a fork, recorded and shown: `node::membership`).
 async fn fetch_membership(node: &Arc<Node>, client: &PeerClient) {
     let mut from = 0u64;
     loop {
-        let (entries, more) = match client.membership(from).await {
+        let page = match client.membership(from).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(peer = %client.name, error = %e, "cannot fetch the peer's membership log");
                 return;
             }
         };
-        let Some(last) = entries.last().map(|e| e.index) else {
+        let more = page.more;
+        let last = page.entries.last().map(|e| e.index);
+        let mut entries = page.entries;
+        if !more {
+            entries.extend(page.conflicting);
+        }
+        if entries.is_empty() {
             return;
-        };
+        }
         let n = node.clone();
         let from_peer = format!("peer {}", client.name);
         let offered =
@@ -658,10 +664,10 @@ async fn fetch_membership(node: &Arc<Node>, client: &PeerClient) {
                 return;
             }
         }
-        if !more || last < from {
-            return;
+        match last {
+            Some(last) if more && last >= from => from = last + 1,
+            _ => return,
         }
-        from = last + 1;
     }
 }
 
