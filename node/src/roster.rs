@@ -181,6 +181,7 @@ impl Roster {
         let mut former = HashMap::new();
         let mut keys = HashMap::new();
         let mut key_ids = HashMap::new();
+        let mut identities = HashMap::new();
         let current = doc.members.iter().map(|m| (m, None));
         let removed = doc.former.iter().map(|f| (&f.member, Some(&f.removed_at)));
         for (i, (m, removed_at)) in current.chain(removed).enumerate() {
@@ -214,6 +215,14 @@ impl Roster {
             {
                 return Err(bad(format!(
                     "member {}: identity {:?} is not identity--<uuid>",
+                    m.name, m.identity
+                )));
+            }
+            // An identity names one member for ever: objects created under it are
+            // that member's (`foreign-creator`), also after it left.
+            if let Some(owner) = identities.insert(m.identity.clone(), m.name.clone()) {
+                return Err(bad(format!(
+                    "member {}: identity {} is already member {owner}'s",
                     m.name, m.identity
                 )));
             }
@@ -399,6 +408,18 @@ mod tests {
         }];
         let e = Roster::from_document(d.clone()).unwrap_err().to_string();
         assert!(e.contains("not_after"), "{e}");
+        // A former member's identity stays its own.
+        let mut twice = doc_with(vec![key("k-1")]);
+        let mut gone = twice.members[0].clone();
+        gone.name = "gone".into();
+        gone.tls_san = "synergia://member/gone".into();
+        gone.keys = vec![];
+        twice.former.push(FormerMember {
+            member: gone,
+            removed_at: "2026-06-01T00:00:00Z".into(),
+        });
+        let e = Roster::from_document(twice).unwrap_err().to_string();
+        assert!(e.contains("already member"), "{e}");
         d.members[0].keys = vec![];
         d.members[0].tls_san = "synergia://member/other".into();
         let e = Roster::from_document(d.clone()).unwrap_err().to_string();

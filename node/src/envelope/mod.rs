@@ -608,7 +608,15 @@ impl Envelope {
                 h.tlp
             )));
         }
-        if let Some(r) = h.recipients.iter().find(|r| roster.member(r).is_none()) {
+        // A member then: a former member named by an envelope signed before its
+        // removal was a recipient like any other.
+        let was_member = |r: &str| {
+            roster.member(r).is_some()
+                || roster
+                    .former_member(r)
+                    .is_some_and(|(_, removed_at)| h.signed_at_ts < removed_at)
+        };
+        if let Some(r) = h.recipients.iter().find(|r| !was_member(r)) {
             return Err(VerifyError::BadRecipients(format!(
                 "{r:?} is not a member of the roster"
             )));

@@ -267,6 +267,35 @@ fn a_removed_members_envelopes_stay_valid_before_the_removal_and_are_refused_aft
     let err = e.verify(&r, &opts()).unwrap_err();
     assert!(matches!(err, VerifyError::MemberRemoved { .. }), "{err:?}");
     assert_eq!(err.code(), "member-removed");
+    // A red envelope of another member naming kaspersky as a recipient: valid when
+    // signed before the removal, refused after.
+    let mut interpol = signer(2, "interpol-2026a");
+    interpol.origin = "interpol".into();
+    interpol.origin_identity = "identity--0b0a0f36-5b0e-4d8a-9f0a-0d6f8c3a1b2c".into();
+    let mut doc = r.document().clone();
+    doc.members[0].keys.push(roster_key(&interpol));
+    let with_interpol = |removed_at: &str| {
+        let mut d = doc.clone();
+        d.former[0].removed_at = removed_at.into();
+        Roster::from_document(d).unwrap()
+    };
+    let mut red = meta(1);
+    red.tlp = TlpLevel::Red;
+    red.recipients = vec!["kaspersky".into()];
+    let e = Envelope::sign(
+        bundle(vec![indicator(3, Some(TlpLevel::Red))]),
+        &interpol,
+        red,
+    )
+    .unwrap();
+    e.verify(&with_interpol("2026-11-27T03:44:24Z"), &opts())
+        .unwrap();
+    assert_eq!(
+        e.verify(&with_interpol("2026-11-27T03:44:23Z"), &opts())
+            .unwrap_err()
+            .code(),
+        "bad-recipients"
+    );
     // A name nobody ever had stays a passing `unknown-origin` (a roster may be late).
     let mut other = signer(1, "kaspersky-2026a");
     other.origin = "newcomer".into();

@@ -415,6 +415,27 @@ impl State {
         Ok(next)
     }
 
+    /// How many of `entry`'s approvers are members of this state whose approving
+    /// key this state holds valid at the entry's time (signatures not checked: the
+    /// caller checked them against the state the entry follows).
+    pub fn approvers_in_good_standing(&self, entry: &Entry) -> usize {
+        let (Ok(roster), Ok(at)) = (self.checked_roster(), Timestamp::parse(&entry.at)) else {
+            return 0;
+        };
+        entry
+            .signatures
+            .iter()
+            .filter(|a| {
+                roster.member(&a.member).is_some()
+                    && roster.key(&a.member, &a.key_id).is_some_and(|k| {
+                        at >= k.not_before
+                            && at <= k.not_after
+                            && k.revoked_at.is_none_or(|r| at < r)
+                    })
+            })
+            .count()
+    }
+
     fn check_approvals(&self, entry: &Entry, at: Timestamp) -> Result<(), LogError> {
         let roster = self
             .checked_roster()
@@ -575,7 +596,14 @@ impl Log {
     /// Writes the log, one entry per line, whole (a temporary file, then a rename).
     pub fn save(&self, path: &Path) -> Result<(), LogFileError> {
         let text = self.to_text();
-        let tmp = path.with_extension("tmp");
+        // A name of its own: the node and an operator's `roster append` may write at
+        // once, and must not write into one temporary file.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(format!(".{}.{nanos}.tmp", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp_name);
         let io = |source| LogFileError::Io {
             path: path.display().to_string(),
             source,
@@ -587,11 +615,13 @@ impl Log {
         f.sync_all().map_err(io)?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(io)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
         Ok(())
     }
 
@@ -614,12 +644,17 @@ impl Log {
                 });
             }
             let before = self.states[entry.index as usize - 1].clone();
+            // Valid on the prefix is not enough: approvals are judged with the members
+            // and keys of that older state. A rival approved by members removed since,
+            // or with keys revoked since, would let former members or thieves of
+            // revoked keys freeze the log; it is stale, not a fork.
+            let good_standing = self.state().approvers_in_good_standing(&entry);
             return match before.apply(&entry, now) {
-                Ok(_) => Err(LogError::Fork {
+                Ok(_) if good_standing >= before.threshold as usize => Err(LogError::Fork {
                     index: entry.index,
                     held: h,
                 }),
-                Err(_) => Err(LogError::StaleIndex {
+                Ok(_) | Err(_) => Err(LogError::StaleIndex {
                     index: entry.index,
                     head: self.entries.len() as u64 - 1,
                 }),
@@ -629,6 +664,12 @@ impl Log {
         self.entries.push(entry);
         self.states.push(next);
         Ok(true)
+    }
+
+    /// Keeps the first `len` entries (an entry just appended, taken back).
+    pub fn truncate(&mut self, len: usize) {
+        self.entries.truncate(len);
+        self.states.truncate(len);
     }
 
     /// The state at the head (the empty state for an empty log).

@@ -216,6 +216,41 @@ fn two_valid_entries_at_one_index_are_a_fork() {
     assert_eq!(log.append(other, now()).unwrap_err().code(), "stale-index");
 }
 
+/// A rival entry at an old index counts as a fork only if its approvers are still
+/// in good standing: members removed since, or keys revoked since, approve no fork.
+#[test]
+fn a_rival_approved_by_members_removed_since_is_no_fork() {
+    let mut log = genesis();
+    let remove = signed(
+        &log,
+        Change::RemoveMember {
+            name: "delta".into(),
+        },
+        &[0, 1, 2],
+        "2026-03-01T00:00:00Z",
+    );
+    let prefix = log.clone();
+    log.append(remove, now()).unwrap();
+    // delta (removed since), eps and alpha: valid on the prefix, but only two of its
+    // approvers are members now.
+    let rival = signed(
+        &prefix,
+        Change::SetThreshold { threshold: 2 },
+        &[3, 4, 0],
+        "2026-03-01T00:00:00Z",
+    );
+    assert!(prefix.clone().append(rival.clone(), now()).is_ok());
+    assert_eq!(log.append(rival, now()).unwrap_err().code(), "stale-index");
+    // Three members in good standing: a fork.
+    let rival = signed(
+        &prefix,
+        Change::SetThreshold { threshold: 2 },
+        &[2, 4, 0],
+        "2026-03-01T00:00:00Z",
+    );
+    assert_eq!(log.append(rival, now()).unwrap_err().code(), "fork");
+}
+
 #[test]
 fn every_change_kind_applies_and_a_removed_member_cannot_approve() {
     let mut log = genesis();

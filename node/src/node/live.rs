@@ -36,6 +36,10 @@ pub struct Live {
     pub clients: Vec<Client>,
     /// The membership log the roster comes from, when the config names one.
     pub membership: Option<Arc<Log>>,
+    /// Hashes of membership entries an operator rejected (the log's `.rejected`
+    /// file): never taken, and a fork with one of them is no fork (operations.md,
+    /// "Resolving a fork").
+    pub rejected: std::collections::BTreeSet<String>,
     /// The files it was read from (the config's own, and the roster and signing key
     /// that config names: a reload may point at others).
     sources: Vec<PathBuf>,
@@ -51,7 +55,45 @@ fn sources(config: &Config) -> Vec<PathBuf> {
         .unwrap_or_else(|| config.roster.clone());
     let mut v = vec![roster, config.signing.key_file.clone()];
     v.extend(config.source.clone());
+    v.extend(config.membership_log.as_deref().map(rejected_path));
     v
+}
+
+/// The file of rejected entry hashes beside a membership log: `<log>.rejected`.
+pub fn rejected_path(log: &std::path::Path) -> PathBuf {
+    let mut p = log.as_os_str().to_owned();
+    p.push(".rejected");
+    PathBuf::from(p)
+}
+
+/// Reads `<log>.rejected`: one entry hash (`sha256:` and 64 hex digits) per line,
+/// blank lines and `#` comments (to the end of the line) ignored; no file, no
+/// rejected entry.
+fn load_rejected(log: &std::path::Path) -> Result<std::collections::BTreeSet<String>, NodeError> {
+    let path = rejected_path(log);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => {
+            return Err(NodeError::Inconsistent(format!("{}: {e}", path.display())));
+        }
+    };
+    let mut out = std::collections::BTreeSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        if crate::envelope::EnvelopeId::parse(line).is_none() {
+            return Err(NodeError::Inconsistent(format!(
+                "{}, line {}: not an entry hash (sha256: and 64 lower-case hex digits)",
+                path.display(),
+                n + 1
+            )));
+        }
+        out.insert(line.to_string());
+    }
+    Ok(out)
 }
 
 fn stamps(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
@@ -69,16 +111,26 @@ impl Live {
     pub fn load(config: &Config, strict_peers: bool) -> Result<Live, NodeError> {
         let sources = sources(config);
         let stamps = stamps(&sources);
-        let (roster, membership) = match &config.membership_log {
+        let (roster, membership, rejected) = match &config.membership_log {
             Some(path) => {
                 let log = Log::load(path, Timestamp::now())?;
                 let roster = log
                     .state()
                     .checked_roster()
                     .map_err(|e| NodeError::Inconsistent(format!("{}: {e}", path.display())))?;
-                (roster, Some(Arc::new(log)))
+                let rejected = load_rejected(path)?;
+                if let Some(e) = log.entries().iter().find(|e| rejected.contains(&e.hash())) {
+                    return Err(NodeError::Inconsistent(format!(
+                        "{}: entry {} ({}) is listed in {}: put the log of the chosen history in place first",
+                        path.display(),
+                        e.index,
+                        e.hash(),
+                        rejected_path(path).display()
+                    )));
+                }
+                (roster, Some(Arc::new(log)), rejected)
             }
-            None => (Roster::load(&config.roster)?, None),
+            None => (Roster::load(&config.roster)?, None, Default::default()),
         };
         let member = roster.member(&config.member).ok_or_else(|| {
             NodeError::Inconsistent(format!(
@@ -143,6 +195,7 @@ impl Live {
             peers,
             clients: config.clients.clone(),
             membership,
+            rejected,
             sources,
             stamps,
         })

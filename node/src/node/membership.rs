@@ -56,6 +56,23 @@ pub enum MembershipError {
     /// The log file was written but the node could not take it up.
     #[error("the membership log was written but the node cannot use it: {0}")]
     Reload(String),
+    /// An operator rejected this entry (the log's `.rejected` file).
+    #[error("entry {index} ({hash}) was rejected by this node's operator")]
+    Rejected {
+        /// Its index.
+        index: u64,
+        /// Its hash.
+        hash: String,
+    },
+    /// The entry would leave a roster this node cannot run with (this member
+    /// removed, or its signing key gone): not written.
+    #[error("entry {index} leaves a roster this node cannot run with: {reason}")]
+    Unusable {
+        /// Its index.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl MembershipError {
@@ -67,6 +84,8 @@ impl MembershipError {
             MembershipError::Refused { source, .. } => source.code(),
             MembershipError::File(_) => "membership-log-unwritable",
             MembershipError::Reload(_) => "membership-reload-failed",
+            MembershipError::Rejected { .. } => "rejected-entry",
+            MembershipError::Unusable { .. } => "unusable-roster",
         }
     }
 }
@@ -139,7 +158,18 @@ pub struct MembershipState {
     refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Entries taken since the node started.
     appended: std::sync::atomic::AtomicU64,
+    /// Per peer: the head (index, hash, fork stated) last fetched for, and when. The
+    /// same statement is not fetched for again for [`REFETCH_AFTER`]: a peer that
+    /// states a head it cannot back up costs one fetch in that time, not one per
+    /// digest poll.
+    fetched: Mutex<BTreeMap<String, (Statement, std::time::Instant)>>,
 }
+
+/// A peer's head statement: index, hash, and whether it states a fork.
+type Statement = (u64, String, bool);
+
+/// How long a peer's same head statement is not fetched for again.
+pub const REFETCH_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl MembershipState {
     /// Forks seen.
@@ -166,6 +196,14 @@ impl MembershipState {
     /// Entries taken since start.
     pub fn appended(&self) -> u64 {
         self.appended.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drops the forks whose other entry an operator rejected.
+    pub fn forget_forks_with(&self, rejected: &std::collections::BTreeSet<String>) {
+        self.forks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|f| !rejected.contains(&f.other.hash));
     }
 
     fn count_refused(&self, code: &'static str) {
@@ -208,6 +246,9 @@ impl Node {
             .append
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        // No reload reads the log file between the read of the log in force and the
+        // swap after writing it.
+        let _turn = self.reload_turn();
         if let Some(f) = self.membership.forks().first() {
             return Err(MembershipError::Frozen { index: f.index });
         }
@@ -219,10 +260,28 @@ impl Node {
         let now = Timestamp::now();
         let mut appended = 0usize;
         let mut refused = None;
+        let mut pending_fork = None;
         for e in entries {
             let index = e.index;
+            let hash = e.hash();
+            if live.rejected.contains(&hash) {
+                self.membership.count_refused("rejected-entry");
+                refused = Some(MembershipError::Rejected { index, hash });
+                break;
+            }
             match log.append(e.clone(), now) {
-                Ok(true) => appended += 1,
+                Ok(true) => {
+                    // Never write a log this node could not run with: refused, it
+                    // keeps its roster and says why (a member learning its own
+                    // removal stops here).
+                    if let Err(reason) = self.usable(&log) {
+                        log.truncate(index as usize);
+                        self.membership.count_refused("unusable-roster");
+                        refused = Some(MembershipError::Unusable { index, reason });
+                        break;
+                    }
+                    appended += 1;
+                }
                 Ok(false) => {}
                 Err(source) => {
                     if let LogError::Fork { .. } = source
@@ -245,11 +304,9 @@ impl Node {
                             from,
                             "membership log fork: two valid entries at one index; keeping our state and taking no further entry until an operator resolves it"
                         );
-                        self.membership
-                            .forks
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(fork);
+                        // Recorded once what came before it is in force: a node
+                        // stopped at a fork takes no longer log, its own included.
+                        pending_fork = Some(fork);
                     }
                     self.membership.count_refused(source.code());
                     refused = Some(MembershipError::Refused { index, source });
@@ -261,10 +318,10 @@ impl Node {
             log.save(path)?;
             // The file is the log in force: take it up now rather than at the next
             // poll, so the roster, the peers and TLS follow at once.
-            self.reload(true);
+            self.reload_in_turn(true);
             let now_head = self.live().membership.as_ref().and_then(|l| l.head());
             if now_head != log.head() {
-                return Err(MembershipError::Reload(
+                refused = Some(MembershipError::Reload(
                     self.reload_failure
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -277,6 +334,13 @@ impl Node {
                 .fetch_add(appended as u64, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(appended, head = ?log.head().map(|h| h.index), from, "membership log extended");
         }
+        if let Some(fork) = pending_fork {
+            self.membership
+                .forks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(fork);
+        }
         match refused {
             Some(e) => Err(e),
             None => Ok(Taken {
@@ -284,6 +348,21 @@ impl Node {
                 head: log.head(),
             }),
         }
+    }
+
+    /// Whether this node can run with the roster `log` leaves: its member is in it,
+    /// with the key it signs with.
+    fn usable(&self, log: &crate::membership::Log) -> Result<(), String> {
+        let roster = log.state().checked_roster().map_err(|e| e.to_string())?;
+        let me = &self.config.member;
+        if roster.member(me).is_none() {
+            return Err(format!("{me} is no longer a member"));
+        }
+        let key = &self.live().signer.key_id;
+        if roster.key(me, key).is_none() {
+            return Err(format!("{me}'s signing key {key} is not in it"));
+        }
+        Ok(())
     }
 
     /// Notes a peer's head (and whether it saw a fork); whether entries should be
@@ -314,7 +393,34 @@ impl Node {
                     matches,
                 },
             );
-        (!matches || peer_saw_fork) && self.membership.forks().is_empty()
+        if matches && !peer_saw_fork || !self.membership.forks().is_empty() {
+            return false;
+        }
+        let stated = (index, hash.to_string(), peer_saw_fork);
+        let fetched = self
+            .membership
+            .fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        !matches!(fetched.get(peer), Some((s, at)) if *s == stated && at.elapsed() < REFETCH_AFTER)
+    }
+
+    /// The peer's log was fetched and offered for this head statement (whatever the
+    /// offer took): the same statement is not fetched for again for
+    /// [`REFETCH_AFTER`]. A fetch that failed on the way is not noted: it is tried
+    /// again at the next poll.
+    pub fn fetched_for(&self, peer: &str, index: u64, hash: &str, peer_saw_fork: bool) {
+        self.membership
+            .fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                peer.to_string(),
+                (
+                    (index, hash.to_string(), peer_saw_fork),
+                    std::time::Instant::now(),
+                ),
+            );
     }
 
     /// What `GET /federation/v1/membership?from=N` serves: the entries from index

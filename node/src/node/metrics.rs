@@ -468,7 +468,8 @@ fn membership_metrics(node: &super::Node, out: &mut String) {
         out,
         "# HELP synergia_membership_entries_refused_total Membership entries refused, by code.\n# TYPE synergia_membership_entries_refused_total counter"
     );
-    for code in crate::membership::LogError::CODES {
+    let node_codes = ["rejected-entry", "unusable-roster"];
+    for code in crate::membership::LogError::CODES.iter().chain(&node_codes) {
         let _ = writeln!(
             out,
             "synergia_membership_entries_refused_total{{code=\"{code}\"}} {}",

@@ -314,6 +314,17 @@ impl Node {
     /// changed (SIGHUP). Returns what changed, `None` when nothing was reloaded.
     pub fn reload(&self, force: bool) -> Option<live::Changes> {
         let _turn = self.reload_turn.lock().unwrap_or_else(|p| p.into_inner());
+        self.reload_in_turn(force)
+    }
+
+    /// The turn reloads take (`Node::reload`), for a caller that changes a file the
+    /// reload reads and must not have another reload read it half-way.
+    pub(crate) fn reload_turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.reload_turn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// [`Node::reload`], the caller holding [`Node::reload_turn`].
+    pub(crate) fn reload_in_turn(&self, force: bool) -> Option<live::Changes> {
         let current = self.live();
         if !force && !current.stale() {
             return None;
@@ -330,6 +341,20 @@ impl Node {
             }
             let next = live::Live::load(&config, false)?;
             live::check_extends(&current, &next, &config)?;
+            // Stopped at a fork, the log takes no entry, not even from its file.
+            let head = |l: &live::Live| l.membership.as_ref().and_then(|m| m.head());
+            if let Some(f) = self
+                .membership
+                .forks()
+                .iter()
+                .find(|f| !next.rejected.contains(&f.other.hash))
+                && head(&next) != head(&current)
+            {
+                return Err(NodeError::Inconsistent(format!(
+                    "the membership log is stopped at a fork at entry {}: the longer log file is not taken until an operator resolves it",
+                    f.index
+                )));
+            }
             if next.signer.key_id != current.signer.key_id {
                 live::check_signing_key_usable(&next, Timestamp::now())?;
             }
@@ -339,6 +364,7 @@ impl Node {
             Ok(next) => {
                 let changes = live::Changes::between(&current, &next);
                 let refused = std::sync::Arc::new(next.refused());
+                self.membership.forget_forks_with(&next.rejected);
                 *self.live.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(next);
                 *self.tls_gate.write().unwrap_or_else(|p| p.into_inner()) = refused;
                 if current.roster.fingerprint() != self.live().roster.fingerprint() {

@@ -525,7 +525,10 @@ async fn submit_membership(
                 MembershipError::Refused { source, .. } if source.code() == "fork" => {
                     StatusCode::CONFLICT
                 }
-                MembershipError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                MembershipError::Refused { .. } | MembershipError::Unusable { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                MembershipError::Rejected { .. } => StatusCode::CONFLICT,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             ApiError::new(status, e.code(), e.to_string())

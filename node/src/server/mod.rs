@@ -210,6 +210,9 @@ pub async fn serve(
         let max_age = Duration::from_secs(limits.max_connection_age_secs.min(365 * 86_400));
         let drain = Duration::from_secs(limits.request_timeout_secs.max(10));
         let metrics_node = node.clone();
+        // Subscribed before the handshake: a change of what the membership log
+        // refuses while it runs still reaches the connection's check below.
+        let mut live_changes = node.live_changes();
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -247,7 +250,6 @@ pub async fn serve(
             };
             // The membership log may come to refuse this certificate (its member
             // removed, or the certificate revoked) while the connection is open.
-            let mut live_changes = metrics_node.live_changes();
             let mut watching = leaf.is_some();
             let activity = conn::Activity::new();
             let svc = {

@@ -214,6 +214,19 @@ pub struct MembershipPage {
     pub conflicting: Option<crate::membership::Entry>,
 }
 
+/// An HTTPS client and what it was built from.
+struct Built {
+    client: reqwest::Client,
+    stamp: Vec<Option<std::time::SystemTime>>,
+    refused: std::sync::Arc<crate::tls::Refused>,
+}
+
+fn gate_now(gate: &crate::tls::Gate) -> std::sync::Arc<crate::tls::Refused> {
+    gate.read()
+        .map(|g| g.clone())
+        .unwrap_or_else(|p| p.into_inner().clone())
+}
+
 /// A client for one peer.
 pub struct PeerClient {
     /// Peer member name.
@@ -221,8 +234,9 @@ pub struct PeerClient {
     base: String,
     cfg: Config,
     gate: crate::tls::Gate,
-    /// The HTTPS client and the TLS files' modification times it was built from.
-    http: std::sync::Mutex<(reqwest::Client, Vec<Option<std::time::SystemTime>>)>,
+    /// The HTTPS client, and the TLS files' modification times and the membership
+    /// gate it was built under.
+    http: std::sync::Mutex<Built>,
 }
 
 impl PeerClient {
@@ -235,13 +249,18 @@ impl PeerClient {
         gate: crate::tls::Gate,
     ) -> Result<PeerClient, SyncError> {
         let stamp = crate::tls::material_stamp(cfg);
-        let http = Self::build(cfg, name, &gate)?;
+        let refused = gate_now(&gate);
+        let client = Self::build(cfg, name, &gate)?;
         Ok(PeerClient {
             name: name.to_string(),
             base: url.trim_end_matches('/').to_string(),
             cfg: cfg.clone(),
             gate,
-            http: std::sync::Mutex::new((http, stamp)),
+            http: std::sync::Mutex::new(Built {
+                client,
+                stamp,
+                refused,
+            }),
         })
     }
 
@@ -267,23 +286,30 @@ impl PeerClient {
     /// The HTTPS client, built again first when this node's TLS files (CA,
     /// certificate, key) changed since: outbound TLS follows a rotation or a new CA
     /// like inbound TLS does, without a restart. If the new files cannot be used, the
-    /// old client stays (and the failure is logged).
+    /// old client stays (and the failure is logged). Built again too when the
+    /// membership log changed what TLS refuses: its pooled connections were made
+    /// under the old rules (the peer's certificate may be revoked since).
     fn http(&self) -> reqwest::Client {
         let mut held = self.http.lock().unwrap_or_else(|p| p.into_inner());
         let now = crate::tls::material_stamp(&self.cfg);
-        if now != held.1 {
+        let refused = gate_now(&self.gate);
+        let files_changed = now != held.stamp;
+        if files_changed || !std::sync::Arc::ptr_eq(&refused, &held.refused) {
             match Self::build(&self.cfg, &self.name, &self.gate) {
                 Ok(c) => {
-                    tracing::info!(peer = %self.name, "TLS files changed; client for this peer rebuilt");
-                    *held = (c, now);
+                    if files_changed {
+                        tracing::info!(peer = %self.name, "TLS files changed; client for this peer rebuilt");
+                    }
+                    held.client = c;
                 }
                 Err(e) => {
                     tracing::warn!(peer = %self.name, error = %e, "TLS files changed but cannot be used; keeping the old client");
-                    held.1 = now;
                 }
             }
+            held.stamp = now;
+            held.refused = refused;
         }
-        held.0.clone()
+        held.client.clone()
     }
 
     fn unreachable(&self, e: reqwest::Error) -> SyncError {
@@ -491,7 +517,24 @@ impl PeerClient {
             crate::membership::Entry::from_slice(&text)
                 .map_err(|err| self.malformed(format!("membership entry: {err}")))
         };
+        if list.len() > crate::node::membership::MAX_ENTRIES_PAGE {
+            return Err(self.malformed(format!(
+                "membership page of {} entries (at most {})",
+                list.len(),
+                crate::node::membership::MAX_ENTRIES_PAGE
+            )));
+        }
         let entries = list.iter().map(entry).collect::<Result<Vec<_>, _>>()?;
+        if let Some((i, e)) = entries
+            .iter()
+            .enumerate()
+            .find(|(i, e)| e.index != from + *i as u64)
+        {
+            return Err(self.malformed(format!(
+                "membership page from {from} holds entry {} at place {i}",
+                e.index
+            )));
+        }
         let conflicting = match v.get("conflicting") {
             None | Some(Value::Null) => None,
             Some(e) => Some(entry(e)?),

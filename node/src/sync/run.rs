@@ -617,9 +617,13 @@ async fn digest_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                     m.get("index").and_then(|i| i.as_u64()),
                     m.get("hash").and_then(|h| h.as_str()),
                 )
-                && node.note_peer_membership_head(&peer, index, hash, m.get("fork").is_some())
             {
-                fetch_membership(&node, &client).await;
+                let fork = m.get("fork").is_some_and(|f| f.is_object());
+                if node.note_peer_membership_head(&peer, index, hash, fork)
+                    && fetch_membership(&node, &client).await
+                {
+                    node.fetched_for(&peer, index, hash, fork);
+                }
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -630,14 +634,15 @@ async fn digest_loop(node: Arc<Node>, client: Arc<PeerClient>) {
 /// at: a fork): the peer's whole log, page by page, offered in order, then the other
 /// side of a fork the peer saw. Entries held are skipped; the first refused one stops
 /// the offer and is logged (and, for a fork, recorded and shown: `node::membership`).
-async fn fetch_membership(node: &Arc<Node>, client: &PeerClient) {
+/// Whether the peer's log was fetched and offered (false when a request failed).
+async fn fetch_membership(node: &Arc<Node>, client: &PeerClient) -> bool {
     let mut from = 0u64;
     loop {
         let page = match client.membership(from).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::warn!(peer = %client.name, error = %e, "cannot fetch the peer's membership log");
-                return;
+                return false;
             }
         };
         let more = page.more;
@@ -647,7 +652,7 @@ async fn fetch_membership(node: &Arc<Node>, client: &PeerClient) {
             entries.extend(page.conflicting);
         }
         if entries.is_empty() {
-            return;
+            return true;
         }
         let n = node.clone();
         let from_peer = format!("peer {}", client.name);
@@ -657,16 +662,16 @@ async fn fetch_membership(node: &Arc<Node>, client: &PeerClient) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 tracing::warn!(peer = %client.name, code = e.code(), error = %e, "membership entries from this peer refused");
-                return;
+                return true;
             }
             Err(e) => {
                 tracing::error!(error = %e, "the membership offer did not run");
-                return;
+                return false;
             }
         }
         match last {
             Some(last) if more && last >= from => from = last + 1,
-            _ => return,
+            _ => return true,
         }
     }
 }
