@@ -81,6 +81,43 @@ struct Fed {
 }
 
 impl Fed {
+    /// `keys init-federation` of `founders` with threshold `k`, each on a free port
+    /// (and a port set aside for each of `later`).
+    fn init(founders: &[&str], later: &[&str], k: u32) -> Fed {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(founders.len() + later.len());
+        let urls: BTreeMap<String, String> = founders
+            .iter()
+            .chain(later)
+            .zip(&ports)
+            .map(|(m, port)| (m.to_string(), format!("https://127.0.0.1:{port}")))
+            .collect();
+        let url_flag = founders
+            .iter()
+            .map(|m| format!("{m}={}", urls[*m]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let fed_dir = dir.path().join("fed");
+        cli_ok(&[
+            "keys",
+            "init-federation",
+            "--members",
+            &founders.join(","),
+            "--threshold",
+            &k.to_string(),
+            "--out",
+            p(&fed_dir),
+            "--url",
+            &url_flag,
+        ]);
+        Fed {
+            http: https_client(&fed_dir.join("ca.pem"), None),
+            dir,
+            urls,
+            nodes: BTreeMap::new(),
+        }
+    }
+
     fn fed(&self) -> PathBuf {
         self.dir.path().join("fed")
     }
@@ -203,6 +240,16 @@ impl Fed {
             .is_some_and(|h| !h.is_empty())
     }
 
+    /// Whether every running node holds an indicator for `ip`.
+    async fn everywhere_holds(&self, ip: &str) -> bool {
+        for m in self.running() {
+            if !self.holds(&m, ip).await {
+                return false;
+            }
+        }
+        true
+    }
+
     async fn members(&self, m: &str) -> Vec<String> {
         let v = self.get(m, "/api/v1/stats").await;
         serde_json::from_value(v["roster"]["members"].clone()).unwrap()
@@ -250,12 +297,17 @@ impl Fed {
         out
     }
 
-    fn node_identity(&self, m: &str) -> CertifiedKey {
-        let read = |f: &str| std::fs::read_to_string(self.fed().join(m).join(f)).unwrap();
+    /// `m`'s certificate and key `NAME.pem`, `NAME-key.pem` (`node`, `admin`, …).
+    fn identity(&self, m: &str, name: &str) -> CertifiedKey {
+        let read = |f: String| std::fs::read_to_string(self.fed().join(m).join(f)).unwrap();
         CertifiedKey {
-            cert_pem: read("node.pem"),
-            key_pem: read("node-key.pem"),
+            cert_pem: read(format!("{name}.pem")),
+            key_pem: read(format!("{name}-key.pem")),
         }
+    }
+
+    fn node_identity(&self, m: &str) -> CertifiedKey {
+        self.identity(m, "node")
     }
 
     /// Whether a request with `m`'s node certificate to `to` completes.
@@ -334,36 +386,7 @@ async fn answer(
 
 #[test]
 fn members_join_and_leave_by_threshold_approval_and_every_node_follows() {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = free_ports(6);
-    let mut urls = BTreeMap::new();
-    for (m, port) in FOUNDERS.iter().chain([&NEWCOMER]).zip(&ports) {
-        urls.insert(m.to_string(), format!("https://127.0.0.1:{port}"));
-    }
-    let url_flag = FOUNDERS
-        .iter()
-        .map(|m| format!("{m}={}", urls[*m]))
-        .collect::<Vec<_>>()
-        .join(",");
-    let fed_dir = dir.path().join("fed");
-    cli_ok(&[
-        "keys",
-        "init-federation",
-        "--members",
-        &FOUNDERS.join(","),
-        "--threshold",
-        "3",
-        "--out",
-        p(&fed_dir),
-        "--url",
-        &url_flag,
-    ]);
-    let mut f = Fed {
-        http: https_client(&fed_dir.join("ca.pem"), None),
-        dir,
-        urls,
-        nodes: BTreeMap::new(),
-    };
+    let mut f = Fed::init(&FOUNDERS, &[NEWCOMER], 3);
     let genesis = f.fed().join("membership.jsonl");
     // trendmicro learns what is submitted to groupib only through relays.
     f.unlink("groupib", "trendmicro");
@@ -376,12 +399,7 @@ fn members_join_and_leave_by_threshold_approval_and_every_node_follows() {
         // teamcymru publishes before it is removed; everyone gets it.
         f.publish("teamcymru", "203.0.113.7").await;
         eventually("teamcymru's indicator everywhere", 20, async || {
-            for m in f.running() {
-                if !f.holds(&m, "203.0.113.7").await {
-                    return false;
-                }
-            }
-            true
+            f.everywhere_holds("203.0.113.7").await
         })
         .await;
 
@@ -434,12 +452,7 @@ fn members_join_and_leave_by_threshold_approval_and_every_node_follows() {
         f.start(NEWCOMER);
         f.publish(NEWCOMER, "198.51.100.26").await;
         eventually("the newcomer's indicator everywhere", 20, async || {
-            for m in f.running() {
-                if !f.holds(&m, "198.51.100.26").await {
-                    return false;
-                }
-            }
-            true
+            f.everywhere_holds("198.51.100.26").await
         })
         .await;
         eventually(
@@ -560,11 +573,7 @@ fn members_join_and_leave_by_threshold_approval_and_every_node_follows() {
 
         // A certificate revoked by the log (kaspersky's admin client, by serial) is
         // refused by TLS from then on; the same client's bearer token still works.
-        let admin = CertifiedKey {
-            cert_pem: std::fs::read_to_string(f.fed().join("kaspersky").join("admin.pem")).unwrap(),
-            key_pem: std::fs::read_to_string(f.fed().join("kaspersky").join("admin-key.pem"))
-                .unwrap(),
-        };
+        let admin = f.identity("kaspersky", "admin");
         let der =
             rustls::pki_types::pem::PemObject::from_pem_slice(admin.cert_pem.as_bytes()).unwrap();
         let (serial, _) = synergia::tls::cert_ids(&der).unwrap();
@@ -800,38 +809,7 @@ async fn serve_forged_log(
 /// are not peers and bad cursors.
 #[test]
 fn forged_entries_from_a_peer_or_a_client_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = free_ports(3);
-    let names = ["aa", "bb", "cc"];
-    let urls: BTreeMap<String, String> = names
-        .iter()
-        .zip(&ports)
-        .map(|(m, port)| (m.to_string(), format!("https://127.0.0.1:{port}")))
-        .collect();
-    let url_flag = names
-        .iter()
-        .map(|m| format!("{m}={}", urls[*m]))
-        .collect::<Vec<_>>()
-        .join(",");
-    let fed_dir = dir.path().join("fed");
-    cli_ok(&[
-        "keys",
-        "init-federation",
-        "--members",
-        "aa,bb,cc",
-        "--threshold",
-        "2",
-        "--out",
-        p(&fed_dir),
-        "--url",
-        &url_flag,
-    ]);
-    let mut f = Fed {
-        http: https_client(&fed_dir.join("ca.pem"), None),
-        dir,
-        urls,
-        nodes: BTreeMap::new(),
-    };
+    let mut f = Fed::init(&["aa", "bb", "cc"], &[], 2);
     let genesis_path = f.fed().join("membership.jsonl");
     f.follow_log("aa", &genesis_path);
     f.follow_log("bb", &genesis_path);
@@ -960,10 +938,7 @@ fn forged_entries_from_a_peer_or_a_client_change_nothing() {
         // The federation endpoint: peers only, numeric cursors.
         let entries = format!("{}/federation/v1/membership", f.urls["aa"]);
         assert_eq!(f.http.get(&entries).send().await.unwrap().status(), 401);
-        let admin = CertifiedKey {
-            cert_pem: std::fs::read_to_string(f.fed().join("aa").join("admin.pem")).unwrap(),
-            key_pem: std::fs::read_to_string(f.fed().join("aa").join("admin-key.pem")).unwrap(),
-        };
+        let admin = f.identity("aa", "admin");
         let as_admin = https_client(&f.ca(), Some(&admin));
         assert_eq!(as_admin.get(&entries).send().await.unwrap().status(), 403);
         let as_bb = https_client(&f.ca(), Some(&f.node_identity("bb")));
