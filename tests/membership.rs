@@ -544,6 +544,27 @@ fn members_join_and_leave_by_threshold_approval_and_every_node_follows() {
             assert!(!f.holds(m, "203.0.113.99").await, "{m}");
         }
 
+        // The former member's collection is still served, with what it published
+        // while a member.
+        let r = f
+            .http
+            .get(format!(
+                "{}/taxii2/synergia/collections/teamcymru/objects/",
+                f.urls["kaspersky"]
+            ))
+            .bearer_auth(f.token("kaspersky"))
+            .header("accept", "application/taxii+json;version=2.1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        assert_eq!(
+            page["objects"][0]["id"],
+            bundle("203.0.113.7")["objects"][0]["id"],
+            "{page}"
+        );
+
         // interpol comes back and catches up from its peers: both entries, the
         // newcomer's indicator, teamcymru shut out.
         f.start("interpol");

@@ -70,6 +70,20 @@ fn bad_config_missing_key_and_unreachable_node_are_clear_errors() {
     let o = run(&["serve", "--config", bad2.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("listen.address"), "{}", text(&o));
+    // A bad --listen: named, before anything is opened.
+    let o = run(&[
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--listen",
+        "nowhere:7443",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("--listen") && text(&o).contains("not IP:PORT"),
+        "{}",
+        text(&o)
+    );
     // Missing signing key file: names the file.
     let c = fed.config("alpha");
     std::fs::remove_file(&c.signing.key_file).unwrap();
@@ -116,6 +130,45 @@ fn bad_config_missing_key_and_unreachable_node_are_clear_errors() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("no node URL"), "{}", text(&o));
+}
+
+/// `serve --listen` serves on the address it names, not the config's.
+#[test]
+fn serve_listens_where_the_flag_says() {
+    let fed = Federation::new(&["alpha"], &[]);
+    let port = free_ports(1)[0];
+    let configured = fed.config("alpha").listen.address;
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--config",
+            fed.config_path("alpha").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = https_client(&fed.ca_path(), None);
+    let answered = rt().block_on(async {
+        for _ in 0..200 {
+            if let Ok(r) = client
+                .get(format!("https://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+            {
+                return r.status().as_u16();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        0
+    });
+    let on_config = std::net::TcpStream::connect(&configured).is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(answered, 200, "the node answers on the --listen address");
+    assert!(!on_config, "nothing listens on the config's {configured}");
 }
 
 #[test]

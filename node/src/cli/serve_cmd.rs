@@ -16,6 +16,14 @@ pub struct Args {
     /// The node's config file.
     #[arg(long, env = "SYNERGIA_CONFIG")]
     config: PathBuf,
+    /// Listen on this address (IP:PORT) instead of the config's `[listen] address`.
+    #[arg(long, value_name = "IP:PORT", value_parser = parse_listen)]
+    listen: Option<std::net::SocketAddr>,
+}
+
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not IP:PORT (e.g. 127.0.0.1:7443)"))
 }
 
 async fn shutdown_signal() {
@@ -75,7 +83,11 @@ fn test_switches() -> anyhow::Result<()> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<u8> {
-    let cfg = Config::load(&a.config)?;
+    let mut cfg = Config::load(&a.config)?;
+    let flag = a.listen.is_some();
+    if let Some(addr) = a.listen {
+        cfg.listen.address = addr.to_string();
+    }
     test_switches()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -91,7 +103,12 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         synergia::allocator::give_back_freed_memory();
         let listener = tokio::net::TcpListener::bind(&address)
             .await
-            .with_context(|| format!("cannot listen on {address} (listen.address)"))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {address} ({})",
+                    if flag { "--listen" } else { "listen.address" }
+                )
+            })?;
         let sync = synergia::sync::spawn(node.clone());
         synergia::server::serve(listener, node, sync, shutdown_signal()).await?;
         anyhow::Ok(())

@@ -40,7 +40,8 @@ pub fn collection_id(alias: &str) -> String {
     .to_string()
 }
 
-/// Every collection of a node: `consolidated`, `local`, and one per roster member.
+/// Every collection of a node: `consolidated`, `local`, and one per roster member,
+/// former members included.
 pub fn all(node: &Node) -> Vec<Collection> {
     let mut out = vec![
         Collection {
@@ -60,13 +61,30 @@ pub fn all(node: &Node) -> Vec<Collection> {
             writable: true,
         },
     ];
-    for m in node.roster().members() {
+    let roster = node.roster();
+    for m in roster.members() {
         out.push(Collection {
             id: collection_id(&m.name),
             alias: m.name.clone(),
             title: m.name.clone(),
             description: format!("Objects reported by member {} (read-only).", m.name),
             scope: Scope::Origin(m.name.clone()),
+            writable: false,
+        });
+    }
+    // A former member's objects published before its removal stay valid and in
+    // the consolidated view; its collection stays too, under the same id.
+    for f in roster.former() {
+        let name = &f.member.name;
+        out.push(Collection {
+            id: collection_id(name),
+            alias: name.clone(),
+            title: name.clone(),
+            description: format!(
+                "Objects reported by {name}, a member until {} (read-only).",
+                f.removed_at
+            ),
+            scope: Scope::Origin(name.clone()),
             writable: false,
         });
     }
