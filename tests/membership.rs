@@ -255,6 +255,19 @@ impl Fed {
         serde_json::from_value(v["roster"]["members"].clone()).unwrap()
     }
 
+    /// `m`'s `/metrics` text.
+    async fn metrics(&self, m: &str) -> String {
+        self.http
+            .get(format!("{}/metrics", self.urls[m]))
+            .bearer_auth(self.token(m))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     async fn membership(&self, m: &str) -> Value {
         self.get(m, "/api/v1/membership").await
     }
@@ -665,16 +678,7 @@ fn members_join_and_leave_by_threshold_approval_and_every_node_follows() {
             );
             // The state stays at the first of the two it took; nothing further is taken.
             assert_eq!(v["head"]["index"], 4, "{m}: {v}");
-            let metrics = f
-                .http
-                .get(format!("{}/metrics", f.urls[&m]))
-                .bearer_auth(f.token(&m))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics = f.metrics(&m).await;
             assert!(
                 metrics.contains("synergia_membership_forks 1"),
                 "{m}: {metrics}"
@@ -873,16 +877,7 @@ fn forged_entries_from_a_peer_or_a_client_change_nothing() {
     let rt = rt();
     rt.block_on(async {
         let refused = async |code: &str| -> u64 {
-            let text = f
-                .http
-                .get(format!("{}/metrics", f.urls["aa"]))
-                .bearer_auth(f.token("aa"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = f.metrics("aa").await;
             let want = format!("synergia_membership_entries_refused_total{{code=\"{code}\"}} ");
             text.lines()
                 .find_map(|l| l.strip_prefix(&want))
