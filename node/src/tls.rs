@@ -178,12 +178,15 @@ impl std::fmt::Display for RefusedByMembership {
 
 impl std::error::Error for RefusedByMembership {}
 
-fn gate_check(gate: &Gate, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-    let refused = gate
-        .read()
+/// The [`Refused`] set a gate holds now.
+pub fn refused_now(gate: &Gate) -> Arc<Refused> {
+    gate.read()
         .map(|g| g.clone())
-        .unwrap_or_else(|p| p.into_inner().clone());
-    match refused.refuses(cert) {
+        .unwrap_or_else(|p| p.into_inner().clone())
+}
+
+fn gate_check(gate: &Gate, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+    match refused_now(gate).refuses(cert) {
         Some(why) => Err(refused_error(why)),
         None => Ok(()),
     }

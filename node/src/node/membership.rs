@@ -177,8 +177,9 @@ impl MembershipState {
         self.forks.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Every peer's head as last seen.
-    pub fn peer_heads(&self) -> BTreeMap<String, PeerHead> {
+    /// Every peer's head as last seen (peers no longer in force included: see
+    /// [`Node::peer_membership_heads`]).
+    fn peer_heads(&self) -> BTreeMap<String, PeerHead> {
         self.peer_heads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -229,6 +230,15 @@ impl Node {
     /// The node's membership bookkeeping.
     pub fn membership(&self) -> &MembershipState {
         &self.membership
+    }
+
+    /// The membership log heads of the peers in force, as each last stated it (a
+    /// member removed or no longer a peer drops out of status and metrics).
+    pub fn peer_membership_heads(&self) -> BTreeMap<String, PeerHead> {
+        let live = self.live();
+        let mut heads = self.membership.peer_heads();
+        heads.retain(|peer, _| live.is_peer(peer));
+        heads
     }
 
     /// Offers entries to the node's log, in order; `from` says who handed them over

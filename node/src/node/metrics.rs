@@ -480,7 +480,7 @@ fn membership_metrics(node: &super::Node, out: &mut String) {
         out,
         "# HELP synergia_membership_peer_head_matches Whether a peer's membership log head is an entry of ours (1) or not (0: behind on another history, or ahead).\n# TYPE synergia_membership_peer_head_matches gauge"
     );
-    for (peer, h) in m.peer_heads() {
+    for (peer, h) in node.peer_membership_heads() {
         let _ = writeln!(
             out,
             "synergia_membership_peer_head_matches{{peer=\"{peer}\"}} {}",

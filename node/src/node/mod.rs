@@ -290,12 +290,7 @@ impl Node {
         &self,
         cert: &rustls::pki_types::CertificateDer<'_>,
     ) -> Option<String> {
-        let gate = self
-            .tls_gate
-            .read()
-            .map(|g| g.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
-        gate.refuses(cert)
+        crate::tls::refused_now(&self.tls_gate).refuses(cert)
     }
 
     /// The federation roster now in force.

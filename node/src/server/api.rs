@@ -486,7 +486,7 @@ fn membership_summary(node: &Node) -> Value {
         "former_members": live.roster.former().iter().map(|f| json!({"name": f.member.name, "removed_at": f.removed_at})).collect::<Vec<_>>(),
         "revoked_certificates": log.state().revoked,
         "forks": m.forks(),
-        "peer_heads": m.peer_heads(),
+        "peer_heads": node.peer_membership_heads(),
     })
 }
 

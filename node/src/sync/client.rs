@@ -221,12 +221,6 @@ struct Built {
     refused: std::sync::Arc<crate::tls::Refused>,
 }
 
-fn gate_now(gate: &crate::tls::Gate) -> std::sync::Arc<crate::tls::Refused> {
-    gate.read()
-        .map(|g| g.clone())
-        .unwrap_or_else(|p| p.into_inner().clone())
-}
-
 /// A client for one peer.
 pub struct PeerClient {
     /// Peer member name.
@@ -249,7 +243,7 @@ impl PeerClient {
         gate: crate::tls::Gate,
     ) -> Result<PeerClient, SyncError> {
         let stamp = crate::tls::material_stamp(cfg);
-        let refused = gate_now(&gate);
+        let refused = crate::tls::refused_now(&gate);
         let client = Self::build(cfg, name, &gate)?;
         Ok(PeerClient {
             name: name.to_string(),
@@ -292,7 +286,7 @@ impl PeerClient {
     fn http(&self) -> reqwest::Client {
         let mut held = self.http.lock().unwrap_or_else(|p| p.into_inner());
         let now = crate::tls::material_stamp(&self.cfg);
-        let refused = gate_now(&self.gate);
+        let refused = crate::tls::refused_now(&self.gate);
         let files_changed = now != held.stamp;
         if files_changed || !std::sync::Arc::ptr_eq(&refused, &held.refused) {
             match Self::build(&self.cfg, &self.name, &self.gate) {

@@ -89,7 +89,7 @@ pub fn peer_statuses(node: &Node) -> Vec<PeerStatus> {
     let now_s = now_us / 1_000_000;
     let live = node.live();
     let roster = &live.roster;
-    let heads = node.membership().peer_heads();
+    let heads = node.peer_membership_heads();
     live.peers
         .iter()
         .map(|p| {
