@@ -321,6 +321,19 @@ pub fn client_config_gated(
     Ok(cc)
 }
 
+/// A client configuration for the node's PostgreSQL database: the server's
+/// certificate must chain to the CA in `ca` (the federation's, or one named in
+/// `store.ca`) and name the host the URL gives. No client certificate: the database
+/// authenticates the node by password.
+pub fn database_client_config(ca: &Path) -> Result<rustls::ClientConfig, TlsError> {
+    let roots = load_roots(ca)?;
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// The modification times of the TLS files a configuration was built from: a change
 /// means the configuration must be built again (rotation, a new CA).
 pub fn material_stamp(cfg: &Config) -> Vec<Option<SystemTime>> {

@@ -3,6 +3,8 @@
 //! as real `synergia serve` processes, and HTTPS clients with chosen identities.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use serde_json::Value;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};

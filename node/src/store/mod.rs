@@ -17,6 +17,7 @@ pub mod engine;
 pub mod lock;
 pub mod log;
 pub mod memory_engine;
+pub mod postgres;
 pub mod prepare;
 pub mod record;
 pub mod sled_engine;
@@ -107,6 +108,9 @@ pub enum StoreError {
         /// The process holding it, as it wrote its id.
         pid: Option<u32>,
     },
+    /// The PostgreSQL backend failed.
+    #[error(transparent)]
+    Database(#[from] postgres::PgError),
     /// A write or `fsync` of the evidence log failed and left what is on disk
     /// unknown: the log takes nothing more until the node restarts and re-reads it.
     #[error(

@@ -1,0 +1,178 @@
+-- Schema 1: everything a node stores, in PostgreSQL.
+--
+-- Times are microseconds since the Unix epoch (bigint), as in the embedded store, so
+-- that both backends order and compare them alike. Hashes and ids are bytea. No
+-- foreign keys and no advisory locks: every table can be distributed on Citus as
+-- docs/scaling.md says (the distribution column of each is named below).
+
+-- Node-wide values: the log epoch, the recovery flag. Reference table.
+CREATE TABLE node_meta (
+    key   text PRIMARY KEY,
+    value bytea NOT NULL
+);
+
+-- The feed head, one row. Every transaction that adds envelopes locks it first and
+-- takes its ordinals and `date_added` values from it, so transactions that add to the
+-- feed commit in the order of their positions and no reader ever sees a position
+-- before a lower one has committed (protocol.md, "Feed positions"). Reference table.
+CREATE TABLE feed_head (
+    one             boolean PRIMARY KEY DEFAULT true CHECK (one),
+    next_ordinal    bigint NOT NULL,
+    last_date_added bigint NOT NULL
+);
+INSERT INTO feed_head (one, next_ordinal, last_date_added) VALUES (true, 0, 0);
+
+-- The evidence log: every accepted envelope, verbatim (RFC 8785 bytes). Rows are
+-- inserted and never updated. Distribution column: id.
+CREATE TABLE envelopes (
+    id              bytea   NOT NULL PRIMARY KEY,
+    ordinal         bigint  NOT NULL,
+    origin          text    NOT NULL,
+    key_id          text    NOT NULL,
+    seq             bigint  NOT NULL,
+    signed_at       bigint  NOT NULL,
+    tlp             smallint NOT NULL,
+    recipients      text[]  NOT NULL,
+    received_from   text    NOT NULL,
+    received_at     bigint  NOT NULL,
+    date_added_base bigint  NOT NULL,
+    retraction      boolean NOT NULL,
+    object_count    integer NOT NULL,
+    body            bytea   NOT NULL
+);
+-- Positions are unique by construction (taken under the feed_head lock); the index is
+-- not UNIQUE so that the table can be distributed on id.
+CREATE INDEX envelopes_ordinal ON envelopes (ordinal);
+CREATE INDEX envelopes_origin_seq ON envelopes (origin, seq);
+-- Bodies are read whole; stored uncompressed, out of line.
+ALTER TABLE envelopes ALTER COLUMN body SET STORAGE EXTERNAL;
+
+-- The greatest sequence number held of each origin, and this member's next own one.
+-- Distribution column: origin.
+CREATE TABLE origin_seqs (
+    origin  text   PRIMARY KEY,
+    max_seq bigint NOT NULL
+);
+
+-- Every object version held: one row per (object, modified, content). The body is the
+-- object's canonical form, as in the envelope that first delivered it.
+-- Distribution column: uuid (co-located with deliveries, observables' lookups join on it).
+CREATE TABLE versions (
+    uuid        uuid     NOT NULL,
+    type        text     NOT NULL,
+    modified    bigint   NOT NULL,
+    hash        bytea    NOT NULL,
+    date_added  bigint   NOT NULL,
+    tlp         smallint NOT NULL,
+    flags       smallint NOT NULL,
+    origin      text     NOT NULL,
+    envelope    bytea    NOT NULL,
+    body        bytea    NOT NULL,
+    PRIMARY KEY (uuid, type, modified, hash)
+);
+CREATE INDEX versions_date_added ON versions (date_added);
+CREATE INDEX versions_type_date_added ON versions (type, date_added);
+
+-- Every delivery of a version: which envelope carried it, with what the choice of an
+-- object's owner and latest version needs of that envelope, and the retraction that
+-- took it back, if any. Distribution column: uuid.
+CREATE TABLE deliveries (
+    uuid         uuid     NOT NULL,
+    type         text     NOT NULL,
+    modified     bigint   NOT NULL,
+    hash         bytea    NOT NULL,
+    envelope     bytea    NOT NULL,
+    origin       text     NOT NULL,
+    signed_at    bigint   NOT NULL,
+    tlp          smallint NOT NULL,
+    retracted_by bytea,
+    PRIMARY KEY (uuid, type, modified, hash, envelope)
+);
+CREATE INDEX deliveries_envelope ON deliveries (envelope);
+
+-- One row per object: what the merged view chose for it. Distribution column: uuid.
+CREATE TABLE objects (
+    uuid            uuid     NOT NULL,
+    type            text     NOT NULL,
+    owner_origin    text,
+    latest_modified bigint,
+    latest_hash     bytea,
+    -- At clear and at green: the latest version among the deliveries at that level.
+    clear_modified  bigint,
+    clear_hash      bytea,
+    green_modified  bigint,
+    green_hash      bytea,
+    -- Set once a retraction touched the object: its state is chosen again as a whole.
+    touched         boolean  NOT NULL DEFAULT false,
+    PRIMARY KEY (uuid, type)
+);
+
+-- Observable key (normalised, as `stix::observable` makes them) → versions naming it.
+-- Distribution column: key.
+CREATE TABLE observables (
+    key      text   NOT NULL,
+    uuid     uuid   NOT NULL,
+    type     text   NOT NULL,
+    modified bigint NOT NULL,
+    hash     bytea  NOT NULL,
+    -- For IP addresses and networks: the block, for range lookups.
+    net      cidr,
+    PRIMARY KEY (key, uuid, type, modified, hash)
+);
+CREATE INDEX observables_net ON observables USING gist (net inet_ops) WHERE net IS NOT NULL;
+
+-- Retractions held (protocol §11). Distribution column: envelope.
+CREATE TABLE retractions (
+    envelope bytea    PRIMARY KEY,
+    origin   text     NOT NULL,
+    reason   smallint NOT NULL,
+    note     text     NOT NULL,
+    targets  integer  NOT NULL
+);
+-- What each retraction names, held or not yet. Distribution column: target id / uuid.
+CREATE TABLE retracted_envelopes (
+    target     bytea NOT NULL,
+    retraction bytea NOT NULL,
+    origin     text  NOT NULL,
+    PRIMARY KEY (target, retraction)
+);
+CREATE TABLE retracted_objects (
+    uuid       uuid   NOT NULL,
+    type       text   NOT NULL,
+    retraction bytea  NOT NULL,
+    origin     text   NOT NULL,
+    -- The version named, or every version when NULL.
+    modified   bigint,
+    PRIMARY KEY (uuid, type, retraction)
+);
+
+-- The per-level view digests (sum of contributions mod 2^256, four 64-bit limbs) and
+-- the two shared ones peers compare. Level 0..4 = clear..red; 10, 11 = shared clear,
+-- green. Updated under the feed_head lock. Reference table.
+CREATE TABLE digests (
+    level smallint PRIMARY KEY,
+    l0    bigint NOT NULL,
+    l1    bigint NOT NULL,
+    l2    bigint NOT NULL,
+    l3    bigint NOT NULL,
+    count bigint NOT NULL
+);
+INSERT INTO digests (level, l0, l1, l2, l3, count)
+SELECT l, 0, 0, 0, 0, 0 FROM unnest(ARRAY[0, 1, 2, 3, 4, 10, 11]) AS l;
+
+-- Small keyed values, as the embedded engine's spaces: peer cursors and counters,
+-- TAXII status resources, deferred envelopes. Distribution column: key.
+CREATE TABLE kv (
+    space text  NOT NULL,
+    key   text  NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (key, space)
+);
+
+-- Which process runs each peer's pull, until when (protocol.md, "Pull leases").
+-- Reference table.
+CREATE TABLE pull_leases (
+    peer       text        PRIMARY KEY,
+    holder     text        NOT NULL,
+    expires_at timestamptz NOT NULL
+);
