@@ -206,3 +206,394 @@ fn tls_to_the_database_is_verified_against_the_ca() {
         .unwrap_err();
     assert!(e.is_unavailable(), "{e}");
 }
+
+// ----- the store on PostgreSQL behaves as the embedded view -----
+
+use proptest::prelude::*;
+use synergia::envelope::Reason;
+use synergia::stix::tlp::{ALL_LEVELS, TlpLevel};
+use synergia::store::IngestOutcome;
+use synergia::store::digest::ViewDigest;
+use synergia::store::engine::Space;
+use synergia::store::log::LogPos;
+use synergia::store::postgres::{Incoming, PgStore};
+use synergia::store::prepare::Prepared;
+use synergia::store::record::{EnvelopeRecord, ObjectEntry, RetractedObject, RetractionEntry};
+use synergia::store::view::{SHARED_LEVELS, View};
+
+/// A compact object version: (id, modified, content, tlp).
+type Obj = (u8, u8, u8, u8);
+
+fn type_of(id: u8) -> &'static str {
+    if id.is_multiple_of(2) {
+        "indicator"
+    } else {
+        "malware"
+    }
+}
+
+fn entry(&(id, modified, content, tlp): &Obj) -> ObjectEntry {
+    let mut hash = [0u8; 16];
+    hash[0] = id;
+    hash[1] = modified;
+    hash[2] = content;
+    ObjectEntry {
+        type_name: type_of(id).into(),
+        uuid: u128::from(id),
+        modified: i64::from(modified) * 1000,
+        hash,
+        body_off: 0,
+        body_len: 0,
+        tlp: ALL_LEVELS[(tlp % 5) as usize],
+        revoked: false,
+        spec_21: true,
+        obs_keys: vec![
+            format!("domain-name:d{}.example", id % 7),
+            format!("ipv4-addr:198.51.100.{id}"),
+        ],
+    }
+}
+
+fn record(env: u8, objs: &[Obj]) -> EnvelopeRecord {
+    let mut id = [0u8; 32];
+    id[0] = env;
+    EnvelopeRecord {
+        ordinal: 0,
+        id,
+        origin: format!("origin{}", env % 3),
+        key_id: "k".into(),
+        seq: u64::from(env),
+        signed_at: i64::from(env.wrapping_mul(37) % 11),
+        tlp: objs
+            .iter()
+            .map(|o| ALL_LEVELS[(o.3 % 5) as usize])
+            .max()
+            .unwrap_or(TlpLevel::Clear),
+        recipients: vec![],
+        received_from: "peer".into(),
+        received_at: 0,
+        date_added_base: 0,
+        pos: LogPos {
+            segment: 0,
+            offset: 0,
+            len: 0,
+        },
+        objects: objs.iter().map(entry).collect(),
+        retraction: None,
+    }
+}
+
+fn retraction(n: u8, origin: u8, envelopes: &[u8], objects: &[(u8, Option<u8>)]) -> EnvelopeRecord {
+    let mut r = record(0, &[]);
+    r.id = [0u8; 32];
+    r.id[0] = n;
+    r.id[1] = 0xee;
+    r.origin = format!("origin{origin}");
+    r.seq = 1000 + u64::from(n);
+    r.signed_at = 50 + i64::from(n);
+    r.retraction = Some(RetractionEntry {
+        reason: Reason::FalsePositive,
+        note: String::new(),
+        envelopes: envelopes
+            .iter()
+            .map(|&e| {
+                let mut t = [0u8; 32];
+                t[0] = e;
+                t
+            })
+            .collect(),
+        objects: objects
+            .iter()
+            .map(|&(o, m)| RetractedObject {
+                type_name: type_of(o).into(),
+                uuid: u128::from(o),
+                modified: m.map(|m| i64::from(m) * 1000),
+            })
+            .collect(),
+    });
+    r
+}
+
+fn incoming(r: &EnvelopeRecord) -> Incoming {
+    Incoming {
+        id: r.id,
+        origin: r.origin.clone(),
+        key_id: r.key_id.clone(),
+        seq: r.seq,
+        signed_at: r.signed_at,
+        tlp: r.tlp,
+        recipients: r.recipients.clone(),
+        prepared: Prepared {
+            bytes: bytes::Bytes::from(format!("envelope {:?}", r.id)),
+            objects: r.objects.clone(),
+            retraction: r.retraction.clone(),
+        },
+    }
+}
+
+/// What both backends must agree on: the five level digests, the two shared ones, and
+/// per object the latest (modified, hash) a reader at each level sees.
+type Summary = (
+    Vec<ViewDigest>,
+    Vec<(String, u128, Vec<Option<(i64, [u8; 16])>>)>,
+);
+
+fn view_summary(v: &View, objects: &[(String, u128)]) -> Summary {
+    let mut digests: Vec<ViewDigest> = ALL_LEVELS.iter().map(|l| v.digest(*l)).collect();
+    digests.extend(SHARED_LEVELS.iter().filter_map(|l| v.shared_digest(*l)));
+    let latest = objects
+        .iter()
+        .map(|(t, u)| {
+            let hs = v.versions_of(t, *u);
+            let per_level = ALL_LEVELS
+                .iter()
+                .map(|l| {
+                    hs.first()
+                        .and_then(|&h| v.latest_visible(h, *l))
+                        .and_then(|x| v.version(x))
+                        .map(|x| (x.modified, x.hash))
+                })
+                .collect();
+            (t.clone(), *u, per_level)
+        })
+        .collect();
+    (digests, latest)
+}
+
+async fn pg_summary(s: &PgStore, objects: &[(String, u128)]) -> Summary {
+    let mut digests = Vec::new();
+    for l in ALL_LEVELS {
+        digests.push(s.digest(l).await.unwrap());
+    }
+    for l in SHARED_LEVELS {
+        digests.push(s.shared_digest(l).await.unwrap().unwrap());
+    }
+    let mut latest = Vec::new();
+    for (t, u) in objects {
+        let mut per_level = Vec::new();
+        for l in ALL_LEVELS {
+            per_level.push(s.latest(t, *u, l).await.unwrap().map(|(m, h, _)| (m, h)));
+        }
+        latest.push((t.clone(), *u, per_level));
+    }
+    (digests, latest)
+}
+
+/// Empties a database's store tables (as a fresh migration leaves them).
+async fn wipe(s: &PgStore) {
+    let c = s.pool().get().await.unwrap();
+    c.batch_execute(
+        "TRUNCATE envelopes, origin_seqs, versions, deliveries, tombstones, observables,
+                  retractions, retracted_envelopes, retracted_objects, kv;
+         UPDATE feed_head SET next_ordinal = 0, last_date_added = 0;
+         UPDATE digests SET l0 = 0, l1 = 0, l2 = 0, l3 = 0, count = 0;",
+    )
+    .await
+    .unwrap();
+}
+
+fn pg_store() -> (tokio::runtime::Runtime, PgStore) {
+    let pg = PgCluster::shared();
+    let url = pg.new_database();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt.block_on(PgStore::open(&plain(&url))).unwrap();
+    (rt, s)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// For any set of envelopes and retractions, in any order and any batching, the
+    /// store on PostgreSQL ends with the digests and latest versions the embedded
+    /// view has.
+    #[test]
+    fn postgres_chooses_what_the_embedded_view_chooses(
+        envs in proptest::collection::vec(
+            proptest::collection::vec((0u8..6, 0u8..4, 0u8..2, 0u8..5), 1..5), 1..7),
+        retractions in proptest::collection::vec(
+            (0u8..3, proptest::collection::vec(0u8..8, 0..3),
+             proptest::collection::vec((0u8..6, proptest::option::of(0u8..4)), 0..3)),
+            0..3),
+        rotate in any::<proptest::sample::Index>(),
+        batch in 1usize..4,
+    ) {
+        thread_local! {
+            static PG: (tokio::runtime::Runtime, PgStore) = pg_store();
+        }
+        let mut recs: Vec<EnvelopeRecord> =
+            envs.iter().enumerate().map(|(i, o)| record(i as u8, o)).collect();
+        for (n, (origin, es, os)) in retractions.iter().enumerate() {
+            recs.push(retraction(n as u8, *origin, es, os));
+        }
+        let mut objects: Vec<(String, u128)> = (0u8..6)
+            .map(|id| (type_of(id).to_string(), u128::from(id)))
+            .collect();
+        objects.sort();
+        let mut view = View::new();
+        for (ord, r) in recs.iter().enumerate() {
+            let mut r = r.clone();
+            r.ordinal = ord as u64;
+            r.date_added_base = 1_000 + ord as i64 * 100;
+            view.apply(&r);
+        }
+        let expected = view_summary(&view, &objects);
+        let mut order: Vec<usize> = (0..recs.len()).collect();
+        order.rotate_left(rotate.index(recs.len()));
+        order.reverse();
+        PG.with(|(rt, s)| {
+            rt.block_on(async {
+                wipe(s).await;
+                let all: Vec<Incoming> = order.iter().map(|&i| incoming(&recs[i])).collect();
+                for chunk in all.chunks(batch) {
+                    s.ingest(chunk, "peer").await.unwrap();
+                }
+                // Again: nothing changes.
+                let again = s.ingest(&all, "peer").await.unwrap();
+                assert!(again.iter().all(|o| *o == IngestOutcome::Duplicate));
+                let got = pg_summary(s, &objects).await;
+                assert_eq!(got, expected, "order {order:?}, batches of {batch}");
+                let da = s.dates_added().await.unwrap();
+                assert!(da.windows(2).all(|w| w[0] < w[1]), "date_added unique: {da:?}");
+            })
+        });
+    }
+}
+
+#[test]
+fn ingest_is_idempotent_and_positions_commit_in_order() {
+    let (rt, s) = pg_store();
+    rt.block_on(async {
+        let a = incoming(&record(1, &[(2, 1, 0, 1)]));
+        let b = incoming(&record(2, &[(3, 1, 0, 1)]));
+        let dup = incoming(&record(1, &[(2, 1, 0, 1)]));
+        let out = s.ingest(&[a, b, dup], "local").await.unwrap();
+        assert!(
+            matches!(out[0], IngestOutcome::Accepted { ordinal: 0, .. }),
+            "{out:?}"
+        );
+        assert!(
+            matches!(out[1], IngestOutcome::Accepted { ordinal: 1, .. }),
+            "{out:?}"
+        );
+        assert_eq!(
+            out[2],
+            IngestOutcome::Duplicate,
+            "twice in one batch is stored once"
+        );
+        assert_eq!(s.head().await.unwrap(), 2);
+        let out = s
+            .ingest(&[incoming(&record(1, &[(2, 1, 0, 1)]))], "local")
+            .await
+            .unwrap();
+        assert_eq!(out, vec![IngestOutcome::Duplicate]);
+        assert_eq!(s.head().await.unwrap(), 2, "a duplicate takes no position");
+        assert_eq!(
+            s.held(&[record(1, &[]).id, record(9, &[]).id])
+                .await
+                .unwrap(),
+            vec![true, false]
+        );
+
+        // Eight writers at once: every position is taken once, with no gap, and
+        // date_added grows with the position.
+        let mut tasks = Vec::new();
+        for w in 0..8u8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                for k in 0..5u8 {
+                    let n = 10 + w * 5 + k;
+                    let mut r = record(n, &[(n, 1, 0, 1)]);
+                    r.origin = format!("writer{w}");
+                    r.seq = u64::from(k);
+                    s.ingest(&[incoming(&r)], "local").await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(s.head().await.unwrap(), 42);
+        let c = s.pool().get().await.unwrap();
+        let rows = c
+            .query(
+                "SELECT e.ordinal, v.date_added FROM envelopes e
+                 JOIN deliveries d ON d.envelope = e.id
+                 JOIN versions v USING (uuid, type, modified, hash) ORDER BY e.ordinal",
+                &[],
+            )
+            .await
+            .unwrap();
+        let pairs: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(
+            pairs.iter().map(|p| p.0).collect::<Vec<_>>(),
+            (0..42).collect::<Vec<i64>>()
+        );
+        assert!(pairs.windows(2).all(|w| w[0].1 < w[1].1), "{pairs:?}");
+        let seqs = s.origin_seqs().await.unwrap();
+        assert_eq!(seqs.len(), 10, "origin1, origin2 and eight writers");
+        assert!(
+            seqs.iter()
+                .filter(|(o, _)| o.starts_with("writer"))
+                .all(|(_, q)| *q == 4)
+        );
+        assert_eq!(s.counts().await.unwrap().envelopes, 42);
+    });
+}
+
+#[test]
+fn keyed_values_hold_any_key_and_scan_by_prefix() {
+    let (rt, s) = pg_store();
+    rt.block_on(async {
+        s.put_value(Space::Deferred, "m\0peer-a\0x", b"1")
+            .await
+            .unwrap();
+        s.put_value(Space::Deferred, "m\0peer-b\0y", b"2")
+            .await
+            .unwrap();
+        s.put_value(Space::Deferred, "b\0peer-a\0x", b"body")
+            .await
+            .unwrap();
+        s.put_value(Space::Peers, "m\0peer-a\0x", b"other space")
+            .await
+            .unwrap();
+        s.put_value(Space::Deferred, "m\0peer-b\0y", b"3")
+            .await
+            .unwrap();
+        let m = s.values_with_prefix(Space::Deferred, "m\0").await.unwrap();
+        assert_eq!(
+            m,
+            vec![
+                ("m\0peer-a\0x".to_string(), b"1".to_vec()),
+                ("m\0peer-b\0y".to_string(), b"3".to_vec())
+            ]
+        );
+        assert_eq!(
+            s.get_value(Space::Deferred, "b\0peer-a\0x").await.unwrap(),
+            Some(b"body".to_vec())
+        );
+        s.delete_value(Space::Deferred, "b\0peer-a\0x")
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_value(Space::Deferred, "b\0peer-a\0x").await.unwrap(),
+            None
+        );
+        // LIKE wildcards in a prefix are only characters.
+        s.put_value(Space::Status, "a%b", b"1").await.unwrap();
+        s.put_value(Space::Status, "axb", b"2").await.unwrap();
+        assert_eq!(
+            s.values_with_prefix(Space::Status, "a%")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        // The epoch is kept across opens.
+        let e1 = s.epoch().to_string();
+        assert_eq!(e1.len(), 32);
+    });
+}

@@ -60,6 +60,17 @@ impl ViewDigest {
         self.count = self.count.saturating_sub(1);
     }
 
+    /// A digest from its four limbs (least significant first) and count, as a
+    /// database keeps it.
+    pub fn from_parts(limbs: [u64; 4], count: u64) -> ViewDigest {
+        ViewDigest { limbs, count }
+    }
+
+    /// Its four limbs, least significant first.
+    pub fn limbs(&self) -> [u64; 4] {
+        self.limbs
+    }
+
     /// Hex form (64 digits), what operators compare.
     pub fn hex(&self) -> String {
         self.limbs

@@ -20,6 +20,7 @@ pub mod memory_engine;
 pub mod postgres;
 pub mod prepare;
 pub mod record;
+pub mod resolve;
 pub mod sled_engine;
 pub mod view;
 

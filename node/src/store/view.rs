@@ -18,7 +18,7 @@ use crate::stix::tlp::{ALL_LEVELS, TlpLevel};
 use std::collections::{HashMap, HashSet};
 
 mod retract;
-pub use retract::RetractionMeta;
+pub use retract::{RetractionMeta, TOMBSTONE_AFTER_US, tombstone_hash};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// An accepted envelope's metadata.

@@ -3,12 +3,20 @@
 //!
 //! - [`settings`]: the URL, password and CA, from the config and the environment.
 //! - [`schema`]: versioned migrations, applied at start in one transaction.
+//! - [`ingest`]: storing a batch of envelopes in one transaction, choosing each
+//!   object it touches again from that object's rows ([`crate::store::resolve`]).
+//! - [`store`]: [`PgStore`], the reads and keyed values.
 //!
 //! Connections come from a pool (deadpool-postgres over tokio-postgres), over TLS
 //! with rustls unless the URL turns it off.
 
+pub mod ingest;
 pub mod schema;
 pub mod settings;
+pub mod store;
+
+pub use ingest::Incoming;
+pub use store::{Counts, PgStore};
 
 use settings::{DbSettings, DbTls};
 use std::time::Duration;

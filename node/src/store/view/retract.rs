@@ -41,7 +41,7 @@ pub struct RetractionMeta {
 }
 
 /// How much later than the version it stands for a tombstone is (µs).
-const TOMBSTONE_AFTER_US: i64 = 1000;
+pub const TOMBSTONE_AFTER_US: i64 = 1000;
 
 /// The content hash of the tombstone of a version with content hash `hash`: the
 /// first 16 bytes of SHA-256(`"synergia-retracted:"` ‖ hash).

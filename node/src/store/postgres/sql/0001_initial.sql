@@ -54,9 +54,11 @@ CREATE TABLE origin_seqs (
     max_seq bigint NOT NULL
 );
 
--- Every object version held: one row per (object, modified, content). The body is the
--- object's canonical form, as in the envelope that first delivered it.
--- Distribution column: uuid (co-located with deliveries, observables' lookups join on it).
+-- Every object version held: one row per (object, modified, content), and the
+-- object's tombstones (flag 16). The body is the object's canonical form, as in the
+-- envelope that first delivered it. `latest` has bit L set when the version is what
+-- a reader at level L (0 clear .. 4 red) sees as the object's latest.
+-- Distribution column: uuid.
 CREATE TABLE versions (
     uuid        uuid     NOT NULL,
     type        text     NOT NULL,
@@ -65,6 +67,7 @@ CREATE TABLE versions (
     date_added  bigint   NOT NULL,
     tlp         smallint NOT NULL,
     flags       smallint NOT NULL,
+    latest      smallint NOT NULL,
     origin      text     NOT NULL,
     envelope    bytea    NOT NULL,
     body        bytea    NOT NULL,
@@ -72,6 +75,7 @@ CREATE TABLE versions (
 );
 CREATE INDEX versions_date_added ON versions (date_added);
 CREATE INDEX versions_type_date_added ON versions (type, date_added);
+CREATE INDEX versions_latest_date_added ON versions (date_added) WHERE latest <> 0;
 
 -- Every delivery of a version: which envelope carried it, with what the choice of an
 -- object's owner and latest version needs of that envelope, and the retraction that
@@ -90,20 +94,15 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_envelope ON deliveries (envelope);
 
--- One row per object: what the merged view chose for it. Distribution column: uuid.
-CREATE TABLE objects (
-    uuid            uuid     NOT NULL,
-    type            text     NOT NULL,
-    owner_origin    text,
-    latest_modified bigint,
-    latest_hash     bytea,
-    -- At clear and at green: the latest version among the deliveries at that level.
-    clear_modified  bigint,
-    clear_hash      bytea,
-    green_modified  bigint,
-    green_hash      bytea,
-    -- Set once a retraction touched the object: its state is chosen again as a whole.
-    touched         boolean  NOT NULL DEFAULT false,
+-- One row per object that has a tombstone: the tombstone version and the version it
+-- stands for. Distribution column: uuid.
+CREATE TABLE tombstones (
+    uuid          uuid   NOT NULL,
+    type          text   NOT NULL,
+    modified      bigint NOT NULL,
+    hash          bytea  NOT NULL,
+    base_modified bigint NOT NULL,
+    base_hash     bytea  NOT NULL,
     PRIMARY KEY (uuid, type)
 );
 
@@ -116,7 +115,7 @@ CREATE TABLE observables (
     modified bigint NOT NULL,
     hash     bytea  NOT NULL,
     -- For IP addresses and networks: the block, for range lookups.
-    net      cidr,
+    net      inet,
     PRIMARY KEY (key, uuid, type, modified, hash)
 );
 CREATE INDEX observables_net ON observables USING gist (net inet_ops) WHERE net IS NOT NULL;
@@ -142,9 +141,9 @@ CREATE TABLE retracted_objects (
     retraction bytea  NOT NULL,
     origin     text   NOT NULL,
     -- The version named, or every version when NULL.
-    modified   bigint,
-    PRIMARY KEY (uuid, type, retraction)
+    modified   bigint
 );
+CREATE INDEX retracted_objects_object ON retracted_objects (uuid, type);
 
 -- The per-level view digests (sum of contributions mod 2^256, four 64-bit limbs) and
 -- the two shared ones peers compare. Level 0..4 = clear..red; 10, 11 = shared clear,
@@ -164,7 +163,7 @@ SELECT l, 0, 0, 0, 0, 0 FROM unnest(ARRAY[0, 1, 2, 3, 4, 10, 11]) AS l;
 -- TAXII status resources, deferred envelopes. Distribution column: key.
 CREATE TABLE kv (
     space text  NOT NULL,
-    key   text  NOT NULL,
+    key   bytea NOT NULL,
     value bytea NOT NULL,
     PRIMARY KEY (key, space)
 );

@@ -1,0 +1,276 @@
+//! A member's store in PostgreSQL: the same envelopes, view, digests and keyed values
+//! as the embedded store, read and written by statements, so that nothing per object
+//! lives in a node's memory and several processes can share it.
+
+use super::ingest::{self, Incoming, level_code};
+use super::settings::DbSettings;
+use super::{PgError, PgPool};
+use crate::stix::timestamp::Timestamp;
+use crate::stix::tlp::TlpLevel;
+use crate::store::digest::ViewDigest;
+use crate::store::engine::Space;
+use crate::store::view::SHARED_LEVELS;
+use crate::store::{IngestOutcome, StoreError};
+use uuid::Uuid;
+
+/// The node-wide value that names this log (see `Store::epoch`).
+const EPOCH_KEY: &str = "log-epoch";
+
+/// A member's store in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    epoch: String,
+}
+
+/// Counts of what the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Envelopes (bundles and retractions).
+    pub envelopes: u64,
+    /// Object versions, tombstones included.
+    pub versions: u64,
+    /// Distinct objects.
+    pub objects: u64,
+}
+
+fn q(what: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError + '_ {
+    move |e| StoreError::Database(PgError::query(what, e))
+}
+
+impl PgStore {
+    /// Connects, brings the schema up to date and reads (or makes) the log's epoch.
+    pub async fn open(settings: &DbSettings) -> Result<PgStore, StoreError> {
+        let (pool, _) = PgPool::open(settings).await?;
+        let c = pool.get().await?;
+        let mut e = [0u8; 16];
+        getrandom::fill(&mut e).map_err(StoreError::Randomness)?;
+        // Several processes may start at once: the first epoch written stays.
+        c.execute(
+            "INSERT INTO node_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            &[&EPOCH_KEY, &&e[..]],
+        )
+        .await
+        .map_err(q("making the log epoch"))?;
+        let epoch: Vec<u8> = c
+            .query_one("SELECT value FROM node_meta WHERE key = $1", &[&EPOCH_KEY])
+            .await
+            .map_err(q("reading the log epoch"))?
+            .get(0);
+        drop(c);
+        Ok(PgStore {
+            pool,
+            epoch: epoch.iter().map(|b| format!("{b:02x}")).collect(),
+        })
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The log's epoch (hex).
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Stores verified envelopes in one transaction; returns once it committed.
+    /// Duplicates change nothing.
+    pub async fn ingest(
+        &self,
+        batch: &[Incoming],
+        received_from: &str,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await.map_err(q("starting an ingest"))?;
+        let out = ingest::ingest(&tx, batch, received_from, Timestamp::now().as_micros()).await?;
+        tx.commit().await.map_err(q("committing an ingest"))?;
+        Ok(out)
+    }
+
+    /// Which of `ids` are held.
+    pub async fn held(&self, ids: &[[u8; 32]]) -> Result<Vec<bool>, StoreError> {
+        let c = self.pool.get().await?;
+        let refs: Vec<&[u8]> = ids.iter().map(|i| &i[..]).collect();
+        let found: std::collections::HashSet<Vec<u8>> = c
+            .query("SELECT id FROM envelopes WHERE id = ANY($1)", &[&refs])
+            .await
+            .map_err(q("finding held envelopes"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(ids.iter().map(|i| found.contains(&i[..])).collect())
+    }
+
+    /// The next feed position (one past the last envelope's ordinal).
+    pub async fn head(&self) -> Result<u64, StoreError> {
+        let c = self.pool.get().await?;
+        let n: i64 = c
+            .query_one("SELECT next_ordinal FROM feed_head", &[])
+            .await
+            .map_err(q("reading the feed head"))?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    async fn digest_row(&self, level: i16) -> Result<ViewDigest, StoreError> {
+        let c = self.pool.get().await?;
+        let r = c
+            .query_one(
+                "SELECT l0, l1, l2, l3, count FROM digests WHERE level = $1",
+                &[&level],
+            )
+            .await
+            .map_err(q("reading a digest"))?;
+        let l = |i: usize| r.get::<_, i64>(i) as u64;
+        Ok(ViewDigest::from_parts([l(0), l(1), l(2), l(3)], l(4)))
+    }
+
+    /// The digest of the latest versions whose level is `level` (as the embedded
+    /// view's `digest`).
+    pub async fn digest(&self, level: TlpLevel) -> Result<ViewDigest, StoreError> {
+        self.digest_row(level_code(level)).await
+    }
+
+    /// The digest peers compare at a shared level (clear or green); `None` otherwise.
+    pub async fn shared_digest(&self, level: TlpLevel) -> Result<Option<ViewDigest>, StoreError> {
+        match SHARED_LEVELS.iter().position(|l| *l == level) {
+            Some(i) => Ok(Some(self.digest_row(10 + i as i16).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// What the store holds, counted.
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        let c = self.pool.get().await?;
+        let r = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM envelopes), (SELECT count(*) FROM versions),
+                        (SELECT count(*) FROM (SELECT DISTINCT uuid, type FROM versions) o)",
+                &[],
+            )
+            .await
+            .map_err(q("counting"))?;
+        Ok(Counts {
+            envelopes: r.get::<_, i64>(0) as u64,
+            versions: r.get::<_, i64>(1) as u64,
+            objects: r.get::<_, i64>(2) as u64,
+        })
+    }
+
+    /// The latest version of an object that a reader at `level` sees: its `modified`,
+    /// content hash and `date_added`.
+    pub async fn latest(
+        &self,
+        type_name: &str,
+        uuid: u128,
+        level: TlpLevel,
+    ) -> Result<Option<(i64, [u8; 16], i64)>, StoreError> {
+        let c = self.pool.get().await?;
+        let bit: i16 = 1 << level_code(level);
+        let r = c
+            .query_opt(
+                "SELECT modified, hash, date_added FROM versions
+                 WHERE uuid = $1 AND type = $2 AND latest & $3 <> 0",
+                &[&Uuid::from_u128(uuid), &type_name, &bit],
+            )
+            .await
+            .map_err(q("reading a latest version"))?;
+        Ok(r.map(|r| {
+            let mut h = [0u8; 16];
+            h.copy_from_slice(r.get::<_, &[u8]>(1));
+            (r.get(0), h, r.get(2))
+        }))
+    }
+
+    /// Every object version's `date_added`, in that order (for checks).
+    pub async fn dates_added(&self) -> Result<Vec<i64>, StoreError> {
+        let c = self.pool.get().await?;
+        Ok(
+            c.query("SELECT date_added FROM versions ORDER BY date_added", &[])
+                .await
+                .map_err(q("reading date_added"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        )
+    }
+
+    /// The greatest `seq` held of each origin.
+    pub async fn origin_seqs(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let c = self.pool.get().await?;
+        Ok(c.query(
+            "SELECT origin, max_seq FROM origin_seqs ORDER BY origin",
+            &[],
+        )
+        .await
+        .map_err(q("reading sequence numbers"))?
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+        .collect())
+    }
+
+    /// The value at `key` in `space`.
+    pub async fn get_value(&self, space: Space, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT value FROM kv WHERE space = $1 AND key = $2",
+            &[&space.name(), &key.as_bytes()],
+        )
+        .await
+        .map_err(q("reading a value"))?
+        .map(|r| r.get(0)))
+    }
+
+    /// Sets `key` in `space`; durable once this returns (the transaction committed).
+    pub async fn put_value(&self, space: Space, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        c.execute(
+            "INSERT INTO kv (space, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (key, space) DO UPDATE SET value = excluded.value",
+            &[&space.name(), &key.as_bytes(), &value],
+        )
+        .await
+        .map_err(q("writing a value"))?;
+        Ok(())
+    }
+
+    /// Removes `key` from `space`.
+    pub async fn delete_value(&self, space: Space, key: &str) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        c.execute(
+            "DELETE FROM kv WHERE space = $1 AND key = $2",
+            &[&space.name(), &key.as_bytes()],
+        )
+        .await
+        .map_err(q("removing a value"))?;
+        Ok(())
+    }
+
+    /// Every (key, value) of `space` whose key starts with `prefix`, in key order.
+    pub async fn values_with_prefix(
+        &self,
+        space: Space,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let c = self.pool.get().await?;
+        let rows = c
+            .query(
+                "SELECT key, value FROM kv
+                 WHERE space = $1 AND substring(key FROM 1 FOR length($2::bytea)) = $2
+                 ORDER BY key",
+                &[&space.name(), &prefix.as_bytes()],
+            )
+            .await
+            .map_err(q("reading values"))?;
+        rows.iter()
+            .map(|r| {
+                let k: Vec<u8> = r.get(0);
+                let k = String::from_utf8(k).map_err(|_| {
+                    StoreError::Corrupt(format!("a {} key is not UTF-8", space.name()))
+                })?;
+                Ok((k, r.get(1)))
+            })
+            .collect()
+    }
+}
