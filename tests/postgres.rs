@@ -597,3 +597,61 @@ fn keyed_values_hold_any_key_and_scan_by_prefix() {
         assert_eq!(e1.len(), 32);
     });
 }
+
+#[test]
+fn a_tombstone_never_carries_a_body_above_the_level_it_is_shown_at() {
+    // acme shares v1 at clear, then v2 at red, then takes the whole object back. A
+    // clear reader's tombstone stands for v1 and holds v1's body; a red reader's
+    // stands for v2.
+    let (rt, s) = pg_store();
+    let with_body = |env: u8, modified: u8, tlp: u8, body: &str| {
+        let mut r = record(env, &[(2, modified, 0, tlp)]);
+        r.origin = "origin0".into();
+        let mut i = incoming(&r);
+        i.prepared.bytes = bytes::Bytes::from(body.to_string());
+        i.prepared.objects[0].body_off = 0;
+        i.prepared.objects[0].body_len = body.len() as u32;
+        i
+    };
+    let v1 = with_body(3, 1, 0, "{\"v\":1,\"tlp\":\"clear\"}");
+    let v2 = with_body(6, 2, 4, "{\"v\":2,\"tlp\":\"red\"}");
+    let r = incoming(&retraction(1, 0, &[], &[(2, None)]));
+    rt.block_on(async {
+        s.ingest(&[v1, v2], "peer").await.unwrap();
+        s.ingest(&[r], "peer").await.unwrap();
+        let c = s.pool().get().await.unwrap();
+        let body_at = |bit: i16| {
+            let c = &c;
+            async move {
+                let row = c
+                    .query_one(
+                        "SELECT modified, body, flags FROM versions WHERE type = 'indicator' AND latest & $1 <> 0",
+                        &[&bit],
+                    )
+                    .await
+                    .unwrap();
+                (
+                    row.get::<_, i64>(0),
+                    String::from_utf8(row.get::<_, Vec<u8>>(1)).unwrap(),
+                    row.get::<_, i16>(2),
+                )
+            }
+        };
+        let (m, body, flags) = body_at(1).await;
+        assert_eq!((m, body.as_str()), (2000, "{\"v\":1,\"tlp\":\"clear\"}"));
+        assert_ne!(flags & 16, 0, "a tombstone");
+        let (m, body, _) = body_at(1 << 4).await;
+        assert_eq!((m, body.as_str()), (3000, "{\"v\":2,\"tlp\":\"red\"}"));
+        let tlps: Vec<(i64, i16)> = c
+            .query(
+                "SELECT modified, tlp FROM versions WHERE flags & 16 <> 0 ORDER BY modified",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(tlps, vec![(2000, 0), (3000, 4)], "each shared at its own level");
+    });
+}

@@ -14,10 +14,14 @@
 //!   the owner; the latest is the best version (greater `modified`, then the smaller
 //!   content hash) the owner delivered at L or below. Versions only other members
 //!   delivered are held but never become the latest (security finding 3).
-//! - A tombstone stands in for an object that a level saw and sees no more: wanted
-//!   when a retracted delivery is at a less restrictive level than every standing one;
-//!   it stands for the best retracted version with a `modified`, shared at the least
-//!   restrictive retracted level, and a level with no latest shows it.
+//! - A tombstone stands in for an object that a level saw and sees no more: a level
+//!   with no standing delivery but a retracted one at that level or below shows the
+//!   tombstone of the best version (with a `modified`) retracted at that level or
+//!   below. Each level's tombstone is made from what that level could see, so a reader
+//!   never gets a tombstone carrying a body above its level, and two nodes holding the
+//!   same clear and green envelopes make the same clear and green tombstones whatever
+//!   else they hold. An object has a tombstone per distinct version so chosen (at most
+//!   one per level), shared at the least restrictive level that shows it.
 
 use crate::stix::tlp::{ALL_LEVELS, TlpLevel};
 
@@ -52,8 +56,8 @@ pub struct VersionFacts {
 pub enum Pick {
     /// The version at this index of the input.
     Version(usize),
-    /// The object's tombstone.
-    Tombstone,
+    /// The tombstone at this index of [`Resolution::tombstones`].
+    Tombstone(usize),
 }
 
 /// The object's state, chosen from its deliveries.
@@ -63,8 +67,9 @@ pub struct Resolution {
     pub version_tlp: Vec<TlpLevel>,
     /// Whether another version has the same `modified` and other content.
     pub conflict: Vec<bool>,
-    /// The tombstone wanted: the index of the version it stands for, and its level.
-    pub tombstone: Option<(usize, TlpLevel)>,
+    /// The tombstones wanted: the index of the version each stands for, and its level
+    /// (the least restrictive level that shows it), least restrictive first.
+    pub tombstones: Vec<(usize, TlpLevel)>,
     /// What each reader level sees as the latest, in [`ALL_LEVELS`] order.
     pub latest: [Option<Pick>; 5],
 }
@@ -87,21 +92,14 @@ fn min_level(a: Option<TlpLevel>, b: TlpLevel) -> Option<TlpLevel> {
 /// Chooses the object's state (see the module documentation).
 pub fn resolve(versions: &[VersionFacts]) -> Resolution {
     let mut version_tlp = Vec::with_capacity(versions.len());
-    let mut min_standing: Option<TlpLevel> = None;
-    let mut min_retracted: Option<TlpLevel> = None;
     for v in versions {
         let mut standing: Option<TlpLevel> = None;
         let mut any: Option<TlpLevel> = None;
         for d in &v.deliveries {
             any = min_level(any, d.tlp);
-            if d.retracted {
-                min_retracted = min_level(min_retracted, d.tlp);
-            } else {
+            if !d.retracted {
                 standing = min_level(standing, d.tlp);
             }
-        }
-        if let Some(t) = standing {
-            min_standing = min_level(min_standing, t);
         }
         version_tlp.push(standing.or(any).unwrap_or(TlpLevel::Red));
     }
@@ -113,39 +111,44 @@ pub fn resolve(versions: &[VersionFacts]) -> Resolution {
                 .any(|w| w.modified == v.modified && w.hash != v.hash)
         })
         .collect();
-    let wanted = match (min_retracted, min_standing) {
-        (Some(r), Some(s)) => r < s,
-        (Some(_), None) => true,
-        _ => false,
-    };
-    let tombstone = if wanted {
-        let base = versions
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.modified != i64::MIN && v.deliveries.iter().any(|d| d.retracted))
-            .fold(None, |best: Option<usize>, (i, v)| match best {
-                Some(b) if !beats(v, &versions[b]) => Some(b),
-                _ => Some(i),
-            });
-        base.zip(min_retracted)
-    } else {
-        None
-    };
+    let mut tombstones: Vec<(usize, TlpLevel)> = Vec::new();
     let mut latest = [None; 5];
     for (slot, level) in latest.iter_mut().zip(ALL_LEVELS) {
-        *slot = latest_at(versions, level)
-            .map(Pick::Version)
-            .or_else(|| match tombstone {
-                Some((_, t)) if t <= level => Some(Pick::Tombstone),
-                _ => None,
-            });
+        *slot = match latest_at(versions, level) {
+            Some(v) => Some(Pick::Version(v)),
+            None => retracted_best(versions, level).map(|base| {
+                let k = tombstones
+                    .iter()
+                    .position(|(b, _)| *b == base)
+                    .unwrap_or_else(|| {
+                        tombstones.push((base, level));
+                        tombstones.len() - 1
+                    });
+                Pick::Tombstone(k)
+            }),
+        };
     }
     Resolution {
         version_tlp,
         conflict,
-        tombstone,
+        tombstones,
         latest,
     }
+}
+
+/// The best version with a `modified` that has a retracted delivery at `level` or
+/// below: what a reader at that level saw and must learn is gone.
+fn retracted_best(versions: &[VersionFacts], level: TlpLevel) -> Option<usize> {
+    versions
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| {
+            v.modified != i64::MIN && v.deliveries.iter().any(|d| d.retracted && d.tlp <= level)
+        })
+        .fold(None, |best: Option<usize>, (i, v)| match best {
+            Some(b) if !beats(v, &versions[b]) => Some(b),
+            _ => Some(i),
+        })
 }
 
 /// The owner and latest among the standing deliveries at `level` or below.
@@ -219,7 +222,7 @@ mod tests {
             "clear: only evil's delivery is visible, so evil owns it there"
         );
         assert_eq!(r.version_tlp, vec![Green, Clear, Amber]);
-        assert_eq!(r.tombstone, None);
+        assert!(r.tombstones.is_empty());
     }
 
     #[test]
@@ -238,10 +241,10 @@ mod tests {
         use TlpLevel::*;
         let vs = vec![v(10, 1, vec![d("acme", 100, Green, true)])];
         let r = resolve(&vs);
-        assert_eq!(r.tombstone, Some((0, Green)));
+        assert_eq!(r.tombstones, vec![(0, Green)]);
         assert_eq!(r.latest[0], None, "clear never saw it");
-        assert_eq!(r.latest[1], Some(Pick::Tombstone));
-        assert_eq!(r.latest[4], Some(Pick::Tombstone));
+        assert_eq!(r.latest[1], Some(Pick::Tombstone(0)));
+        assert_eq!(r.latest[4], Some(Pick::Tombstone(0)));
         assert_eq!(r.version_tlp, vec![Green]);
         // An amber delivery still stands: green and clear readers saw the green one
         // go; amber readers still see the object.
@@ -251,13 +254,35 @@ mod tests {
             vec![d("acme", 100, Green, true), d("acme", 101, Amber, false)],
         )];
         let r = resolve(&vs);
-        assert_eq!(r.tombstone, Some((0, Green)));
-        assert_eq!(r.latest[1], Some(Pick::Tombstone));
+        assert_eq!(r.tombstones, vec![(0, Green)]);
+        assert_eq!(r.latest[1], Some(Pick::Tombstone(0)));
         assert_eq!(r.latest[2], Some(Pick::Version(0)));
         assert_eq!(r.version_tlp, vec![Amber]);
         // No tombstone for an object without `modified`.
         let r = resolve(&[v(i64::MIN, 1, vec![d("acme", 100, Green, true)])]);
-        assert_eq!(r.tombstone, None);
+        assert!(r.tombstones.is_empty());
         assert_eq!(r.latest, [None; 5]);
+    }
+
+    #[test]
+    fn each_level_gets_the_tombstone_of_what_it_could_see() {
+        use TlpLevel::*;
+        // v1 shared at clear, v2 at red; the origin takes the whole object back. A
+        // clear reader saw v1 only: its tombstone must stand for v1, never carry v2's
+        // red body; a red reader saw v2 and gets v2's tombstone.
+        let vs = vec![
+            v(10, 1, vec![d("acme", 100, Clear, true)]),
+            v(20, 2, vec![d("acme", 200, Red, true)]),
+        ];
+        let r = resolve(&vs);
+        assert_eq!(r.tombstones, vec![(0, Clear), (1, Red)]);
+        for level in 0..4 {
+            assert_eq!(r.latest[level], Some(Pick::Tombstone(0)), "level {level}");
+        }
+        assert_eq!(r.latest[4], Some(Pick::Tombstone(1)));
+        // A node holding only the clear envelope chooses the same clear tombstone.
+        let clear_only = resolve(&vs[..1]);
+        assert_eq!(clear_only.tombstones, vec![(0, Clear)]);
+        assert_eq!(clear_only.latest[0], Some(Pick::Tombstone(0)));
     }
 }

@@ -239,8 +239,11 @@ pub struct View {
     /// Objects a retraction ever touched: their latest versions are chosen by
     /// [`View::recompute`], not incrementally.
     touched: HashSet<IdKey>,
-    /// Object → its tombstone and the version it stands for.
-    tombstones: HashMap<IdKey, (u32, u32)>,
+    /// Object → its tombstones in force and the versions they stand for.
+    tombstones: HashMap<IdKey, Vec<(u32, u32)>>,
+    /// Object a retraction touched → what each level sees as its latest (`NONE`:
+    /// nothing), as [`View::recompute`] chose it.
+    touched_latest: HashMap<IdKey, [u32; 5]>,
 }
 
 impl View {
@@ -874,8 +877,8 @@ impl View {
             v = self.versions[v as usize].next_same_id;
         }
         out.reverse();
-        if let Some(&(tomb, _)) = self.tombstones.get(&key) {
-            out.push(tomb);
+        if let Some(ts) = self.tombstones.get(&key) {
+            out.extend(ts.iter().map(|&(tomb, _)| tomb));
         }
         out.sort_by_key(|&h| self.versions[h as usize].modified);
         out
@@ -1032,7 +1035,7 @@ impl View {
             return (entry.shared[i] != NONE).then_some(entry.shared[i]);
         }
         if self.touched.contains(&key) {
-            return self.latest_touched_at(key, entry, max_tlp);
+            return self.latest_touched_at(key, max_tlp);
         }
         // The common case: the earliest delivery and a delivery of the latest version
         // by its owner are both visible.

@@ -117,9 +117,9 @@ struct Del {
 struct Object {
     rows: Vec<Row>,
     deliveries: Vec<Del>,
-    /// Row index of the tombstone in force and of the version it stands for.
-    tombstone: Option<(usize, usize)>,
-    stored_tombstone: Option<(usize, usize)>,
+    /// Row indexes of the tombstones in force and of the versions they stand for.
+    tombstones: Vec<(usize, usize)>,
+    stored_tombstones: Vec<(usize, usize)>,
     /// Retractions held that name the object: (retraction, origin, version named).
     named_by: Vec<([u8; 32], String, Option<i64>)>,
     /// Whether this batch changed it.
@@ -136,7 +136,7 @@ impl Object {
     /// Whether retractions are involved: its state is then chosen after each
     /// delivery, so tombstones are made at the same moments on every backend.
     fn retracted_at_all(&self) -> bool {
-        self.tombstone.is_some()
+        !self.tombstones.is_empty()
             || !self.named_by.is_empty()
             || self.deliveries.iter().any(|d| d.retracted_by.is_some())
     }
@@ -206,65 +206,63 @@ impl Batch<'_> {
         for row in obj.rows.iter_mut().filter(|r| r.tombstone()) {
             row.latest = 0;
         }
-        obj.tombstone = match r.tombstone {
-            None => None,
-            Some((b, level)) => {
-                let base = real[b];
-                match obj.tombstone {
-                    Some((t, tb)) if tb == base => {
-                        obj.rows[t].tlp = level;
-                        Some((t, base))
-                    }
-                    _ => {
-                        let b = obj.rows[base].clone();
-                        let modified = b.modified.saturating_add(TOMBSTONE_AFTER_US);
-                        let hash = tombstone_hash(&b.hash);
-                        let date_added = self.next_da;
-                        self.next_da += 1;
-                        let flags = i16::from(REVOKED | RETRACTED) | (b.flags & i16::from(SPEC21));
-                        // A tombstone once dropped and wanted again for the same
-                        // version is the same row, given a new date_added.
-                        let t =
-                            match obj.rows.iter().position(|r| {
-                                r.tombstone() && r.modified == modified && r.hash == hash
-                            }) {
-                                Some(t) => {
-                                    obj.rows[t].date_added = date_added;
-                                    obj.rows[t].tlp = level;
-                                    t
-                                }
-                                None => {
-                                    obj.rows.push(Row {
-                                        modified,
-                                        hash,
-                                        date_added,
-                                        tlp: level,
-                                        flags,
-                                        latest: 0,
-                                        origin: b.origin.clone(),
-                                        envelope: b.envelope,
-                                        stored: None,
-                                        body: None,
-                                    });
-                                    obj.rows.len() - 1
-                                }
-                            };
-                        Some((t, base))
+        let before = std::mem::take(&mut obj.tombstones);
+        let mut made = Vec::with_capacity(r.tombstones.len());
+        for &(b, level) in &r.tombstones {
+            let base = real[b];
+            let t = match before.iter().find(|(_, tb)| *tb == base) {
+                Some(&(t, _)) => {
+                    obj.rows[t].tlp = level;
+                    t
+                }
+                None => {
+                    let b = obj.rows[base].clone();
+                    let modified = b.modified.saturating_add(TOMBSTONE_AFTER_US);
+                    let hash = tombstone_hash(&b.hash);
+                    let date_added = self.next_da;
+                    self.next_da += 1;
+                    let flags = i16::from(REVOKED | RETRACTED) | (b.flags & i16::from(SPEC21));
+                    // A tombstone once dropped and wanted again for the same version
+                    // is the same row, given a new date_added.
+                    match obj
+                        .rows
+                        .iter()
+                        .position(|r| r.tombstone() && r.modified == modified && r.hash == hash)
+                    {
+                        Some(t) => {
+                            obj.rows[t].date_added = date_added;
+                            obj.rows[t].tlp = level;
+                            t
+                        }
+                        None => {
+                            obj.rows.push(Row {
+                                modified,
+                                hash,
+                                date_added,
+                                tlp: level,
+                                flags,
+                                latest: 0,
+                                origin: b.origin.clone(),
+                                envelope: b.envelope,
+                                stored: None,
+                                body: None,
+                            });
+                            obj.rows.len() - 1
+                        }
                     }
                 }
-            }
-        };
+            };
+            made.push((t, base));
+        }
         for (bit, pick) in r.latest.iter().enumerate() {
             let row = match pick {
                 Some(Pick::Version(k)) => real[*k],
-                Some(Pick::Tombstone) => match obj.tombstone {
-                    Some((t, _)) => t,
-                    None => continue,
-                },
+                Some(Pick::Tombstone(k)) => made[*k].0,
                 None => continue,
             };
             obj.rows[row].latest |= 1 << bit;
         }
+        obj.tombstones = made;
         for row in &obj.rows {
             contribute(&mut self.digests, key, row, true);
         }
@@ -687,8 +685,8 @@ async fn load_objects(
             .position(|x| x.tombstone() && x.modified == m && x.hash == h);
         let base = obj.row(r.get(4), &arr(r.get::<_, &[u8]>(5)));
         if let (Some(t), Some(base)) = (t, base) {
-            obj.tombstone = Some((t, base));
-            obj.stored_tombstone = Some((t, base));
+            obj.tombstones.push((t, base));
+            obj.stored_tombstones.push((t, base));
         }
     }
     for r in tx
@@ -796,7 +794,7 @@ async fn write(
                 (None, Some(_)) => new_v.push(key, row),
                 (None, None) => {
                     // A new tombstone: its body is copied from the version it stands for.
-                    if let Some((_, base)) = obj.tombstone.filter(|(t, _)| {
+                    if let Some(&(_, base)) = obj.tombstones.iter().find(|(t, _)| {
                         obj.rows[*t].modified == row.modified && obj.rows[*t].hash == row.hash
                     }) {
                         tomb_copies.push((key, row, &obj.rows[base]));
@@ -816,10 +814,10 @@ async fn write(
                 _ => {}
             }
         }
-        if obj.tombstone != obj.stored_tombstone {
-            match obj.tombstone {
-                Some((t, base)) => tomb_set.push((key, &obj.rows[t], &obj.rows[base])),
-                None => tomb_drop.push(key),
+        if obj.tombstones != obj.stored_tombstones {
+            tomb_drop.push(key);
+            for &(t, base) in &obj.tombstones {
+                tomb_set.push((key, &obj.rows[t], &obj.rows[base]));
             }
         }
     }
@@ -933,13 +931,18 @@ async fn write(
         .await
         .map_err(q("retracting deliveries"))?;
     }
+    for key in &tomb_drop {
+        tx.execute(
+            "DELETE FROM tombstones WHERE uuid = $1 AND type = $2",
+            &[&uuid_of(key.1), &key.0],
+        )
+        .await
+        .map_err(q("dropping a tombstone"))?;
+    }
     for (key, t, base) in &tomb_set {
         tx.execute(
             "INSERT INTO tombstones (uuid, type, modified, hash, base_modified, base_hash)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (uuid, type) DO UPDATE SET modified = excluded.modified,
-                 hash = excluded.hash, base_modified = excluded.base_modified,
-                 base_hash = excluded.base_hash",
+             VALUES ($1, $2, $3, $4, $5, $6)",
             &[
                 &uuid_of(key.1),
                 &key.0,
@@ -951,14 +954,6 @@ async fn write(
         )
         .await
         .map_err(q("recording a tombstone"))?;
-    }
-    for key in &tomb_drop {
-        tx.execute(
-            "DELETE FROM tombstones WHERE uuid = $1 AND type = $2",
-            &[&uuid_of(key.1), &key.0],
-        )
-        .await
-        .map_err(q("dropping a tombstone"))?;
     }
     if !b.observables.is_empty() {
         let mut k = Vec::new();

@@ -82,7 +82,15 @@ impl PgStore {
         received_from: &str,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let mut c = self.pool.get().await?;
-        let tx = c.transaction().await.map_err(q("starting an ingest"))?;
+        // Read committed whatever the database's default: every read of the ingest
+        // comes after the feed head's row lock, so it sees what committed before, and
+        // a stricter level would only fail the second of two writers.
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(q("starting an ingest"))?;
         let out = ingest::ingest(&tx, batch, received_from, Timestamp::now().as_micros()).await?;
         tx.commit().await.map_err(q("committing an ingest"))?;
         Ok(out)

@@ -14,7 +14,9 @@
 //! `revoked: true`, one millisecond after the retracted version it stands for, so
 //! that TAXII clients that paged the object drop it as STIX versioning expects. Its
 //! content hash is derived from the retracted version's, so every node makes the same
-//! tombstone and the digests agree.
+//! tombstone and the digests agree. Each level's tombstone stands for the newest
+//! version retracted at that level or below, so none carries a body above the level
+//! it is shown at; an object may have one per level ([`crate::store::resolve`]).
 //!
 //! Objects a retraction touched leave the incremental path: each change to them
 //! chooses everything again from their deliveries ([`View::recompute`]). Retractions
@@ -22,11 +24,12 @@
 //! one hash-set lookup per object says whether an object was touched.
 
 use super::{
-    EnvMeta, IdEntry, IdKey, NONE, RETRACTED, REVOKED, SHARED_LEVELS, SPEC21, Version, View, halves,
+    EnvMeta, IdKey, NONE, RETRACTED, REVOKED, SHARED_LEVELS, SPEC21, Version, View, halves,
 };
 use crate::envelope::{Kind, Reason};
 use crate::stix::tlp::TlpLevel;
 use crate::store::record::{ObjectEntry, RetractionEntry};
+use crate::store::resolve::{DeliveryFacts, Pick, VersionFacts, resolve};
 use sha2::{Digest, Sha256};
 
 /// What the view keeps of a retraction besides its envelope's metadata.
@@ -204,27 +207,18 @@ impl View {
     }
 
     /// [`View::latest_visible`] of a touched object at a level other than clear,
-    /// green and red (which [`View::recompute`] keeps).
-    pub(super) fn latest_touched_at(
-        &self,
-        key: IdKey,
-        entry: &IdEntry,
-        level: TlpLevel,
-    ) -> Option<u32> {
-        match self.owner_and_best(entry.head, level).1 {
-            Some(v) => Some(v),
-            None => self
-                .tombstones
-                .get(&key)
-                .map(|&(t, _)| t)
-                .filter(|&t| self.versions[t as usize].tlp <= level),
-        }
+    /// green and red (which [`View::recompute`] keeps in the object's entry).
+    pub(super) fn latest_touched_at(&self, key: IdKey, level: TlpLevel) -> Option<u32> {
+        self.touched_latest
+            .get(&key)
+            .map(|picks| picks[super::level_ix(level)])
+            .filter(|&v| v != NONE)
     }
 
-    /// Chooses everything about a touched object again from its deliveries that are
-    /// not retracted: each version's level, the owner and latest version, the latest
-    /// at the shared levels, the tombstone; and moves the digests from what the
-    /// object counted for before to what it counts for now.
+    /// Chooses everything about a touched object again from its deliveries, by the
+    /// rules of [`crate::store::resolve`]: each version's level, the latest version at
+    /// every level, the tombstones; and moves the digests from what the object counted
+    /// for before to what it counts for now.
     pub(super) fn recompute(&mut self, key: IdKey, next_da: &mut i64) {
         let Some(mut entry) = self.by_id.get(&key).copied() else {
             return;
@@ -239,75 +233,68 @@ impl View {
                 self.shared[i].remove(&c);
             }
         }
-        // 2. Each version's level: its least restrictive delivery not retracted (or,
-        // when all are, of all: what a tombstone of it is shared at).
+        // 2. The rules, over the object's versions and every delivery of each.
         let chain = self.chain(entry.head);
-        let mut min_effective: Option<TlpLevel> = None;
-        let mut min_retracted: Option<TlpLevel> = None;
         let mut earliest_any: Option<u32> = None;
+        let mut facts = Vec::with_capacity(chain.len());
         for &v in &chain {
-            let mut effective: Option<TlpLevel> = None;
-            let mut any: Option<TlpLevel> = None;
             let envs: Vec<u32> = self.all_delivery_envs(v).collect();
+            let mut deliveries = Vec::with_capacity(envs.len());
             for e in envs {
-                let t = self.envelopes[e as usize].tlp;
-                any = Some(any.map_or(t, |a| a.min(t)));
                 if earliest_any.is_none_or(|o| self.earlier_delivery(e, o)) {
                     earliest_any = Some(e);
                 }
-                if self.is_retracted(v, e) {
-                    min_retracted = Some(min_retracted.map_or(t, |a| a.min(t)));
-                } else {
-                    effective = Some(effective.map_or(t, |a| a.min(t)));
+                let env = &self.envelopes[e as usize];
+                deliveries.push(DeliveryFacts {
+                    origin: self.origin_name(env.origin).to_string(),
+                    signed_at: env.signed_at,
+                    envelope: env.id,
+                    tlp: env.tlp,
+                    retracted: self.is_retracted(v, e),
+                });
+            }
+            let ver = &self.versions[v as usize];
+            facts.push(VersionFacts {
+                modified: ver.modified,
+                hash: ver.hash,
+                deliveries,
+            });
+        }
+        let r = resolve(&facts);
+        for (k, &v) in chain.iter().enumerate() {
+            self.versions[v as usize].tlp = r.version_tlp[k];
+        }
+        // 3. The tombstones: those standing for the same versions are kept.
+        let before = self.tombstones.remove(&key).unwrap_or_default();
+        let mut made: Vec<(u32, u32)> = Vec::with_capacity(r.tombstones.len());
+        for &(b, level) in &r.tombstones {
+            let base = chain[b];
+            let t = match before.iter().find(|(_, tb)| *tb == base) {
+                Some(&(t, _)) => {
+                    self.versions[t as usize].tlp = level;
+                    t
                 }
-            }
-            if let Some(t) = effective.or(any) {
-                self.versions[v as usize].tlp = t;
-            }
-            if let Some(t) = effective {
-                min_effective = Some(min_effective.map_or(t, |a| a.min(t)));
-            }
+                None => self.tombstone(base, level, next_da),
+            };
+            made.push((t, base));
         }
-        // 3. The tombstone: wanted where a level sees a retracted delivery and none
-        // that stands.
-        let wanted = match (min_retracted, min_effective) {
-            (Some(r), Some(e)) => r < e,
-            (Some(_), None) => true,
-            _ => false,
+        let pick = |p: Option<Pick>| match p {
+            Some(Pick::Version(k)) => chain[k],
+            Some(Pick::Tombstone(k)) => made[k].0,
+            None => NONE,
         };
-        let base = if wanted {
-            chain
-                .iter()
-                .copied()
-                .filter(|&v| {
-                    self.versions[v as usize].modified != i64::MIN
-                        && self.all_delivery_envs(v).any(|e| self.is_retracted(v, e))
-                })
-                .fold(None, |best: Option<u32>, v| match best {
-                    Some(b) if !self.beats(v, b) => Some(b),
-                    _ => Some(v),
-                })
-        } else {
-            None
-        };
-        let tomb = match (base, min_retracted) {
-            (Some(b), Some(level)) => Some(self.tombstone(key, b, level, next_da)),
-            _ => {
-                self.tombstones.remove(&key);
-                None
-            }
-        };
-        // 4. Owner and latest, at every level peers compare and over everything.
-        let (owner, best) = self.owner_and_best(entry.head, TlpLevel::Red);
+        let picks: [u32; 5] = r.latest.map(pick);
+        if !made.is_empty() {
+            self.tombstones.insert(key, made);
+        }
+        // 4. Owner and latest, at every level.
+        let (owner, _) = self.owner_and_best(entry.head, TlpLevel::Red);
         entry.owner_env = owner.or(earliest_any).unwrap_or(entry.owner_env);
-        entry.latest = best.or(tomb).unwrap_or(NONE);
+        entry.latest = picks[4];
         for (i, level) in SHARED_LEVELS.iter().enumerate() {
-            let (o, b) = self.owner_and_best(entry.head, *level);
-            entry.shared_owner[i] = o.unwrap_or(NONE);
-            entry.shared[i] = b
-                .or(tomb.filter(|&t| self.versions[t as usize].tlp <= *level))
-                .unwrap_or(NONE);
+            entry.shared[i] = picks[super::level_ix(*level)];
         }
+        self.touched_latest.insert(key, picks);
         // 5. Into the digests.
         if entry.latest != NONE {
             self.set_latest(entry.latest, true);
@@ -321,16 +308,9 @@ impl View {
         self.by_id.insert(key, entry);
     }
 
-    /// The tombstone of `key` standing for version `base`, shared at `level`: the one
-    /// held when it stands for the same version, else a new one (a new `date_added`,
-    /// so TAXII clients that paged past the old one get it).
-    fn tombstone(&mut self, key: IdKey, base: u32, level: TlpLevel, next_da: &mut i64) -> u32 {
-        if let Some(&(t, b)) = self.tombstones.get(&key)
-            && b == base
-        {
-            self.versions[t as usize].tlp = level;
-            return t;
-        }
+    /// A new tombstone standing for version `base`, shared at `level` (a new
+    /// `date_added`, so TAXII clients that paged past an older one get it).
+    fn tombstone(&mut self, base: u32, level: TlpLevel, next_da: &mut i64) -> u32 {
         let b = self.versions[base as usize].clone();
         let handle = self.versions.len() as u32;
         let date_added = *next_da;
@@ -352,7 +332,6 @@ impl View {
         self.by_type[b.type_ix as usize].push(handle);
         let origin = self.envelopes[b.envelope as usize].origin;
         self.by_origin[origin as usize].push(handle);
-        self.tombstones.insert(key, (handle, base));
         handle
     }
 
@@ -392,8 +371,9 @@ impl View {
             return None;
         }
         self.tombstones
-            .get(&(v.type_ix, v.uuid))
-            .filter(|(t, _)| *t == h)
+            .get(&(v.type_ix, v.uuid))?
+            .iter()
+            .find(|(t, _)| *t == h)
             .map(|&(_, b)| b)
     }
 }

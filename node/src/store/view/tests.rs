@@ -680,3 +680,57 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Two nodes that hold the same clear and green envelopes and retractions agree on
+    /// the shared digests whatever amber and red the one holds besides (peers compare
+    /// them), and no level is ever shown a tombstone made from a version it could not
+    /// see (a red body behind a clear tombstone).
+    #[test]
+    fn tombstones_and_shared_digests_depend_only_on_what_a_level_could_see(
+        envs in proptest::collection::vec(proptest::collection::vec(arb_obj(), 1..5), 1..7),
+        retractions in proptest::collection::vec(
+            (0u8..3, proptest::collection::vec(0u8..8, 0..3),
+             proptest::collection::vec((0u8..6, proptest::option::of(0u8..4)), 0..3)),
+            1..4),
+    ) {
+        let mut recs: Vec<EnvelopeRecord> = envs
+            .iter()
+            .enumerate()
+            .map(|(i, objs)| record(i as u8, objs, 0))
+            .collect();
+        for (n, (origin, es, os)) in retractions.iter().enumerate() {
+            recs.push(retraction(n as u8, *origin, es, os, 0));
+        }
+        let run = |keep: &dyn Fn(&EnvelopeRecord) -> bool| {
+            let mut v = View::new();
+            for (ord, r) in recs.iter().filter(|r| keep(r)).enumerate() {
+                let mut r = r.clone();
+                r.ordinal = ord as u64;
+                v.apply(&r);
+            }
+            v
+        };
+        let full = run(&|_| true);
+        let shared_only = run(&|r| r.tlp <= TlpLevel::Green);
+        for l in SHARED_LEVELS {
+            prop_assert_eq!(full.shared_digest(l), shared_only.shared_digest(l), "at {:?}", l);
+        }
+        for v in [&full, &shared_only] {
+            for l in ALL_LEVELS {
+                for h in 0..v.version_count() as u32 {
+                    let Some(x) = v.latest_visible(h, l) else { continue };
+                    let Some(base) = v.tombstone_of(x) else { continue };
+                    prop_assert!(
+                        v.deliveries(base).iter().any(|e| e.tlp <= l)
+                            || v.retracted_deliveries(base).iter().any(|(e, _)| e.tlp <= l),
+                        "a tombstone at {:?} stands for a version never delivered at {:?} or below",
+                        l, l
+                    );
+                }
+            }
+        }
+    }
+}

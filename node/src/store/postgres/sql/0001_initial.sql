@@ -94,8 +94,8 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_envelope ON deliveries (envelope);
 
--- One row per object that has a tombstone: the tombstone version and the version it
--- stands for. Distribution column: uuid.
+-- The tombstones in force (protocol §11): per object, one for each version some
+-- reader level must be shown as gone, with that version. Distribution column: uuid.
 CREATE TABLE tombstones (
     uuid          uuid   NOT NULL,
     type          text   NOT NULL,
@@ -103,7 +103,7 @@ CREATE TABLE tombstones (
     hash          bytea  NOT NULL,
     base_modified bigint NOT NULL,
     base_hash     bytea  NOT NULL,
-    PRIMARY KEY (uuid, type)
+    PRIMARY KEY (uuid, type, modified, hash)
 );
 
 -- Observable key (normalised, as `stix::observable` makes them) → versions naming it.
