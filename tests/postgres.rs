@@ -328,6 +328,7 @@ fn incoming(r: &EnvelopeRecord) -> Incoming {
             objects: r.objects.clone(),
             retraction: r.retraction.clone(),
         },
+        recorded: None,
     }
 }
 
@@ -497,6 +498,21 @@ fn ingest_is_idempotent_and_positions_commit_in_order() {
                 .unwrap(),
             vec![true, false]
         );
+        // The observable index: found at green and above, not by a clear reader.
+        let hits = s
+            .latest_naming("ipv4-addr:198.51.100.2", TlpLevel::Green)
+            .await
+            .unwrap();
+        assert_eq!(
+            hits.iter().map(|h| (h.0.as_str(), h.1)).collect::<Vec<_>>(),
+            vec![("indicator", 2)]
+        );
+        assert!(
+            s.latest_naming("ipv4-addr:198.51.100.2", TlpLevel::Clear)
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         // Eight writers at once: every position is taken once, with no gap, and
         // date_added grows with the position.
@@ -654,4 +670,166 @@ fn a_tombstone_never_carries_a_body_above_the_level_it_is_shown_at() {
             .collect();
         assert_eq!(tlps, vec![(2000, 0), (3000, 4)], "each shared at its own level");
     });
+}
+
+// ----- moving a node: synergia store migrate -----
+
+fn synergia_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_synergia"))
+}
+
+#[test]
+fn store_migrate_moves_an_embedded_node_with_the_same_digests() {
+    use synergia::node::{Node, publish::Mode};
+    use synergia::workload::{GenOptions, bundle};
+    let f = common::Federation::new(&["groupib", "interpol"], &[]);
+    let cfg = f.config("groupib");
+    let published_ids: Vec<String>;
+    let held: usize;
+    {
+        let node = Node::open(cfg.clone()).unwrap();
+        for (seed, tlp) in [
+            (1, TlpLevel::Clear),
+            (2, TlpLevel::Green),
+            (3, TlpLevel::Red),
+        ] {
+            let b = bundle(&GenOptions {
+                count: 40,
+                seed,
+                origin: "groupib".into(),
+                identity: None,
+                overlap: 0.0,
+                tlp: Some(tlp),
+            });
+            node.publish(b, &["interpol".to_string()], Mode::AllOrNothing)
+                .unwrap();
+        }
+        let view = node.store().read();
+        published_ids = (0..view.version_count() as u32)
+            .filter_map(|h| view.version(h))
+            .take(3)
+            .map(|v| {
+                format!(
+                    "{}--{}",
+                    view.type_name(v.type_ix),
+                    uuid::Uuid::from_u128(v.uuid())
+                )
+            })
+            .collect();
+        drop(view);
+        let targets: Vec<synergia::envelope::retraction::ObjectTarget> = published_ids
+            .iter()
+            .map(|id| synergia::envelope::retraction::ObjectTarget {
+                id: id.clone(),
+                modified: None,
+            })
+            .collect();
+        node.retract(&[], &targets, Reason::FalsePositive, "test")
+            .unwrap();
+        node.store()
+            .put_value(Space::Peers, "interpol", b"{\"cursor\":7}".to_vec(), true)
+            .unwrap();
+        held = node.store().read().envelope_count();
+    }
+    let pg = PgCluster::shared();
+    let url = format!("{}?sslmode=disable", pg.new_database());
+    let db = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let run = |to: &str, password: &str| {
+        synergia_bin()
+            .args(["store", "migrate", "--config"])
+            .arg(f.config_path("groupib"))
+            .args(["--to-url", to])
+            .env("SYNERGIA_STORE_PASSWORD", password)
+            .env_remove("SYNERGIA_STORE_URL")
+            .output()
+            .unwrap()
+    };
+    // A password in the URL is refused before anything is read.
+    let out = run(
+        &url.replace("synergia@", "synergia:secret@"),
+        common::pg::PASSWORD,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--to-url: holds a password"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+
+    let out = run(&url, common::pg::PASSWORD);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("{held} envelopes read, {held} stored, 0 rejected")),
+        "{text}"
+    );
+    assert_eq!(text.matches("(same)").count(), 7, "{text}");
+    assert!(!text.contains("DIFFERENT"), "{text}");
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM envelopes"),
+        held.to_string()
+    );
+    assert!(pg.psql(&db, "SELECT count(*) FROM retractions") != "0");
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM tombstones"),
+        "3",
+        "the three retracted objects have tombstones"
+    );
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT convert_from(value, 'UTF8') FROM kv WHERE space = 'peers'"
+        ),
+        "{\"cursor\":7}"
+    );
+    assert_eq!(
+        pg.psql(
+            &db,
+            "SELECT count(*) FROM kv WHERE space = 'meta' AND key = 'taxii-token-key'::bytea"
+        ),
+        "1"
+    );
+    // date_added values are the embedded store's.
+    let node = Node::open(cfg).unwrap();
+    let first = node.store().read().versions()[0].date_added;
+    drop(node);
+    assert_eq!(
+        pg.psql(&db, "SELECT min(date_added) FROM versions"),
+        first.to_string()
+    );
+
+    // Into a database that holds envelopes: refused, nothing changed.
+    let out = run(&url, common::pg::PASSWORD);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("already holds {held} envelopes")),
+        "{err}"
+    );
+    assert_eq!(
+        pg.psql(&db, "SELECT count(*) FROM envelopes"),
+        held.to_string()
+    );
+
+    // While the node runs, its data directory is not read.
+    let running = common::RunningNode::start(f.config("groupib"));
+    let other = format!("{}?sslmode=disable", pg.new_database());
+    let out = run(&other, common::pg::PASSWORD);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(running);
 }

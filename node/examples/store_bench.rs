@@ -15,6 +15,11 @@
 //! 4. inserts the same objects into plain sled (id → canonical body, batches of 1,000,
 //!    flushed) as a baseline, in the same run (`--no-baseline` skips it).
 //!
+//! With `--postgres URL` (password in `SYNERGIA_STORE_PASSWORD`), steps 2 and 3 run
+//! against that PostgreSQL database instead (it must be empty): durable ingest through
+//! the PostgreSQL store, database size, this process's RSS, store open time, and the
+//! index query of a lookup (p50/p99).
+//!
 //! Prints a table and one JSON line (`RESULT {...}`) for scripts.
 
 use serde_json::{Value, json};
@@ -38,6 +43,7 @@ struct Args {
     dir: Option<std::path::PathBuf>,
     bundle: Option<std::path::PathBuf>,
     baseline: bool,
+    postgres: Option<String>,
 }
 
 /// The benchmark's objects: from the `--bundle` file when given, else generated.
@@ -59,6 +65,7 @@ fn args() -> Args {
         dir: None,
         bundle: None,
         baseline: true,
+        postgres: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -73,6 +80,7 @@ fn args() -> Args {
             "--per-envelope" => a.per_envelope = v.parse().expect("--per-envelope N"),
             "--batch" => a.batch = v.parse().expect("--batch N"),
             "--dir" => a.dir = Some(v.into()),
+            "--postgres" => a.postgres = Some(v),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -200,6 +208,19 @@ fn main() {
         });
         flush(&mut chunk, &mut w);
         w.flush().expect("flush");
+    }
+
+    if let Some(url) = &a.postgres {
+        postgres_run(
+            &a,
+            url,
+            &workload,
+            &envs_path,
+            &roster,
+            objects,
+            raw_json_bytes,
+        );
+        return;
     }
 
     // 2. Durable ingest.
@@ -374,4 +395,149 @@ fn plain_sled(a: &Args, workload: &GenOptions, sled_dir: &std::path::Path) -> (D
     let took = t.elapsed();
     let bytes = synergia::store::sled_engine::dir_size(sled_dir);
     (took, bytes)
+}
+
+/// Steps 2 and 3 against PostgreSQL.
+fn postgres_run(
+    a: &Args,
+    url: &str,
+    workload: &GenOptions,
+    envs_path: &std::path::Path,
+    roster: &Roster,
+    objects: u64,
+    raw_json_bytes: u64,
+) {
+    use synergia::store::postgres::settings::{DbConfig, DbSettings};
+    use synergia::store::postgres::{Incoming, PgStore};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let settings = DbSettings::resolve(&DbConfig {
+        url: Some(url.to_string()),
+        password_file: None,
+        ca: std::path::PathBuf::from("/nonexistent"),
+        pool_size: 4,
+    })
+    .expect("--postgres URL");
+    let rss_before = rss_kb("VmRSS:");
+    let store = rt
+        .block_on(PgStore::open(&settings))
+        .expect("open database");
+    assert_eq!(
+        rt.block_on(store.head()).expect("head"),
+        0,
+        "--postgres: the database must be empty"
+    );
+    eprintln!("ingesting {objects} objects into PostgreSQL ...");
+    let reader =
+        std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(envs_path).expect("open"));
+    let mut t_parse = Duration::ZERO;
+    let mut t_verify = Duration::ZERO;
+    let mut t_ingest = Duration::ZERO;
+    let vopts = VerifyOptions::default();
+    let mut lines = reader.lines();
+    let mut peak_rss = 0;
+    loop {
+        let t = Instant::now();
+        let batch: Vec<Envelope> = lines
+            .by_ref()
+            .take(a.batch)
+            .map(|l| Envelope::from_slice(l.expect("line").as_bytes()).expect("parse"))
+            .collect();
+        t_parse += t.elapsed();
+        if batch.is_empty() {
+            break;
+        }
+        let t = Instant::now();
+        for r in verify_batch(&batch, roster, &vopts) {
+            r.expect("verify");
+        }
+        t_verify += t.elapsed();
+        let t = Instant::now();
+        let incoming: Vec<Incoming> = batch
+            .iter()
+            .map(|e| Incoming::new(e, synergia::store::prepare::prepare(e).expect("prepare")))
+            .collect();
+        rt.block_on(store.ingest(&incoming, "local"))
+            .expect("ingest");
+        t_ingest += t.elapsed();
+        peak_rss = peak_rss.max(rss_kb("VmRSS:"));
+    }
+    let rss_after_ingest = rss_kb("VmRSS:");
+    let db_bytes = rt.block_on(store.disk_bytes()).expect("size");
+    drop(store);
+    let t = Instant::now();
+    let store = rt.block_on(PgStore::open(&settings)).expect("reopen");
+    let t_open = t.elapsed();
+    let mut lat = Vec::with_capacity(10_000);
+    let mut found = 0usize;
+    let mut r = 12345u64;
+    for _ in 0..10_000 {
+        r = r
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let i = (r >> 33) % a.count;
+        let (_, value) = observable_value(workload, i);
+        let key = synergia::stix::observable::ObservableKey::from_user_input(&value).expect("key");
+        let t = Instant::now();
+        let hits = rt
+            .block_on(store.latest_naming(key.as_str(), TlpLevel::Red))
+            .expect("lookup");
+        lat.push(t.elapsed());
+        found += usize::from(!hits.is_empty());
+    }
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    assert_eq!(found, 10_000, "every generated observable must be found");
+    let per_s = |d: Duration| objects as f64 / d.as_secs_f64();
+    let result = json!({
+        "backend": "postgres",
+        "objects": objects,
+        "raw_json_bytes": raw_json_bytes,
+        "ingest_store_objects_per_s": per_s(t_ingest),
+        "ingest_parse_verify_store_objects_per_s": per_s(t_parse + t_verify + t_ingest),
+        "parse_s": t_parse.as_secs_f64(),
+        "verify_s": t_verify.as_secs_f64(),
+        "store_s": t_ingest.as_secs_f64(),
+        "database_bytes": db_bytes,
+        "database_bytes_per_object": db_bytes as f64 / objects as f64,
+        "disk_vs_raw_json": db_bytes as f64 / raw_json_bytes as f64,
+        "rss_kb_before": rss_before,
+        "rss_kb_after_ingest": rss_after_ingest,
+        "rss_kb_peak_during_ingest": peak_rss,
+        "open_s": t_open.as_secs_f64(),
+        "lookup_index_p50_us": p(0.5).as_secs_f64() * 1e6,
+        "lookup_index_p99_us": p(0.99).as_secs_f64() * 1e6,
+    });
+    println!("objects                         {objects}");
+    println!(
+        "durable ingest (postgres)       {:.0} objects/s",
+        per_s(t_ingest)
+    );
+    println!(
+        "parse + verify + ingest         {:.0} objects/s",
+        per_s(t_parse + t_verify + t_ingest)
+    );
+    println!(
+        "database {} MB = {:.0} bytes/object, {:.2}x raw JSON ({} MB)",
+        db_bytes >> 20,
+        db_bytes as f64 / objects as f64,
+        db_bytes as f64 / raw_json_bytes as f64,
+        raw_json_bytes >> 20
+    );
+    println!(
+        "RSS: {} MB before, {} MB after ingest (peak {} MB)",
+        rss_before >> 10,
+        rss_after_ingest >> 10,
+        peak_rss >> 10
+    );
+    println!(
+        "open {:.3} s; lookup index query p50 {:.1} us, p99 {:.1} us",
+        t_open.as_secs_f64(),
+        p(0.5).as_secs_f64() * 1e6,
+        p(0.99).as_secs_f64() * 1e6
+    );
+    println!("RESULT {result}");
 }

@@ -35,6 +35,7 @@ mod retract_cmd;
 mod roster_cmd;
 mod serve_cmd;
 mod status_cmd;
+mod store_cmd;
 mod validate_cmd;
 mod verify_cmd;
 
@@ -85,6 +86,9 @@ enum Command {
     Rebuild(rebuild_cmd::Args),
     /// Take back envelopes or objects this member published, on every node.
     Retract(retract_cmd::Args),
+    /// Store operations: move an embedded node into PostgreSQL (node stopped).
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
     /// The membership log: start one from a roster, propose and approve changes,
     /// verify, list, show the roster at any entry.
     #[command(subcommand)]
@@ -143,6 +147,7 @@ pub fn main() -> ExitCode {
         Command::Verify(a) => verify_cmd::run(a),
         Command::Rebuild(a) => rebuild_cmd::run(a),
         Command::Retract(a) => retract_cmd::run(a),
+        Command::Store(c) => store_cmd::run(c),
         Command::Roster(c) => roster_cmd::run(c),
     };
     match result {

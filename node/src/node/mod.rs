@@ -116,8 +116,6 @@ impl std::fmt::Debug for Node {
     }
 }
 
-const TOKEN_KEY: &str = "taxii-token-key";
-
 /// The body budget is counted in units of this many bytes (a semaphore's permits are
 /// counted in `u32` per acquisition).
 pub const BODY_BUDGET_UNIT: usize = 1024;
@@ -154,7 +152,7 @@ impl Node {
             .into_iter()
             .find(|(o, _)| *o == config.member)
             .map_or(1, |(_, s)| s + 1);
-        let token_key = match store.get_value(Space::Meta, TOKEN_KEY)? {
+        let token_key = match store.get_value(Space::Meta, crate::store::TAXII_TOKEN_KEY)? {
             Some(v) if v.len() == 32 => {
                 let mut k = [0u8; 32];
                 k.copy_from_slice(&v);
@@ -163,7 +161,7 @@ impl Node {
             _ => {
                 let mut k = [0u8; 32];
                 getrandom::fill(&mut k).map_err(NodeError::Randomness)?;
-                store.put_value(Space::Meta, TOKEN_KEY, k.to_vec(), true)?;
+                store.put_value(Space::Meta, crate::store::TAXII_TOKEN_KEY, k.to_vec(), true)?;
                 k
             }
         };

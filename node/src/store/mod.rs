@@ -232,6 +232,9 @@ const EPOCH_KEY: &[u8] = b"log-epoch";
 /// removed once the peers were read ([`Store::recovery_done`]). Kept in the index so
 /// that a restart in the middle of the recovery does not end it.
 pub(crate) const RECOVER_KEY: &[u8] = b"recover-own-envelopes";
+/// The key (in [`Space::Meta`]) of the secret that authenticates TAXII `next` tokens,
+/// kept by the node so that tokens stay valid across restarts and moves.
+pub const TAXII_TOKEN_KEY: &str = "taxii-token-key";
 /// Greatest log ordinal a rebuild examined: ordinals up to it that have no record were
 /// rejected by the rebuild and must not be replayed.
 const INDEXED_THROUGH_KEY: &[u8] = b"indexed-through";
@@ -703,6 +706,15 @@ impl Store {
             .into_iter()
             .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
             .collect())
+    }
+
+    /// Reads every record of the evidence log, in order (moving a node to another
+    /// backend). The log is append-only, so this runs beside ingests.
+    pub fn read_log(
+        &self,
+        each: impl FnMut(log::LogRecord) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.log.read_all(each)
     }
 
     /// Flushes the index (shutdown).

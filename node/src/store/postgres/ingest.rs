@@ -45,6 +45,21 @@ pub struct Incoming {
     pub recipients: Vec<String>,
     /// Its canonical bytes, objects and retraction.
     pub prepared: Prepared,
+    /// When it was received before, on another store (moving a node): from whom, when,
+    /// and its first `date_added`, kept so that TAXII clients' `added_after` cursors
+    /// stay true. `None` for an envelope received now.
+    pub recorded: Option<Recorded>,
+}
+
+/// How an envelope was received, as another store recorded it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The peer it came from (`local` for own publishes).
+    pub received_from: String,
+    /// Receipt time (µs).
+    pub received_at: i64,
+    /// First `date_added` its new versions took.
+    pub date_added_base: i64,
 }
 
 impl Incoming {
@@ -60,6 +75,7 @@ impl Incoming {
             tlp: h.tlp,
             recipients: h.recipients.clone(),
             prepared,
+            recorded: None,
         }
     }
 }
@@ -409,8 +425,11 @@ pub async fn ingest(
         let p = &env.prepared;
         let ord = ordinal;
         ordinal += 1;
-        let base = da_base;
-        da_base += p.objects.len() as i64 + 1;
+        let base = match &env.recorded {
+            Some(r) => r.date_added_base,
+            None => da_base,
+        };
+        da_base = da_base.max(base) + p.objects.len() as i64 + 1;
         env_rows.push((i, ord, base));
         let s = seqs.entry(env.origin.as_str()).or_insert(0);
         *s = (*s).max(env.seq);
@@ -732,6 +751,8 @@ async fn write(
         let mut retraction = Vec::new();
         let mut count = Vec::new();
         let mut body = Vec::new();
+        let mut from = Vec::new();
+        let mut at = Vec::new();
         for &(i, ord, base) in env_rows {
             let e = &batch[i];
             id.push(&e.id[..]);
@@ -748,17 +769,28 @@ async fn write(
             retraction.push(e.prepared.retraction.is_some());
             count.push(e.prepared.objects.len() as i32);
             body.push(&e.prepared.bytes[..]);
+            match &e.recorded {
+                Some(r) => {
+                    from.push(r.received_from.as_str());
+                    at.push(r.received_at);
+                }
+                None => {
+                    from.push(received_from);
+                    at.push(received_at);
+                }
+            }
         }
         tx.execute(
             "INSERT INTO envelopes (id, ordinal, origin, key_id, seq, signed_at, tlp, recipients,
                  received_from, received_at, date_added_base, retraction, object_count, body)
              SELECT id, ord, origin, key_id, seq, signed_at, tlp,
                     CASE WHEN r = '' THEN ARRAY[]::text[] ELSE string_to_array(r, ',') END,
-                    $9, $10, da, ret, n, body
+                    f, a, da, ret, n, body
              FROM unnest($1::bytea[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
                          $6::bigint[], $7::smallint[], $8::text[], $11::bigint[],
-                         $12::boolean[], $13::integer[], $14::bytea[])
-                  AS t(id, ord, origin, key_id, seq, signed_at, tlp, r, da, ret, n, body)",
+                         $12::boolean[], $13::integer[], $14::bytea[], $9::text[],
+                         $10::bigint[])
+                  AS t(id, ord, origin, key_id, seq, signed_at, tlp, r, da, ret, n, body, f, a)",
             &[
                 &id,
                 &ordinal,
@@ -768,8 +800,8 @@ async fn write(
                 &signed_at,
                 &tlp,
                 &recipients,
-                &received_from,
-                &received_at,
+                &from,
+                &at,
                 &da_base,
                 &retraction,
                 &count,

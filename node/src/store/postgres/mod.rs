@@ -6,16 +6,18 @@
 //! - [`ingest`]: storing a batch of envelopes in one transaction, choosing each
 //!   object it touches again from that object's rows ([`crate::store::resolve`]).
 //! - [`store`]: [`PgStore`], the reads and keyed values.
+//! - [`migrate`]: moving an embedded node's evidence log into an empty database.
 //!
 //! Connections come from a pool (deadpool-postgres over tokio-postgres), over TLS
 //! with rustls unless the URL turns it off.
 
 pub mod ingest;
+pub mod migrate;
 pub mod schema;
 pub mod settings;
 pub mod store;
 
-pub use ingest::Incoming;
+pub use ingest::{Incoming, Recorded};
 pub use store::{Counts, PgStore};
 
 use settings::{DbSettings, DbTls};

@@ -191,6 +191,44 @@ impl PgStore {
         }))
     }
 
+    /// The versions naming observable `key` (normalised, `stix::observable`) that a
+    /// reader at `level` sees as their object's latest: (type, uuid, canonical body).
+    /// The index part of a lookup.
+    pub async fn latest_naming(
+        &self,
+        key: &str,
+        level: TlpLevel,
+    ) -> Result<Vec<(String, u128, Vec<u8>)>, StoreError> {
+        let c = self.pool.get().await?;
+        let bit: i16 = 1 << level_code(level);
+        let rows = c
+            .query(
+                "SELECT v.type, v.uuid, v.body FROM observables o
+                 JOIN versions v ON v.uuid = o.uuid AND v.type = o.type
+                                AND v.modified = o.modified AND v.hash = o.hash
+                 WHERE o.key = $1 AND v.latest & $2 <> 0 AND v.tlp <= $3
+                 ORDER BY v.date_added",
+                &[&key, &bit, &level_code(level)],
+            )
+            .await
+            .map_err(q("looking up an observable"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, Uuid>(1).as_u128(), r.get(2)))
+            .collect())
+    }
+
+    /// Bytes the database takes on disk.
+    pub async fn disk_bytes(&self) -> Result<u64, StoreError> {
+        let c = self.pool.get().await?;
+        let n: i64 = c
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await
+            .map_err(q("measuring the database"))?
+            .get(0);
+        Ok(n as u64)
+    }
+
     /// Every object version's `date_added`, in that order (for checks).
     pub async fn dates_added(&self) -> Result<Vec<i64>, StoreError> {
         let c = self.pool.get().await?;
