@@ -833,3 +833,80 @@ fn store_migrate_moves_an_embedded_node_with_the_same_digests() {
     );
     drop(running);
 }
+
+// ----- pull leases: one process per peer -----
+
+#[test]
+fn one_process_holds_a_peers_pull_lease_until_it_stops_renewing() {
+    use std::time::{Duration, Instant};
+    use synergia::store::postgres::lease::holder_name;
+    let pg = PgCluster::shared();
+    let url = pg.new_database();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Two processes of one member, each with its own pool.
+        let a = PgStore::open(&plain(&url)).await.unwrap();
+        let b = PgStore::open(&plain(&url)).await.unwrap();
+        assert_eq!(a.epoch(), b.epoch(), "one log, one epoch");
+        let (ha, hb) = (holder_name(), holder_name());
+        assert_ne!(ha, hb);
+        let ttl = Duration::from_millis(1500);
+        assert!(a.take_lease("kaspersky", &ha, ttl).await.unwrap());
+        assert!(
+            !b.take_lease("kaspersky", &hb, ttl).await.unwrap(),
+            "held by a"
+        );
+        assert!(
+            a.take_lease("kaspersky", &ha, ttl).await.unwrap(),
+            "renewed"
+        );
+        assert!(
+            b.take_lease("interpol", &hb, ttl).await.unwrap(),
+            "another peer"
+        );
+        let l = a.lease("kaspersky").await.unwrap().unwrap();
+        assert_eq!(l.holder, ha);
+        assert!(l.remaining > Duration::from_millis(1000), "{l:?}");
+
+        // a stops renewing (killed): b takes the lease once it expires, not before.
+        let t = Instant::now();
+        while !b.take_lease("kaspersky", &hb, ttl).await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(t.elapsed() < Duration::from_secs(5), "never taken over");
+        }
+        assert!(
+            t.elapsed() >= Duration::from_millis(1200),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(
+            !a.take_lease("kaspersky", &ha, ttl).await.unwrap(),
+            "a learns at its next renewal that it lost the lease"
+        );
+        b.release_lease("kaspersky", &hb).await.unwrap();
+        assert!(
+            a.take_lease("kaspersky", &ha, ttl).await.unwrap(),
+            "released: free at once"
+        );
+
+        // Eight processes race for a fresh peer: exactly one wins.
+        let mut racers = Vec::new();
+        for i in 0..8 {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            racers.push(tokio::spawn(async move {
+                s.take_lease("teamcymru", &format!("racer{i}"), Duration::from_secs(30))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut winners = 0;
+        for r in racers {
+            winners += usize::from(r.await.unwrap());
+        }
+        assert_eq!(winners, 1);
+    });
+}

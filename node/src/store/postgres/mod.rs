@@ -7,11 +7,13 @@
 //!   object it touches again from that object's rows ([`crate::store::resolve`]).
 //! - [`store`]: [`PgStore`], the reads and keyed values.
 //! - [`migrate`]: moving an embedded node's evidence log into an empty database.
+//! - [`lease`]: which of a member's processes pulls each peer.
 //!
 //! Connections come from a pool (deadpool-postgres over tokio-postgres), over TLS
 //! with rustls unless the URL turns it off.
 
 pub mod ingest;
+pub mod lease;
 pub mod migrate;
 pub mod schema;
 pub mod settings;

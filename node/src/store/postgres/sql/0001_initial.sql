@@ -168,7 +168,8 @@ CREATE TABLE kv (
     PRIMARY KEY (key, space)
 );
 
--- Which process runs each peer's pull, until when (protocol.md, "Pull leases").
+-- Which process runs each peer's pull, until when (docs/scaling.md, "Several
+-- processes of one member").
 -- Reference table.
 CREATE TABLE pull_leases (
     peer       text        PRIMARY KEY,
