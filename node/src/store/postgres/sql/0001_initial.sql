@@ -74,8 +74,6 @@ CREATE TABLE versions (
     PRIMARY KEY (uuid, type, modified, hash)
 );
 CREATE INDEX versions_date_added ON versions (date_added);
-CREATE INDEX versions_type_date_added ON versions (type, date_added);
-CREATE INDEX versions_latest_date_added ON versions (date_added) WHERE latest <> 0;
 
 -- Every delivery of a version: which envelope carried it, with what the choice of an
 -- object's owner and latest version needs of that envelope, and the retraction that
@@ -118,7 +116,9 @@ CREATE TABLE observables (
     net      inet,
     PRIMARY KEY (key, uuid, type, modified, hash)
 );
-CREATE INDEX observables_net ON observables USING gist (net inet_ops) WHERE net IS NOT NULL;
+-- A B-tree: `net <<= block` (the blocks inside a range) is planned as a range scan on
+-- it, and the networks containing an address are looked up by key.
+CREATE INDEX observables_net ON observables (net) WHERE net IS NOT NULL;
 
 -- Retractions held (protocol §11). Distribution column: envelope.
 CREATE TABLE retractions (
