@@ -266,23 +266,12 @@ fn main() {
     let store = Store::open(&store_dir, &StoreOptions::default()).expect("reopen");
     let t_reopen = t.elapsed();
     let rss_reopened = rss_kb("VmRSS:");
-    let mut lat = Vec::with_capacity(10_000);
-    let mut found = 0usize;
-    let mut r = 12345u64;
-    for _ in 0..10_000 {
-        r = r
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let i = (r >> 33) % a.count;
-        let (_, value) = observable_value(&workload, i);
-        let t = Instant::now();
-        let res = store.lookup(&[value], TlpLevel::Red).expect("lookup");
-        lat.push(t.elapsed());
-        found += usize::from(!res[0].hits.is_empty());
-    }
-    lat.sort();
+    let lat = lookup_latencies(a.count, &workload, |value| {
+        !store.lookup(&[value], TlpLevel::Red).expect("lookup")[0]
+            .hits
+            .is_empty()
+    });
     let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
-    assert_eq!(found, 10_000, "every generated observable must be found");
     drop(store);
 
     // 3b. A fresh process holding the same store.
@@ -471,26 +460,13 @@ fn postgres_run(
     let t = Instant::now();
     let store = rt.block_on(PgStore::open(&settings)).expect("reopen");
     let t_open = t.elapsed();
-    let mut lat = Vec::with_capacity(10_000);
-    let mut found = 0usize;
-    let mut r = 12345u64;
-    for _ in 0..10_000 {
-        r = r
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let i = (r >> 33) % a.count;
-        let (_, value) = observable_value(workload, i);
+    let lat = lookup_latencies(a.count, workload, |value| {
         let key = synergia::stix::observable::ObservableKey::from_user_input(&value).expect("key");
-        let t = Instant::now();
-        let hits = rt
-            .block_on(store.latest_naming(key.as_str(), TlpLevel::Red))
-            .expect("lookup");
-        lat.push(t.elapsed());
-        found += usize::from(!hits.is_empty());
-    }
-    lat.sort();
+        !rt.block_on(store.latest_naming(key.as_str(), TlpLevel::Red))
+            .expect("lookup")
+            .is_empty()
+    });
     let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
-    assert_eq!(found, 10_000, "every generated observable must be found");
     let per_s = |d: Duration| objects as f64 / d.as_secs_f64();
     let result = json!({
         "backend": "postgres",
@@ -540,4 +516,30 @@ fn postgres_run(
         p(0.99).as_secs_f64() * 1e6
     );
     println!("RESULT {result}");
+}
+
+/// Times 10,000 lookups of observables of the workload chosen at random (the same ones
+/// in every run), sorted; `lookup` answers whether the value was found, which every
+/// one must be.
+fn lookup_latencies(
+    count: u64,
+    workload: &GenOptions,
+    mut lookup: impl FnMut(String) -> bool,
+) -> Vec<Duration> {
+    let mut lat = Vec::with_capacity(10_000);
+    let mut found = 0usize;
+    let mut r = 12345u64;
+    for _ in 0..10_000 {
+        r = r
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let (_, value) = observable_value(workload, (r >> 33) % count);
+        let t = Instant::now();
+        let hit = lookup(value);
+        lat.push(t.elapsed());
+        found += usize::from(hit);
+    }
+    lat.sort();
+    assert_eq!(found, 10_000, "every generated observable must be found");
+    lat
 }

@@ -64,30 +64,15 @@ impl Store {
             versions: 0,
             digests: Vec::new(),
         };
-        let vopts = VerifyOptions::default();
         let mut chunk: Vec<LogRecord> = Vec::with_capacity(64);
         let flush_chunk = |chunk: &mut Vec<LogRecord>,
                            view: &mut View,
                            report: &mut RebuildReport|
          -> Result<(), StoreError> {
-            let mut parsed = Vec::with_capacity(chunk.len());
-            for r in chunk.drain(..) {
-                report.envelopes += 1;
-                match Envelope::from_slice(&r.envelope) {
-                    Ok(e) => parsed.push((r, e)),
-                    Err(e) => report.rejected.push((r.header.ordinal, e.to_string())),
-                }
-            }
-            let envs: Vec<Envelope> = parsed.iter().map(|(_, e)| e.clone()).collect();
-            let verdicts = verify_batch(&envs, roster, &vopts);
-            let mut ops = Vec::with_capacity(parsed.len());
-            for ((r, env), verdict) in parsed.into_iter().zip(verdicts) {
-                if let Err(e) = verdict {
-                    report
-                        .rejected
-                        .push((r.header.ordinal, format!("[{}] {e}", e.code())));
-                    continue;
-                }
+            report.envelopes += chunk.len() as u64;
+            let good = verified(chunk, roster, &mut report.rejected);
+            let mut ops = Vec::with_capacity(good.len());
+            for (r, env) in good {
                 let p = prepare::prepare(&env)?;
                 let rec = record_from(&env, &r.header, r.pos, p);
                 view.apply(&rec);
@@ -115,4 +100,34 @@ impl Store {
         report.digests = ALL_LEVELS.iter().map(|l| (*l, view.digest(*l))).collect();
         Ok(report)
     }
+}
+
+/// Parses and verifies the log records of `chunk` (emptied) against `roster`, in one
+/// batch: the records that verify, with their envelopes; each that does not is added
+/// to `rejected` with its log ordinal and why.
+pub(crate) fn verified(
+    chunk: &mut Vec<LogRecord>,
+    roster: &Roster,
+    rejected: &mut Vec<(u64, String)>,
+) -> Vec<(LogRecord, Envelope)> {
+    let mut parsed = Vec::with_capacity(chunk.len());
+    for r in chunk.drain(..) {
+        match Envelope::from_slice(&r.envelope) {
+            Ok(e) => parsed.push((r, e)),
+            Err(e) => rejected.push((r.header.ordinal, e.to_string())),
+        }
+    }
+    let envs: Vec<&Envelope> = parsed.iter().map(|(_, e)| e).collect();
+    let verdicts = verify_batch(&envs, roster, &VerifyOptions::default());
+    parsed
+        .into_iter()
+        .zip(verdicts)
+        .filter_map(|(r, verdict)| match verdict {
+            Ok(()) => Some(r),
+            Err(e) => {
+                rejected.push((r.0.header.ordinal, format!("[{}] {e}", e.code())));
+                None
+            }
+        })
+        .collect()
 }

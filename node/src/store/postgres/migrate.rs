@@ -10,7 +10,6 @@
 
 use super::ingest::{Incoming, Recorded};
 use super::store::PgStore;
-use crate::envelope::{Envelope, VerifyOptions, verify_batch};
 use crate::roster::Roster;
 use crate::stix::tlp::ALL_LEVELS;
 use crate::store::digest::ViewDigest;
@@ -72,27 +71,12 @@ pub fn migrate(
         return Err(MigrateError::NotEmpty(held));
     }
     let mut report = MigrateReport::default();
-    let vopts = VerifyOptions::default();
     let mut chunk: Vec<LogRecord> = Vec::with_capacity(CHUNK);
     let flush = |chunk: &mut Vec<LogRecord>, report: &mut MigrateReport| {
-        let mut parsed = Vec::with_capacity(chunk.len());
-        for r in chunk.drain(..) {
-            report.envelopes += 1;
-            match Envelope::from_slice(&r.envelope) {
-                Ok(e) => parsed.push((r, e)),
-                Err(e) => report.rejected.push((r.header.ordinal, e.to_string())),
-            }
-        }
-        let envs: Vec<Envelope> = parsed.iter().map(|(_, e)| e.clone()).collect();
-        let verdicts = verify_batch(&envs, roster, &vopts);
-        let mut batch = Vec::with_capacity(parsed.len());
-        for ((r, env), verdict) in parsed.into_iter().zip(verdicts) {
-            if let Err(e) = verdict {
-                report
-                    .rejected
-                    .push((r.header.ordinal, format!("[{}] {e}", e.code())));
-                continue;
-            }
+        report.envelopes += chunk.len() as u64;
+        let good = crate::store::rebuild::verified(chunk, roster, &mut report.rejected);
+        let mut batch = Vec::with_capacity(good.len());
+        for (r, env) in good {
             let mut incoming = Incoming::new(&env, prepare::prepare(&env)?);
             incoming.recorded = Some(Recorded {
                 received_from: r.header.received_from.clone(),
