@@ -65,7 +65,7 @@ impl PgError {
     pub fn query(what: &str, source: tokio_postgres::Error) -> PgError {
         // A connection lost mid-statement is the server being unavailable, not a
         // statement the server refused.
-        if source.is_closed() || source.code().is_none() && source.as_db_error().is_none() {
+        if source.is_closed() || source.as_db_error().is_none() {
             return PgError::Unavailable(format!("{what}: {}", describe(&source)));
         }
         PgError::Query {
