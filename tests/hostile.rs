@@ -40,7 +40,7 @@ struct Snapshot {
 }
 
 fn snapshot(node: &Node) -> Snapshot {
-    let v = node.store().read();
+    let v = node.embedded("test").unwrap().read();
     Snapshot {
         envelopes: v.envelope_count(),
         versions: v.version_count(),

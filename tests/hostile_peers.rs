@@ -356,7 +356,7 @@ fn peak_rss() -> u64 {
 }
 
 fn snapshot(node: &synergia::node::Node) -> (usize, Vec<String>) {
-    let v = node.store().read();
+    let v = node.embedded("test").unwrap().read();
     (
         v.envelope_count(),
         ALL_LEVELS
@@ -438,7 +438,7 @@ fn hostile_peers_are_contained_and_sync_with_an_honest_peer_goes_on() {
     while window_start.elapsed() < WINDOW {
         let id = publish(i);
         let t = Instant::now();
-        while !alpha.node.store().contains(&id) {
+        while !alpha.node.embedded("test").unwrap().contains(&id) {
             if t.elapsed() > Duration::from_secs(5) {
                 let counts: Vec<(&str, u64)> = fakes
                     .iter()
@@ -499,7 +499,7 @@ fn hostile_peers_are_contained_and_sync_with_an_honest_peer_goes_on() {
     assert_eq!(beta_count, published.len());
     assert_eq!(alpha_digests, beta_digests);
     for id in &published {
-        assert!(alpha.node.store().contains(id));
+        assert!(alpha.node.embedded("test").unwrap().contains(id));
     }
 
     let mut failures = Vec::new();
@@ -581,7 +581,7 @@ fn hostile_peers_are_contained_and_sync_with_an_honest_peer_goes_on() {
         let stored = fake
             .envelopes
             .iter()
-            .filter(|e| alpha.node.store().contains(&id_of(e)))
+            .filter(|e| alpha.node.embedded("test").unwrap().contains(&id_of(e)))
             .count();
         let contained = counted && backed_off && stored == 0;
         eprintln!(

@@ -704,7 +704,7 @@ fn store_migrate_moves_an_embedded_node_with_the_same_digests() {
             node.publish(b, &["interpol".to_string()], Mode::AllOrNothing)
                 .unwrap();
         }
-        let view = node.store().read();
+        let view = node.embedded("test").unwrap().read();
         published_ids = (0..view.version_count() as u32)
             .filter_map(|h| view.version(h))
             .take(3)
@@ -726,10 +726,11 @@ fn store_migrate_moves_an_embedded_node_with_the_same_digests() {
             .collect();
         node.retract(&[], &targets, Reason::FalsePositive, "test")
             .unwrap();
-        node.store()
+        node.embedded("test")
+            .unwrap()
             .put_value(Space::Peers, "interpol", b"{\"cursor\":7}".to_vec(), true)
             .unwrap();
-        held = node.store().read().envelope_count();
+        held = node.embedded("test").unwrap().read().envelope_count();
     }
     let pg = PgCluster::shared();
     let url = format!("{}?sslmode=disable", pg.new_database());
@@ -801,7 +802,7 @@ fn store_migrate_moves_an_embedded_node_with_the_same_digests() {
     );
     // date_added values are the embedded store's.
     let node = Node::open(cfg).unwrap();
-    let first = node.store().read().versions()[0].date_added;
+    let first = node.embedded("test").unwrap().read().versions()[0].date_added;
     drop(node);
     assert_eq!(
         pg.psql(&db, "SELECT min(date_added) FROM versions"),

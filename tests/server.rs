@@ -376,7 +376,7 @@ fn taxii_post_publishes_with_a_status_that_stays() {
         let r = post(TAXII, json!({"objects": [], "pad": big})).await;
         assert_eq!(r.status(), 413);
         // Malformed JSON and duplicate keys: 400, nothing changes.
-        let before = s.node.node.store().read().version_count();
+        let before = s.node.node.embedded("test").unwrap().read().version_count();
         let r = admin
             .post(format!("{base}/api/v1/bundles"))
             .header("Content-Type", "application/json")
@@ -409,7 +409,10 @@ fn taxii_post_publishes_with_a_status_that_stays() {
             pointers.contains(&"/objects/2/created") && pointers.contains(&"/objects/3/confidence"),
             "{pointers:?}"
         );
-        assert_eq!(s.node.node.store().read().version_count(), before);
+        assert_eq!(
+            s.node.node.embedded("test").unwrap().read().version_count(),
+            before
+        );
         // Red without recipients: 422.
         let r = admin
             .post(format!("{base}/api/v1/bundles"))
@@ -585,13 +588,13 @@ fn pushed_envelope_ids_skip_held_envelopes_and_must_be_true() {
         assert_eq!(r["results"][0]["status"], "duplicate", "{r}");
         assert_eq!(r["results"][0]["id"], first.id().as_str(), "{r}");
         // A new envelope stated under another (unheld) envelope's id: refused, not stored.
-        let before = s.node.node.store().head();
+        let before = s.node.node.embedded("test").unwrap().head();
         let (st, r) =
             push(json!({"envelopes": [json_of(&second)], "ids": [third.id().as_str()]})).await;
         assert_eq!(st, 200, "{r}");
         assert_eq!(r["results"][0]["status"], "rejected", "{r}");
         assert_eq!(r["results"][0]["code"], "malformed", "{r}");
-        assert_eq!(s.node.node.store().head(), before);
+        assert_eq!(s.node.node.embedded("test").unwrap().head(), before);
         // Malformed ids arrays: the whole push is refused.
         for ids in [
             json!("x"),
@@ -603,14 +606,14 @@ fn pushed_envelope_ids_skip_held_envelopes_and_must_be_true() {
             assert_eq!(st, 422, "{ids}: {r}");
             assert_eq!(r["error"], "malformed", "{ids}: {r}");
         }
-        assert_eq!(s.node.node.store().head(), before);
+        assert_eq!(s.node.node.embedded("test").unwrap().head(), before);
         // Without ids (older peers), and with the true one: accepted.
         let (_, r) = push(json!({"envelopes": [json_of(&second)]})).await;
         assert_eq!(r["results"][0]["status"], "accepted", "{r}");
         let (_, r) =
             push(json!({"envelopes": [json_of(&third)], "ids": [third.id().as_str()]})).await;
         assert_eq!(r["results"][0]["status"], "accepted", "{r}");
-        assert_eq!(s.node.node.store().head(), before + 2);
+        assert_eq!(s.node.node.embedded("test").unwrap().head(), before + 2);
     });
 }
 

@@ -438,14 +438,14 @@ fn synergia_node() -> Value {
         })
     });
     if flag("--replicate") {
-        let held_by_a = node.store().read().version_count();
+        let held_by_a = node.embedded("test").unwrap().read().version_count();
         let cfg = Config::load(&dir.join("config/other.toml")).expect("config");
         let peer = Arc::new(Node::open(cfg).expect("peer node"));
         eprintln!("replicating {held_by_a} object versions to an empty peer ...");
         let t = Instant::now();
         let cpu = cpu_seconds();
         let (stop_b, task_b) = start(&rt, peer.clone(), ports[1]);
-        while peer.store().read().version_count() < held_by_a {
+        while peer.embedded("test").unwrap().read().version_count() < held_by_a {
             assert!(
                 t.elapsed() < Duration::from_secs(3600),
                 "replication stalled"

@@ -191,6 +191,36 @@ pub struct StoreSettings {
     /// own envelopes back from them before signing again (publishes answer 503
     /// `recovering` meanwhile).
     pub recovery_wait_secs: u64,
+    /// Where the node keeps what it stores.
+    pub backend: StoreBackend,
+    /// With `backend = "postgres"`: the database, `postgresql://USER@HOST:PORT/DB`
+    /// (`SYNERGIA_STORE_URL` overrides it). It never holds the password (see
+    /// `password_file`). TLS is required unless the URL says `sslmode=disable` or
+    /// names a Unix socket directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// File holding the database password, mode 0600 (`SYNERGIA_STORE_PASSWORD`
+    /// overrides it): kept out of the config text, which operators copy and paste.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// CA certificates (PEM) the database server's certificate must chain to; the
+    /// default is `tls.ca`, the federation's CA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// Database connections this process keeps open at most.
+    pub pool_size: usize,
+}
+
+/// Where a node keeps what it stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The evidence log files and sled in `data_dir` (zero set-up).
+    #[default]
+    Embedded,
+    /// A PostgreSQL database (`store.url`), which several `synergia serve` processes of
+    /// one member can share.
+    Postgres,
 }
 
 impl Default for StoreSettings {
@@ -199,6 +229,11 @@ impl Default for StoreSettings {
             auto_rebuild: false,
             cache_mb: 32,
             recovery_wait_secs: 120,
+            backend: StoreBackend::Embedded,
+            url: None,
+            password_file: None,
+            ca: None,
+            pool_size: 16,
         }
     }
 }
@@ -327,9 +362,14 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
-        for p in [self.tls.crl.as_mut(), self.membership_log.as_mut()]
-            .into_iter()
-            .flatten()
+        for p in [
+            self.tls.crl.as_mut(),
+            self.membership_log.as_mut(),
+            self.store.password_file.as_mut(),
+            self.store.ca.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -387,6 +427,9 @@ impl Config {
             if v == 0 {
                 return Err((key.into(), "must be greater than 0".into()));
             }
+        }
+        if self.store.pool_size == 0 {
+            return Err(("store.pool_size".into(), "must be greater than 0".into()));
         }
         if l.max_body_memory_bytes < l.max_body_bytes {
             return Err((

@@ -339,24 +339,21 @@ pub async fn run(
         let mut done = true;
         let mut line = String::new();
         for m in MEMBERS {
-            let held = demo.nodes[m].0.store().read().version_count();
+            let held = demo_store(&demo.nodes[m].0)?.read().version_count();
             done &= held == expected[m];
             let _ = write!(line, " {m} {held}/{}", expected[m]);
         }
         // The shared green digest: what every member may hold alike.
-        let d0 = demo.nodes[COORDINATOR]
-            .0
-            .store()
+        let d0 = demo_store(&demo.nodes[COORDINATOR].0)?
             .read()
             .shared_digest(TlpLevel::Green);
-        let agree = MEMBERS.iter().all(|m| {
-            demo.nodes[*m]
-                .0
-                .store()
+        let mut agree = true;
+        for m in MEMBERS {
+            agree &= demo_store(&demo.nodes[m].0)?
                 .read()
                 .shared_digest(TlpLevel::Green)
-                == d0
-        });
+                == d0;
+        }
         if done && agree {
             progress(&format!(
                 "converged in {:.2} s after the first publish:{line}",
@@ -418,11 +415,21 @@ fn process_cpu_secs() -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
+/// A demo node's store (the demo runs every node on the embedded store).
+fn demo_store(node: &Node) -> Result<&crate::store::Store, DemoError> {
+    node.embedded("the demo")
+        .map_err(|e| DemoError::Setup(e.to_string()))
+}
+
 /// The coordinator's consolidated summary and peer status.
 pub fn summary(demo: &Demo, opts: &DemoOptions) -> String {
     let node = &demo.nodes[COORDINATOR].0;
     let mut out = String::new();
-    let view = node.store().read();
+    let store = match demo_store(node) {
+        Ok(s) => s,
+        Err(e) => return e.to_string(),
+    };
+    let view = store.read();
     let _ = writeln!(out, "\n== Consolidated view at {COORDINATOR} ==");
     let _ = writeln!(
         out,
@@ -465,10 +472,7 @@ pub fn summary(demo: &Demo, opts: &DemoOptions) -> String {
         }
     }
     let values: Vec<String> = values.into_iter().collect();
-    let results = node
-        .store()
-        .lookup(&values, TlpLevel::Red)
-        .unwrap_or_default();
+    let results = store.lookup(&values, TlpLevel::Red).unwrap_or_default();
     let mut histogram: BTreeMap<usize, usize> = BTreeMap::new();
     let mut top: Vec<(usize, String, Vec<String>)> = Vec::new();
     for r in &results {

@@ -442,8 +442,8 @@ fn push_splits_what_the_node_would_refuse_and_a_push_stopped_half_way_resumes_wi
         ]);
         Command::new(BIN).args(&args).output().unwrap()
     };
-    let versions = || node.node.store().read().version_count();
-    let envelopes = || node.node.store().read().envelope_count();
+    let versions = || node.node.embedded("test").unwrap().read().version_count();
+    let envelopes = || node.node.embedded("test").unwrap().read().envelope_count();
     let dir = tempfile::tempdir().unwrap();
     let b = bundle(&GenOptions {
         count: 4000,

@@ -202,18 +202,23 @@ impl RunningNode {
     }
 
     fn start_on(cfg: Config, address: &str) -> RunningNode {
-        let node = Arc::new(Node::open(cfg).unwrap());
+        // The node opens within the runtime that serves it: a node on PostgreSQL
+        // keeps its connections there.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let node = {
+            let _in = rt.enter();
+            Arc::new(Node::open(cfg).unwrap())
+        };
         let listener = StdListener::bind(address).unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let n = node.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
             rt.block_on(async move {
                 let l = tokio::net::TcpListener::from_std(listener).unwrap();
                 let sync = synergia::sync::spawn(n.clone());
@@ -515,6 +520,29 @@ impl NodeProcess {
             });
         }
         (NodeProcess::wait_ready(child, m, url, ca, None), out)
+    }
+
+    /// Runs `cmd` (a `synergia serve …` made by the caller), its output appended to
+    /// `log`, and waits until `URL/healthz` answers.
+    pub fn spawn_command(
+        mut cmd: std::process::Command,
+        m: &str,
+        url: &str,
+        ca: &Path,
+        log: &Path,
+    ) -> NodeProcess {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = cmd
+            .env("SYNERGIA_LOG", "info")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        NodeProcess::wait_ready(child, m, url, ca, Some(log.to_path_buf()))
     }
 
     fn wait_ready(

@@ -26,7 +26,11 @@ pub struct PgCluster {
     /// The data directory's parent (removed by the watcher when the tests end).
     pub dir: PathBuf,
     /// The watcher: stdin held open while the tests run; closing it stops the server.
-    _watcher: Mutex<Child>,
+    /// A line `stop` stops the server (fast shutdown) and the next line starts it
+    /// again ([`PgCluster::stop`], [`PgCluster::start_again`]).
+    watcher: Mutex<Child>,
+    /// The server binaries.
+    bin: PathBuf,
     /// Databases made so far (each test takes a fresh one).
     made: Mutex<u32>,
 }
@@ -183,7 +187,11 @@ impl PgCluster {
                 "shared_buffers=64MB",
             ]);
         let script = format!(
-            "{server} & pid=$!; read _; kill -QUIT $pid 2>/dev/null; wait $pid; rm -rf '{dir}'",
+            "while :; do {server} & pid=$!; \
+               if ! read cmd; then kill -QUIT $pid 2>/dev/null; wait $pid; break; fi; \
+               kill -INT $pid 2>/dev/null; wait $pid; \
+               read cmd || break; \
+             done; rm -rf '{dir}'",
             server = shell_words(&server),
             dir = dir.display()
         );
@@ -199,22 +207,53 @@ impl PgCluster {
         let cluster = PgCluster {
             port,
             dir,
-            _watcher: Mutex::new(watcher),
+            watcher: Mutex::new(watcher),
+            bin,
             made: Mutex::new(0),
         };
-        cluster.wait_ready(&bin);
+        cluster.wait_ready();
         cluster
     }
 
-    fn wait_ready(&self, bin: &Path) {
+    fn tell(&self, line: &str) {
+        let mut w = self.watcher.lock().unwrap();
+        let stdin = w.stdin.as_mut().expect("the watcher's stdin");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn ready(&self) -> bool {
+        Command::new(self.bin.join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Stops the server (a fast shutdown: connections are closed) and waits until it
+    /// no longer answers.
+    pub fn stop(&self) {
+        self.tell("stop");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.ready() {
+            assert!(
+                Instant::now() < deadline,
+                "the PostgreSQL server did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again after [`PgCluster::stop`].
+    pub fn start_again(&self) {
+        self.tell("start");
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ok = Command::new(bin.join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ok {
+            if self.ready() {
                 return;
             }
             assert!(

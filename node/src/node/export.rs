@@ -41,6 +41,9 @@ pub struct ExportFilter {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExportError {
+    /// The node's store backend cannot do it.
+    #[error(transparent)]
+    Backend(#[from] crate::node::backend::NotOnThisBackend),
     /// Reading the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -120,8 +123,9 @@ impl Node {
         out: &mut dyn Write,
     ) -> Result<u64, ExportError> {
         let max = f.max_tlp.unwrap_or(TlpLevel::Red);
+        let store = self.embedded("an export")?;
         let (origin_ix, type_ix, mut pos, end) = {
-            let view = self.store.read();
+            let view = store.read();
             let origin_ix: Vec<u16> = f
                 .origins
                 .iter()
@@ -150,7 +154,7 @@ impl Node {
         loop {
             // 1. Under the lock: the next chunk's candidates.
             let (picks, done) = {
-                let view = self.store.read();
+                let view = store.read();
                 let versions = view.versions();
                 let chunk_end = (pos + CHUNK).min(end);
                 let mut picks = Vec::new();
@@ -181,7 +185,7 @@ impl Node {
             // 2. Without it: the bodies, and the observables when they are needed.
             let mut bodies = Vec::with_capacity(picks.len());
             for p in &picks {
-                let body = self.store.object_body(p.at)?;
+                let body = store.object_body(p.at)?;
                 let obj: Option<Value> = if needs_keys {
                     serde_json::from_slice(&body).ok()
                 } else {
@@ -195,7 +199,7 @@ impl Node {
             }
             // 3. Under the lock again, briefly: who reported each, as the reader may know.
             let reporters: Vec<(Vec<String>, usize)> = if needs_keys {
-                let view = self.store.read();
+                let view = store.read();
                 picks
                     .iter()
                     .zip(&bodies)

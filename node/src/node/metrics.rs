@@ -181,49 +181,48 @@ pub fn render(node: &super::Node) -> String {
         "# HELP synergia_publish_duration_seconds Time to validate, sign and store a publish.\n# TYPE synergia_publish_duration_seconds summary\nsynergia_publish_duration_seconds_sum {sum}\nsynergia_publish_duration_seconds_count {}",
         get(&m.publishes)
     );
-    let view = node.store.read();
     let _ = writeln!(
         out,
         "# HELP synergia_publishes_waiting Publishes waiting for their turn (limits.max_concurrent_publishes).\n# TYPE synergia_publishes_waiting gauge\nsynergia_publishes_waiting {}",
         get(&m.publishes_waiting)
     );
+    let f = store_figures(node);
     let _ = writeln!(
         out,
         "# HELP synergia_store_envelopes Envelopes held.\n# TYPE synergia_store_envelopes gauge\nsynergia_store_envelopes {}",
-        view.envelope_count()
+        or_nan(f.as_ref().map(|f| f.envelopes))
     );
     let _ = writeln!(
         out,
         "# HELP synergia_store_retractions Retractions held (every member's).\n# TYPE synergia_store_retractions gauge\nsynergia_store_retractions {}",
-        view.retraction_count()
+        or_nan(f.as_ref().map(|f| f.retractions))
     );
     membership_metrics(node, &mut out);
     let _ = writeln!(
         out,
         "# HELP synergia_store_object_versions Object versions held.\n# TYPE synergia_store_object_versions gauge\nsynergia_store_object_versions {}",
-        view.version_count()
+        or_nan(f.as_ref().map(|f| f.versions))
     );
     let _ = writeln!(
         out,
         "# HELP synergia_store_latest_objects Latest object versions held, by TLP level.\n# TYPE synergia_store_latest_objects gauge"
     );
-    for l in ALL_LEVELS {
+    for (i, l) in ALL_LEVELS.into_iter().enumerate() {
         let _ = writeln!(
             out,
             "synergia_store_latest_objects{{tlp=\"{l}\"}} {}",
-            view.digest(l).count
+            or_nan(f.as_ref().map(|f| f.latest[i]))
         );
     }
-    drop(view);
-    let (log, index) = node.store.disk_bytes();
+    let (log, index) = f
+        .as_ref()
+        .map_or((None, None), |f| (Some(f.log_bytes), Some(f.index_bytes)));
+    let (log, index) = (or_nan(log), or_nan(index));
     let _ = writeln!(
         out,
         "# HELP synergia_store_disk_bytes Bytes on disk, by part.\n# TYPE synergia_store_disk_bytes gauge\nsynergia_store_disk_bytes{{part=\"log\"}} {log}\nsynergia_store_disk_bytes{{part=\"index\"}} {index}"
     );
-    let free = node
-        .store
-        .free_disk_bytes()
-        .map_or("NaN".to_string(), |b| b.to_string());
+    let free = or_nan(f.as_ref().and_then(|f| f.free_bytes));
     let _ = writeln!(
         out,
         "# HELP synergia_disk_free_bytes Bytes free for the node on the data directory's file system.\n# TYPE synergia_disk_free_bytes gauge\nsynergia_disk_free_bytes {free}"
@@ -486,5 +485,74 @@ fn membership_metrics(node: &super::Node, out: &mut String) {
             "synergia_membership_peer_head_matches{{peer=\"{peer}\"}} {}",
             u8::from(h.matches)
         );
+    }
+}
+
+use crate::stix::tlp::ALL_LEVELS;
+
+/// What the store holds, for the gauges.
+struct StoreFigures {
+    envelopes: u64,
+    retractions: u64,
+    versions: u64,
+    /// Latest versions by level (clear .. red).
+    latest: [u64; 5],
+    /// The evidence log's bytes (on PostgreSQL: the whole database's).
+    log_bytes: u64,
+    /// The index's bytes (on PostgreSQL: 0, counted in the database's).
+    index_bytes: u64,
+    /// Free bytes on the data directory's file system (unknown on PostgreSQL).
+    free_bytes: Option<u64>,
+}
+
+/// The store's figures; `None` (the gauges say NaN) when the database cannot be read.
+fn store_figures(node: &crate::node::Node) -> Option<StoreFigures> {
+    match node.backend() {
+        crate::node::backend::Backend::Embedded(store) => {
+            let view = store.read();
+            let latest = ALL_LEVELS.map(|l| view.digest(l).count);
+            let (envelopes, retractions, versions) = (
+                view.envelope_count() as u64,
+                view.retraction_count() as u64,
+                view.version_count() as u64,
+            );
+            drop(view);
+            let (log_bytes, index_bytes) = store.disk_bytes();
+            Some(StoreFigures {
+                envelopes,
+                retractions,
+                versions,
+                latest,
+                log_bytes,
+                index_bytes,
+                free_bytes: store.free_disk_bytes(),
+            })
+        }
+        crate::node::backend::Backend::Postgres(pg) => {
+            let read = async {
+                let counts = pg.store.counts().await?;
+                let mut latest = [0u64; 5];
+                for (i, l) in ALL_LEVELS.into_iter().enumerate() {
+                    latest[i] = pg.store.digest(l).await?.count;
+                }
+                let bytes = pg.store.disk_bytes().await?;
+                Ok::<_, crate::store::StoreError>(StoreFigures {
+                    envelopes: counts.envelopes,
+                    retractions: counts.retractions,
+                    versions: counts.versions,
+                    latest,
+                    log_bytes: bytes,
+                    index_bytes: 0,
+                    free_bytes: None,
+                })
+            };
+            match pg.block(read) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the store's figures for /metrics");
+                    None
+                }
+            }
+        }
     }
 }

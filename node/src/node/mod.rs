@@ -1,6 +1,7 @@
 //! A member node: its configuration, roster, store and signing key, and the
 //! operations every interface (TAXII, node API, federation, CLI) goes through.
 
+pub mod backend;
 pub mod export;
 pub mod live;
 pub mod membership;
@@ -16,6 +17,7 @@ use crate::roster::{Roster, RosterError};
 use crate::stix::timestamp::Timestamp;
 use crate::store::engine::Space;
 use crate::store::{Store, StoreError, StoreOptions};
+use backend::{Backend, NotOnThisBackend};
 use metrics::Metrics;
 use std::sync::Mutex;
 
@@ -32,6 +34,9 @@ pub enum NodeError {
     /// The store cannot be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The backend cannot do what the config asks.
+    #[error(transparent)]
+    Backend(#[from] NotOnThisBackend),
     /// The config file, read again at a reload, cannot be used.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -71,7 +76,7 @@ pub struct Node {
     /// the earlier read before the files changed.
     reload_turn: Mutex<()>,
     /// Its store.
-    store: Store,
+    store: Backend,
     /// The membership log's forks, peer heads and counters (`node::membership`).
     membership: membership::MembershipState,
     /// The certificates the membership log refuses, read by TLS at every handshake.
@@ -81,6 +86,8 @@ pub struct Node {
     /// Per-peer sync state.
     sync: crate::node::peers::SyncState,
     /// Next sequence number this node signs with (publishes are serialised on it).
+    /// On the postgres backend, publishes of every process are serialised on the
+    /// database's publish turn instead, which gives the number.
     next_seq: Mutex<u64>,
     /// Key for the MAC of TAXII `next` tokens (persisted: tokens survive restarts).
     token_key: [u8; 32],
@@ -116,6 +123,27 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// What opening a store gives a node: the store, its next own sequence number, the
+/// TAXII token key, the peers' sync state, and the recovery it must make first.
+type Opened = (
+    Backend,
+    u64,
+    [u8; 32],
+    crate::node::peers::SyncState,
+    Option<Recovery>,
+);
+
+/// A stored TAXII token key, when it is one.
+fn token_key_of(v: &[u8]) -> Option<[u8; 32]> {
+    <[u8; 32]>::try_from(v).ok()
+}
+
+fn new_token_key() -> Result<[u8; 32], NodeError> {
+    let mut k = [0u8; 32];
+    getrandom::fill(&mut k).map_err(NodeError::Randomness)?;
+    Ok(k)
+}
+
 /// The body budget is counted in units of this many bytes (a semaphore's permits are
 /// counted in `u32` per acquisition).
 pub const BODY_BUDGET_UNIT: usize = 1024;
@@ -125,60 +153,10 @@ impl Node {
     /// (or, when configured, rebuilds) the store.
     pub fn open(config: Config) -> Result<Node, NodeError> {
         let live = live::Live::load(&config, true)?;
-        let roster = live.roster.clone();
-        let opts = StoreOptions {
-            cache_bytes: config.store.cache_mb << 20,
-            ..StoreOptions::default()
+        let (store, next_seq, token_key, sync, recovery) = match config.store.backend {
+            crate::config::StoreBackend::Embedded => Node::open_embedded(&config, &live)?,
+            crate::config::StoreBackend::Postgres => Node::open_postgres(&config, &live)?,
         };
-        let store = match Store::open(&config.data_dir, &opts) {
-            Ok(s) => s,
-            Err(e @ (StoreError::IndexUnavailable { .. } | StoreError::Corrupt(_)))
-                if config.store.auto_rebuild =>
-            {
-                tracing::warn!(error = %e, "index unusable; rebuilding from the evidence log (store.auto_rebuild)");
-                let report = Store::rebuild(&config.data_dir, &opts, &roster)?;
-                tracing::info!(
-                    envelopes = report.envelopes,
-                    rejected = report.rejected.len(),
-                    "rebuild finished"
-                );
-                Store::open(&config.data_dir, &opts)?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let next_seq = store
-            .read()
-            .origin_seqs()
-            .into_iter()
-            .find(|(o, _)| *o == config.member)
-            .map_or(1, |(_, s)| s + 1);
-        let token_key = match store.get_value(Space::Meta, crate::store::TAXII_TOKEN_KEY)? {
-            Some(v) if v.len() == 32 => {
-                let mut k = [0u8; 32];
-                k.copy_from_slice(&v);
-                k
-            }
-            _ => {
-                let mut k = [0u8; 32];
-                getrandom::fill(&mut k).map_err(NodeError::Randomness)?;
-                store.put_value(Space::Meta, crate::store::TAXII_TOKEN_KEY, k.to_vec(), true)?;
-                k
-            }
-        };
-        let sync = crate::node::peers::SyncState::load(&store);
-        // After a rebuild (a restore from backup, even of an empty log), the log may
-        // lack this member's last envelopes, which its peers hold: take them back
-        // before signing again, so no sequence number is used twice.
-        let recovery = (store.recovery_pending() && !live.peers.is_empty()).then(|| {
-            tracing::warn!("the index was rebuilt over the evidence log: taking back this member's own envelopes from its peers before signing again");
-            Recovery {
-                pending: live.peers.iter().map(|p| p.name.clone()).collect(),
-                until: Timestamp::now().as_micros()
-                    + i64::try_from(config.store.recovery_wait_secs)
-                        .unwrap_or(i64::MAX / 2_000_000)
-                        .saturating_mul(1_000_000),
-            }
-        });
         let refused = live.refused();
         let publish_gate = tokio::sync::Semaphore::new(config.limits.max_concurrent_publishes);
         let config_limits = config.limits.clone();
@@ -210,6 +188,118 @@ impl Node {
         })
     }
 
+    fn open_embedded(config: &Config, live: &live::Live) -> Result<Opened, NodeError> {
+        let roster = live.roster.clone();
+        let opts = StoreOptions {
+            cache_bytes: config.store.cache_mb << 20,
+            ..StoreOptions::default()
+        };
+        let store = match Store::open(&config.data_dir, &opts) {
+            Ok(s) => s,
+            Err(e @ (StoreError::IndexUnavailable { .. } | StoreError::Corrupt(_)))
+                if config.store.auto_rebuild =>
+            {
+                tracing::warn!(error = %e, "index unusable; rebuilding from the evidence log (store.auto_rebuild)");
+                let report = Store::rebuild(&config.data_dir, &opts, &roster)?;
+                tracing::info!(
+                    envelopes = report.envelopes,
+                    rejected = report.rejected.len(),
+                    "rebuild finished"
+                );
+                Store::open(&config.data_dir, &opts)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let next_seq = store
+            .read()
+            .origin_seqs()
+            .into_iter()
+            .find(|(o, _)| *o == config.member)
+            .map_or(1, |(_, s)| s + 1);
+        let token_key = match store.get_value(Space::Meta, crate::store::TAXII_TOKEN_KEY)? {
+            Some(v) => token_key_of(&v),
+            None => None,
+        };
+        let token_key = match token_key {
+            Some(k) => k,
+            None => {
+                let k = new_token_key()?;
+                store.put_value(Space::Meta, crate::store::TAXII_TOKEN_KEY, k.to_vec(), true)?;
+                k
+            }
+        };
+        let sync = crate::node::peers::SyncState::load(&store);
+        // After a rebuild (a restore from backup, even of an empty log), the log may
+        // lack this member's last envelopes, which its peers hold: take them back
+        // before signing again, so no sequence number is used twice.
+        let recovery = (store.recovery_pending() && !live.peers.is_empty()).then(|| {
+            tracing::warn!("the index was rebuilt over the evidence log: taking back this member's own envelopes from its peers before signing again");
+            Recovery {
+                pending: live.peers.iter().map(|p| p.name.clone()).collect(),
+                until: Timestamp::now().as_micros()
+                    + i64::try_from(config.store.recovery_wait_secs)
+                        .unwrap_or(i64::MAX / 2_000_000)
+                        .saturating_mul(1_000_000),
+            }
+        });
+        Ok((
+            Backend::Embedded(Box::new(store)),
+            next_seq,
+            token_key,
+            sync,
+            recovery,
+        ))
+    }
+
+    /// Connects to the database (brings its schema up to date, or refuses one newer
+    /// than this build) on the async runtime the caller runs in.
+    fn open_postgres(config: &Config, live: &live::Live) -> Result<Opened, NodeError> {
+        if !live.peers.is_empty() {
+            return Err(NodeError::Inconsistent(format!(
+                "store.backend = \"postgres\": {}; remove the [[peers]] sections or run on the embedded backend",
+                NotOnThisBackend {
+                    what: "syncing with peers"
+                }
+            )));
+        }
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            NodeError::Inconsistent(
+                "store.backend = \"postgres\" needs the node opened within an async runtime".into(),
+            )
+        })?;
+        let settings = crate::store::postgres::settings::DbSettings::resolve(
+            &backend::database_config(config),
+        )
+        .map_err(|e| StoreError::Database(e.into()))?;
+        let store = backend::block_on(&handle, crate::store::postgres::PgStore::open(&settings))?;
+        let pg = backend::Postgres::new(store, handle);
+        let key = pg.block(
+            pg.store
+                .get_value(Space::Meta, crate::store::TAXII_TOKEN_KEY),
+        )?;
+        let token_key = match key.as_deref().and_then(token_key_of) {
+            Some(k) => k,
+            None => {
+                // Several processes may start at once: the first key written stays.
+                let k = new_token_key()?;
+                pg.block(
+                    pg.store
+                        .put_value_once(Space::Meta, crate::store::TAXII_TOKEN_KEY, &k),
+                )?;
+                pg.block(
+                    pg.store
+                        .get_value(Space::Meta, crate::store::TAXII_TOKEN_KEY),
+                )?
+                .as_deref()
+                .and_then(token_key_of)
+                .ok_or_else(|| StoreError::Corrupt("the TAXII token key is damaged".into()))?
+            }
+        };
+        let head = pg.block(pg.store.head())?;
+        let sync = crate::node::peers::SyncState::empty(head);
+        Ok((Backend::Postgres(pg), 1, token_key, sync, None))
+    }
+
     /// Whether the node is still taking back its own envelopes from its peers after
     /// a rebuild (publishes wait): until every peer's feed has been read to its end
     /// once, or `store.recovery_wait_secs` has passed (it then risks only envelopes
@@ -221,7 +311,12 @@ impl Node {
                 if !rec.pending.is_empty() {
                     tracing::warn!(peers = ?rec.pending, "recovery: these peers did not answer in time; signing again without their copy of this member's envelopes");
                 }
-                if let Err(e) = self.store.recovery_done() {
+                if let Err(e) = self
+                    .store
+                    .embedded("recovery")
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| s.recovery_done().map_err(|e| e.to_string()))
+                {
                     tracing::warn!(error = %e, "cannot record the end of the recovery; the next start recovers again");
                 }
                 *r = None;
@@ -256,15 +351,28 @@ impl Node {
     /// Our digests of the levels every peer shares (clear, green): each over the
     /// latest versions among the deliveries at that level or below
     /// (`View::shared_digest`), as the federation API's digest answer carries them.
-    pub fn shared_digests(&self) -> serde_json::Map<String, serde_json::Value> {
-        let view = self.store.read();
-        crate::store::view::SHARED_LEVELS
+    pub fn shared_digests(&self) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+        let levels = crate::store::view::SHARED_LEVELS;
+        let digests: Vec<Option<crate::store::digest::ViewDigest>> = match &self.store {
+            Backend::Embedded(store) => {
+                let view = store.read();
+                levels.iter().map(|l| view.shared_digest(*l)).collect()
+            }
+            Backend::Postgres(pg) => pg.block(async {
+                let mut out = Vec::new();
+                for l in levels {
+                    out.push(pg.store.shared_digest(l).await?);
+                }
+                Ok::<_, StoreError>(out)
+            })?,
+        };
+        Ok(levels
             .iter()
-            .filter_map(|l| {
-                view.shared_digest(*l)
-                    .map(|d| (l.as_str().to_string(), serde_json::json!(d.to_string())))
+            .zip(digests)
+            .filter_map(|(l, d)| {
+                d.map(|d| (l.as_str().to_string(), serde_json::json!(d.to_string())))
             })
-            .collect()
+            .collect())
     }
 
     /// Its configuration.
@@ -395,8 +503,14 @@ impl Node {
     }
 
     /// Its store.
-    pub fn store(&self) -> &Store {
+    pub fn backend(&self) -> &Backend {
         &self.store
+    }
+
+    /// Its embedded store, or why operation `what` cannot run on the backend the node
+    /// runs on.
+    pub fn embedded(&self, what: &'static str) -> Result<&Store, NotOnThisBackend> {
+        self.store.embedded(what)
     }
 
     /// Counters for `/metrics` and status.

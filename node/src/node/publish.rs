@@ -8,6 +8,7 @@
 //! repeating a publish is harmless.
 
 use super::Node;
+use super::backend::Backend;
 use super::metrics::Metrics;
 use crate::envelope::canonical::canonical_bytes;
 use crate::envelope::{
@@ -22,6 +23,7 @@ use crate::stix::tlp::{OwnLevel, TlpLevel, TlpResolver, own_level};
 use crate::stix::validate::{
     Finding, Report, Severity, validate_bundle, validate_object_noting_keys,
 };
+use crate::store::postgres::{Incoming, store::PublishTurn};
 use crate::store::prepare::{Prepared, prepare, split_id};
 use crate::store::{IngestOutcome, StoreError};
 use serde::Serialize;
@@ -216,15 +218,14 @@ impl Node {
         let resolver = TlpResolver::with_definitions(std::mem::take(&mut checks.definitions));
         let default = self.config.default_tlp;
         let placed: Vec<Option<(TlpLevel, bool)>> = {
-            let view = self.store.read();
-            let me = view.origin_index(self.member());
             let results = &checks.results;
             let own = &checks.own_levels;
+            let held =
+                self.already_held(&objects, |i| results[i].status == ObjectStatus::Published)?;
             crate::parallel::map(&objects, 1000, |i, obj| {
                 (results[i].status == ObjectStatus::Published).then(|| {
                     let level = resolver.object_level_given(obj, own[i]).unwrap_or(default);
-                    let held = me.is_some_and(|me| self.already_held(&view, me, obj));
-                    (level, held)
+                    (level, held[i])
                 })
             })
         };
@@ -254,9 +255,10 @@ impl Node {
             }
         }
         // 3. Sign (serialised: sequence numbers are consecutive) and store.
-        let mut seq = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
-        let stored = self.sign_and_store(&mut seq, groups, &mut checks.pattern_keys, recipients)?;
-        drop(seq);
+        let mut seq = self.seq_turn()?;
+        let stored =
+            self.sign_and_store(&mut seq.next, groups, &mut checks.pattern_keys, recipients)?;
+        seq.end();
         crate::parallel::drop_elsewhere((objects, bundle));
         Ok(self.finish(checks.results, stored, started))
     }
@@ -341,7 +343,7 @@ impl Node {
             return Err(PublishError::Recipients(RED_NEEDS_RECIPIENTS.into()));
         }
         // 2. Parse each window again (but the last), sign it and store it.
-        let mut seq = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seq = self.seq_turn()?;
         let mut stored = Vec::new();
         for range in windows() {
             let mut objects = match last.take() {
@@ -351,14 +353,7 @@ impl Node {
                     raw.parse(range.clone()).map_err(PublishError::Json)?
                 }
             };
-            let held: Vec<bool> = {
-                let view = self.store.read();
-                let me = view.origin_index(self.member());
-                crate::parallel::map(&objects, 1000, |i, obj| {
-                    levels[range.start + i].is_some()
-                        && me.is_some_and(|me| self.already_held(&view, me, obj))
-                })
-            };
+            let held = self.already_held(&objects, |i| levels[range.start + i].is_some())?;
             let mut groups: BTreeMap<TlpLevel, Vec<(usize, Value)>> = BTreeMap::new();
             for (k, obj) in objects.iter_mut().enumerate() {
                 let i = range.start + k;
@@ -375,7 +370,7 @@ impl Node {
                         .push((i, std::mem::take(obj)));
                 }
             }
-            match self.sign_and_store(&mut seq, groups, &mut checks.pattern_keys, recipients) {
+            match self.sign_and_store(&mut seq.next, groups, &mut checks.pattern_keys, recipients) {
                 Ok(s) => stored.extend(s),
                 Err(e) => {
                     // The windows stored before stay published.
@@ -388,7 +383,7 @@ impl Node {
             }
             crate::parallel::drop_elsewhere(objects);
         }
-        drop(seq);
+        seq.end();
         Ok(self.finish(checks.results, stored, started))
     }
 
@@ -507,15 +502,28 @@ impl Node {
         let mut envelopes: Vec<Envelope> = Vec::new();
         let end = crate::parallel::pipeline(jobs, sign, |batch: Vec<(Envelope, Prepared)>| {
             let (envs, prepared): (Vec<Envelope>, Vec<Prepared>) = batch.into_iter().unzip();
-            let outcomes = self
-                .store
-                .ingest_prepared(&envs, prepared, "local")
-                .map_err(PublishError::Store)?;
+            let (outcomes, head) = match self.backend() {
+                Backend::Embedded(store) => (
+                    store.ingest_prepared(&envs, prepared, "local")?,
+                    store.head(),
+                ),
+                Backend::Postgres(pg) => {
+                    let incoming: Vec<Incoming> = envs
+                        .iter()
+                        .zip(prepared)
+                        .map(|(e, p)| Incoming::new(e, p))
+                        .collect();
+                    pg.block(async {
+                        let out = pg.store.ingest(&incoming, "local").await?;
+                        Ok::<_, StoreError>((out, pg.store.head().await?))
+                    })?
+                }
+            };
             // Counted as stored even if one was refused: the others of the batch
             // were, and their sequence numbers are used.
             envelopes.extend(envs);
             // Push tasks send what is durable without waiting for the rest.
-            self.sync.head.send_replace(self.store.head());
+            self.sync.head.send_replace(head);
             if outcomes
                 .iter()
                 .any(|o| !matches!(o, IngestOutcome::Accepted { .. }))
@@ -608,33 +616,131 @@ impl Node {
         report
     }
 
-    /// Whether this member already published exactly this object version.
-    fn already_held(&self, view: &crate::store::view::View, me: u16, obj: &Value) -> bool {
-        let Some((t, uuid)) = obj.get("id").and_then(Value::as_str).and_then(split_id) else {
-            return false;
-        };
-        let modified = obj
-            .get("modified")
-            .and_then(Value::as_str)
-            .and_then(|m| Timestamp::parse(m).ok())
-            .map_or(i64::MIN, |m| m.as_micros());
-        let candidates: Vec<u32> = view
-            .versions_of(t, uuid)
-            .into_iter()
-            .filter(|&h| view.version(h).is_some_and(|v| v.modified == modified))
-            .filter(|&h| view.deliveries(h).iter().any(|e| e.origin == me))
-            .collect();
-        if candidates.is_empty() {
-            return false;
+    /// For each object (those `consider` names; the others answer false), whether
+    /// this member already published exactly this version of it.
+    fn already_held(
+        &self,
+        objects: &[Value],
+        consider: impl Fn(usize) -> bool + Sync,
+    ) -> Result<Vec<bool>, PublishError> {
+        match self.backend() {
+            Backend::Embedded(store) => {
+                let view = store.read();
+                let Some(me) = view.origin_index(self.member()) else {
+                    return Ok(vec![false; objects.len()]);
+                };
+                Ok(crate::parallel::map(objects, 1000, |i, obj| {
+                    consider(i) && held_in_view(&view, me, obj)
+                }))
+            }
+            Backend::Postgres(pg) => {
+                let mut asked = Vec::new();
+                let mut at = Vec::new();
+                for (i, obj) in objects.iter().enumerate() {
+                    if let (true, Some((t, uuid, modified))) = (consider(i), version_of(obj)) {
+                        asked.push((t.to_string(), uuid, modified));
+                        at.push(i);
+                    }
+                }
+                let found = pg.block(pg.store.delivered_by(self.member(), &asked))?;
+                let mut held = vec![false; objects.len()];
+                for (i, hashes) in at.into_iter().zip(found) {
+                    held[i] = !hashes.is_empty()
+                        && content_hash(&objects[i]).is_some_and(|h| hashes.contains(&h));
+                }
+                Ok(held)
+            }
         }
-        let Ok(body) = canonical_bytes(obj) else {
-            return false;
-        };
-        let digest = Sha256::digest(&body);
-        candidates
-            .iter()
-            .any(|&h| view.version(h).is_some_and(|v| v.hash[..] == digest[..16]))
     }
+
+    /// The turn to sign this member's next sequence numbers: this process's lock,
+    /// and on PostgreSQL the database's publish turn too, which every process of the
+    /// member shares and which gives the next number.
+    fn seq_turn(&self) -> Result<SeqTurn<'_>, PublishError> {
+        let local = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = *local;
+        let shared = match self.backend().postgres() {
+            Some(pg) => {
+                let t = pg.block(pg.store.publish_turn(self.member()))?;
+                next = t.next_seq;
+                Some((pg, t))
+            }
+            None => None,
+        };
+        Ok(SeqTurn {
+            local,
+            next,
+            shared,
+        })
+    }
+}
+
+/// A publish's turn to sign (`Node::seq_turn`).
+struct SeqTurn<'a> {
+    local: std::sync::MutexGuard<'a, u64>,
+    /// The next sequence number to sign with.
+    next: u64,
+    shared: Option<(&'a crate::node::backend::Postgres, PublishTurn)>,
+}
+
+impl SeqTurn<'_> {
+    /// Gives the turn back (as dropping it does, on every path a publish ends by).
+    fn end(self) {}
+}
+
+impl Drop for SeqTurn<'_> {
+    /// Notes how far the turn got: `sign_and_store` moves `next` past every envelope
+    /// made durable, also when a later one failed.
+    fn drop(&mut self) {
+        *self.local = self.next;
+        if let Some((pg, t)) = self.shared.take()
+            && let Err(e) = pg.block(t.end())
+        {
+            // Its connection is closed instead; the database frees the turn.
+            tracing::warn!(error = %e, "cannot give the publish turn back cleanly");
+        }
+    }
+}
+
+/// The object's `(type, uuid, modified)` (`modified` µs, `i64::MIN` without one).
+fn version_of(obj: &Value) -> Option<(&str, u128, i64)> {
+    let (t, uuid) = obj.get("id").and_then(Value::as_str).and_then(split_id)?;
+    let modified = obj
+        .get("modified")
+        .and_then(Value::as_str)
+        .and_then(|m| Timestamp::parse(m).ok())
+        .map_or(i64::MIN, |m| m.as_micros());
+    Some((t, uuid, modified))
+}
+
+/// The content hash the store keeps of an object version (the first 16 bytes of the
+/// SHA-256 of its canonical form).
+fn content_hash(obj: &Value) -> Option<[u8; 16]> {
+    let body = canonical_bytes(obj).ok()?;
+    let digest = Sha256::digest(&body);
+    <[u8; 16]>::try_from(&digest[..16]).ok()
+}
+
+/// Whether member `me` already delivered exactly this object version (embedded view).
+fn held_in_view(view: &crate::store::view::View, me: u16, obj: &Value) -> bool {
+    let Some((t, uuid, modified)) = version_of(obj) else {
+        return false;
+    };
+    let candidates: Vec<u32> = view
+        .versions_of(t, uuid)
+        .into_iter()
+        .filter(|&h| view.version(h).is_some_and(|v| v.modified == modified))
+        .filter(|&h| view.deliveries(h).iter().any(|e| e.origin == me))
+        .collect();
+    if candidates.is_empty() {
+        return false;
+    }
+    let Some(hash) = content_hash(obj) else {
+        return false;
+    };
+    candidates
+        .iter()
+        .any(|&h| view.version(h).is_some_and(|v| v.hash[..] == hash[..]))
 }
 
 const RED_NEEDS_RECIPIENTS: &str =

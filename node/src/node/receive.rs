@@ -6,8 +6,8 @@ use super::Node;
 use super::metrics::Metrics;
 use super::peers::{deferred, now, policy};
 use crate::envelope::{Envelope, EnvelopeId, Sealed, VerifyError, VerifyOptions, signatures_hold};
-use crate::store::IngestOutcome;
 use crate::store::prepare::{Prepared, prepare};
+use crate::store::{IngestOutcome, Store};
 use bytes::Bytes;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
@@ -147,19 +147,19 @@ impl Node {
     /// preparing it for the store; then the parsed objects are freed. The verdicts wait
     /// for the signature's (checked for the whole page at once by the caller), which
     /// comes first when both fail.
-    fn examine(&self, offer: Offer, opts: &VerifyOptions) -> Examined {
+    fn examine(&self, store: &Store, offer: Offer, opts: &VerifyOptions) -> Examined {
         let env = match offer.parse() {
             Ok(env) => env,
             Err(e) => return Examined::Unparsed(e),
         };
-        if self.store.contains(env.id()) {
+        if store.contains(env.id()) {
             return Examined::Held(env.id().clone());
         }
         let roster = self.roster();
         let verdict = env.authority_key(&roster, opts).map(|key| {
             let content = env
                 .check_content(&roster)
-                .and_then(|()| self.check_retraction(&env))
+                .and_then(|()| self.check_retraction(store, &env))
                 .and_then(|()| prepare(&env).map_err(|e| VerifyError::Malformed(e.to_string())));
             (key, content)
         });
@@ -174,11 +174,15 @@ impl Node {
     /// (`retracts-retraction`) refuses it. An envelope not held yet is not refused:
     /// the retraction applies to it only if its origin is the retraction's (see
     /// `store::view::retract`).
-    pub(crate) fn check_retraction(&self, env: &Envelope) -> Result<(), VerifyError> {
+    pub(crate) fn check_retraction(
+        &self,
+        store: &Store,
+        env: &Envelope,
+    ) -> Result<(), VerifyError> {
         let Some(r) = env.retraction() else {
             return Ok(());
         };
-        let view = self.store.read();
+        let view = store.read();
         for id in &r.envelopes {
             let Some(meta) = view
                 .envelope_by_id(&id.digest_bytes())
@@ -218,12 +222,34 @@ impl Node {
             message: None,
         };
         let mut results: Vec<Offered> = Vec::with_capacity(offers.len());
+        let store = match self.embedded("receiving envelopes from peers") {
+            Ok(s) => s,
+            Err(e) => {
+                results.extend(offers.iter().map(|o| {
+                    rejected(
+                        o.claimed
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
+                        "not-on-this-backend",
+                        e.to_string(),
+                    )
+                }));
+                return Checked {
+                    results,
+                    to_store: Vec::new(),
+                    prepared: Vec::new(),
+                    slots: Vec::new(),
+                    retry: Vec::new(),
+                };
+            }
+        };
         let mut to_examine: Vec<(usize, Offer)> = Vec::new();
         // Each examined envelope's text (shared, not copied), kept if it is refused
         // for a passing reason.
         let mut texts: Vec<Option<Bytes>> = Vec::with_capacity(offers.len());
         {
-            let view = self.store.read();
+            let view = store.read();
             for offer in offers {
                 if let Some(c) = &offer.claimed
                     && view.has_envelope(&c.digest_bytes())
@@ -240,7 +266,7 @@ impl Node {
         // Each envelope is independent up to its signature.
         let opts = VerifyOptions::default();
         let examined = crate::parallel::map_owned(to_examine, 2, |(slot, offer)| {
-            (slot, self.examine(offer, &opts))
+            (slot, self.examine(store, offer, &opts))
         });
         let mut parsed = Vec::with_capacity(examined.len());
         for (slot, e) in examined {
@@ -348,12 +374,13 @@ impl Node {
             slots,
             retry,
         } = checked;
-        let outcomes = self.store.ingest_prepared(&to_store, prepared, peer)?;
+        let store = self.embedded("receiving envelopes from peers")?;
+        let outcomes = store.ingest_prepared(&to_store, prepared, peer)?;
         // Refused for a passing reason: kept durably, then answered `deferred` (the
         // pull cursor moves past it only once it is kept).
         let now = now();
         for (slot, k) in retry {
-            if let Err(e) = self.sync.deferred.keep(&self.store, peer, &k, now) {
+            if let Err(e) = self.sync.deferred.keep(store, peer, &k, now) {
                 tracing::error!(peer, envelope = %k.id, code = %k.code, error = %e, "cannot keep an envelope refused for a passing reason; nothing more is taken from this peer until it can be");
                 return Err(e);
             }
@@ -408,7 +435,7 @@ impl Node {
         Metrics::add(&self.metrics.duplicate_envelopes, duplicates as u64);
         Metrics::add(&self.metrics.received_envelopes, accepted);
         Metrics::add(&self.metrics.received_objects, objects);
-        self.sync.update(&self.store, peer, true, |s| {
+        self.sync.update(self.backend(), peer, true, |s| {
             s.envelopes_received += accepted;
             s.objects_received += objects;
             for (c, n) in rejections {
@@ -416,7 +443,7 @@ impl Node {
             }
         });
         if accepted > 0 {
-            self.sync.head.send_replace(self.store.head());
+            self.sync.head.send_replace(store.head());
         }
         Ok(results)
     }

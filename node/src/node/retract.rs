@@ -19,6 +19,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RetractError {
+    /// The node's store backend cannot sign retractions yet.
+    #[error(transparent)]
+    Backend(#[from] crate::node::backend::NotOnThisBackend),
     /// A target this member cannot take back (unknown, another member's, a
     /// retraction, an object it never delivered).
     #[error("{0}")]
@@ -102,7 +105,8 @@ impl Node {
         if self.recovering() {
             return Err(RetractError::Recovering);
         }
-        let groups = self.group_targets(envelopes, objects)?;
+        let store = self.embedded("retracting")?;
+        let groups = self.group_targets(store, envelopes, objects)?;
         let mut seq = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
         let signer = self.live().signer.clone();
         let signed_at = Timestamp::now();
@@ -134,10 +138,9 @@ impl Node {
                 )
                 .map_err(|e| RetractError::Sign(e.to_string()))?;
                 let prepared = prepare(&env)?;
-                self.store
-                    .ingest_prepared(std::slice::from_ref(&env), vec![prepared], "local")?;
+                store.ingest_prepared(std::slice::from_ref(&env), vec![prepared], "local")?;
                 *seq += 1;
-                self.sync.head.send_replace(self.store.head());
+                self.sync.head.send_replace(store.head());
                 tracing::info!(retraction = %env.id(), seq = env.header().seq, tlp = %tlp, reason = %reason, envelopes = r.envelopes.len(), objects = r.objects.len(), "retraction signed");
                 out.push(SignedRetraction {
                     id: env.id().to_string(),
@@ -161,10 +164,11 @@ impl Node {
     /// they name.
     fn group_targets(
         &self,
+        store: &crate::store::Store,
         envelopes: &[EnvelopeId],
         objects: &[ObjectTarget],
     ) -> Result<BTreeMap<Group, Targets>, RetractError> {
-        let view = self.store.read();
+        let view = store.read();
         let me = self.member();
         let mut groups: BTreeMap<Group, Targets> = BTreeMap::new();
         for id in envelopes {

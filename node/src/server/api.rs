@@ -6,6 +6,7 @@ use super::error::ApiError;
 use crate::config::Role;
 use crate::json::RawObjects;
 use crate::node::Node;
+use crate::node::backend::Backend;
 use crate::node::publish::{Mode, PublishError};
 use crate::stix::tlp::ALL_LEVELS;
 use axum::Router;
@@ -231,6 +232,7 @@ fn retract_error(e: crate::node::retract::RetractError) -> ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad-retraction", m)
         }
         RetractError::Store(e) => ApiError::store(e),
+        RetractError::Backend(e) => ApiError::backend(e),
         RetractError::Sign(m) => ApiError::internal(m),
         RetractError::Recovering => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -370,10 +372,14 @@ async fn lookup(
         return Err(ApiError::bad_request("bad-request", TOO_MANY_VALUES));
     }
     let max = caller.max_tlp();
-    let results = tokio::task::spawn_blocking(move || node.store().lookup(&values, max))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let results = tokio::task::spawn_blocking(move || {
+        node.embedded("a lookup")
+            .map_err(ApiError::backend)?
+            .lookup(&values, max)
+            .map_err(ApiError::internal)
+    })
+    .await
+    .map_err(ApiError::internal)??;
     Ok(json_response(StatusCode::OK, &json!({"results": results})))
 }
 
@@ -384,7 +390,8 @@ async fn object_provenance(
 ) -> Result<Response, ApiError> {
     caller.require(Role::Read)?;
     let p = node
-        .store()
+        .embedded("provenance")
+        .map_err(ApiError::backend)?
         .provenance(&id, caller.max_tlp())
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no object {id} on this node")))?;
@@ -394,20 +401,66 @@ async fn object_provenance(
 async fn stats(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Operate)?;
     // Walks the data directory and waits for the view's lock: not on an async worker.
-    tokio::task::spawn_blocking(move || stats_body(&node))
-        .await
-        .map_err(ApiError::internal)
+    match node.backend() {
+        Backend::Embedded(_) => tokio::task::spawn_blocking(move || stats_body(&node))
+            .await
+            .map_err(ApiError::internal)?,
+        Backend::Postgres(pg) => stats_postgres(&node, &pg.store)
+            .await
+            .map_err(ApiError::store),
+    }
 }
 
-fn stats_body(node: &Node) -> Response {
-    let (log_bytes, index_bytes) = node.store().disk_bytes();
-    let v = node.store().read();
+/// The status of a node on PostgreSQL: the same fields as on the embedded store,
+/// `disk.log_bytes` being the whole database's size.
+async fn stats_postgres(
+    node: &Node,
+    pg: &crate::store::postgres::PgStore,
+) -> Result<Response, crate::store::StoreError> {
+    let counts = pg.counts().await?;
+    let mut digests = serde_json::Map::new();
+    for l in ALL_LEVELS {
+        digests.insert(
+            l.as_str().to_string(),
+            json!(pg.digest(l).await?.to_string()),
+        );
+    }
+    let mut shared = serde_json::Map::new();
+    for l in crate::store::view::SHARED_LEVELS {
+        if let Some(d) = pg.shared_digest(l).await? {
+            shared.insert(l.as_str().to_string(), json!(d.to_string()));
+        }
+    }
+    let origins = pg.origin_seqs().await?;
+    let bytes = pg.disk_bytes().await?;
+    let body = json!({
+        "member": node.member(),
+        "backend": "postgres",
+        "envelopes": counts.envelopes,
+        "object_versions": counts.versions,
+        "objects": counts.objects,
+        "origins": origins.into_iter().map(|(o, s)| json!({"origin": o, "max_seq": s})).collect::<Vec<_>>(),
+        "digests": digests,
+        "shared_digests": shared,
+        "disk": {"log_bytes": bytes, "index_bytes": 0},
+        "index_needs_restart": false,
+        "started_at": node.started_at().to_millis_string(),
+        "roster": roster_summary(node),
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn stats_body(node: &Node) -> Result<Response, ApiError> {
+    let store = node.embedded("status").map_err(ApiError::backend)?;
+    let (log_bytes, index_bytes) = store.disk_bytes();
+    let v = store.read();
     let digests: serde_json::Map<String, Value> = ALL_LEVELS
         .iter()
         .map(|l| (l.as_str().to_string(), json!(v.digest(*l).to_string())))
         .collect();
     let body = json!({
         "member": node.member(),
+        "backend": "embedded",
         "envelopes": v.envelope_count(),
         "object_versions": v.version_count(),
         "objects": v.object_count(),
@@ -418,11 +471,11 @@ fn stats_body(node: &Node) -> Response {
             .filter_map(|l| v.shared_digest(*l).map(|d| (l.as_str().to_string(), json!(d.to_string()))))
             .collect::<serde_json::Map<String, Value>>(),
         "disk": {"log_bytes": log_bytes, "index_bytes": index_bytes},
-        "index_needs_restart": node.store().index_failed(),
+        "index_needs_restart": store.index_failed(),
         "started_at": node.started_at().to_millis_string(),
         "roster": roster_summary(node),
     });
-    json_response(StatusCode::OK, &body)
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 /// The roster and signing key in force (they change at a reload, `node::live`).
@@ -465,7 +518,7 @@ async fn peers(State(node): State<Arc<Node>>, caller: Caller) -> Result<Response
         StatusCode::OK,
         &json!({
             "member": node.member(),
-            "digests": node.shared_digests(),
+            "digests": node.shared_digests().map_err(ApiError::store)?,
             "membership": membership_summary(&node),
             "peers": peers,
         }),

@@ -71,6 +71,15 @@ impl ApiError {
                 "insufficient-storage",
                 "the node's disk is full; nothing was stored; retry once space is freed",
             )
+        } else if let crate::store::StoreError::Database(db) = &err
+            && db.is_unavailable()
+        {
+            tracing::error!(error = %err, "the database is unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "the node's database is unavailable; nothing was stored; retry shortly",
+            )
         } else if let crate::store::StoreError::LogUnsafe { .. } = err {
             tracing::error!(error = %err, "refusing to store: the evidence log is unsafe");
             ApiError::new(
@@ -90,12 +99,22 @@ impl ApiError {
         use crate::node::peers::deferred::KeepError;
         match err {
             KeepError::Store(e) => ApiError::store(e),
+            KeepError::Backend(e) => ApiError::backend(e),
             full @ KeepError::Full { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "retry-set-full",
                 format!("{full}; nothing from this push was refused for good: push it again later"),
             ),
         }
+    }
+
+    /// An operation the node's store backend cannot do yet: 501 `not-on-this-backend`.
+    pub fn backend(err: crate::node::backend::NotOnThisBackend) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not-on-this-backend",
+            err.to_string(),
+        )
     }
 
     /// Adds machine-readable detail.

@@ -111,20 +111,21 @@ async fn feed(
     let limit = limit.min(MAX_FEED_PAGE);
     tokio::task::spawn_blocking(move || {
         let live = node.live();
-        let view = node.store().read();
+        let store = node.embedded("the federation feed").map_err(ApiError::backend)?;
+        let view = store.read();
         // A cursor past the end of this log was given by a log that is no longer
         // (restored from an older backup): the peer must start again.
-        let log_head = node.store().head();
+        let log_head = store.head();
         if after > log_head {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "cursor-beyond-head",
                 format!(
                     "cursor {after} is past the end of this node's log ({log_head}, epoch {}): pull again from 0",
-                    node.store().epoch()
+                    store.epoch()
                 ),
             )
-            .with_details(json!({"epoch": node.store().epoch(), "head": log_head})));
+            .with_details(json!({"epoch": store.epoch(), "head": log_head})));
         }
         let envs = view.envelopes();
         let head = head_for(&node, &view, &peer);
@@ -187,11 +188,11 @@ async fn feed(
         };
         let tail = format!(
             ",\"next\":\"{next}\",\"more\":{more},\"head\":{head},\"epoch\":\"{}\"}}",
-            node.store().epoch()
+            store.epoch()
         );
         let mut list = EnvelopeList::for_entries(&entries, tail.len());
         for (e, carry) in &entries {
-            list.add(node.store(), e, *carry)
+            list.add(store, e, *carry)
                 .map_err(ApiError::internal)?;
         }
         let (sent, objects) = entries
@@ -203,7 +204,7 @@ async fn feed(
         let mut body = list.finish();
         body.extend_from_slice(tail.as_bytes());
         node.sync()
-            .update(node.store(), &peer, !withheld.is_empty(), |s| {
+            .update(node.backend(), &peer, !withheld.is_empty(), |s| {
                 s.envelopes_sent += sent;
                 s.objects_sent += objects;
                 for (l, n) in withheld {
@@ -310,9 +311,12 @@ async fn digest(State(node): State<Arc<Node>>, caller: Caller) -> Result<Respons
     caller.require_peer()?;
     // Every peer asks every two seconds; the view's lock may be held by an ingest.
     tokio::task::spawn_blocking(move || {
-        let head = node.store().head();
-        let mut body =
-            json!({"member": node.member(), "head": head, "digests": node.shared_digests()});
+        let head = node
+            .embedded("the federation digest")
+            .map_err(ApiError::backend)?
+            .head();
+        let digests = node.shared_digests().map_err(ApiError::store)?;
+        let mut body = json!({"member": node.member(), "head": head, "digests": digests});
         // The membership log's head: a peer that lacks entries, or holds others,
         // fetches them (`GET /federation/v1/membership`).
         if let Some(h) = node.live().membership.as_ref().and_then(|l| l.head()) {
@@ -323,10 +327,10 @@ async fn digest(State(node): State<Arc<Node>>, caller: Caller) -> Result<Respons
                 body["membership"]["fork"] = json!({"index": f.index, "hash": f.other.hash});
             }
         }
-        json_ok(body.to_string().into_bytes())
+        Ok(json_ok(body.to_string().into_bytes()))
     })
     .await
-    .map_err(ApiError::internal)
+    .map_err(ApiError::internal)?
 }
 
 /// `GET /federation/v1/membership?from=N`: the membership log's entries from index

@@ -347,7 +347,11 @@ pub async fn serve(
     // Bounded, like the index's own close (store/sled_engine.rs): a flush that never
     // returns must not keep the process from exiting; the log is durable either way.
     let closing = node.clone();
-    let flush = tokio::task::spawn_blocking(move || closing.store().flush());
+    let flush = tokio::task::spawn_blocking(move || match closing.backend() {
+        crate::node::backend::Backend::Embedded(store) => store.flush(),
+        // Every write was committed before it was acknowledged.
+        crate::node::backend::Backend::Postgres(_) => Ok(()),
+    });
     match tokio::time::timeout(Duration::from_secs(20), flush).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => {

@@ -605,20 +605,7 @@ impl Store {
         if !v.has(view::RETRACTED) {
             return Ok(body);
         }
-        let mut obj: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|source| StoreError::Json {
-                what: format!("stored object at {at:?}"),
-                source,
-            })?;
-        if let Some(m) = obj.as_object_mut() {
-            m.insert("revoked".into(), true.into());
-            m.insert(
-                "modified".into(),
-                lookup::version_text(v.modified, v.date_added).into(),
-            );
-        }
-        crate::envelope::canonical::canonical_value(&obj)
-            .map_err(|e| StoreError::Corrupt(format!("tombstone of version {h}: {e}")))
+        tombstone_body(&body, v.modified, v.date_added)
     }
 
     /// Appends the canonical bytes at `at` to `out` (a page being built), read in
@@ -743,3 +730,22 @@ impl Store {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+/// The body of a tombstone (protocol §11): the canonical body of the version it stands
+/// for, with `revoked: true` and the tombstone's own `modified`.
+pub fn tombstone_body(base: &[u8], modified: i64, date_added: i64) -> Result<Vec<u8>, StoreError> {
+    let mut obj: serde_json::Value =
+        serde_json::from_slice(base).map_err(|source| StoreError::Json {
+            what: "the stored body a tombstone stands for".into(),
+            source,
+        })?;
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("revoked".into(), true.into());
+        m.insert(
+            "modified".into(),
+            lookup::version_text(modified, date_added).into(),
+        );
+    }
+    crate::envelope::canonical::canonical_value(&obj)
+        .map_err(|e| StoreError::Corrupt(format!("a tombstone's body: {e}")))
+}

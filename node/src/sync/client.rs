@@ -72,8 +72,9 @@ impl From<crate::node::peers::deferred::KeepError> for SyncError {
     fn from(e: crate::node::peers::deferred::KeepError) -> Self {
         match e {
             crate::node::peers::deferred::KeepError::Store(e) => SyncError::Store(e),
-            full @ crate::node::peers::deferred::KeepError::Full { .. } => {
-                SyncError::RetrySetFull(full)
+            other @ (crate::node::peers::deferred::KeepError::Full { .. }
+            | crate::node::peers::deferred::KeepError::Backend(_)) => {
+                SyncError::RetrySetFull(other)
             }
         }
     }

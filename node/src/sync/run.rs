@@ -105,7 +105,12 @@ async fn retry_loop(node: Arc<Node>) {
 /// Offers each due kept envelope again, as from the peer that sent it; those stored,
 /// found held, or refused for good leave the set, the others wait again.
 pub fn retry_due(node: &Node) {
-    for (peer, items) in node.sync().deferred.due(node.store(), now(), 64) {
+    // Only the embedded store keeps envelopes for a retry (a node on PostgreSQL takes
+    // no envelopes from peers yet).
+    let Ok(store) = node.embedded("retrying kept envelopes") else {
+        return;
+    };
+    for (peer, items) in node.sync().deferred.due(store, now(), 64) {
         let offers: Vec<Offer> = items
             .iter()
             .map(|(_, text)| Offer {
@@ -127,7 +132,7 @@ pub fn retry_due(node: &Node) {
                         continue;
                     }
                     tracing::info!(peer, envelope = %id, status = ?r.status, code = ?r.code, "an envelope kept for a retry was tried again");
-                    if let Err(e) = node.sync().deferred.forget(node.store(), &peer, id) {
+                    if let Err(e) = node.sync().deferred.forget(store, &peer, id) {
                         tracing::warn!(peer, envelope = %id, error = %e, "cannot forget a kept envelope; it is tried again");
                     }
                 }
@@ -150,7 +155,7 @@ fn backoff(failures: u32) -> Duration {
 
 fn record_error(node: &Node, peer: &str, e: &SyncError) {
     tracing::warn!(peer, error = %e, "sync with peer failed");
-    node.sync().update(node.store(), peer, true, |s| {
+    node.sync().update(node.backend(), peer, true, |s| {
         s.reachable = !matches!(e, SyncError::Unreachable { .. });
         s.last_error = Some((now(), e.to_string()));
         *s.failures.entry(e.kind().to_string()).or_default() += 1;
@@ -159,7 +164,11 @@ fn record_error(node: &Node, peer: &str, e: &SyncError) {
 
 /// How many of `ids` this node does not hold.
 fn missing(node: &Node, ids: &[EnvelopeId]) -> usize {
-    let view = node.store().read();
+    // Only a node on the embedded store syncs (see `Node::open`).
+    let Ok(store) = node.embedded("syncing with peers") else {
+        return ids.len();
+    };
+    let view = store.read();
     ids.iter()
         .filter(|id| !view.has_envelope(&id.digest_bytes()))
         .count()
@@ -201,8 +210,9 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             Some(s) => s.page.next,
             None => node.sync().peer(&peer).cursor,
         };
-        node.sync()
-            .update(node.store(), &peer, false, |s| s.last_attempt = Some(now()));
+        node.sync().update(node.backend(), &peer, false, |s| {
+            s.last_attempt = Some(now())
+        });
         // While the node takes back its own envelopes (after a rebuild), the feed
         // includes them.
         let own = node.recovering();
@@ -326,7 +336,7 @@ fn start_again(node: &Node, peer: &str, epoch: Option<String>, why: &str) {
         peer,
         "{why} (restored or rebuilt): pulling its feed again from the start"
     );
-    node.sync().update(node.store(), peer, true, |s| {
+    node.sync().update(node.backend(), peer, true, |s| {
         s.cursor = 0;
         s.epoch = epoch;
         s.their_head = None;
@@ -422,7 +432,7 @@ async fn stored(node: &Node, peer: &str, s: Storing, relayed_as_ids: &mut bool) 
     }
     // Durable: the cursor may move.
     let t = now();
-    node.sync().update(node.store(), peer, true, |s| {
+    node.sync().update(node.backend(), peer, true, |s| {
         s.cursor = page.next;
         if page.epoch.is_some() {
             s.epoch = page.epoch.clone();
@@ -461,7 +471,10 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     let peer = client.name.clone();
     let mut head_rx = node.sync().head.subscribe();
     // Push only what arrives from now on; pull (the peer's) covers the past.
-    let mut pushed_through = node.store().head();
+    let mut pushed_through = match node.backend() {
+        crate::node::backend::Backend::Embedded(s) => s.head(),
+        crate::node::backend::Backend::Postgres(_) => *node.sync().head.borrow(),
+    };
     node.sync().push_started(&peer, pushed_through);
     let _task = PushTask {
         node: node.clone(),
@@ -514,7 +527,7 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 node.sync().push_tried(&peer, last, Some(true));
                 let n = ordinals.len() as u64;
                 let t = now();
-                node.sync().update(node.store(), &peer, false, |s| {
+                node.sync().update(node.backend(), &peer, false, |s| {
                     s.envelopes_sent += n;
                     s.objects_sent += objects;
                     s.reachable = true;
@@ -538,7 +551,11 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
 /// carries, the objects in those envelopes and the ordinal the scan stopped before.
 fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>, u64, u64) {
     let live = node.live();
-    let view = node.store().read();
+    // Only a node on the embedded store syncs (see `Node::open`).
+    let Ok(store) = node.embedded("syncing with peers") else {
+        return (Vec::new(), Vec::new(), 0, pushed_through);
+    };
+    let view = store.read();
     let envs = view.envelopes();
     let start = envs.partition_point(|e| e.ordinal < pushed_through);
     let mut entries: Vec<(&EnvMeta, Carry)> = Vec::new();
@@ -569,7 +586,7 @@ fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>
     let mut ordinals = Vec::with_capacity(entries.len());
     let mut objects = 0u64;
     for (e, carry) in &entries {
-        match list.add(node.store(), e, *carry) {
+        match list.add(store, e, *carry) {
             Ok(()) => {
                 ordinals.push(e.ordinal);
                 objects += u64::from(e.object_count);
@@ -611,7 +628,7 @@ async fn digest_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
                 .collect();
             node.sync()
-                .update(node.store(), &peer, false, |s| s.their_digests = digests);
+                .update(node.backend(), &peer, false, |s| s.their_digests = digests);
             if let Some(m) = v.get("membership")
                 && let (Some(index), Some(hash)) = (
                     m.get("index").and_then(|i| i.as_u64()),

@@ -87,6 +87,9 @@ pub struct ToKeep {
 /// Why an envelope could not be kept.
 #[derive(Debug, thiserror::Error)]
 pub enum KeepError {
+    /// The node's store backend cannot take envelopes from peers.
+    #[error(transparent)]
+    Backend(#[from] crate::node::backend::NotOnThisBackend),
     /// The peer's set is full: nothing more from this peer is taken (its page is
     /// refused whole, so the pull cursor stays) until some of them pass.
     #[error(

@@ -78,6 +78,19 @@ impl SyncState {
         }
     }
 
+    /// The state of a node with no peer state stored (a node on the postgres
+    /// backend, which does not sync with peers yet).
+    pub fn empty(head: u64) -> SyncState {
+        SyncState {
+            peers: Mutex::default(),
+            pushed: Mutex::default(),
+            push_progress: Mutex::default(),
+            head: tokio::sync::watch::Sender::new(head),
+            deferred: deferred::Deferred::default(),
+            persist_failing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
     /// A copy of a peer's state.
     pub fn peer(&self, name: &str) -> PeerState {
         self.peers
@@ -91,7 +104,7 @@ impl SyncState {
     /// Updates a peer's state; `persist` writes it to the store.
     pub fn update(
         &self,
-        store: &crate::store::Store,
+        store: &crate::node::backend::Backend,
         name: &str,
         persist: bool,
         f: impl FnOnce(&mut PeerState),
@@ -113,7 +126,14 @@ impl SyncState {
                 what: format!("peer state of {name}"),
                 source,
             })
-            .and_then(|bytes| store.put_value(Space::Peers, name, bytes, false));
+            .and_then(|bytes| match store {
+                crate::node::backend::Backend::Embedded(s) => {
+                    s.put_value(Space::Peers, name, bytes, false)
+                }
+                crate::node::backend::Backend::Postgres(pg) => {
+                    pg.block(pg.store.put_value(Space::Peers, name, &bytes))
+                }
+            });
         let was_failing = self
             .persist_failing
             .swap(written.is_err(), std::sync::atomic::Ordering::Relaxed);

@@ -84,7 +84,12 @@ fn ts(us: Option<i64>) -> Option<String> {
 
 /// The status of every configured peer.
 pub fn peer_statuses(node: &Node) -> Vec<PeerStatus> {
-    let ours = node.shared_digests();
+    // Unknown digests (the database unavailable) compare unequal: no peer shows as
+    // in sync meanwhile.
+    let ours = node.shared_digests().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read this node's digests for the peer status");
+        serde_json::Map::new()
+    });
     let now_us = now();
     let now_s = now_us / 1_000_000;
     let live = node.live();

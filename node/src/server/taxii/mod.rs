@@ -8,6 +8,7 @@
 pub mod collections;
 pub mod query;
 pub mod select;
+pub mod select_pg;
 pub mod token;
 
 use super::api::{PublishBody, parse_publish_body, publish_error};
@@ -16,6 +17,7 @@ use super::caller::Caller;
 use super::error::{ApiError, TAXII_MEDIA_TYPE};
 use crate::config::Role;
 use crate::node::Node;
+use crate::node::backend::Backend;
 use crate::node::publish::{Mode, ObjectStatus};
 use crate::stix::timestamp::Timestamp;
 use crate::store::engine::Space;
@@ -237,9 +239,22 @@ fn page(
     default_versions: VersionSpec,
     extra_ids: Option<&str>,
 ) -> Result<(select::Page, Filters), ApiError> {
+    let req = page_request(node, coll, pairs, default_versions, extra_ids)?;
+    let page = select::select(view, coll, &req.filters, caller.max_tlp(), req.after);
+    Ok((page, req.filters))
+}
+
+/// The filters and cursor of a paged request.
+fn page_request(
+    node: &Node,
+    coll: &Collection,
+    pairs: &[(String, String)],
+    default_versions: VersionSpec,
+    extra_ids: Option<&str>,
+) -> Result<query::PageRequest, ApiError> {
     let limits = &node.config().limits;
     let scope = coll.token_scope();
-    let req = query::parse_page_request(
+    query::parse_page_request(
         pairs,
         default_versions,
         limits.taxii_default_page,
@@ -249,15 +264,22 @@ fn page(
             collection: &scope,
             object_id: extra_ids,
         },
-    )?;
-    let page = select::select(view, coll, &req.filters, caller.max_tlp(), req.after);
-    Ok((page, req.filters))
+    )
 }
 
 fn date_headers(resp: &mut Response, view: &View, handles: &[u32]) {
-    let stamp =
-        |h: u32| Timestamp::from_micros(view.versions()[h as usize].date_added).to_micros_string();
-    if let (Some(&first), Some(&last)) = (handles.first(), handles.last()) {
+    let da = |h: u32| view.versions()[h as usize].date_added;
+    date_headers_of(
+        resp,
+        handles.first().map(|&h| da(h)),
+        handles.last().map(|&h| da(h)),
+    );
+}
+
+/// The `X-TAXII-Date-Added-First` and `-Last` headers of a page.
+fn date_headers_of(resp: &mut Response, first: Option<i64>, last: Option<i64>) {
+    let stamp = |t: i64| Timestamp::from_micros(t).to_micros_string();
+    if let (Some(first), Some(last)) = (first, last) {
         for (name, v) in [
             ("x-taxii-date-added-first", stamp(first)),
             ("x-taxii-date-added-last", stamp(last)),
@@ -277,9 +299,33 @@ fn paged_json(
     coll: &Collection,
     f: &Filters,
     p: &select::Page,
+    body: Value,
+) -> Response {
+    let da = |h: u32| view.versions()[h as usize].date_added;
+    paged_json_of(
+        node,
+        coll,
+        f,
+        (p.more, p.resume_after),
+        (
+            p.handles.first().map(|&h| da(h)),
+            p.handles.last().map(|&h| da(h)),
+        ),
+        body,
+    )
+}
+
+/// [`paged_json`] given whether more follows and where from, and the first and
+/// last `date_added` of the page.
+fn paged_json_of(
+    node: &Node,
+    coll: &Collection,
+    f: &Filters,
+    (more, resume_after): (bool, Option<i64>),
+    (first, last): (Option<i64>, Option<i64>),
     mut body: Value,
 ) -> Response {
-    if let (true, Some(after)) = (p.more, p.resume_after) {
+    if let (true, Some(after)) = (more, resume_after) {
         body["next"] = json!(token::encode(
             node.token_key(),
             &coll.token_scope(),
@@ -288,7 +334,7 @@ fn paged_json(
         ));
     }
     let mut resp = taxii_json(StatusCode::OK, body.to_string().into_bytes());
-    date_headers(&mut resp, view, &p.handles);
+    date_headers_of(&mut resp, first, last);
     resp
 }
 
@@ -325,7 +371,8 @@ fn envelope_response(
             if !std::mem::take(first) {
                 body.push(b',');
             }
-            node.store()
+            node.embedded("TAXII")
+                .map_err(ApiError::backend)?
                 .object_body_onto(r, body)
                 .map_err(ApiError::internal)
         };
@@ -341,7 +388,8 @@ fn envelope_response(
                 }
                 body.extend_from_slice(
                     &node
-                        .store()
+                        .embedded("TAXII")
+                        .map_err(ApiError::backend)?
                         .version_body(view, h)
                         .map_err(ApiError::internal)?,
                 );
@@ -381,8 +429,12 @@ async fn get_objects(
     check_accept(&headers)?;
     read(&caller)?;
     let c = collection(&node, &caller, &coll)?;
+    if let Some(pg) = node.backend().postgres() {
+        return pg_objects(&node, &pg.store, &c, &caller, &q, None).await;
+    }
     tokio::task::spawn_blocking(move || {
-        let view = node.store().read();
+        let store = node.embedded("TAXII").map_err(ApiError::backend)?;
+        let view = store.read();
         let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::Last, None)?;
         envelope_response(&node, &view, &c, &f, &p)
     })
@@ -411,8 +463,12 @@ async fn get_object(
     check_accept(&headers)?;
     read(&caller)?;
     let c = collection(&node, &caller, &coll)?;
+    if let Some(pg) = node.backend().postgres() {
+        return pg_objects(&node, &pg.store, &c, &caller, &q, Some(&id)).await;
+    }
     tokio::task::spawn_blocking(move || {
-        let view = node.store().read();
+        let store = node.embedded("TAXII").map_err(ApiError::backend)?;
+        let view = store.read();
         let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::Last, Some(&id))?;
         object_found(&p, &f, &id, &c)?;
         envelope_response(&node, &view, &c, &f, &p)
@@ -433,8 +489,12 @@ async fn get_versions(
     let c = collection(&node, &caller, &coll)?;
     // Off the async workers, as every handler that reads the view: a publish may hold
     // the view's write lock for a moment.
+    if let Some(pg) = node.backend().postgres() {
+        return pg_versions(&node, &pg.store, &c, &caller, &q, &id).await;
+    }
     tokio::task::spawn_blocking(move || {
-        let view = node.store().read();
+        let store = node.embedded("TAXII").map_err(ApiError::backend)?;
+        let view = store.read();
         let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::All, Some(&id))?;
         object_found(&p, &f, &id, &c)?;
         let mut versions: Vec<(i64, String)> = p
@@ -463,8 +523,12 @@ async fn get_manifest(
     check_accept(&headers)?;
     read(&caller)?;
     let c = collection(&node, &caller, &coll)?;
+    if let Some(pg) = node.backend().postgres() {
+        return pg_manifest(&node, &pg.store, &c, &caller, &q).await;
+    }
     tokio::task::spawn_blocking(move || {
-        let view = node.store().read();
+        let store = node.embedded("TAXII").map_err(ApiError::backend)?;
+        let view = store.read();
         let (p, f) = page(&node, &view, &c, &caller, &q, VersionSpec::Last, None)?;
         let records: Vec<Value> = p
             .handles
@@ -616,9 +680,12 @@ async fn add_objects(
             "pendings": [],
         });
         let id = status["id"].as_str().unwrap_or_default().to_string();
-        n.store()
-            .put_value(Space::Status, &id, status.to_string().into_bytes(), false)
-            .map_err(|e| ApiError::store(e).taxii())?;
+        let text = status.to_string().into_bytes();
+        match n.backend() {
+            Backend::Embedded(store) => store.put_value(Space::Status, &id, text, false),
+            Backend::Postgres(pg) => pg.block(pg.store.put_value(Space::Status, &id, &text)),
+        }
+        .map_err(|e| ApiError::store(e).taxii())?;
         Ok(status)
     })
     .await
@@ -642,10 +709,150 @@ async fn get_status(
     if uuid::Uuid::parse_str(&status).is_err() {
         return Err(ApiError::not_found(format!("no status {status}")).taxii());
     }
-    let v = node
-        .store()
-        .get_value(Space::Status, &status)
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(format!("no status {status}")).taxii())?;
+    let v = match node.backend() {
+        Backend::Embedded(store) => store.get_value(Space::Status, &status),
+        Backend::Postgres(pg) => pg.store.get_value(Space::Status, &status).await,
+    }
+    .map_err(|e| ApiError::store(e).taxii())?
+    .ok_or_else(|| ApiError::not_found(format!("no status {status}")).taxii())?;
     Ok(taxii_json(StatusCode::OK, v))
+}
+
+// The same answers from a node on PostgreSQL: pages chosen by `select_pg`, bodies
+// read in one statement per page.
+
+async fn pg_page(
+    node: &Node,
+    pg: &crate::store::postgres::PgStore,
+    c: &Collection,
+    caller: &Caller,
+    q: &[(String, String)],
+    default_versions: VersionSpec,
+    id: Option<&str>,
+) -> Result<(select_pg::Page, Filters), ApiError> {
+    let req = page_request(node, c, q, default_versions, id)?;
+    let page = select_pg::select(pg, c, &req.filters, caller.max_tlp(), req.after)
+        .await
+        .map_err(|e| ApiError::store(e).taxii())?;
+    Ok((page, req.filters))
+}
+
+fn pg_found(p: &select_pg::Page, f: &Filters, id: &str, c: &Collection) -> Result<(), ApiError> {
+    if p.rows.is_empty() && f.next.is_none() {
+        return Err(
+            ApiError::not_found(format!("no object {id} in collection {}", c.alias)).taxii(),
+        );
+    }
+    Ok(())
+}
+
+fn pg_dates(p: &select_pg::Page) -> (Option<i64>, Option<i64>) {
+    (
+        p.rows.first().map(|r| r.date_added),
+        p.rows.last().map(|r| r.date_added),
+    )
+}
+
+async fn pg_objects(
+    node: &Node,
+    pg: &crate::store::postgres::PgStore,
+    c: &Collection,
+    caller: &Caller,
+    q: &[(String, String)],
+    id: Option<&str>,
+) -> Result<Response, ApiError> {
+    let (p, f) = pg_page(node, pg, c, caller, q, VersionSpec::Last, id).await?;
+    if let Some(id) = id {
+        pg_found(&p, &f, id, c)?;
+    }
+    let bodies = pg
+        .bodies(&p.rows)
+        .await
+        .map_err(|e| ApiError::store(e).taxii())?;
+    let mut body = Vec::with_capacity(64 + bodies.iter().map(|b| b.len() + 1).sum::<usize>());
+    body.extend_from_slice(b"{\"more\":");
+    body.extend_from_slice(if p.more { b"true" } else { b"false" });
+    if let (true, Some(after)) = (p.more, p.resume_after) {
+        body.extend_from_slice(b",\"next\":\"");
+        body.extend_from_slice(
+            token::encode(node.token_key(), &c.token_scope(), &f.canonical, after).as_bytes(),
+        );
+        body.push(b'"');
+    }
+    if !bodies.is_empty() {
+        body.extend_from_slice(b",\"objects\":[");
+        for (i, b) in bodies.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(b);
+        }
+        body.push(b']');
+    }
+    body.push(b'}');
+    let mut resp = taxii_json(StatusCode::OK, body);
+    let (first, last) = pg_dates(&p);
+    date_headers_of(&mut resp, first, last);
+    Ok(resp)
+}
+
+async fn pg_versions(
+    node: &Node,
+    pg: &crate::store::postgres::PgStore,
+    c: &Collection,
+    caller: &Caller,
+    q: &[(String, String)],
+    id: &str,
+) -> Result<Response, ApiError> {
+    let (p, f) = pg_page(node, pg, c, caller, q, VersionSpec::All, Some(id)).await?;
+    pg_found(&p, &f, id, c)?;
+    let mut versions: Vec<(i64, String)> = p
+        .rows
+        .iter()
+        .map(|r| (r.modified, version_text(r.modified, r.date_added)))
+        .collect();
+    versions.sort();
+    let body = json!({"more": p.more, "versions": versions.into_iter().map(|(_, s)| s).collect::<Vec<_>>()});
+    Ok(paged_json_of(
+        node,
+        c,
+        &f,
+        (p.more, p.resume_after),
+        pg_dates(&p),
+        body,
+    ))
+}
+
+async fn pg_manifest(
+    node: &Node,
+    pg: &crate::store::postgres::PgStore,
+    c: &Collection,
+    caller: &Caller,
+    q: &[(String, String)],
+) -> Result<Response, ApiError> {
+    let (p, f) = pg_page(node, pg, c, caller, q, VersionSpec::Last, None).await?;
+    let records: Vec<Value> = p
+        .rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.object_id(),
+                "date_added": Timestamp::from_micros(r.date_added).to_micros_string(),
+                "version": version_text(r.modified, r.date_added),
+                "media_type": STIX_MEDIA_TYPE,
+            })
+        })
+        .collect();
+    let mut body = json!({"more": p.more});
+    if !records.is_empty() {
+        body["objects"] = json!(records);
+    }
+    Ok(paged_json_of(
+        node,
+        c,
+        &f,
+        (p.more, p.resume_after),
+        pg_dates(&p),
+        body,
+    ))
 }

@@ -13,7 +13,7 @@ use crate::stix::tlp::TlpLevel;
 use crate::store::view::{RETRACTED, SPEC21, View};
 use std::collections::HashMap;
 
-const SCAN_BUDGET: usize = 50;
+pub(super) const SCAN_BUDGET: usize = 50;
 
 /// A page.
 #[derive(Debug, Default)]

@@ -15,6 +15,7 @@
 pub mod ingest;
 pub mod lease;
 pub mod migrate;
+pub mod read;
 pub mod schema;
 pub mod settings;
 pub mod store;

@@ -32,6 +32,8 @@ pub struct Counts {
     pub versions: u64,
     /// Distinct objects.
     pub objects: u64,
+    /// Retractions (every member's).
+    pub retractions: u64,
 }
 
 fn q(what: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError + '_ {
@@ -154,7 +156,8 @@ impl PgStore {
         let r = c
             .query_one(
                 "SELECT (SELECT count(*) FROM envelopes), (SELECT count(*) FROM versions),
-                        (SELECT count(*) FROM (SELECT DISTINCT uuid, type FROM versions) o)",
+                        (SELECT count(*) FROM (SELECT DISTINCT uuid, type FROM versions) o),
+                        (SELECT count(*) FROM retractions)",
                 &[],
             )
             .await
@@ -163,6 +166,7 @@ impl PgStore {
             envelopes: r.get::<_, i64>(0) as u64,
             versions: r.get::<_, i64>(1) as u64,
             objects: r.get::<_, i64>(2) as u64,
+            retractions: r.get::<_, i64>(3) as u64,
         })
     }
 
@@ -281,6 +285,25 @@ impl PgStore {
         Ok(())
     }
 
+    /// Sets `key` in `space` unless it is set already (of several processes starting
+    /// at once, the first value written stays).
+    pub async fn put_value_once(
+        &self,
+        space: Space,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let c = self.pool.get().await?;
+        c.execute(
+            "INSERT INTO kv (space, key, value) VALUES ($1, $2, $3)
+             ON CONFLICT (key, space) DO NOTHING",
+            &[&space.name(), &key.as_bytes(), &value],
+        )
+        .await
+        .map_err(q("writing a value"))?;
+        Ok(())
+    }
+
     /// Removes `key` from `space`.
     pub async fn delete_value(&self, space: Space, key: &str) -> Result<(), StoreError> {
         let c = self.pool.get().await?;
@@ -318,5 +341,79 @@ impl PgStore {
                 Ok((k, r.get(1)))
             })
             .collect()
+    }
+}
+
+/// The right to sign this member's next sequence numbers, held by one publish of one
+/// process at a time: the lock on the `publish-turn` row, in a transaction of its own
+/// connection, so that the envelopes it stores commit (on other connections) while it
+/// is held. Ended by [`PublishTurn::end`]; when dropped without it (a failed publish,
+/// a panic) its connection is closed, and the server ends the transaction and frees
+/// the row; when the process is killed, the server sees the connection close.
+pub struct PublishTurn {
+    conn: Option<deadpool_postgres::Object>,
+    /// The first sequence number this turn signs with.
+    pub next_seq: u64,
+}
+
+impl std::fmt::Debug for PublishTurn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishTurn")
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Waits for the turn to sign as `member`, and reads its next sequence number:
+    /// one past the greatest held, whichever process stored it.
+    pub async fn publish_turn(&self, member: &str) -> Result<PublishTurn, StoreError> {
+        let conn = self.pool.get().await?;
+        let mut turn = PublishTurn {
+            conn: Some(conn),
+            next_seq: 1,
+        };
+        let Some(c) = turn.conn.as_ref() else {
+            return Err(StoreError::Corrupt(
+                "publish turn without a connection".into(),
+            ));
+        };
+        c.batch_execute(
+            "BEGIN ISOLATION LEVEL READ COMMITTED;
+             SELECT value FROM node_meta WHERE key = 'publish-turn' FOR UPDATE",
+        )
+        .await
+        .map_err(q("waiting for the publish turn"))?;
+        let max: Option<i64> = c
+            .query_opt(
+                "SELECT max_seq FROM origin_seqs WHERE origin = $1",
+                &[&member],
+            )
+            .await
+            .map_err(q("reading this member's last sequence number"))?
+            .map(|r| r.get(0));
+        turn.next_seq = max.map_or(1, |m| m as u64 + 1);
+        Ok(turn)
+    }
+}
+
+impl PublishTurn {
+    /// Gives the turn back.
+    pub async fn end(mut self) -> Result<(), StoreError> {
+        if let Some(c) = self.conn.take() {
+            c.batch_execute("COMMIT")
+                .await
+                .map_err(q("giving the publish turn back"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PublishTurn {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            // Not back into the pool with its transaction open: closed.
+            drop(deadpool_postgres::Object::take(c));
+        }
     }
 }

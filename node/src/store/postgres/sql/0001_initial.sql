@@ -5,11 +5,14 @@
 -- foreign keys and no advisory locks: every table can be distributed on Citus as
 -- docs/scaling.md says (the distribution column of each is named below).
 
--- Node-wide values: the log epoch, the recovery flag. Reference table.
+-- Node-wide values: the log epoch, the recovery flag, and the row a publish locks
+-- while it signs this member's next sequence numbers (`publish-turn`). Reference
+-- table.
 CREATE TABLE node_meta (
     key   text PRIMARY KEY,
     value bytea NOT NULL
 );
+INSERT INTO node_meta (key, value) VALUES ('publish-turn', '\x');
 
 -- The feed head, one row. Every transaction that adds envelopes locks it first and
 -- takes its ordinals and `date_added` values from it, so transactions that add to the
