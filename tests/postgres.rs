@@ -920,3 +920,50 @@ fn one_process_holds_a_peers_pull_lease_until_it_stops_renewing() {
         assert_eq!(winners, 1);
     });
 }
+
+#[test]
+fn an_own_sequence_number_is_never_stored_twice() {
+    // A publish that lost its turn (its connection cut while another process numbered
+    // on) must not store a number already used: the ingest refuses it, whole.
+    let (rt, s) = pg_store();
+    rt.block_on(async {
+        let mut first = record(1, &[(1, 1, 0, 0)]);
+        first.origin = "groupib".into();
+        first.seq = 5;
+        s.ingest(&[incoming(&first)], "local").await.unwrap();
+        for seq in [5, 3] {
+            let mut other = record(2, &[(2, 1, 0, 0)]);
+            other.origin = "groupib".into();
+            other.seq = seq;
+            let mut later = record(3, &[(3, 1, 0, 0)]);
+            later.origin = "groupib".into();
+            later.seq = 9;
+            let err = s
+                .ingest(&[incoming(&later), incoming(&other)], "local")
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("sequence number {seq} of groupib is already used")),
+                "{err}"
+            );
+            assert_eq!(
+                s.counts().await.unwrap().envelopes,
+                1,
+                "nothing of the batch"
+            );
+        }
+        // From a peer (this member's own envelopes taken back), the same numbers are
+        // what they are: held or stored, never refused.
+        let mut back = record(4, &[(4, 1, 0, 0)]);
+        back.origin = "groupib".into();
+        back.seq = 4;
+        s.ingest(&[incoming(&back)], "kaspersky").await.unwrap();
+        // Past the greatest: stored.
+        let mut next = record(6, &[(5, 1, 0, 0)]);
+        next.origin = "groupib".into();
+        next.seq = 6;
+        s.ingest(&[incoming(&next)], "local").await.unwrap();
+        assert_eq!(s.counts().await.unwrap().envelopes, 3);
+    });
+}

@@ -23,8 +23,8 @@ fn password_file(dir: &Path) -> PathBuf {
     p
 }
 
-/// `cfg` moved onto database `url`, without peers (a node on PostgreSQL does not
-/// sync yet), with a green reader client.
+/// `cfg` moved onto database `url`, without peers (these tests are about one
+/// member's processes; tests/postgres_federation.rs syncs).
 fn on_postgres(mut cfg: Config, url: &str, dir: &Path) -> Config {
     cfg.store.backend = StoreBackend::Postgres;
     cfg.store.url = Some(format!("{url}?sslmode=disable"));
@@ -63,7 +63,7 @@ async fn all_pages(c: &reqwest::Client, url: &str, key: &str) -> (Vec<Value>, Ve
     let mut out = Vec::new();
     let mut mores = Vec::new();
     let mut next: Option<String> = None;
-    for _ in 0..500 {
+    for _ in 0..2000 {
         let u = match &next {
             Some(n) => format!("{url}&next={n}"),
             None => url.to_string(),
@@ -79,7 +79,7 @@ async fn all_pages(c: &reqwest::Client, url: &str, key: &str) -> (Vec<Value>, Ve
         }
         next = Some(v["next"].as_str().unwrap().to_string());
     }
-    panic!("more than 500 pages at {url}");
+    panic!("more than 2000 pages at {url}");
 }
 
 /// What two nodes must agree on in a manifest entry: the id, and the version where
@@ -120,13 +120,35 @@ fn taxii_on_postgres_answers_as_the_embedded_store_does() {
         overlap: 0.3,
         tlp: None,
     });
+    // A run of amber objects longer than a green reader's scan budget at limit=1
+    // (50 candidates), then green ones: pages cut by the budget come out alike.
+    let at = |count: u64, seed: u64, tlp: TlpLevel| {
+        bundle(&GenOptions {
+            count,
+            seed,
+            origin: "groupib".into(),
+            identity: None,
+            overlap: 0.0,
+            tlp: Some(tlp),
+        })
+    };
     let batches = [
         (first.clone(), Mode::AllOrNothing),
         (revised(&first, 20, 5), Mode::AllOrNothing),
         (revised(&first, 8, 9), Mode::AllOrNothing),
         (first.clone(), Mode::AllOrNothing),
+        (at(70, 99, TlpLevel::Amber), Mode::AllOrNothing),
+        (at(3, 98, TlpLevel::Green), Mode::AllOrNothing),
     ];
-    for (batch, mode) in &batches {
+    // Between the fourth and the fifth publish on both nodes: pages from here on
+    // start at the amber run.
+    let mut cut = String::new();
+    for (i, (batch, mode)) in batches.iter().enumerate() {
+        if i == 4 {
+            std::thread::sleep(Duration::from_millis(5));
+            cut = synergia::stix::timestamp::Timestamp::now().to_micros_string();
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let ra = a
             .node
             .publish(batch.clone(), &["interpol".to_string()], *mode)
@@ -183,6 +205,8 @@ fn taxii_on_postgres_answers_as_the_embedded_store_does() {
             format!("{coll}/local/objects/?limit=4&match[version]=first"),
             format!("{coll}/groupib/objects/?limit=10&match[version]=all"),
             format!("{coll}/interpol/objects/?limit=10"),
+            format!("{coll}/consolidated/objects/?limit=1&added_after={cut}"),
+            format!("{coll}/local/objects/?limit=1&added_after={cut}"),
         ];
         for who in [&admin, &green] {
             for q in &queries {
@@ -349,23 +373,6 @@ fn taxii_on_postgres_answers_as_the_embedded_store_does() {
             "{metrics}"
         );
     });
-}
-
-#[test]
-fn a_node_with_peers_does_not_start_on_postgres() {
-    let pg = PgCluster::shared();
-    let f = Federation::new(&["groupib", "interpol"], &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = on_postgres(f.config("groupib"), &pg.new_database(), dir.path());
-    cfg.peers = f.config("groupib").peers;
-    assert!(!cfg.peers.is_empty());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let _in = rt.enter();
-    let err = synergia::node::Node::open(cfg).unwrap_err().to_string();
-    assert!(
-        err.contains("syncing with peers is not available on the postgres"),
-        "{err}"
-    );
 }
 
 // ----- several processes, kills and outages -----

@@ -1,8 +1,9 @@
 //! Where a node keeps what it stores: the embedded store (evidence log files and
 //! sled, the view in memory) or a PostgreSQL database several processes share.
 
-use crate::store::Store;
+use crate::store::engine::Space;
 use crate::store::postgres::PgStore;
+use crate::store::{Store, StoreError};
 
 /// A node's store.
 #[derive(Debug)]
@@ -38,9 +39,10 @@ impl Postgres {
         Postgres { store, handle }
     }
 
-    /// Runs `fut` to its end from synchronous code (a publish, which runs on a
-    /// blocking thread, or a test): on a thread of its own that enters the runtime,
-    /// so that it works whether or not the caller is inside the runtime.
+    /// Runs `fut` to its end from synchronous code: a publish on a blocking thread,
+    /// a sync task's bookkeeping on an async worker, a test. On a worker of a
+    /// multi-threaded runtime the worker first hands its other tasks over
+    /// (`block_in_place`), so the connections' tasks keep running while it waits.
     pub fn block<F>(&self, fut: F) -> F::Output
     where
         F: std::future::Future + Send,
@@ -50,18 +52,27 @@ impl Postgres {
     }
 }
 
-/// Runs `fut` to its end on the runtime of `handle`, from a thread of its own (see
-/// [`Postgres::block`]).
+/// Runs `fut` to its end on the runtime of `handle`, from synchronous code (see
+/// [`Postgres::block`]). `handle` must be a multi-threaded runtime's (`Node::open`
+/// makes sure).
 pub fn block_on<F>(handle: &tokio::runtime::Handle, fut: F) -> F::Output
 where
     F: std::future::Future + Send,
     F::Output: Send,
 {
-    std::thread::scope(|s| match s.spawn(|| handle.block_on(fut)).join() {
-        Ok(out) => out,
-        // The future panicked: the panic goes on in the caller.
-        Err(p) => std::panic::resume_unwind(p),
-    })
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        // Outside any runtime (or on its blocking threads), waiting here is fine.
+        Err(_) => handle.block_on(fut),
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| handle.block_on(fut)),
+        // Inside a single-threaded runtime (another one: the node's is multi-threaded):
+        // from a thread of its own.
+        Ok(_) => std::thread::scope(|s| match s.spawn(|| handle.block_on(fut)).join() {
+            Ok(out) => out,
+            // The future panicked: the panic goes on in the caller.
+            Err(p) => std::panic::resume_unwind(p),
+        }),
+    }
 }
 
 impl Backend {
@@ -97,5 +108,79 @@ pub fn database_config(
             .clone()
             .unwrap_or_else(|| config.tls.ca.clone()),
         pool_size: config.store.pool_size,
+    }
+}
+
+/// What the node's bookkeeping (peer states, TAXII statuses, envelopes kept for a
+/// retry) and its feed need of either store, called from synchronous code.
+impl Backend {
+    /// The next feed position.
+    pub fn head(&self) -> Result<u64, StoreError> {
+        match self {
+            Backend::Embedded(s) => Ok(s.head()),
+            Backend::Postgres(pg) => pg.block(pg.store.head()),
+        }
+    }
+
+    /// The log's epoch.
+    pub fn epoch(&self) -> &str {
+        match self {
+            Backend::Embedded(s) => s.epoch(),
+            Backend::Postgres(pg) => pg.store.epoch(),
+        }
+    }
+
+    /// Which of `ids` are held.
+    pub fn held(&self, ids: &[[u8; 32]]) -> Result<Vec<bool>, StoreError> {
+        match self {
+            Backend::Embedded(s) => {
+                let view = s.read();
+                Ok(ids.iter().map(|i| view.has_envelope(i)).collect())
+            }
+            Backend::Postgres(pg) => pg.block(pg.store.held(ids)),
+        }
+    }
+
+    /// A small persisted value.
+    pub fn get_value(&self, space: Space, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            Backend::Embedded(s) => s.get_value(space, key),
+            Backend::Postgres(pg) => pg.block(pg.store.get_value(space, key)),
+        }
+    }
+
+    /// Sets a small value; `durable`: on disk when this returns (always so on
+    /// PostgreSQL, where each write is a committed statement).
+    pub fn put_value(
+        &self,
+        space: Space,
+        key: &str,
+        value: Vec<u8>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        match self {
+            Backend::Embedded(s) => s.put_value(space, key, value, durable),
+            Backend::Postgres(pg) => pg.block(pg.store.put_value(space, key, &value)),
+        }
+    }
+
+    /// Removes a small value (durably).
+    pub fn delete_value(&self, space: Space, key: &str) -> Result<(), StoreError> {
+        match self {
+            Backend::Embedded(s) => s.delete_value(space, key),
+            Backend::Postgres(pg) => pg.block(pg.store.delete_value(space, key)),
+        }
+    }
+
+    /// Every value of `space` whose key starts with `prefix`, in key order.
+    pub fn values_with_prefix(
+        &self,
+        space: Space,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        match self {
+            Backend::Embedded(s) => s.values_with_prefix(space, prefix),
+            Backend::Postgres(pg) => pg.block(pg.store.values_with_prefix(space, prefix)),
+        }
     }
 }

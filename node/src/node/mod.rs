@@ -155,7 +155,7 @@ impl Node {
         let live = live::Live::load(&config, true)?;
         let (store, next_seq, token_key, sync, recovery) = match config.store.backend {
             crate::config::StoreBackend::Embedded => Node::open_embedded(&config, &live)?,
-            crate::config::StoreBackend::Postgres => Node::open_postgres(&config, &live)?,
+            crate::config::StoreBackend::Postgres => Node::open_postgres(&config)?,
         };
         let refused = live.refused();
         let publish_gate = tokio::sync::Semaphore::new(config.limits.max_concurrent_publishes);
@@ -228,7 +228,6 @@ impl Node {
                 k
             }
         };
-        let sync = crate::node::peers::SyncState::load(&store);
         // After a rebuild (a restore from backup, even of an empty log), the log may
         // lack this member's last envelopes, which its peers hold: take them back
         // before signing again, so no sequence number is used twice.
@@ -242,31 +241,23 @@ impl Node {
                         .saturating_mul(1_000_000),
             }
         });
-        Ok((
-            Backend::Embedded(Box::new(store)),
-            next_seq,
-            token_key,
-            sync,
-            recovery,
-        ))
+        let store = Backend::Embedded(Box::new(store));
+        let sync = crate::node::peers::SyncState::load(&store);
+        Ok((store, next_seq, token_key, sync, recovery))
     }
 
     /// Connects to the database (brings its schema up to date, or refuses one newer
     /// than this build) on the async runtime the caller runs in.
-    fn open_postgres(config: &Config, live: &live::Live) -> Result<Opened, NodeError> {
-        if !live.peers.is_empty() {
-            return Err(NodeError::Inconsistent(format!(
-                "store.backend = \"postgres\": {}; remove the [[peers]] sections or run on the embedded backend",
-                NotOnThisBackend {
-                    what: "syncing with peers"
-                }
-            )));
-        }
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            NodeError::Inconsistent(
-                "store.backend = \"postgres\" needs the node opened within an async runtime".into(),
-            )
-        })?;
+    fn open_postgres(config: &Config) -> Result<Opened, NodeError> {
+        let handle = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+            .ok_or_else(|| {
+                NodeError::Inconsistent(
+                    "store.backend = \"postgres\" needs the node opened within a multi-threaded async runtime"
+                        .into(),
+                )
+            })?;
         let settings = crate::store::postgres::settings::DbSettings::resolve(
             &backend::database_config(config),
         )
@@ -295,9 +286,9 @@ impl Node {
                 .ok_or_else(|| StoreError::Corrupt("the TAXII token key is damaged".into()))?
             }
         };
-        let head = pg.block(pg.store.head())?;
-        let sync = crate::node::peers::SyncState::empty(head);
-        Ok((Backend::Postgres(pg), 1, token_key, sync, None))
+        let backend = Backend::Postgres(pg);
+        let sync = crate::node::peers::SyncState::load(&backend);
+        Ok((backend, 1, token_key, sync, None))
     }
 
     /// Whether the node is still taking back its own envelopes from its peers after

@@ -23,6 +23,7 @@ use crate::stix::tlp::{OwnLevel, TlpLevel, TlpResolver, own_level};
 use crate::stix::validate::{
     Finding, Report, Severity, validate_bundle, validate_object_noting_keys,
 };
+use crate::store::postgres::ingest::LOCAL;
 use crate::store::postgres::{Incoming, store::PublishTurn};
 use crate::store::prepare::{Prepared, prepare, split_id};
 use crate::store::{IngestOutcome, StoreError};
@@ -256,8 +257,7 @@ impl Node {
         }
         // 3. Sign (serialised: sequence numbers are consecutive) and store.
         let mut seq = self.seq_turn()?;
-        let stored =
-            self.sign_and_store(&mut seq.next, groups, &mut checks.pattern_keys, recipients)?;
+        let stored = self.sign_and_store(&mut seq, groups, &mut checks.pattern_keys, recipients)?;
         seq.end();
         crate::parallel::drop_elsewhere((objects, bundle));
         Ok(self.finish(checks.results, stored, started))
@@ -370,7 +370,7 @@ impl Node {
                         .push((i, std::mem::take(obj)));
                 }
             }
-            match self.sign_and_store(&mut seq.next, groups, &mut checks.pattern_keys, recipients) {
+            match self.sign_and_store(&mut seq, groups, &mut checks.pattern_keys, recipients) {
                 Ok(s) => stored.extend(s),
                 Err(e) => {
                     // The windows stored before stay published.
@@ -409,12 +409,13 @@ impl Node {
     /// and the error is returned.
     fn sign_and_store(
         &self,
-        seq: &mut u64,
+        seq: &mut SeqTurn<'_>,
         groups: BTreeMap<TlpLevel, Vec<(usize, Value)>>,
         pattern_keys: &mut PatternKeys,
         recipients: &[String],
     ) -> Result<Vec<(PublishedEnvelope, Vec<usize>)>, PublishError> {
-        let mut next = *seq;
+        let mut next = seq.next;
+        let turn = seq.shared.as_ref().map(|(_, t)| t);
         let mut jobs: Vec<SignJob> = Vec::new();
         let mut members_of: Vec<Vec<usize>> = Vec::new();
         for (level, mut members) in groups {
@@ -514,7 +515,12 @@ impl Node {
                         .map(|(e, p)| Incoming::new(e, p))
                         .collect();
                     pg.block(async {
-                        let out = pg.store.ingest(&incoming, "local").await?;
+                        // Still this publish's turn: else another process may have
+                        // numbered on (the ingest refuses a number used anyway).
+                        if let Some(t) = turn {
+                            t.touch().await?;
+                        }
+                        let out = pg.store.ingest(&incoming, LOCAL).await?;
                         Ok::<_, StoreError>((out, pg.store.head().await?))
                     })?
                 }
@@ -535,7 +541,7 @@ impl Node {
             Ok(())
         });
         if let Some(last) = envelopes.last() {
-            *seq = last.header().seq + 1;
+            seq.next = last.header().seq + 1;
         }
         match end {
             crate::parallel::PipelineEnd::Done => {}

@@ -6,8 +6,10 @@ use super::Node;
 use super::metrics::Metrics;
 use super::peers::{deferred, now, policy};
 use crate::envelope::{Envelope, EnvelopeId, Sealed, VerifyError, VerifyOptions, signatures_hold};
+use crate::node::backend::Backend;
+use crate::store::postgres::Incoming;
 use crate::store::prepare::{Prepared, prepare};
-use crate::store::{IngestOutcome, Store};
+use crate::store::{IngestOutcome, StoreError};
 use bytes::Bytes;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
@@ -123,10 +125,12 @@ enum Examined {
     /// Held already.
     Held(EnvelopeId),
     /// Parsed; the verdicts of the checks that needed its objects, with the key its
-    /// signature must verify with and what the store keeps of it when they passed.
+    /// signature must verify with and what the store keeps of it when they passed,
+    /// and the envelopes it retracts (if it is a retraction).
     Parsed {
         sealed: Box<Sealed>,
         verdict: Box<Verdict>,
+        names: Vec<EnvelopeId>,
     },
 }
 
@@ -138,7 +142,7 @@ impl Node {
         peer: &str,
         offers: Vec<Offer>,
     ) -> Result<Vec<Offered>, deferred::KeepError> {
-        let checked = self.check_offers(peer, offers);
+        let checked = self.check_offers(peer, offers)?;
         self.store_checked(peer, checked)
     }
 
@@ -146,69 +150,43 @@ impl Node {
     /// in its cache: parse, authority, content check (STIX validity, TLP), and
     /// preparing it for the store; then the parsed objects are freed. The verdicts wait
     /// for the signature's (checked for the whole page at once by the caller), which
-    /// comes first when both fail.
-    fn examine(&self, store: &Store, offer: Offer, opts: &VerifyOptions) -> Examined {
+    /// comes first when both fail, and a retraction's for what it names
+    /// ([`retraction_verdict`], against the envelopes held, read once per page).
+    fn examine(
+        &self,
+        held: &dyn Fn(&EnvelopeId) -> bool,
+        offer: Offer,
+        opts: &VerifyOptions,
+    ) -> Examined {
         let env = match offer.parse() {
             Ok(env) => env,
             Err(e) => return Examined::Unparsed(e),
         };
-        if store.contains(env.id()) {
+        if held(env.id()) {
             return Examined::Held(env.id().clone());
         }
         let roster = self.roster();
         let verdict = env.authority_key(&roster, opts).map(|key| {
             let content = env
                 .check_content(&roster)
-                .and_then(|()| self.check_retraction(store, &env))
                 .and_then(|()| prepare(&env).map_err(|e| VerifyError::Malformed(e.to_string())));
             (key, content)
         });
+        let names = env
+            .retraction()
+            .map(|r| r.envelopes.clone())
+            .unwrap_or_default();
         Examined::Parsed {
             sealed: Box::new(env.into_sealed()),
             verdict: Box::new(verdict),
+            names,
         }
-    }
-
-    /// What a retraction names, against what this node holds: an envelope held that
-    /// another member published (`foreign-retraction`) or that is a retraction
-    /// (`retracts-retraction`) refuses it. An envelope not held yet is not refused:
-    /// the retraction applies to it only if its origin is the retraction's (see
-    /// `store::view::retract`).
-    pub(crate) fn check_retraction(
-        &self,
-        store: &Store,
-        env: &Envelope,
-    ) -> Result<(), VerifyError> {
-        let Some(r) = env.retraction() else {
-            return Ok(());
-        };
-        let view = store.read();
-        for id in &r.envelopes {
-            let Some(meta) = view
-                .envelope_by_id(&id.digest_bytes())
-                .and_then(|ix| view.envelope(ix))
-            else {
-                continue;
-            };
-            if meta.kind == crate::envelope::Kind::Retraction {
-                return Err(VerifyError::RetractsRetraction(id.to_string()));
-            }
-            let owner = view.origin_name(meta.origin);
-            if owner != env.header().origin {
-                return Err(VerifyError::ForeignRetraction {
-                    envelope: id.to_string(),
-                    owner: owner.to_string(),
-                    origin: env.header().origin.clone(),
-                });
-            }
-        }
-        Ok(())
     }
 
     /// The first half of [`Node::accept_from_peer`]: parse, verify, apply the receive
     /// policy and prepare for the store, on every core; nothing is stored. The pull loop checks a page
     /// while the page before it is being stored, since storing runs on one core.
-    pub fn check_offers(&self, peer: &str, offers: Vec<Offer>) -> Checked {
+    pub fn check_offers(&self, peer: &str, offers: Vec<Offer>) -> Result<Checked, StoreError> {
         let pending = || Offered {
             id: String::new(),
             status: OfferStatus::Pending,
@@ -221,52 +199,39 @@ impl Node {
             code: None,
             message: None,
         };
+        let backend = self.backend();
         let mut results: Vec<Offered> = Vec::with_capacity(offers.len());
-        let store = match self.embedded("receiving envelopes from peers") {
-            Ok(s) => s,
-            Err(e) => {
-                results.extend(offers.iter().map(|o| {
-                    rejected(
-                        o.claimed
-                            .as_ref()
-                            .map(ToString::to_string)
-                            .unwrap_or_default(),
-                        "not-on-this-backend",
-                        e.to_string(),
-                    )
-                }));
-                return Checked {
-                    results,
-                    to_store: Vec::new(),
-                    prepared: Vec::new(),
-                    slots: Vec::new(),
-                    retry: Vec::new(),
-                };
-            }
-        };
         let mut to_examine: Vec<(usize, Offer)> = Vec::new();
         // Each examined envelope's text (shared, not copied), kept if it is refused
         // for a passing reason.
         let mut texts: Vec<Option<Bytes>> = Vec::with_capacity(offers.len());
-        {
-            let view = store.read();
-            for offer in offers {
-                if let Some(c) = &offer.claimed
-                    && view.has_envelope(&c.digest_bytes())
-                {
-                    results.push(duplicate(c));
-                    texts.push(None);
-                    continue;
-                }
-                texts.push(Some(offer.text.clone()));
-                to_examine.push((results.len(), offer));
-                results.push(pending());
+        let claimed: Vec<[u8; 32]> = offers
+            .iter()
+            .filter_map(|o| o.claimed.as_ref().map(EnvelopeId::digest_bytes))
+            .collect();
+        let mut held_claims = backend.held(&claimed)?.into_iter();
+        for offer in offers {
+            if let Some(c) = &offer.claimed
+                && held_claims.next() == Some(true)
+            {
+                results.push(duplicate(c));
+                texts.push(None);
+                continue;
             }
+            texts.push(Some(offer.text.clone()));
+            to_examine.push((results.len(), offer));
+            results.push(pending());
         }
-        // Each envelope is independent up to its signature.
+        // Each envelope is independent up to its signature. On the embedded store an
+        // envelope found held is not checked further; on PostgreSQL the store finds it
+        // held (storing is idempotent) rather than ask the database once per envelope.
+        let held = |id: &EnvelopeId| match backend {
+            Backend::Embedded(s) => s.contains(id),
+            Backend::Postgres(_) => false,
+        };
         let opts = VerifyOptions::default();
         let examined = crate::parallel::map_owned(to_examine, 2, |(slot, offer)| {
-            (slot, self.examine(store, offer, &opts))
+            (slot, self.examine(&held, offer, &opts))
         });
         let mut parsed = Vec::with_capacity(examined.len());
         for (slot, e) in examined {
@@ -275,9 +240,30 @@ impl Node {
                     results[slot] = rejected(String::new(), e.code(), e.to_string())
                 }
                 Examined::Held(id) => results[slot] = duplicate(&id),
-                Examined::Parsed { sealed, verdict } => parsed.push((slot, sealed, verdict)),
+                Examined::Parsed {
+                    sealed,
+                    verdict,
+                    names,
+                } => parsed.push((slot, sealed, verdict, names)),
             }
         }
+        // What the retractions name, read once for the page.
+        let named: Vec<[u8; 32]> = parsed
+            .iter()
+            .flat_map(|(_, _, _, names)| names.iter().map(EnvelopeId::digest_bytes))
+            .collect();
+        let metas = self.envelope_owners(&named)?;
+        let parsed: Vec<_> = parsed
+            .into_iter()
+            .map(|(slot, sealed, mut verdict, names)| {
+                if let Ok((_, content @ Ok(_))) = verdict.as_mut()
+                    && let Err(e) = retraction_verdict(&sealed.header().origin, &names, &metas)
+                {
+                    *content = Err(e);
+                }
+                (slot, sealed, verdict)
+            })
+            .collect();
         // Signatures, in batches, for the envelopes whose key may sign them.
         let mut msgs = Vec::new();
         let mut sigs = Vec::new();
@@ -345,12 +331,45 @@ impl Node {
                 }
             }
         }
-        Checked {
+        Ok(Checked {
             results,
             to_store,
             prepared,
             slots,
             retry,
+        })
+    }
+
+    /// For each held envelope among `ids`: its origin and whether it is a
+    /// retraction.
+    fn envelope_owners(
+        &self,
+        ids: &[[u8; 32]],
+    ) -> Result<HashMap<[u8; 32], (String, bool)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        match self.backend() {
+            Backend::Embedded(store) => {
+                let view = store.read();
+                Ok(ids
+                    .iter()
+                    .filter_map(|id| {
+                        let meta = view.envelope_by_id(id).and_then(|ix| view.envelope(ix))?;
+                        Some((
+                            *id,
+                            (
+                                view.origin_name(meta.origin).to_string(),
+                                meta.kind == crate::envelope::Kind::Retraction,
+                            ),
+                        ))
+                    })
+                    .collect())
+            }
+            Backend::Postgres(pg) => Ok(pg
+                .block(pg.store.envelope_owners(ids))?
+                .into_iter()
+                .collect()),
         }
     }
 
@@ -374,13 +393,22 @@ impl Node {
             slots,
             retry,
         } = checked;
-        let store = self.embedded("receiving envelopes from peers")?;
-        let outcomes = store.ingest_prepared(&to_store, prepared, peer)?;
+        let outcomes = match self.backend() {
+            Backend::Embedded(store) => store.ingest_prepared(&to_store, prepared, peer)?,
+            Backend::Postgres(pg) => {
+                let incoming: Vec<Incoming> = to_store
+                    .iter()
+                    .zip(prepared)
+                    .map(|(e, p)| Incoming::new(e, p))
+                    .collect();
+                pg.block(pg.store.ingest(&incoming, peer))?
+            }
+        };
         // Refused for a passing reason: kept durably, then answered `deferred` (the
         // pull cursor moves past it only once it is kept).
         let now = now();
         for (slot, k) in retry {
-            if let Err(e) = self.sync.deferred.keep(store, peer, &k, now) {
+            if let Err(e) = self.sync.deferred.keep(self.backend(), peer, &k, now) {
                 tracing::error!(peer, envelope = %k.id, code = %k.code, error = %e, "cannot keep an envelope refused for a passing reason; nothing more is taken from this peer until it can be");
                 return Err(e);
             }
@@ -442,11 +470,41 @@ impl Node {
                 *s.rejected.entry(c).or_default() += n;
             }
         });
-        if accepted > 0 {
-            self.sync.head.send_replace(store.head());
+        if accepted > 0
+            && let Ok(head) = self.backend().head()
+        {
+            self.sync.head.send_replace(head);
         }
         Ok(results)
     }
+}
+
+/// What a retraction by `origin` names, against the envelopes held (`owners`: origin
+/// and whether it is a retraction): an envelope held that another member published
+/// (`foreign-retraction`) or that is a retraction (`retracts-retraction`) refuses it.
+/// An envelope not held yet is not refused: the retraction applies to it only if its
+/// origin is the retraction's (see `store::view::retract`).
+fn retraction_verdict(
+    origin: &str,
+    names: &[EnvelopeId],
+    owners: &HashMap<[u8; 32], (String, bool)>,
+) -> Result<(), VerifyError> {
+    for id in names {
+        let Some((owner, is_retraction)) = owners.get(&id.digest_bytes()) else {
+            continue;
+        };
+        if *is_retraction {
+            return Err(VerifyError::RetractsRetraction(id.to_string()));
+        }
+        if owner != origin {
+            return Err(VerifyError::ForeignRetraction {
+                envelope: id.to_string(),
+                owner: owner.clone(),
+                origin: origin.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn rejected(id: String, code: &str, message: String) -> Offered {

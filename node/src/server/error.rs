@@ -78,7 +78,7 @@ impl ApiError {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store-unavailable",
-                "the node's database is unavailable; nothing was stored; retry shortly",
+                "the node's database is unavailable; what this request was storing may or may not be stored: repeat it once the database is back (objects already stored are reported held)",
             )
         } else if let crate::store::StoreError::LogUnsafe { .. } = err {
             tracing::error!(error = %err, "refusing to store: the evidence log is unsafe");

@@ -109,6 +109,15 @@ async fn feed(
         }
     }
     let limit = limit.min(MAX_FEED_PAGE);
+    let ask = FeedAsk {
+        peer: peer.clone(),
+        after,
+        relayed_as_ids,
+        with_own,
+    };
+    if let Some(pg) = node.backend().postgres() {
+        return feed_postgres(&node, &pg.store, ask, limit, max_bytes).await;
+    }
     tokio::task::spawn_blocking(move || {
         let live = node.live();
         let store = node.embedded("the federation feed").map_err(ApiError::backend)?;
@@ -143,39 +152,28 @@ async fn feed(
                 break;
             }
             next = e.ordinal + 1;
-            // With `own=1` the peer takes back its own envelopes (a log restored from
-            // an older backup), whatever their level: they are its own.
-            let its_own = with_own && view.origin_name(e.origin) == peer;
-            match policy::may_send_held(&live, &view, &peer, e) {
-                _ if its_own => {}
-                Ok(()) => {}
-                Err(Withheld::PeerHasIt) => continue,
-                Err(_) => {
+            let about = About {
+                ordinal: e.ordinal,
+                origin: view.origin_name(e.origin),
+                tlp: e.tlp,
+                recipients: &e.recipients,
+                received_from: &e.received_from,
+            };
+            match choose(&node, &live, &ask, &about) {
+                Choice::Skip => continue,
+                Choice::Withhold => {
                     *withheld.entry(e.tlp.as_str().to_string()).or_default() += 1;
                     continue;
                 }
+                Choice::Stop => {
+                    next = e.ordinal;
+                    break;
+                }
+                Choice::Take(carry) => {
+                    page_bytes += carry.text_len(e);
+                    entries.push((e, carry));
+                }
             }
-            // Pushed to the peer already, or sent to us by it: listed by id, not
-            // skipped. A peer whose log was restored from a backup, or whose index
-            // was rebuilt, may have lost it since, and asks for the page in full
-            // when it lacks the id.
-            let pushed = node.sync().was_pushed(&peer, after, e.ordinal) || e.received_from == peer;
-            let own = view.origin_name(e.origin) == node.member();
-            if own && !pushed && node.sync().push_will_send(&peer, e.ordinal) {
-                // Our push task sends it (see `push_will_send`): stop here.
-                next = e.ordinal;
-                break;
-            }
-            // Relayed: the peer most likely has it from its origin already, and asks
-            // for the body only if not. The ids go after the envelopes so a puller
-            // can skip parsing those it holds.
-            let carry = if relayed_as_ids && (!own || pushed) {
-                Carry::IdOnly
-            } else {
-                Carry::Body
-            };
-            page_bytes += carry.text_len(e);
-            entries.push((e, carry));
         }
         // `more` and `head` speak only of envelopes the peer may receive: a peer
         // never learns how many are withheld from it (security finding 9).
@@ -283,6 +281,224 @@ fn head_for(node: &Node, view: &crate::store::view::View, peer: &str) -> Option<
         .map(|e| e.ordinal + 1)
 }
 
+/// What a feed request asks for.
+struct FeedAsk {
+    /// The peer asking.
+    peer: String,
+    /// Its cursor.
+    after: u64,
+    /// Whether relayed envelopes go as ids only.
+    relayed_as_ids: bool,
+    /// Whether the peer takes back its own envelopes.
+    with_own: bool,
+}
+
+/// What the feed needs to know of one envelope to choose it.
+struct About<'a> {
+    ordinal: u64,
+    origin: &'a str,
+    tlp: crate::stix::tlp::TlpLevel,
+    recipients: &'a [String],
+    received_from: &'a str,
+}
+
+/// What the feed does with one envelope.
+enum Choice {
+    /// Left out: the peer has it (its own, or its origin is the peer).
+    Skip,
+    /// Left out by policy, counted per level for the operator.
+    Withhold,
+    /// The page ends before it: our push task sends it.
+    Stop,
+    /// In the page, with its body or as an id.
+    Take(Carry),
+}
+
+/// The feed's rule for one envelope, whichever store holds it.
+fn choose(node: &Node, live: &crate::node::live::Live, ask: &FeedAsk, e: &About<'_>) -> Choice {
+    let peer = ask.peer.as_str();
+    // With `own=1` the peer takes back its own envelopes (a log restored from an
+    // older backup), whatever their level: they are its own.
+    let its_own = ask.with_own && e.origin == peer;
+    match policy::may_send(
+        &live.signer.origin,
+        &live.peers,
+        peer,
+        e.origin,
+        e.tlp,
+        e.recipients,
+    ) {
+        _ if its_own => {}
+        Ok(()) => {}
+        Err(Withheld::PeerHasIt) => return Choice::Skip,
+        Err(_) => return Choice::Withhold,
+    }
+    // Pushed to the peer already, or sent to us by it: listed by id, not skipped. A
+    // peer whose log was restored from a backup, or whose index was rebuilt, may have
+    // lost it since, and asks for the page in full when it lacks the id.
+    let pushed = node.sync().was_pushed(peer, ask.after, e.ordinal) || e.received_from == peer;
+    let own = e.origin == node.member();
+    if own && !pushed && node.sync().push_will_send(peer, e.ordinal) {
+        // Our push task sends it (see `push_will_send`): stop here.
+        return Choice::Stop;
+    }
+    // Relayed: the peer most likely has it from its origin already, and asks for the
+    // body only if not. The ids go after the envelopes so a puller can skip parsing
+    // those it holds.
+    Choice::Take(if ask.relayed_as_ids && (!own || pushed) {
+        Carry::IdOnly
+    } else {
+        Carry::Body
+    })
+}
+
+/// The feed of a node on PostgreSQL: the same choice ([`choose`]) over envelopes
+/// read a chunk at a time from the cursor, their bytes read in one statement.
+async fn feed_postgres(
+    node: &Arc<Node>,
+    pg: &crate::store::postgres::PgStore,
+    ask: FeedAsk,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<Response, ApiError> {
+    let live = node.live();
+    let log_head = pg.head().await.map_err(ApiError::store)?;
+    if ask.after > log_head {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cursor-beyond-head",
+            format!(
+                "cursor {} is past the end of this node's log ({log_head}, epoch {}): pull again from 0",
+                ask.after,
+                pg.epoch()
+            ),
+        )
+        .with_details(json!({"epoch": pg.epoch(), "head": log_head})));
+    }
+    // The head the peer may see (as `head_for`).
+    let head = pg
+        .last_feed_entries(HEAD_SCAN)
+        .await
+        .map_err(ApiError::store)?
+        .iter()
+        .find(|e| {
+            matches!(
+                policy::may_send(
+                    &live.signer.origin,
+                    &live.peers,
+                    &ask.peer,
+                    &e.origin,
+                    e.tlp,
+                    &e.recipients
+                ),
+                Ok(()) | Err(Withheld::PeerHasIt)
+            )
+        })
+        .map(|e| e.ordinal + 1);
+    let mut entries: Vec<(crate::store::postgres::read::FeedRow, Carry)> = Vec::new();
+    let mut withheld: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut next, mut more, mut page_bytes) = (ask.after, false, 0usize);
+    let mut from = ask.after;
+    'pages: loop {
+        let chunk = pg.feed_entries(from, 512).await.map_err(ApiError::store)?;
+        if chunk.is_empty() {
+            break;
+        }
+        for e in chunk {
+            if entries.len() == limit || page_bytes >= max_bytes {
+                more = true;
+                break 'pages;
+            }
+            next = e.ordinal + 1;
+            let a = About {
+                ordinal: e.ordinal,
+                origin: &e.origin,
+                tlp: e.tlp,
+                recipients: &e.recipients,
+                received_from: &e.received_from,
+            };
+            match choose(node, &live, &ask, &a) {
+                Choice::Skip => {}
+                Choice::Withhold => *withheld.entry(e.tlp.as_str().to_string()).or_default() += 1,
+                Choice::Stop => {
+                    next = e.ordinal;
+                    break 'pages;
+                }
+                Choice::Take(carry) => {
+                    page_bytes += match carry {
+                        Carry::Body => e.len,
+                        Carry::IdOnly => 4,
+                    };
+                    entries.push((e, carry));
+                }
+            }
+        }
+        from = next;
+    }
+    let (more, head) = match head {
+        Some(h) => (more && next < h, h.max(next)),
+        None => (more, next),
+    };
+    let tail = format!(
+        ",\"next\":\"{next}\",\"more\":{more},\"head\":{head},\"epoch\":\"{}\"}}",
+        pg.epoch()
+    );
+    let carried: Vec<[u8; 32]> = entries
+        .iter()
+        .filter(|(_, c)| *c == Carry::Body)
+        .map(|(e, _)| e.id)
+        .collect();
+    let mut bodies = pg
+        .envelope_bodies(&carried)
+        .await
+        .map_err(ApiError::store)?
+        .into_iter();
+    let mut list = EnvelopeList::with_capacity(
+        entries.iter().map(|(e, c)| match c {
+            Carry::Body => e.len,
+            Carry::IdOnly => 4,
+        }),
+        tail.len(),
+    );
+    for (e, carry) in &entries {
+        match carry {
+            Carry::Body => {
+                let body = bodies.next().unwrap_or_default();
+                list.add_with(&e.id, *carry, |out| {
+                    out.extend_from_slice(&body);
+                    Ok(())
+                })
+                .map_err(ApiError::internal)?;
+            }
+            Carry::IdOnly => list
+                .add_with(&e.id, *carry, |_| Ok(()))
+                .map_err(ApiError::internal)?,
+        }
+    }
+    let (sent, objects) = entries
+        .iter()
+        .filter(|(_, c)| *c == Carry::Body)
+        .fold((0u64, 0u64), |(n, o), (e, _)| {
+            (n + 1, o + u64::from(e.object_count))
+        });
+    let mut body = list.finish();
+    body.extend_from_slice(tail.as_bytes());
+    let n = node.clone();
+    let persist = !withheld.is_empty();
+    tokio::task::spawn_blocking(move || {
+        n.sync().update(n.backend(), &ask.peer, persist, |s| {
+            s.envelopes_sent += sent;
+            s.objects_sent += objects;
+            for (l, k) in withheld {
+                *s.withheld.entry(l).or_default() += k;
+            }
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(json_ok(body))
+}
+
 /// The optional `ids` of a push: one `sha256:…` id per envelope, in order.
 fn stated_ids(ids: Option<&Value>, n: usize) -> Result<Vec<Option<EnvelopeId>>, ApiError> {
     let bad = || {
@@ -311,10 +527,7 @@ async fn digest(State(node): State<Arc<Node>>, caller: Caller) -> Result<Respons
     caller.require_peer()?;
     // Every peer asks every two seconds; the view's lock may be held by an ingest.
     tokio::task::spawn_blocking(move || {
-        let head = node
-            .embedded("the federation digest")
-            .map_err(ApiError::backend)?
-            .head();
+        let head = node.backend().head().map_err(ApiError::store)?;
         let digests = node.shared_digests().map_err(ApiError::store)?;
         let mut body = json!({"member": node.member(), "head": head, "digests": digests});
         // The membership log's head: a peer that lacks entries, or holds others,

@@ -105,11 +105,7 @@ async fn retry_loop(node: Arc<Node>) {
 /// Offers each due kept envelope again, as from the peer that sent it; those stored,
 /// found held, or refused for good leave the set, the others wait again.
 pub fn retry_due(node: &Node) {
-    // Only the embedded store keeps envelopes for a retry (a node on PostgreSQL takes
-    // no envelopes from peers yet).
-    let Ok(store) = node.embedded("retrying kept envelopes") else {
-        return;
-    };
+    let store = node.backend();
     for (peer, items) in node.sync().deferred.due(store, now(), 64) {
         let offers: Vec<Offer> = items
             .iter()
@@ -118,8 +114,7 @@ pub fn retry_due(node: &Node) {
                 claimed: None,
             })
             .collect();
-        let checked = node.check_offers(&peer, offers);
-        match node.store_checked(&peer, checked) {
+        match node.accept_from_peer(&peer, offers) {
             Ok(results) => {
                 for (r, (id, _)) in results.iter().zip(&items) {
                     // Still waiting; or refused for a passing reason but not kept
@@ -164,14 +159,12 @@ fn record_error(node: &Node, peer: &str, e: &SyncError) {
 
 /// How many of `ids` this node does not hold.
 fn missing(node: &Node, ids: &[EnvelopeId]) -> usize {
-    // Only a node on the embedded store syncs (see `Node::open`).
-    let Ok(store) = node.embedded("syncing with peers") else {
-        return ids.len();
-    };
-    let view = store.read();
-    ids.iter()
-        .filter(|id| !view.has_envelope(&id.digest_bytes()))
-        .count()
+    let ids: Vec<[u8; 32]> = ids.iter().map(EnvelopeId::digest_bytes).collect();
+    match node.backend().held(&ids) {
+        Ok(held) => held.iter().filter(|h| !**h).count(),
+        // Unknown: ask for the bodies.
+        Err(_) => ids.len(),
+    }
 }
 
 /// Pulls a peer's feed from the persisted cursor, forever.
@@ -204,7 +197,32 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     let mut storing: Option<Storing> = None;
     // The page after the one being checked, asked for already.
     let mut ahead: Option<Ahead> = None;
+    // On PostgreSQL, the lease that makes this process the one pulling this peer.
+    let mut lease = node.backend().postgres().map(|_| PullLease::new(&peer));
     loop {
+        if let Some(l) = lease.as_mut() {
+            match l.hold(&node).await {
+                Held::Still => {}
+                Held::Newly => {
+                    // Another process may have pulled meanwhile: on from the cursor it
+                    // persisted with what it stored.
+                    let n = node.clone();
+                    let p = peer.clone();
+                    let _ =
+                        tokio::task::spawn_blocking(move || n.sync().reload_peer(n.backend(), &p))
+                            .await;
+                    tracing::info!(peer, "this process pulls this peer now");
+                }
+                Held::No => {
+                    ahead = None;
+                    if let Some(s) = storing.take() {
+                        let _ = stored(&node, &peer, s, &mut relayed_as_ids).await;
+                    }
+                    tokio::time::sleep(LEASE_RENEW).await;
+                    continue;
+                }
+            }
+        }
         // After the page being stored, or from the persisted cursor.
         let cursor = match &storing {
             Some(s) => s.page.next,
@@ -298,7 +316,15 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             continue;
         }
         let checked = match checked {
-            Ok(c) => c,
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                // The store could not be read (the database unavailable): the page is
+                // asked for again once it can.
+                record_error(&node, &peer, &SyncError::Store(e));
+                failures += 1;
+                tokio::time::sleep(backoff(failures)).await;
+                continue;
+            }
             Err(e) => {
                 tracing::error!(peer, error = %e, "checking task failed");
                 tokio::time::sleep(backoff(failures + 1)).await;
@@ -325,6 +351,75 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
                 node.recovered_from(&peer);
             }
             tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// How long a pull lease lasts without renewal, and how often it is renewed: a
+/// process that dies leaves its peers to another within `LEASE_TTL + LEASE_RENEW`.
+const LEASE_TTL: Duration = Duration::from_secs(6);
+const LEASE_RENEW: Duration = Duration::from_secs(2);
+
+/// A process's claim to pull one peer (a node on PostgreSQL: docs/scaling.md).
+struct PullLease {
+    peer: String,
+    holder: String,
+    held: bool,
+    renewed: Option<tokio::time::Instant>,
+}
+
+/// Whether this process pulls the peer.
+enum Held {
+    /// Yes, as before.
+    Still,
+    /// Yes, from now on.
+    Newly,
+    /// No: another process does (or the database cannot say).
+    No,
+}
+
+impl PullLease {
+    fn new(peer: &str) -> PullLease {
+        PullLease {
+            peer: peer.to_string(),
+            holder: crate::store::postgres::lease::holder_name(),
+            held: false,
+            renewed: None,
+        }
+    }
+
+    /// Takes or renews the lease (at most every `LEASE_RENEW` while held).
+    async fn hold(&mut self, node: &Node) -> Held {
+        if self.held && self.renewed.is_some_and(|t| t.elapsed() < LEASE_RENEW) {
+            return Held::Still;
+        }
+        let Some(pg) = node.backend().postgres() else {
+            return Held::Still;
+        };
+        let was = self.held;
+        self.held = match pg
+            .store
+            .take_lease(&self.peer, &self.holder, LEASE_TTL)
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "cannot take or renew the pull lease");
+                false
+            }
+        };
+        if self.held {
+            self.renewed = Some(tokio::time::Instant::now());
+        }
+        match (was, self.held) {
+            (_, false) => {
+                if was {
+                    tracing::info!(peer = %self.peer, "another process pulls this peer now");
+                }
+                Held::No
+            }
+            (false, true) => Held::Newly,
+            (true, true) => Held::Still,
         }
     }
 }
@@ -468,13 +563,15 @@ impl Drop for PushTask {
 }
 
 async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
+    if node.backend().postgres().is_some() {
+        // Several processes share the feed: peers take this member's envelopes by
+        // pulling it (within a second), not by pushes from each process.
+        return;
+    }
     let peer = client.name.clone();
     let mut head_rx = node.sync().head.subscribe();
     // Push only what arrives from now on; pull (the peer's) covers the past.
-    let mut pushed_through = match node.backend() {
-        crate::node::backend::Backend::Embedded(s) => s.head(),
-        crate::node::backend::Backend::Postgres(_) => *node.sync().head.borrow(),
-    };
+    let mut pushed_through = node.backend().head().unwrap_or(0);
     node.sync().push_started(&peer, pushed_through);
     let _task = PushTask {
         node: node.clone(),
@@ -551,8 +648,8 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
 /// carries, the objects in those envelopes and the ordinal the scan stopped before.
 fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>, u64, u64) {
     let live = node.live();
-    // Only a node on the embedded store syncs (see `Node::open`).
-    let Ok(store) = node.embedded("syncing with peers") else {
+    // Pushes run on the embedded store only (see `push_loop`).
+    let Ok(store) = node.embedded("pushing to peers") else {
         return (Vec::new(), Vec::new(), 0, pushed_through);
     };
     let view = store.read();

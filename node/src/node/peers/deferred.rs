@@ -14,8 +14,9 @@
 //! and at once when the node starts (a new roster or binary). An envelope leaves the
 //! set when it is stored, found held, or refused for a permanent reason.
 
+use crate::node::backend::Backend;
+use crate::store::StoreError;
 use crate::store::engine::Space;
-use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -121,7 +122,7 @@ fn bytes_key(peer: &str, id: &str) -> String {
 impl Deferred {
     /// Loads what the store keeps; every envelope is due at once (the node may have
     /// a new roster or binary since).
-    pub fn load(store: &Store, now: i64) -> Deferred {
+    pub fn load(store: &Backend, now: i64) -> Deferred {
         let mut waiting: BTreeMap<String, BTreeMap<String, Waiting>> = BTreeMap::new();
         match store.values_with_prefix(Space::Deferred, "m\u{0}") {
             Ok(values) => {
@@ -157,7 +158,7 @@ impl Deferred {
 
     /// Keeps (or, when already kept, notes another refusal of) `e` from `peer`,
     /// durably: when this returns `Ok`, the envelope survives a crash.
-    pub fn keep(&self, store: &Store, peer: &str, e: &ToKeep, now: i64) -> Result<(), KeepError> {
+    pub fn keep(&self, store: &Backend, peer: &str, e: &ToKeep, now: i64) -> Result<(), KeepError> {
         let mut all = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         let set = all.entry(peer.to_string()).or_default();
         let previous = set.get(&e.id).cloned();
@@ -202,7 +203,7 @@ impl Deferred {
     }
 
     /// Forgets a kept envelope (stored, held, or refused for good).
-    pub fn forget(&self, store: &Store, peer: &str, id: &str) -> Result<(), StoreError> {
+    pub fn forget(&self, store: &Backend, peer: &str, id: &str) -> Result<(), StoreError> {
         let mut all = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         let Some(set) = all.get_mut(peer) else {
             return Ok(());
@@ -222,7 +223,7 @@ impl Deferred {
     }
 
     /// Up to `n` kept envelopes due at `now`, per peer, with their texts.
-    pub fn due(&self, store: &Store, now: i64, n: usize) -> Vec<(String, Vec<(String, Bytes)>)> {
+    pub fn due(&self, store: &Backend, now: i64, n: usize) -> Vec<(String, Vec<(String, Bytes)>)> {
         let picked: Vec<(String, String)> = {
             let all = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
             all.iter()

@@ -59,9 +59,9 @@ pub struct SyncState {
 
 impl SyncState {
     /// Loads persisted peer states.
-    pub fn load(node_store: &crate::store::Store) -> SyncState {
+    pub fn load(node_store: &crate::node::backend::Backend) -> SyncState {
         let mut peers = HashMap::new();
-        if let Ok(values) = node_store.values(Space::Peers) {
+        if let Ok(values) = node_store.values_with_prefix(Space::Peers, "") {
             for (k, v) in values {
                 if let Ok(s) = serde_json::from_slice::<PeerState>(&v) {
                     peers.insert(k, s);
@@ -72,22 +72,28 @@ impl SyncState {
             peers: Mutex::new(peers),
             pushed: Mutex::default(),
             push_progress: Mutex::default(),
-            head: tokio::sync::watch::Sender::new(node_store.head()),
+            head: tokio::sync::watch::Sender::new(node_store.head().unwrap_or(0)),
             deferred: deferred::Deferred::load(node_store, now()),
             persist_failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// The state of a node with no peer state stored (a node on the postgres
-    /// backend, which does not sync with peers yet).
-    pub fn empty(head: u64) -> SyncState {
-        SyncState {
-            peers: Mutex::default(),
-            pushed: Mutex::default(),
-            push_progress: Mutex::default(),
-            head: tokio::sync::watch::Sender::new(head),
-            deferred: deferred::Deferred::default(),
-            persist_failing: std::sync::atomic::AtomicBool::new(false),
+    /// Reads a peer's state again from the store, where another process of this
+    /// member may have moved it (a node on PostgreSQL taking over a peer's pull).
+    pub fn reload_peer(&self, store: &crate::node::backend::Backend, name: &str) {
+        let stored = store
+            .get_value(Space::Peers, name)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice::<PeerState>(&v).ok());
+        let mut m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        match stored {
+            Some(s) => {
+                m.insert(name.to_string(), s);
+            }
+            None => {
+                m.remove(name);
+            }
         }
     }
 
@@ -109,6 +115,12 @@ impl SyncState {
         persist: bool,
         f: impl FnOnce(&mut PeerState),
     ) {
+        if persist && store.postgres().is_some() {
+            // Another process of this member may have moved the state since (the one
+            // pulling this peer moves its cursor): change what is stored, not a copy
+            // of what this process last saw.
+            self.reload_peer(store, name);
+        }
         let snapshot = {
             let mut m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
             let s = m.entry(name.to_string()).or_default();
@@ -230,7 +242,9 @@ mod tests {
     #[test]
     fn the_feed_waits_only_for_what_a_healthy_push_task_will_send() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::tests::memory_store(dir.path());
+        let store = crate::node::backend::Backend::Embedded(Box::new(
+            crate::store::tests::memory_store(dir.path()),
+        ));
         let s = SyncState::load(&store);
         assert!(!s.push_will_send("beta", 10), "no push task");
         s.push_started("beta", 10);

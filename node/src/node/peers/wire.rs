@@ -51,8 +51,18 @@ impl EnvelopeList {
     /// A list for `entries`, with room for all of them and for `tail` more bytes
     /// after (what the caller writes once [`EnvelopeList::finish`] returns).
     pub fn for_entries(entries: &[(&EnvMeta, Carry)], tail: usize) -> EnvelopeList {
-        let bodies: usize = entries.iter().map(|(e, c)| c.text_len(e) + 1).sum();
-        let ids = entries.len() * ID_BYTES;
+        EnvelopeList::with_capacity(entries.iter().map(|(e, c)| c.text_len(e)), tail)
+    }
+
+    /// A list with room for entries of these text lengths (bytes, or 4 for an id
+    /// only) and `tail` more bytes.
+    pub fn with_capacity(
+        lengths: impl ExactSizeIterator<Item = usize>,
+        tail: usize,
+    ) -> EnvelopeList {
+        let n = lengths.len();
+        let bodies: usize = lengths.map(|l| l + 1).sum();
+        let ids = n * ID_BYTES;
         let mut body = Vec::with_capacity(16 + bodies + 10 + ids + tail);
         body.extend_from_slice(b"{\"envelopes\":[");
         EnvelopeList {
@@ -65,13 +75,24 @@ impl EnvelopeList {
     /// Appends one envelope (its bytes read from `store`'s log, or `null`). On error
     /// the list is as it was.
     pub fn add(&mut self, store: &Store, e: &EnvMeta, carry: Carry) -> Result<(), StoreError> {
+        self.add_with(&e.id, carry, |out| store.envelope_bytes_onto(e, out))
+    }
+
+    /// Adds the envelope `id`, its bytes (with [`Carry::Body`]) written by `write`;
+    /// on error the list is as it was.
+    pub fn add_with(
+        &mut self,
+        id: &[u8; 32],
+        carry: Carry,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mark = self.body.len();
         if self.count > 0 {
             self.body.push(b',');
         }
         match carry {
             Carry::Body => {
-                if let Err(err) = store.envelope_bytes_onto(e, &mut self.body) {
+                if let Err(err) = write(&mut self.body) {
                     self.body.truncate(mark);
                     return Err(err);
                 }
@@ -83,7 +104,7 @@ impl EnvelopeList {
         }
         self.ids.push(b'"');
         self.ids
-            .extend_from_slice(EnvelopeId::from_digest_bytes(&e.id).as_str().as_bytes());
+            .extend_from_slice(EnvelopeId::from_digest_bytes(id).as_str().as_bytes());
         self.ids.push(b'"');
         self.count += 1;
         Ok(())

@@ -154,31 +154,46 @@ pub async fn select(
     loop {
         // One more than the budget allows: the one that shows it was cut short.
         let want = chunk(f.limit).min(budget - examined + 1);
-        let rows = pg.candidates(&c, want).await?;
-        let exhausted = rows.len() < want;
+        let (cands, exhausted) = pg.candidates(&c, want).await?;
+        let Some(last) = cands.last() else {
+            return Ok(page);
+        };
+        let read_to = last.row.date_added;
         let ends = if needs_ends {
+            let rows: Vec<VersionRow> = cands.iter().map(|c| c.row.clone()).collect();
             ends(pg, &rows, coll, max_tlp).await?
         } else {
             HashMap::new()
         };
-        for row in rows {
+        for cand in cands {
+            let row = cand.row;
+            // The requested objects' versions are candidates only where the
+            // collection holds them (as `select::select` takes them).
+            if !f.ids.is_empty() && !cand.in_collection {
+                continue;
+            }
             if examined >= budget {
                 page.more = true;
                 page.resume_after = last_examined;
                 return Ok(page);
             }
-            if matches(&row, f, max_tlp, &ends, consolidated) {
+            if row.tlp <= max_tlp
+                && cand.in_collection
+                && matches(&row, f, max_tlp, &ends, consolidated)
+            {
                 if page.rows.len() == f.limit {
                     page.more = true;
                     page.resume_after = page.rows.last().map(|r| r.date_added);
                     return Ok(page);
                 }
-                page.rows.push(row.clone());
+                last_examined = Some(row.date_added);
+                page.rows.push(row);
+            } else {
+                last_examined = Some(row.date_added);
             }
-            last_examined = Some(row.date_added);
-            c.after = last_examined;
             examined += 1;
         }
+        c.after = Some(read_to);
         if exhausted {
             return Ok(page);
         }

@@ -316,6 +316,9 @@ fn q(what: &str) -> impl FnOnce(tokio_postgres::Error) -> PgError + '_ {
     move |e| PgError::query(what, e)
 }
 
+/// What a node's own publishes are recorded as received from.
+pub const LOCAL: &str = "local";
+
 /// Stores `batch` in one transaction (see the module documentation).
 pub async fn ingest(
     tx: &Transaction<'_>,
@@ -346,6 +349,37 @@ pub async fn ingest(
         .collect();
     if fresh.is_empty() {
         return Ok(outcomes);
+    }
+    // This member's own, just signed: each number must be past every one stored, by
+    // whichever process (a publish that lost its turn, its connection cut, must not
+    // store a number another process has used since). Checked under the feed head's
+    // lock, which every ingest takes first.
+    if received_from == LOCAL {
+        let own: Vec<&Incoming> = fresh
+            .iter()
+            .map(|&i| &batch[i])
+            .filter(|e| e.recorded.is_none())
+            .collect();
+        let origins: Vec<&str> = own.iter().map(|e| e.origin.as_str()).collect();
+        let stored: HashMap<String, i64> = tx
+            .query(
+                "SELECT origin, max_seq FROM origin_seqs WHERE origin = ANY($1)",
+                &[&origins],
+            )
+            .await
+            .map_err(q("reading sequence numbers"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        if let Some(e) = own
+            .iter()
+            .find(|e| stored.get(&e.origin).is_some_and(|&m| e.seq as i64 <= m))
+        {
+            return Err(PgError::SequenceUsed {
+                origin: e.origin.clone(),
+                seq: e.seq,
+            });
+        }
     }
 
     // Every object the batch touches: those it delivers, those its retractions name,
@@ -926,9 +960,10 @@ async fn write(
     if !new_d.uuid.is_empty() {
         tx.execute(
             "INSERT INTO deliveries (uuid, type, modified, hash, envelope, origin, signed_at, tlp,
-                                     retracted_by)
+                                     retracted_by, date_added)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[], $5::bytea[],
-                                  $6::text[], $7::bigint[], $8::smallint[], $9::bytea[])",
+                                  $6::text[], $7::bigint[], $8::smallint[], $9::bytea[],
+                                  $10::bigint[])",
             &[
                 &new_d.uuid,
                 &new_d.type_,
@@ -939,6 +974,7 @@ async fn write(
                 &new_d.signed_at,
                 &new_d.tlp,
                 &new_d.retracted_refs(),
+                &new_d.date_added,
             ],
         )
         .await
@@ -1130,10 +1166,12 @@ struct DeliveryCols {
     signed_at: Vec<i64>,
     tlp: Vec<i16>,
     retracted_by: Vec<Option<[u8; 32]>>,
+    date_added: Vec<i64>,
 }
 
 impl DeliveryCols {
     fn push(&mut self, key: &Key, r: &Row, d: &Del) {
+        self.date_added.push(r.date_added);
         self.uuid.push(uuid_of(key.1));
         self.type_.push(key.0.clone());
         self.modified.push(r.modified);

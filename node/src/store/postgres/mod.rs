@@ -49,6 +49,18 @@ pub enum PgError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// A freshly signed envelope of this member's carries a sequence number already
+    /// stored: its publish lost the publish turn (its connection was cut) and another
+    /// process numbered on meanwhile. Nothing of the batch was stored.
+    #[error(
+        "sequence number {seq} of {origin} is already used: this publish lost its turn to sign; nothing of this batch was stored"
+    )]
+    SequenceUsed {
+        /// The member.
+        origin: String,
+        /// The number.
+        seq: u64,
+    },
     /// The database's schema is newer than this build knows.
     #[error(
         "the database's schema is version {found}, newer than this build knows ({known}): run a newer synergia (nothing was changed)"
@@ -64,9 +76,19 @@ pub enum PgError {
 impl PgError {
     /// A failed statement, with what the node was doing.
     pub fn query(what: &str, source: tokio_postgres::Error) -> PgError {
-        // A connection lost mid-statement is the server being unavailable, not a
-        // statement the server refused.
-        if source.is_closed() || source.as_db_error().is_none() {
+        // A connection lost mid-statement, or a server shutting down or not yet
+        // taking connections (SQLSTATE classes 08 and 57P), is the server being
+        // unavailable, not a statement the server refused; an error of a value's
+        // conversion (neither) stays a query error.
+        let io = std::error::Error::source(&source).is_some_and(|e| e.is::<std::io::Error>());
+        let unavailable = match source.as_db_error() {
+            Some(db) => {
+                let code = db.code().code();
+                code.starts_with("08") || code.starts_with("57P")
+            }
+            None => source.is_closed() || io,
+        };
+        if unavailable {
             return PgError::Unavailable(format!("{what}: {}", describe(&source)));
         }
         PgError::Query {

@@ -1,7 +1,8 @@
-//! What a node reads from PostgreSQL to answer TAXII and publishes: object versions in
-//! `date_added` order, all versions of a few objects, their bodies, and whether this
-//! member already published a version. Each is one statement that walks an index
-//! from a position: no read scans the whole store or keeps anything per object.
+//! What a node reads from PostgreSQL to answer TAXII, its feed and publishes: object
+//! versions in `date_added` order, all versions of a few objects, their bodies,
+//! whether this member already published a version, envelopes in feed order. Each is
+//! one statement that walks an index from a position and reads about as many rows as
+//! it returns: no read scans the whole store or keeps anything per object.
 
 use super::PgError;
 use super::ingest::{level_code, level_of};
@@ -73,16 +74,19 @@ fn row_of(r: &tokio_postgres::Row) -> VersionRow {
 
 const COLUMNS: &str = "v.type, v.uuid, v.modified, v.hash, v.date_added, v.tlp, v.flags, v.latest";
 
-/// Which versions a page may be made of.
+/// Which versions a page may be made of: the candidates of `server::taxii::select`,
+/// from the same sources in `date_added` order (every version, a type's, a member's,
+/// or the requested objects'), each with whether it is in the collection as the reader
+/// sees it. Levels and collections are checked by the caller, so that every candidate
+/// counts against its scan budget as on the embedded store, and no statement reads
+/// more rows than it returns.
 #[derive(Debug, Clone)]
 pub struct Candidates<'a> {
     /// Only versions added after this `date_added` (µs).
     pub after: Option<i64>,
-    /// The reader's clearance: versions no delivery of which is at or below it are
-    /// never read.
+    /// The reader's clearance.
     pub max_tlp: TlpLevel,
-    /// Only versions this member delivered at or below `max_tlp` (a member's
-    /// collection), or every version (`None`).
+    /// A member's collection (`None`: the consolidated one).
     pub origin: Option<&'a str>,
     /// Only these types (none: every type).
     pub types: &'a [String],
@@ -90,60 +94,142 @@ pub struct Candidates<'a> {
     pub ids: &'a [(String, u128)],
 }
 
+/// A candidate version and whether it is in the collection at the reader's level.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The version.
+    pub row: VersionRow,
+    /// Whether the collection holds it for the reader (`collections::contains`).
+    pub in_collection: bool,
+}
+
+/// Whether version `v` is in member `$o`'s collection for a reader at level `$l`
+/// (true for the consolidated one, `$o` NULL): a delivery by the member at or below
+/// the level that was not retracted, or, for a tombstone, the member first delivered
+/// the version it stands for in an envelope at or below the level
+/// (`View::delivered_at`).
+fn in_collection(o: &str, l: &str) -> String {
+    format!(
+        "({o}::text IS NULL
+          OR EXISTS (SELECT 1 FROM deliveries d
+                     WHERE d.uuid = v.uuid AND d.type = v.type AND d.modified = v.modified
+                       AND d.hash = v.hash AND d.origin = {o} AND d.tlp <= {l}
+                       AND d.retracted_by IS NULL)
+          OR (v.flags & 16 <> 0 AND v.origin = {o}
+              AND EXISTS (SELECT 1 FROM envelopes e WHERE e.id = v.envelope AND e.tlp <= {l})))"
+    )
+}
+
 impl PgStore {
-    /// Up to `n` versions matching `c`, in `date_added` order.
+    /// Up to `n` candidates after `c.after`, in `date_added` order, and whether the
+    /// source has no more after them.
     pub async fn candidates(
         &self,
         c: &Candidates<'_>,
         n: usize,
-    ) -> Result<Vec<VersionRow>, StoreError> {
+    ) -> Result<(Vec<Candidate>, bool), StoreError> {
         let conn = self.pool().get().await?;
-        let types: Option<Vec<&str>> =
-            (!c.types.is_empty()).then(|| c.types.iter().map(String::as_str).collect());
-        let (id_types, id_uuids): (Vec<&str>, Vec<Uuid>) = c
-            .ids
-            .iter()
-            .map(|(t, u)| (t.as_str(), Uuid::from_u128(*u)))
-            .unzip();
-        let ids = (!c.ids.is_empty()).then_some(());
-        let sql = format!(
-            "SELECT {COLUMNS} FROM versions v
-             WHERE v.date_added > $1 AND v.tlp <= $2
-               AND ($3::text[] IS NULL OR v.type = ANY($3))
-               AND ($4::boolean IS NULL
-                    OR (v.type, v.uuid) IN (SELECT * FROM unnest($5::text[], $6::uuid[])))
-               AND ($7::text IS NULL OR EXISTS (
-                    SELECT 1 FROM deliveries d
-                    WHERE d.uuid = v.uuid AND d.type = v.type AND d.modified = v.modified
-                      AND d.hash = v.hash AND d.origin = $7 AND d.tlp <= $2))
-             ORDER BY v.date_added
-             LIMIT $8"
-        );
         let after = c.after.unwrap_or(i64::MIN);
         let level = level_code(c.max_tlp);
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let member = in_collection("$2", "$3");
+        let run = |rows: Vec<tokio_postgres::Row>| -> Vec<Candidate> {
+            rows.iter()
+                .map(|r| Candidate {
+                    row: row_of(r),
+                    in_collection: r.get(8),
+                })
+                .collect()
+        };
+        if !c.ids.is_empty() {
+            let (types, uuids): (Vec<&str>, Vec<Uuid>) = c
+                .ids
+                .iter()
+                .map(|(t, u)| (t.as_str(), Uuid::from_u128(*u)))
+                .unzip();
+            let sql = format!(
+                "SELECT {COLUMNS}, {member} FROM versions v
+                 WHERE (v.type, v.uuid) IN (SELECT * FROM unnest($5::text[], $6::uuid[]))
+                   AND v.date_added > $1
+                 ORDER BY v.date_added LIMIT $4"
+            );
+            let rows = conn
+                .query(&sql, &[&after, &c.origin, &level, &limit, &types, &uuids])
+                .await
+                .map_err(q("reading the versions of objects"))?;
+            let out = run(rows);
+            let done = out.len() < n;
+            return Ok((out, done));
+        }
+        if let Some(o) = c.origin {
+            // What the member delivered (retracted or not, at any level), and the
+            // tombstones of what it delivered first: `View::by_origin`.
+            let sql = format!(
+                "SELECT {COLUMNS}, {member} FROM versions v
+                 JOIN (SELECT uuid, type, modified, hash FROM
+                         ((SELECT uuid, type, modified, hash, date_added FROM deliveries
+                           WHERE origin = $2 AND date_added > $1
+                           ORDER BY date_added LIMIT $4)
+                          UNION ALL
+                          (SELECT uuid, type, modified, hash, date_added FROM versions
+                           WHERE origin = $2 AND flags & 16 <> 0 AND date_added > $1
+                           ORDER BY date_added LIMIT $4)) k0
+                       GROUP BY uuid, type, modified, hash) k
+                   ON v.uuid = k.uuid AND v.type = k.type AND v.modified = k.modified
+                  AND v.hash = k.hash
+                 ORDER BY v.date_added LIMIT $4"
+            );
+            let rows = conn
+                .query(&sql, &[&after, &Some(o), &level, &limit])
+                .await
+                .map_err(q("reading a member's versions"))?;
+            let out = run(rows);
+            // A version delivered twice by the member comes once: only an empty
+            // answer says the source is exhausted.
+            let done = out.is_empty();
+            return Ok((out, done));
+        }
+        if !c.types.is_empty() {
+            // Each type's versions from its index, merged.
+            let sql = format!(
+                "SELECT {COLUMNS}, {member} FROM versions v
+                 WHERE v.type = $5 AND v.date_added > $1
+                 ORDER BY v.date_added LIMIT $4"
+            );
+            let mut out = Vec::new();
+            let mut done = true;
+            for t in c.types {
+                let rows = conn
+                    .query(&sql, &[&after, &c.origin, &level, &limit, t])
+                    .await
+                    .map_err(q("reading a type's versions"))?;
+                done &= rows.len() < n;
+                out.extend(run(rows));
+            }
+            out.sort_by_key(|c| c.row.date_added);
+            if out.len() > n {
+                out.truncate(n);
+                done = false;
+            }
+            return Ok((out, done));
+        }
+        let sql = format!(
+            "SELECT {COLUMNS}, {member} FROM versions v
+             WHERE v.date_added > $1 ORDER BY v.date_added LIMIT $4"
+        );
         let rows = conn
-            .query(
-                &sql,
-                &[
-                    &after,
-                    &level,
-                    &types,
-                    &ids.map(|()| true),
-                    &id_types,
-                    &id_uuids,
-                    &c.origin,
-                    &limit,
-                ],
-            )
+            .query(&sql, &[&after, &c.origin, &level, &limit])
             .await
             .map_err(q("reading a page of versions"))?;
-        Ok(rows.iter().map(row_of).collect())
+        let out = run(rows);
+        let done = out.len() < n;
+        Ok((out, done))
     }
 
     /// Every version of these objects that a reader cleared up to `max_tlp` may see,
-    /// each with whether `origin` delivered it at or below `max_tlp` (always true
-    /// without an origin), oldest `modified` first, ties in `date_added` order.
+    /// each with whether it is in member `origin`'s collection for that reader
+    /// (always true without an origin), oldest `modified` first, ties in
+    /// `date_added` order.
     pub async fn versions_of(
         &self,
         objects: &[(String, u128)],
@@ -158,12 +244,9 @@ impl PgStore {
             .iter()
             .map(|(t, u)| (t.as_str(), Uuid::from_u128(*u)))
             .unzip();
+        let member = in_collection("$3", "$4");
         let sql = format!(
-            "SELECT {COLUMNS},
-                    $3::text IS NULL OR EXISTS (
-                        SELECT 1 FROM deliveries d
-                        WHERE d.uuid = v.uuid AND d.type = v.type AND d.modified = v.modified
-                          AND d.hash = v.hash AND d.origin = $3 AND d.tlp <= $4)
+            "SELECT {COLUMNS}, {member}
              FROM versions v
              WHERE (v.type, v.uuid) IN (SELECT * FROM unnest($1::text[], $2::uuid[]))
                AND v.tlp <= $4
@@ -242,7 +325,7 @@ impl PgStore {
                       AS k(uuid, type, modified, i)
                  JOIN deliveries d ON d.uuid = k.uuid AND d.type = k.type
                                   AND d.modified = k.modified
-                 WHERE d.origin = $4",
+                 WHERE d.origin = $4 AND d.retracted_by IS NULL",
                 &[&uuids, &types, &modified, &origin],
             )
             .await
@@ -257,4 +340,122 @@ impl PgStore {
         }
         Ok(out)
     }
+
+    /// For each held envelope among `ids`: its origin and whether it is a retraction.
+    pub async fn envelope_owners(
+        &self,
+        ids: &[[u8; 32]],
+    ) -> Result<Vec<([u8; 32], (String, bool))>, StoreError> {
+        let conn = self.pool().get().await?;
+        let refs: Vec<&[u8]> = ids.iter().map(|i| &i[..]).collect();
+        let rows = conn
+            .query(
+                "SELECT id, origin, retraction FROM envelopes WHERE id = ANY($1)",
+                &[&refs],
+            )
+            .await
+            .map_err(q("reading what a retraction names"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let id = <[u8; 32]>::try_from(r.get::<_, &[u8]>(0)).ok()?;
+                Some((id, (r.get(1), r.get(2))))
+            })
+            .collect())
+    }
+
+    /// Up to `n` envelopes from feed position `from` on, in position order, without
+    /// their bodies.
+    pub async fn feed_entries(&self, from: u64, n: usize) -> Result<Vec<FeedRow>, StoreError> {
+        self.feed_rows(
+            "SELECT ordinal, id, origin, tlp, recipients, received_from, object_count,
+                    octet_length(body)
+             FROM envelopes WHERE ordinal >= $1 ORDER BY ordinal LIMIT $2",
+            i64::try_from(from).unwrap_or(i64::MAX),
+            n,
+        )
+        .await
+    }
+
+    /// The last `n` envelopes, newest first, without their bodies.
+    pub async fn last_feed_entries(&self, n: usize) -> Result<Vec<FeedRow>, StoreError> {
+        self.feed_rows(
+            "SELECT ordinal, id, origin, tlp, recipients, received_from, object_count,
+                    octet_length(body)
+             FROM envelopes WHERE ordinal >= $1 ORDER BY ordinal DESC LIMIT $2",
+            0,
+            n,
+        )
+        .await
+    }
+
+    async fn feed_rows(&self, sql: &str, from: i64, n: usize) -> Result<Vec<FeedRow>, StoreError> {
+        let conn = self.pool().get().await?;
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = conn
+            .query(sql, &[&from, &limit])
+            .await
+            .map_err(q("reading the feed"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some(FeedRow {
+                    ordinal: u64::try_from(r.get::<_, i64>(0)).ok()?,
+                    id: <[u8; 32]>::try_from(r.get::<_, &[u8]>(1)).ok()?,
+                    origin: r.get(2),
+                    tlp: level_of(r.get(3)),
+                    recipients: r.get(4),
+                    received_from: r.get(5),
+                    object_count: u32::try_from(r.get::<_, i32>(6)).unwrap_or(0),
+                    len: usize::try_from(r.get::<_, i32>(7)).unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    /// The verbatim bytes of these envelopes, in their order.
+    pub async fn envelope_bodies(&self, ids: &[[u8; 32]]) -> Result<Vec<Vec<u8>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.pool().get().await?;
+        let refs: Vec<&[u8]> = ids.iter().map(|i| &i[..]).collect();
+        let rows = conn
+            .query(
+                "SELECT id, body FROM envelopes WHERE id = ANY($1)",
+                &[&refs],
+            )
+            .await
+            .map_err(q("reading envelopes"))?;
+        let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        ids.iter()
+            .map(|id| {
+                found
+                    .remove(&id[..])
+                    .ok_or_else(|| StoreError::Corrupt("a feed envelope vanished".into()))
+            })
+            .collect()
+    }
+}
+
+/// An envelope as the feed chooses it (without its bytes).
+#[derive(Debug, Clone)]
+pub struct FeedRow {
+    /// Its feed position.
+    pub ordinal: u64,
+    /// Its id (SHA-256).
+    pub id: [u8; 32],
+    /// Its origin member.
+    pub origin: String,
+    /// Its level.
+    pub tlp: TlpLevel,
+    /// Red recipients.
+    pub recipients: Vec<String>,
+    /// The peer it came from (`local` for this member's own).
+    pub received_from: String,
+    /// Objects inside.
+    pub object_count: u32,
+    /// Length of its bytes.
+    pub len: usize,
 }

@@ -93,6 +93,10 @@ impl PgStore {
             .start()
             .await
             .map_err(q("starting an ingest"))?;
+        // Acknowledged means on the server's disk, whatever the database's default.
+        tx.batch_execute("SET LOCAL synchronous_commit = on")
+            .await
+            .map_err(q("starting an ingest"))?;
         let out = ingest::ingest(&tx, batch, received_from, Timestamp::now().as_micros()).await?;
         tx.commit().await.map_err(q("committing an ingest"))?;
         Ok(out)
@@ -378,9 +382,26 @@ impl PgStore {
                 "publish turn without a connection".into(),
             ));
         };
+        // The row exists from the first migration; made again if someone removed it,
+        // since a lock on no row would serialise nothing.
+        c.execute(
+            "INSERT INTO node_meta (key, value) VALUES ('publish-turn', '') ON CONFLICT (key) DO NOTHING",
+            &[],
+        )
+        .await
+        .map_err(q("making the publish turn"))?;
+        // A holder that stops answering (frozen, cut off) without its connection
+        // closing gives the turn up after a minute: the publish touches its turn at
+        // every batch it stores (`PublishTurn::touch`).
         c.batch_execute(
             "BEGIN ISOLATION LEVEL READ COMMITTED;
-             SELECT value FROM node_meta WHERE key = 'publish-turn' FOR UPDATE",
+             SET LOCAL idle_in_transaction_session_timeout = '60s'",
+        )
+        .await
+        .map_err(q("starting the publish turn"))?;
+        c.query_one(
+            "SELECT value FROM node_meta WHERE key = 'publish-turn' FOR UPDATE",
+            &[],
         )
         .await
         .map_err(q("waiting for the publish turn"))?;
@@ -398,12 +419,32 @@ impl PgStore {
 }
 
 impl PublishTurn {
+    /// Shows the turn is still held and its holder alive (before each batch a
+    /// publish stores): an error when the database ended it.
+    pub async fn touch(&self) -> Result<(), StoreError> {
+        match &self.conn {
+            Some(c) => c
+                .batch_execute("SELECT 1")
+                .await
+                .map_err(q("keeping the publish turn")),
+            None => Err(StoreError::Corrupt(
+                "the publish turn was given back".into(),
+            )),
+        }
+    }
+
     /// Gives the turn back.
     pub async fn end(mut self) -> Result<(), StoreError> {
-        if let Some(c) = self.conn.take() {
-            c.batch_execute("COMMIT")
-                .await
-                .map_err(q("giving the publish turn back"))?;
+        let Some(c) = self.conn.take() else {
+            return Ok(());
+        };
+        if let Err(e) = c.batch_execute("COMMIT").await {
+            // Not back into the pool in an unknown state.
+            drop(deadpool_postgres::Object::take(c));
+            return Err(StoreError::Database(PgError::query(
+                "giving the publish turn back",
+                e,
+            )));
         }
         Ok(())
     }

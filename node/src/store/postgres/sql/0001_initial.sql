@@ -77,6 +77,10 @@ CREATE TABLE versions (
     PRIMARY KEY (uuid, type, modified, hash)
 );
 CREATE INDEX versions_date_added ON versions (date_added);
+-- A type's versions in `date_added` order (TAXII `match[type]`).
+CREATE INDEX versions_type ON versions (type, date_added);
+-- Tombstones in a member's collection: those of the versions it delivered first.
+CREATE INDEX versions_origin_tombstones ON versions (origin, date_added) WHERE flags & 16 <> 0;
 
 -- Every delivery of a version: which envelope carried it, with what the choice of an
 -- object's owner and latest version needs of that envelope, and the retraction that
@@ -91,9 +95,12 @@ CREATE TABLE deliveries (
     signed_at    bigint   NOT NULL,
     tlp          smallint NOT NULL,
     retracted_by bytea,
+    -- The version's `date_added`: a member's collection is paged by it.
+    date_added   bigint   NOT NULL,
     PRIMARY KEY (uuid, type, modified, hash, envelope)
 );
 CREATE INDEX deliveries_envelope ON deliveries (envelope);
+CREATE INDEX deliveries_origin ON deliveries (origin, date_added);
 
 -- The tombstones in force (protocol §11): per object, one for each version some
 -- reader level must be shown as gone, with that version. Distribution column: uuid.
