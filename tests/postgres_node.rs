@@ -349,9 +349,111 @@ fn taxii_on_postgres_answers_as_the_embedded_store_does() {
         assert_eq!(sa["shared_digests"], sb["shared_digests"]);
         assert_eq!(sa["envelopes"], sb["envelopes"]);
         assert_eq!(sa["origins"], sb["origins"]);
+        // Lookups: the same hits, origins and corroboration for every observable
+        // published (and for the networks holding them), at each clearance.
+        let mut values: Vec<String> = Vec::new();
+        let o = GenOptions {
+            count: 150,
+            seed: 7,
+            origin: "groupib".into(),
+            identity: None,
+            overlap: 0.3,
+            tlp: None,
+        };
+        for i in 0..40 {
+            values.push(synergia::workload::observable_value(&o, i).1);
+        }
+        values.push("203.0.113.0/24".into());
+        values.push("10.0.0.0/8".into());
+        values.push("not an observable".into());
+        let strip = |v: Value| -> Value {
+            // Envelope ids, signing and receipt times are each node's own.
+            let mut v = v;
+            let text = v.to_string();
+            for r in v["results"]
+                .as_array_mut()
+                .unwrap_or_else(|| panic!("{text}"))
+            {
+                for h in r["hits"].as_array_mut().unwrap() {
+                    for p in h["provenance"].as_array_mut().unwrap() {
+                        for k in ["envelope_id", "signed_at", "received_at"] {
+                            p.as_object_mut().unwrap().remove(k);
+                        }
+                    }
+                }
+            }
+            v
+        };
+        for who in [&admin, &green] {
+            let body = json!({ "values": values });
+            let la: Value = who
+                .post(format!("{}/api/v1/lookup", a.url))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let lb: Value = who
+                .post(format!("{}/api/v1/lookup", b.url))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert!(
+                la["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| !r["hits"].as_array().unwrap().is_empty()),
+                "{la}"
+            );
+            assert_eq!(strip(la), strip(lb), "lookups alike");
+        }
+        // Exports: the same objects in the same order, the same CSV rows.
+        for who in [&admin, &green] {
+            for q in [
+                "format=stix",
+                "format=stix&type=indicator&origin=groupib",
+                "format=csv",
+                "format=csv&min_corroboration=1&tlp=green",
+            ] {
+                let ea = who
+                    .get(format!("{}/api/v1/export?{q}", a.url))
+                    .send()
+                    .await
+                    .unwrap();
+                let eb = who
+                    .get(format!("{}/api/v1/export?{q}", b.url))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    (ea.status().as_u16(), eb.status().as_u16()),
+                    (200, 200),
+                    "{q}"
+                );
+                let (ta, tb) = (ea.text().await.unwrap(), eb.text().await.unwrap());
+                if q.starts_with("format=stix") {
+                    let (va, vb): (Value, Value) = (
+                        serde_json::from_str(&ta).unwrap(),
+                        serde_json::from_str(&tb).unwrap(),
+                    );
+                    assert!(!va["objects"].as_array().unwrap().is_empty(), "{q}");
+                    assert_eq!(va["objects"], vb["objects"], "export {q}");
+                } else {
+                    assert!(ta.lines().count() > 1, "{q}");
+                    assert_eq!(ta, tb, "export {q}");
+                }
+            }
+        }
         // What the node cannot do on PostgreSQL yet is refused with a stable code.
         let r = admin
-            .get(format!("{}/api/v1/lookup?value=203.0.113.7", b.url))
+            .get(format!("{}/api/v1/objects/{some_id}/provenance", b.url))
             .send()
             .await
             .unwrap();

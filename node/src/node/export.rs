@@ -41,9 +41,6 @@ pub struct ExportFilter {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExportError {
-    /// The node's store backend cannot do it.
-    #[error(transparent)]
-    Backend(#[from] crate::node::backend::NotOnThisBackend),
     /// Reading the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -122,26 +119,13 @@ impl Node {
         format: ExportFormat,
         out: &mut dyn Write,
     ) -> Result<u64, ExportError> {
-        let max = f.max_tlp.unwrap_or(TlpLevel::Red);
-        let store = self.embedded("an export")?;
-        let (origin_ix, type_ix, mut pos, end) = {
-            let view = store.read();
-            let origin_ix: Vec<u16> = f
-                .origins
-                .iter()
-                .filter_map(|o| view.origin_index(o))
-                .collect();
-            let type_ix: Vec<u32> = f.types.iter().filter_map(|t| view.type_index(t)).collect();
-            (
-                origin_ix,
-                type_ix,
-                f.since.map_or(0, |t| view.first_after(t)),
-                // Versions added once the export started are left to the next one:
-                // a busy node does not keep an export chasing the end of its view.
-                view.versions().len(),
-            )
-        };
         let needs_keys = f.min_corroboration > 1 || format == ExportFormat::Csv;
+        let mut next: Chunks<'_> = match self.backend() {
+            crate::node::backend::Backend::Embedded(store) => {
+                Box::new(embedded_chunks(store, f, needs_keys))
+            }
+            crate::node::backend::Backend::Postgres(pg) => postgres_chunks(pg, f, needs_keys)?,
+        };
         let mut n = 0u64;
         let mut rows: BTreeMap<String, ObservableRow> = BTreeMap::new();
         if format == ExportFormat::Stix {
@@ -152,79 +136,10 @@ impl Node {
             )?;
         }
         loop {
-            // 1. Under the lock: the next chunk's candidates.
-            let (picks, done) = {
-                let view = store.read();
-                let versions = view.versions();
-                let chunk_end = (pos + CHUNK).min(end);
-                let mut picks = Vec::new();
-                for (i, v) in versions[pos..chunk_end].iter().enumerate() {
-                    let h = (pos + i) as u32;
-                    // A tombstone (retracted) leaves exports as it leaves lookups.
-                    if v.tlp > max
-                        || v.has(crate::store::view::RETRACTED)
-                        || view.latest_visible(h, max) != Some(h)
-                    {
-                        continue;
-                    }
-                    if !f.types.is_empty() && !type_ix.contains(&v.type_ix) {
-                        continue;
-                    }
-                    if !f.origins.is_empty()
-                        && !origin_ix.iter().any(|&o| view.delivered_at(h, o, max))
-                    {
-                        continue;
-                    }
-                    if let Some(at) = view.body_location(h) {
-                        picks.push(Pick { h, at, tlp: v.tlp });
-                    }
-                }
-                pos = chunk_end;
-                (picks, chunk_end >= end)
-            };
-            // 2. Without it: the bodies, and the observables when they are needed.
-            let mut bodies = Vec::with_capacity(picks.len());
-            for p in &picks {
-                let body = store.object_body(p.at)?;
-                let obj: Option<Value> = if needs_keys {
-                    serde_json::from_slice(&body).ok()
-                } else {
-                    None
-                };
-                let keys: Vec<String> = obj
-                    .as_ref()
-                    .map(|o| keys_from_object(o).iter().map(|k| k.to_string()).collect())
-                    .unwrap_or_default();
-                bodies.push((body, obj, keys));
-            }
-            // 3. Under the lock again, briefly: who reported each, as the reader may know.
-            let reporters: Vec<(Vec<String>, usize)> = if needs_keys {
-                let view = store.read();
-                picks
-                    .iter()
-                    .zip(&bodies)
-                    .map(|(p, (_, _, keys))| {
-                        let own = view
-                            .origins_at(p.h, max)
-                            .into_iter()
-                            .map(str::to_string)
-                            .collect();
-                        let corroborated = if f.min_corroboration > 1 {
-                            corroboration(&view, keys, max).len()
-                        } else {
-                            usize::MAX
-                        };
-                        (own, corroborated)
-                    })
-                    .collect()
-            } else {
-                vec![(Vec::new(), usize::MAX); picks.len()]
-            };
-            // 4. Without it: the output, which may block on a slow reader.
-            for ((p, (body, obj, keys)), (own, corroborated)) in
-                picks.iter().zip(bodies).zip(reporters)
-            {
-                if corroborated < f.min_corroboration {
+            let (items, done) = next()?;
+            // Without any lock: the output, which may block on a slow reader.
+            for item in items {
+                if item.corroborated < f.min_corroboration {
                     continue;
                 }
                 match format {
@@ -232,12 +147,12 @@ impl Node {
                         if n > 0 {
                             out.write_all(b",")?;
                         }
-                        out.write_all(&body)?;
+                        out.write_all(&item.body)?;
                         n += 1;
                     }
                     ExportFormat::Csv => {
-                        let Some(o) = &obj else { continue };
-                        add_rows(&mut rows, o, keys, &own, p.tlp);
+                        let Some(o) = &item.obj else { continue };
+                        add_rows(&mut rows, o, item.keys, &item.own, item.tlp);
                     }
                 }
             }
@@ -286,6 +201,211 @@ impl Node {
         out.flush()?;
         Ok(n)
     }
+}
+
+/// The next chunk of an export's objects, and whether it is the last.
+type Chunks<'a> = Box<dyn FnMut() -> Result<(Vec<Item>, bool), ExportError> + 'a>;
+
+/// One object chosen for an export, with what its output needs.
+struct Item {
+    /// Its canonical body.
+    body: Vec<u8>,
+    /// Parsed, when observables are needed.
+    obj: Option<Value>,
+    /// Its observable keys, when needed.
+    keys: Vec<String>,
+    /// The origins that reported it, as the reader may know.
+    own: Vec<String>,
+    /// Distinct origins reporting any of its observables (`usize::MAX` when not
+    /// asked for).
+    corroborated: usize,
+    /// Its level.
+    tlp: TlpLevel,
+}
+
+/// The body parsed and its observable keys, when they are needed.
+fn parsed(body: &[u8], needs_keys: bool) -> (Option<Value>, Vec<String>) {
+    let obj: Option<Value> = if needs_keys {
+        serde_json::from_slice(body).ok()
+    } else {
+        None
+    };
+    let keys = obj
+        .as_ref()
+        .map(|o| keys_from_object(o).iter().map(|k| k.to_string()).collect())
+        .unwrap_or_default();
+    (obj, keys)
+}
+
+/// The chunks of an export from the embedded view: [`CHUNK`] versions examined per
+/// hold of the view's read lock, bodies read without it.
+fn embedded_chunks<'a>(
+    store: &'a crate::store::Store,
+    f: &'a ExportFilter,
+    needs_keys: bool,
+) -> impl FnMut() -> Result<(Vec<Item>, bool), ExportError> + 'a {
+    let max = f.max_tlp.unwrap_or(TlpLevel::Red);
+    let (origin_ix, type_ix, mut pos, end) = {
+        let view = store.read();
+        let origin_ix: Vec<u16> = f
+            .origins
+            .iter()
+            .filter_map(|o| view.origin_index(o))
+            .collect();
+        let type_ix: Vec<u32> = f.types.iter().filter_map(|t| view.type_index(t)).collect();
+        (
+            origin_ix,
+            type_ix,
+            f.since.map_or(0, |t| view.first_after(t)),
+            // Versions added once the export started are left to the next one:
+            // a busy node does not keep an export chasing the end of its view.
+            view.versions().len(),
+        )
+    };
+    move || {
+        // 1. Under the lock: the next chunk's candidates.
+        let (picks, done) = {
+            let view = store.read();
+            let versions = view.versions();
+            let chunk_end = (pos + CHUNK).min(end);
+            let mut picks = Vec::new();
+            for (i, v) in versions[pos..chunk_end].iter().enumerate() {
+                let h = (pos + i) as u32;
+                // A tombstone (retracted) leaves exports as it leaves lookups.
+                if v.tlp > max
+                    || v.has(crate::store::view::RETRACTED)
+                    || view.latest_visible(h, max) != Some(h)
+                {
+                    continue;
+                }
+                if !f.types.is_empty() && !type_ix.contains(&v.type_ix) {
+                    continue;
+                }
+                if !f.origins.is_empty() && !origin_ix.iter().any(|&o| view.delivered_at(h, o, max))
+                {
+                    continue;
+                }
+                if let Some(at) = view.body_location(h) {
+                    picks.push(Pick { h, at, tlp: v.tlp });
+                }
+            }
+            pos = chunk_end;
+            (picks, chunk_end >= end)
+        };
+        // 2. Without it: the bodies, and the observables when they are needed.
+        let mut bodies = Vec::with_capacity(picks.len());
+        for p in &picks {
+            let body = store.object_body(p.at)?;
+            let (obj, keys) = parsed(&body, needs_keys);
+            bodies.push((body, obj, keys));
+        }
+        // 3. Under the lock again, briefly: who reported each, as the reader may know.
+        let view = store.read();
+        let items = picks
+            .iter()
+            .zip(bodies)
+            .map(|(p, (body, obj, keys))| {
+                let (own, corroborated) = if needs_keys {
+                    let own = view
+                        .origins_at(p.h, max)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect();
+                    let corroborated = if f.min_corroboration > 1 {
+                        corroboration(&view, &keys, max).len()
+                    } else {
+                        usize::MAX
+                    };
+                    (own, corroborated)
+                } else {
+                    (Vec::new(), usize::MAX)
+                };
+                Item {
+                    body,
+                    obj,
+                    keys,
+                    own,
+                    corroborated,
+                    tlp: p.tlp,
+                }
+            })
+            .collect();
+        Ok((items, done))
+    }
+}
+
+/// The chunks of an export from PostgreSQL: [`CHUNK`] latest versions per statement
+/// in `date_added` order, up to the last added when the export started, with who
+/// reported each and, when asked for, the corroboration of their observables.
+fn postgres_chunks<'a>(
+    pg: &'a crate::node::backend::Postgres,
+    f: &'a ExportFilter,
+    needs_keys: bool,
+) -> Result<Chunks<'a>, ExportError> {
+    let max = f.max_tlp.unwrap_or(TlpLevel::Red);
+    let end = pg.block(pg.store.last_date_added())?;
+    let mut after = f.since.unwrap_or(i64::MIN);
+    Ok(Box::new(move || {
+        let chunk = pg.block(pg.store.export_chunk(
+            &crate::store::postgres::read::ExportChunk {
+                after,
+                end,
+                max_tlp: max,
+                types: &f.types,
+                origins: &f.origins,
+            },
+            CHUNK,
+        ))?;
+        let done = chunk.len() < CHUNK;
+        if let Some((last, _)) = chunk.last() {
+            after = last.date_added;
+        }
+        let mut items = Vec::with_capacity(chunk.len());
+        let mut keys_of = Vec::with_capacity(chunk.len());
+        for (_, body) in &chunk {
+            keys_of.push(parsed(body, needs_keys));
+        }
+        let (own, corroborated) = if needs_keys {
+            let rows: Vec<_> = chunk.iter().map(|(r, _)| r.clone()).collect();
+            let all_keys: Vec<String> = keys_of
+                .iter()
+                .flat_map(|(_, k)| k.iter().cloned())
+                .collect();
+            pg.block(async {
+                let own = pg.store.origins_of(&rows, max).await?;
+                let by_key = if f.min_corroboration > 1 {
+                    pg.store.origins_naming(&all_keys, max).await?
+                } else {
+                    Default::default()
+                };
+                Ok::<_, StoreError>((own, by_key))
+            })?
+        } else {
+            (vec![Vec::new(); chunk.len()], Default::default())
+        };
+        for (((row, body), (obj, keys)), own) in chunk.into_iter().zip(keys_of).zip(own) {
+            let c = if f.min_corroboration > 1 {
+                let mut o: BTreeSet<&String> = BTreeSet::new();
+                for k in &keys {
+                    if let Some(set) = corroborated.get(k) {
+                        o.extend(set.iter());
+                    }
+                }
+                o.len()
+            } else {
+                usize::MAX
+            };
+            items.push(Item {
+                body,
+                obj,
+                keys,
+                own,
+                corroborated: c,
+                tlp: row.tlp,
+            });
+        }
+        Ok((items, done))
+    }))
 }
 
 /// Adds one object's observables to the CSV rows.

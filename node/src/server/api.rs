@@ -372,14 +372,21 @@ async fn lookup(
         return Err(ApiError::bad_request("bad-request", TOO_MANY_VALUES));
     }
     let max = caller.max_tlp();
-    let results = tokio::task::spawn_blocking(move || {
-        node.embedded("a lookup")
-            .map_err(ApiError::backend)?
+    let results = if let Some(pg) = node.backend().postgres() {
+        pg.store
             .lookup(&values, max)
-            .map_err(ApiError::internal)
-    })
-    .await
-    .map_err(ApiError::internal)??;
+            .await
+            .map_err(ApiError::store)?
+    } else {
+        tokio::task::spawn_blocking(move || {
+            node.embedded("a lookup")
+                .map_err(ApiError::backend)?
+                .lookup(&values, max)
+                .map_err(ApiError::internal)
+        })
+        .await
+        .map_err(ApiError::internal)??
+    };
     Ok(json_response(StatusCode::OK, &json!({"results": results})))
 }
 

@@ -134,6 +134,49 @@ pub struct LookupResult {
 /// (an export, not a lookup, is the way to read a whole /8).
 pub const RANGE_LIMIT: usize = 10_000;
 
+impl LookupHit {
+    /// The hit for version `obj` (its parsed body) of type `type_name`, found by key
+    /// `matched`, at level and revocation `(tlp, revoked)`, with the deliveries a
+    /// reader may know of.
+    pub(crate) fn of(
+        obj: &Value,
+        type_name: &str,
+        matched: &ObservableKey,
+        (tlp, revoked): (TlpLevel, bool),
+        origins: Vec<String>,
+        provenance: Vec<Reporter>,
+    ) -> LookupHit {
+        LookupHit {
+            id: text(obj, &["id"]).unwrap_or_default(),
+            type_name: type_name.to_string(),
+            matched: matched.to_string(),
+            name: text(obj, &["name", "value"]),
+            confidence: obj.get("confidence").and_then(Value::as_i64),
+            first_seen: text(obj, &["first_seen", "valid_from", "created"]),
+            last_seen: text(obj, &["last_seen", "valid_until", "modified"]),
+            tlp,
+            revoked,
+            origins,
+            provenance,
+        }
+    }
+}
+
+impl LookupResult {
+    /// The normalised key of a looked-up value, or the answer that says why it has
+    /// none.
+    pub(crate) fn key_of(q: &str) -> Result<ObservableKey, LookupResult> {
+        ObservableKey::from_user_input(q).map_err(|e| LookupResult {
+            query: q.to_string(),
+            key: None,
+            error: Some(e.to_string()),
+            corroboration: 0,
+            hits: Vec::new(),
+            truncated: false,
+        })
+    }
+}
+
 fn text(v: &Value, keys: &[&str]) -> Option<String> {
     keys.iter()
         .find_map(|k| v.get(*k).and_then(Value::as_str))
@@ -152,17 +195,10 @@ impl Store {
         let view = self.read();
         let mut results = Vec::with_capacity(values.len());
         for q in values {
-            let key = match ObservableKey::from_user_input(q) {
+            let key = match LookupResult::key_of(q) {
                 Ok(k) => k,
-                Err(e) => {
-                    results.push(LookupResult {
-                        query: q.clone(),
-                        key: None,
-                        error: Some(e.to_string()),
-                        corroboration: 0,
-                        hits: Vec::new(),
-                        truncated: false,
-                    });
+                Err(refused) => {
+                    results.push(refused);
                     continue;
                 }
             };
@@ -211,19 +247,14 @@ impl Store {
                         .map(str::to_string)
                         .collect();
                     origins.extend(hit_origins.iter().cloned());
-                    hits.push(LookupHit {
-                        id: text(&obj, &["id"]).unwrap_or_default(),
-                        type_name: view.type_name(ver.type_ix).to_string(),
-                        matched: k.to_string(),
-                        name: text(&obj, &["name", "value"]),
-                        confidence: obj.get("confidence").and_then(Value::as_i64),
-                        first_seen: text(&obj, &["first_seen", "valid_from", "created"]),
-                        last_seen: text(&obj, &["last_seen", "valid_until", "modified"]),
-                        tlp: ver.tlp,
-                        revoked: ver.has(REVOKED),
-                        origins: hit_origins,
+                    hits.push(LookupHit::of(
+                        &obj,
+                        view.type_name(ver.type_ix),
+                        k,
+                        (ver.tlp, ver.has(REVOKED)),
+                        hit_origins,
                         provenance,
-                    });
+                    ));
                 }
             }
             results.push(LookupResult {

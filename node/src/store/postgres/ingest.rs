@@ -316,6 +316,14 @@ fn q(what: &str) -> impl FnOnce(tokio_postgres::Error) -> PgError + '_ {
     move |e| PgError::query(what, e)
 }
 
+/// An address block as PostgreSQL's `inet` reads it (`base/len`).
+pub fn net_text(block: IpBlock) -> String {
+    match block {
+        IpBlock::V4 { base, len } => format!("{}/{len}", std::net::Ipv4Addr::from(base)),
+        IpBlock::V6 { base, len } => format!("{}/{len}", std::net::Ipv6Addr::from(base)),
+    }
+}
+
 /// What a node's own publishes are recorded as received from.
 pub const LOCAL: &str = "local";
 
@@ -1036,15 +1044,7 @@ async fn write(
             t.push(ty.as_str());
             m.push(*modified);
             h.push(&hash[..]);
-            net.push(match IpBlock::of_key(key) {
-                Some(IpBlock::V4 { base, len }) => {
-                    Some(format!("{}/{len}", std::net::Ipv4Addr::from(base)))
-                }
-                Some(IpBlock::V6 { base, len }) => {
-                    Some(format!("{}/{len}", std::net::Ipv6Addr::from(base)))
-                }
-                None => None,
-            });
+            net.push(IpBlock::of_key(key).map(net_text));
         }
         tx.execute(
             "INSERT INTO observables (key, uuid, type, modified, hash, net)

@@ -14,6 +14,7 @@
 
 pub mod ingest;
 pub mod lease;
+pub mod lookup;
 pub mod migrate;
 pub mod read;
 pub mod schema;

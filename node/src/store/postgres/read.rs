@@ -437,6 +437,126 @@ impl PgStore {
             })
             .collect()
     }
+
+    /// The last `date_added` given (an export reads up to it).
+    pub async fn last_date_added(&self) -> Result<i64, StoreError> {
+        let conn = self.pool().get().await?;
+        Ok(conn
+            .query_one("SELECT last_date_added FROM feed_head", &[])
+            .await
+            .map_err(q("reading the feed head"))?
+            .get(0))
+    }
+
+    /// Up to `n` latest versions an export takes (see `ExportChunk`), with their
+    /// bodies, in `date_added` order.
+    pub async fn export_chunk(
+        &self,
+        c: &ExportChunk<'_>,
+        n: usize,
+    ) -> Result<Vec<(VersionRow, Vec<u8>)>, StoreError> {
+        let conn = self.pool().get().await?;
+        let level = level_code(c.max_tlp);
+        let bit: i16 = 1 << level;
+        let types: Option<Vec<&str>> =
+            (!c.types.is_empty()).then(|| c.types.iter().map(String::as_str).collect());
+        let origins: Option<Vec<&str>> =
+            (!c.origins.is_empty()).then(|| c.origins.iter().map(String::as_str).collect());
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {COLUMNS}, v.body FROM versions v
+             WHERE v.date_added > $1 AND v.date_added <= $2
+               AND v.latest & $3 <> 0 AND v.tlp <= $4 AND v.flags & 16 = 0
+               AND ($5::text[] IS NULL OR v.type = ANY($5))
+               AND ($6::text[] IS NULL OR EXISTS (
+                    SELECT 1 FROM deliveries d
+                    WHERE d.uuid = v.uuid AND d.type = v.type AND d.modified = v.modified
+                      AND d.hash = v.hash AND d.origin = ANY($6) AND d.tlp <= $4
+                      AND d.retracted_by IS NULL))
+             ORDER BY v.date_added LIMIT $7"
+        );
+        let rows = conn
+            .query(
+                &sql,
+                &[&c.after, &c.end, &bit, &level, &types, &origins, &limit],
+            )
+            .await
+            .map_err(q("reading versions to export"))?;
+        Ok(rows.iter().map(|r| (row_of(r), r.get(8))).collect())
+    }
+
+    /// For each version, the distinct origins of its deliveries a reader at
+    /// `max_tlp` may know of (at or below it, not retracted), in name order.
+    pub async fn origins_of(
+        &self,
+        rows: &[VersionRow],
+        max_tlp: TlpLevel,
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.pool().get().await?;
+        let uuids: Vec<Uuid> = rows.iter().map(|r| Uuid::from_u128(r.uuid)).collect();
+        let types: Vec<&str> = rows.iter().map(|r| r.type_name.as_str()).collect();
+        let modified: Vec<i64> = rows.iter().map(|r| r.modified).collect();
+        let hashes: Vec<&[u8]> = rows.iter().map(|r| &r.hash[..]).collect();
+        let found = conn
+            .query(
+                "SELECT DISTINCT k.i, d.origin
+                 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[])
+                      WITH ORDINALITY AS k(uuid, type, modified, hash, i)
+                 JOIN deliveries d ON d.uuid = k.uuid AND d.type = k.type
+                                  AND d.modified = k.modified AND d.hash = k.hash
+                 WHERE d.tlp <= $5 AND d.retracted_by IS NULL
+                 ORDER BY k.i, d.origin",
+                &[&uuids, &types, &modified, &hashes, &level_code(max_tlp)],
+            )
+            .await
+            .map_err(q("reading who reported what"))?;
+        let mut out = vec![Vec::new(); rows.len()];
+        for r in &found {
+            let i = usize::try_from(r.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
+            if let Some(slot) = out.get_mut(i) {
+                slot.push(r.get(1));
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each observable key, the distinct origins reporting it, over the latest
+    /// versions a reader at `max_tlp` sees and the deliveries it may know of.
+    pub async fn origins_naming(
+        &self,
+        keys: &[String],
+        max_tlp: TlpLevel,
+    ) -> Result<std::collections::HashMap<String, std::collections::BTreeSet<String>>, StoreError>
+    {
+        let mut out: std::collections::HashMap<String, std::collections::BTreeSet<String>> =
+            Default::default();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let conn = self.pool().get().await?;
+        let level = level_code(max_tlp);
+        let bit: i16 = 1 << level;
+        let rows = conn
+            .query(
+                "SELECT DISTINCT o.key, d.origin FROM observables o
+                 JOIN versions v ON v.uuid = o.uuid AND v.type = o.type
+                                AND v.modified = o.modified AND v.hash = o.hash
+                 JOIN deliveries d ON d.uuid = v.uuid AND d.type = v.type
+                                  AND d.modified = v.modified AND d.hash = v.hash
+                 WHERE o.key = ANY($1) AND v.latest & $2 <> 0 AND v.tlp <= $3
+                   AND d.tlp <= $3 AND d.retracted_by IS NULL",
+                &[&keys, &bit, &level],
+            )
+            .await
+            .map_err(q("reading who reported observables"))?;
+        for r in &rows {
+            out.entry(r.get(0)).or_default().insert(r.get(1));
+        }
+        Ok(out)
+    }
 }
 
 /// An envelope as the feed chooses it (without its bytes).
@@ -458,4 +578,19 @@ pub struct FeedRow {
     pub object_count: u32,
     /// Length of its bytes.
     pub len: usize,
+}
+
+/// Which latest versions an export takes.
+#[derive(Debug, Clone)]
+pub struct ExportChunk<'a> {
+    /// Added after this `date_added`.
+    pub after: i64,
+    /// Added at or before this one (the last when the export started).
+    pub end: i64,
+    /// The reader's clearance.
+    pub max_tlp: TlpLevel,
+    /// Only these types (none: every type).
+    pub types: &'a [String],
+    /// Only versions one of these members delivered (none: any).
+    pub origins: &'a [String],
 }
