@@ -123,44 +123,27 @@ fn the_coordinator_on_postgres_behind_two_processes_converges_through_a_lease_ho
             "{holders:?} {pids:?}"
         );
 
-        // The vendors publish; interpol's two processes take it all in.
-        for (i, v) in VENDORS.into_iter().enumerate() {
-            let bundle = vendor_bundle(v, 400, 70 + i as u64);
-            let c = https_client(&fed.ca_path(), Some(&fed.admin(v)));
-            let r = c
-                .post(format!("{}/api/v1/bundles", fed.url(v)))
-                .json(&bundle)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            published.extend(
-                bundle["objects"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|o| o["id"].as_str().unwrap().to_string()),
-            );
-        }
-        // Mid-sync: a second round is published and the process pulling groupib
-        // is killed while it runs.
-        for (i, v) in VENDORS.into_iter().enumerate() {
-            let bundle = vendor_bundle(v, 1500, 170 + i as u64);
-            let c = https_client(&fed.ca_path(), Some(&fed.admin(v)));
-            let r = c
-                .post(format!("{}/api/v1/bundles", fed.url(v)))
-                .json(&bundle)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            published.extend(
-                bundle["objects"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|o| o["id"].as_str().unwrap().to_string()),
-            );
+        // The vendors publish; interpol's two processes take it all in. Then a
+        // second, larger round, during which the process pulling groupib is killed.
+        for (count, seed) in [(400, 70), (1500, 170)] {
+            for (i, v) in VENDORS.into_iter().enumerate() {
+                let bundle = vendor_bundle(v, count, seed + i as u64);
+                let c = https_client(&fed.ca_path(), Some(&fed.admin(v)));
+                let r = c
+                    .post(format!("{}/api/v1/bundles", fed.url(v)))
+                    .json(&bundle)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                published.extend(
+                    bundle["objects"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|o| o["id"].as_str().unwrap().to_string()),
+                );
+            }
         }
     });
     let holders = lease_holders(pg, &db);

@@ -396,12 +396,17 @@ async fn object_provenance(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require(Role::Read)?;
-    let p = node
-        .embedded("provenance")
-        .map_err(ApiError::backend)?
-        .provenance(&id, caller.max_tlp())
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(format!("no object {id} on this node")))?;
+    let found = match node.backend() {
+        Backend::Postgres(pg) => pg
+            .store
+            .provenance(&id, caller.max_tlp())
+            .await
+            .map_err(ApiError::store)?,
+        Backend::Embedded(store) => store
+            .provenance(&id, caller.max_tlp())
+            .map_err(ApiError::internal)?,
+    };
+    let p = found.ok_or_else(|| ApiError::not_found(format!("no object {id} on this node")))?;
     Ok(json_response(StatusCode::OK, &p))
 }
 

@@ -535,22 +535,39 @@ async fn get_manifest(
             .iter()
             .map(|&h| {
                 let v = &view.versions()[h as usize];
-                json!({
-                    "id": object_id(&view, h),
-                    "date_added": Timestamp::from_micros(v.date_added).to_micros_string(),
-                    "version": version_text(v.modified, v.date_added),
-                    "media_type": STIX_MEDIA_TYPE,
-                })
+                manifest_record(object_id(&view, h), v.modified, v.date_added)
             })
             .collect();
-        let mut body = json!({"more": p.more});
-        if !records.is_empty() {
-            body["objects"] = json!(records);
-        }
-        Ok(paged_json(&node, &view, &c, &f, &p, body))
+        Ok(paged_json(
+            &node,
+            &view,
+            &c,
+            &f,
+            &p,
+            manifest_body(p.more, records),
+        ))
     })
     .await
     .map_err(ApiError::internal)?
+}
+
+/// One manifest record.
+fn manifest_record(id: String, modified: i64, date_added: i64) -> Value {
+    json!({
+        "id": id,
+        "date_added": Timestamp::from_micros(date_added).to_micros_string(),
+        "version": version_text(modified, date_added),
+        "media_type": STIX_MEDIA_TYPE,
+    })
+}
+
+/// A manifest page's body (without `next`).
+fn manifest_body(more: bool, records: Vec<Value>) -> Value {
+    let mut body = json!({ "more": more });
+    if !records.is_empty() {
+        body["objects"] = json!(records);
+    }
+    body
 }
 
 async fn add_objects(
@@ -834,19 +851,9 @@ async fn pg_manifest(
     let records: Vec<Value> = p
         .rows
         .iter()
-        .map(|r| {
-            json!({
-                "id": r.object_id(),
-                "date_added": Timestamp::from_micros(r.date_added).to_micros_string(),
-                "version": version_text(r.modified, r.date_added),
-                "media_type": STIX_MEDIA_TYPE,
-            })
-        })
+        .map(|r| manifest_record(r.object_id(), r.modified, r.date_added))
         .collect();
-    let mut body = json!({"more": p.more});
-    if !records.is_empty() {
-        body["objects"] = json!(records);
-    }
+    let body = manifest_body(p.more, records);
     Ok(paged_json_of(
         node,
         c,
