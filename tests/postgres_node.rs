@@ -143,6 +143,7 @@ fn taxii_on_postgres_answers_as_the_embedded_store_does() {
     // Between the fourth and the fifth publish on both nodes: pages from here on
     // start at the amber run.
     let mut cut = String::new();
+    let mut whole = (String::new(), String::new());
     for (i, (batch, mode)) in batches.iter().enumerate() {
         if i == 4 {
             std::thread::sleep(Duration::from_millis(5));
@@ -167,6 +168,13 @@ fn taxii_on_postgres_answers_as_the_embedded_store_does() {
             ja["envelopes"].as_array().unwrap().len(),
             jb["envelopes"].as_array().unwrap().len()
         );
+        // Each node's second envelope of the first publish: retracted whole below.
+        if i == 0 {
+            whole = (
+                ja["envelopes"][1]["id"].as_str().unwrap().to_string(),
+                jb["envelopes"][1]["id"].as_str().unwrap().to_string(),
+            );
+        }
     }
     let with_modified: std::collections::HashSet<String> = first["objects"]
         .as_array()
@@ -434,7 +442,28 @@ fn taxii_on_postgres_answers_as_the_embedded_store_does() {
             }
             v
         };
-        let ids: Vec<&String> = with_modified.iter().take(25).collect();
+        let mut ids: Vec<&String> = with_modified.iter().collect();
+        ids.sort();
+        ids.truncate(25);
+        // A retraction's own envelope id, signing and receipt times are each node's.
+        let retraction_local = |v: Value| -> Value {
+            let mut v = v;
+            for ver in v["versions"].as_array_mut().unwrap() {
+                for r in ver["retracted"].as_array_mut().into_iter().flatten() {
+                    for part in ["delivery", "retraction"] {
+                        for k in ["envelope_id", "signed_at", "received_at"] {
+                            r[part].as_object_mut().unwrap().remove(k);
+                        }
+                    }
+                }
+                for r in ver["retracted_by"].as_array_mut().into_iter().flatten() {
+                    for k in ["envelope_id", "signed_at", "received_at"] {
+                        r.as_object_mut().unwrap().remove(k);
+                    }
+                }
+            }
+            v
+        };
         for who in [&admin, &green] {
             let mut found = 0;
             for id in ids.iter().copied().chain([&some_id]) {
@@ -451,18 +480,60 @@ fn taxii_on_postgres_answers_as_the_embedded_store_does() {
             }
             assert!(found > 0);
         }
-        // What the node cannot do on PostgreSQL yet is refused with a stable code.
-        let r = admin
-            .post(format!("{}/api/v1/retractions", b.url))
-            .json(&json!({"objects": [some_id], "reason": "false-positive"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 501);
-        assert_eq!(
-            r.json::<Value>().await.unwrap()["error"],
-            "not-on-this-backend"
-        );
+        // Retractions: the same objects and a whole envelope taken back on both;
+        // the pages (tombstones in place of what was retracted), provenance and
+        // exports stay alike.
+        let taken: Vec<&String> = ids.iter().copied().take(4).collect();
+        for (base, envelope) in [(&a.url, &whole.0), (&b.url, &whole.1)] {
+            let r = admin
+                .post(format!("{base}/api/v1/retractions"))
+                .json(&json!({"objects": taken, "envelopes": [envelope], "reason": "false-positive", "note": "test"}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let report: Value = r.json().await.unwrap();
+            assert_eq!(status, 200, "{report}");
+            assert!(!report["retractions"].as_array().unwrap().is_empty());
+        }
+        for who in [&admin, &green] {
+            for q in [
+                format!("{coll}/consolidated/objects/?limit=9"),
+                format!("{coll}/consolidated/objects/?limit=11&match[version]=all"),
+                format!("{coll}/local/objects/?limit=13&match[version]=first,last"),
+                format!("{coll}/consolidated/objects/?limit=9&added_after={cut}"),
+            ] {
+                // The tombstones of one retraction take their `date_added` in an order
+                // of each store's own (node-local values): the same objects, in
+                // whichever order.
+                let sorted = |mut v: Vec<Value>| {
+                    v.sort_by_key(|o| o.to_string());
+                    v
+                };
+                let (oa, _) = all_pages(who, &format!("{}{q}", a.url), "objects").await;
+                let (ob, _) = all_pages(who, &format!("{}{q}", b.url), "objects").await;
+                assert!(oa.iter().any(|o| o["revoked"] == true), "tombstones served: {q}");
+                assert_eq!(sorted(oa), sorted(ob), "after retractions: {q}");
+            }
+            for id in &taken {
+                let path = format!("/api/v1/objects/{id}/provenance");
+                let (sa, pa) = get_json(who, &format!("{}{path}", a.url)).await;
+                let (sb, pb) = get_json(who, &format!("{}{path}", b.url)).await;
+                assert_eq!(sa, sb, "{id}");
+                if sa == 200 {
+                    let (pa, pb) = (retraction_local(node_local(pa)), retraction_local(node_local(pb)));
+                    assert!(pa.to_string().contains("false-positive"), "{pa}");
+                    assert_eq!(pa, pb, "provenance of retracted {id}");
+                }
+            }
+            let (_, ea) = get_json(who, &format!("{}/api/v1/export?format=csv", a.url)).await;
+            let (_, eb) = get_json(who, &format!("{}/api/v1/export?format=csv", b.url)).await;
+            assert_eq!(ea, eb, "CSV export after retractions");
+        }
+        let sa = get_json(&admin, &format!("{}/api/v1/stats", a.url)).await.1;
+        let sb = get_json(&admin, &format!("{}/api/v1/stats", b.url)).await.1;
+        assert_eq!(sa["digests"], sb["digests"], "digests after retractions");
+        assert_eq!(sa["shared_digests"], sb["shared_digests"]);
         let metrics = admin
             .get(format!("{}/metrics", b.url))
             .send()
@@ -617,6 +688,18 @@ fn two_serve_processes_share_one_database_and_number_publishes_once() {
     });
     let n = assert_seqs_dense(pg, &db_name(&url));
     assert!(n >= 12, "{n} envelopes for 12 publishes");
+    // `synergia rebuild` does not touch a data directory that is not the store.
+    let out = std::process::Command::new(synergia_bin())
+        .args(["rebuild", "--config"])
+        .arg(&m.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("store.backend = \"postgres\": rebuilding"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -19,6 +19,12 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<u8> {
     let cfg = Config::load(&a.config)?;
+    if cfg.store.backend == synergia::config::StoreBackend::Postgres {
+        anyhow::bail!(
+            "{}: store.backend = \"postgres\": rebuilding the view in the database is not available in this version (the data directory is not the node's store); to rebuild it, move the node's evidence log into an empty database again with `synergia store migrate`",
+            a.config.display()
+        );
+    }
     let roster = Roster::load(&cfg.roster)?;
     let opts = StoreOptions {
         cache_bytes: cfg.store.cache_mb << 20,

@@ -415,7 +415,7 @@ impl Node {
         recipients: &[String],
     ) -> Result<Vec<(PublishedEnvelope, Vec<usize>)>, PublishError> {
         let mut next = seq.next;
-        let turn = seq.shared.as_ref().map(|(_, t)| t);
+        let turn = seq.shared();
         let mut jobs: Vec<SignJob> = Vec::new();
         let mut members_of: Vec<Vec<usize>> = Vec::new();
         for (level, mut members) in groups {
@@ -503,28 +503,7 @@ impl Node {
         let mut envelopes: Vec<Envelope> = Vec::new();
         let end = crate::parallel::pipeline(jobs, sign, |batch: Vec<(Envelope, Prepared)>| {
             let (envs, prepared): (Vec<Envelope>, Vec<Prepared>) = batch.into_iter().unzip();
-            let (outcomes, head) = match self.backend() {
-                Backend::Embedded(store) => (
-                    store.ingest_prepared(&envs, prepared, "local")?,
-                    store.head(),
-                ),
-                Backend::Postgres(pg) => {
-                    let incoming: Vec<Incoming> = envs
-                        .iter()
-                        .zip(prepared)
-                        .map(|(e, p)| Incoming::new(e, p))
-                        .collect();
-                    pg.block(async {
-                        // Still this publish's turn: else another process may have
-                        // numbered on (the ingest refuses a number used anyway).
-                        if let Some(t) = turn {
-                            t.touch().await?;
-                        }
-                        let out = pg.store.ingest(&incoming, LOCAL).await?;
-                        Ok::<_, StoreError>((out, pg.store.head().await?))
-                    })?
-                }
-            };
+            let (outcomes, head) = store_signed(self.backend(), turn, &envs, prepared)?;
             // Counted as stored even if one was refused: the others of the batch
             // were, and their sequence numbers are used.
             envelopes.extend(envs);
@@ -662,7 +641,7 @@ impl Node {
     /// The turn to sign this member's next sequence numbers: this process's lock,
     /// and on PostgreSQL the database's publish turn too, which every process of the
     /// member shares and which gives the next number.
-    fn seq_turn(&self) -> Result<SeqTurn<'_>, PublishError> {
+    pub(super) fn seq_turn(&self) -> Result<SeqTurn<'_>, StoreError> {
         let local = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = *local;
         let shared = match self.backend().postgres() {
@@ -681,17 +660,53 @@ impl Node {
     }
 }
 
+/// Stores envelopes this member just signed under `turn` (a publish's or a
+/// retraction's); returns the outcomes and the feed head after them.
+pub(super) fn store_signed(
+    backend: &Backend,
+    turn: Option<&PublishTurn>,
+    envs: &[Envelope],
+    prepared: Vec<Prepared>,
+) -> Result<(Vec<IngestOutcome>, u64), StoreError> {
+    match backend {
+        Backend::Embedded(store) => {
+            Ok((store.ingest_prepared(envs, prepared, LOCAL)?, store.head()))
+        }
+        Backend::Postgres(pg) => {
+            let incoming: Vec<Incoming> = envs
+                .iter()
+                .zip(prepared)
+                .map(|(e, p)| Incoming::new(e, p))
+                .collect();
+            pg.block(async {
+                // Still this publish's turn: else another process may have numbered
+                // on (the ingest refuses a number used anyway).
+                if let Some(t) = turn {
+                    t.touch().await?;
+                }
+                let out = pg.store.ingest(&incoming, LOCAL).await?;
+                Ok((out, pg.store.head().await?))
+            })
+        }
+    }
+}
+
 /// A publish's turn to sign (`Node::seq_turn`).
-struct SeqTurn<'a> {
+pub(super) struct SeqTurn<'a> {
     local: std::sync::MutexGuard<'a, u64>,
     /// The next sequence number to sign with.
-    next: u64,
+    pub(super) next: u64,
     shared: Option<(&'a crate::node::backend::Postgres, PublishTurn)>,
 }
 
 impl SeqTurn<'_> {
     /// Gives the turn back (as dropping it does, on every path a publish ends by).
-    fn end(self) {}
+    pub(super) fn end(self) {}
+
+    /// The database's turn, on PostgreSQL.
+    pub(super) fn shared(&self) -> Option<&PublishTurn> {
+        self.shared.as_ref().map(|(_, t)| t)
+    }
 }
 
 impl Drop for SeqTurn<'_> {

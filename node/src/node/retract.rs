@@ -6,6 +6,7 @@
 //! retractions, as one publish may sign several envelopes.
 
 use super::Node;
+use super::backend::Backend;
 use crate::envelope::retraction::{MAX_TARGETS, ObjectTarget};
 use crate::envelope::{Envelope, EnvelopeId, EnvelopeMeta, Kind, Reason, Retraction};
 use crate::stix::timestamp::Timestamp;
@@ -19,9 +20,6 @@ use std::collections::BTreeMap;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RetractError {
-    /// The node's store backend cannot sign retractions yet.
-    #[error(transparent)]
-    Backend(#[from] crate::node::backend::NotOnThisBackend),
     /// A target this member cannot take back (unknown, another member's, a
     /// retraction, an object it never delivered).
     #[error("{0}")]
@@ -73,6 +71,21 @@ pub struct RetractReport {
 /// Where a target goes: the level and recipients of what it names.
 type Group = (TlpLevel, Vec<String>);
 
+/// An envelope held, as a retraction of it must know it.
+struct HeldEnvelope {
+    origin: String,
+    retraction: bool,
+    tlp: TlpLevel,
+    recipients: Vec<String>,
+}
+
+/// One of this member's deliveries of an object version.
+struct OwnDelivery {
+    modified: i64,
+    tlp: TlpLevel,
+    recipients: Vec<String>,
+}
+
 #[derive(Default)]
 struct Targets {
     envelopes: Vec<EnvelopeId>,
@@ -105,9 +118,8 @@ impl Node {
         if self.recovering() {
             return Err(RetractError::Recovering);
         }
-        let store = self.embedded("retracting")?;
-        let groups = self.group_targets(store, envelopes, objects)?;
-        let mut seq = self.next_seq.lock().unwrap_or_else(|p| p.into_inner());
+        let groups = self.group_targets(envelopes, objects)?;
+        let mut seq = self.seq_turn()?;
         let signer = self.live().signer.clone();
         let signed_at = Timestamp::now();
         let mut out = Vec::new();
@@ -130,7 +142,7 @@ impl Node {
                     r.clone(),
                     &signer,
                     EnvelopeMeta {
-                        seq: *seq,
+                        seq: seq.next,
                         signed_at,
                         tlp,
                         recipients: recipients.clone(),
@@ -138,9 +150,14 @@ impl Node {
                 )
                 .map_err(|e| RetractError::Sign(e.to_string()))?;
                 let prepared = prepare(&env)?;
-                store.ingest_prepared(std::slice::from_ref(&env), vec![prepared], "local")?;
-                *seq += 1;
-                self.sync.head.send_replace(store.head());
+                let (_, head) = super::publish::store_signed(
+                    self.backend(),
+                    seq.shared(),
+                    std::slice::from_ref(&env),
+                    vec![prepared],
+                )?;
+                seq.next += 1;
+                self.sync.head.send_replace(head);
                 tracing::info!(retraction = %env.id(), seq = env.header().seq, tlp = %tlp, reason = %reason, envelopes = r.envelopes.len(), objects = r.objects.len(), "retraction signed");
                 out.push(SignedRetraction {
                     id: env.id().to_string(),
@@ -152,7 +169,7 @@ impl Node {
                 });
             }
         }
-        drop(seq);
+        seq.end();
         self.metrics.retractions_signed(out.len() as u64);
         Ok(RetractReport {
             retractions: out,
@@ -164,32 +181,29 @@ impl Node {
     /// they name.
     fn group_targets(
         &self,
-        store: &crate::store::Store,
         envelopes: &[EnvelopeId],
         objects: &[ObjectTarget],
     ) -> Result<BTreeMap<Group, Targets>, RetractError> {
-        let view = store.read();
         let me = self.member();
+        let ids: Vec<[u8; 32]> = envelopes.iter().map(EnvelopeId::digest_bytes).collect();
+        let metas = self.held_envelopes(&ids)?;
         let mut groups: BTreeMap<Group, Targets> = BTreeMap::new();
-        for id in envelopes {
-            let meta = view
-                .envelope_by_id(&id.digest_bytes())
-                .and_then(|ix| view.envelope(ix))
-                .ok_or_else(|| {
-                    RetractError::NotRetractable(format!("this node holds no envelope {id}"))
-                })?;
-            if meta.kind == Kind::Retraction {
+        for (id, meta) in envelopes.iter().zip(metas) {
+            let meta = meta.ok_or_else(|| {
+                RetractError::NotRetractable(format!("this node holds no envelope {id}"))
+            })?;
+            if meta.retraction {
                 return Err(RetractError::NotRetractable(format!(
                     "{id} is a retraction; a retraction cannot be taken back"
                 )));
             }
-            let origin = view.origin_name(meta.origin);
-            if origin != me {
+            if meta.origin != me {
                 return Err(RetractError::NotRetractable(format!(
-                    "envelope {id} was published by {origin}; only its origin may retract it"
+                    "envelope {id} was published by {}; only its origin may retract it",
+                    meta.origin
                 )));
             }
-            let mut recipients = meta.recipients.clone();
+            let mut recipients = meta.recipients;
             recipients.sort();
             groups
                 .entry((meta.tlp, recipients))
@@ -197,7 +211,6 @@ impl Node {
                 .envelopes
                 .push(id.clone());
         }
-        let me_ix = view.origin_index(me);
         for o in objects {
             let (t, uuid) = split_id(&o.id).ok_or_else(|| {
                 RetractError::Invalid(format!("{:?} is not a STIX id (type--uuid)", o.id))
@@ -206,24 +219,12 @@ impl Node {
             // retraction may be repeated, say with a better note).
             let mut level: Option<TlpLevel> = None;
             let mut recipients: Vec<String> = Vec::new();
-            for h in view.versions_of(t, uuid) {
-                let Some(v) = view.version(h) else { continue };
-                if v.has(crate::store::view::RETRACTED)
-                    || o.modified.is_some_and(|m| m.as_micros() != v.modified)
-                {
+            for d in self.own_deliveries(t, uuid)? {
+                if o.modified.is_some_and(|m| m.as_micros() != d.modified) {
                     continue;
                 }
-                let deliveries = view
-                    .deliveries(h)
-                    .into_iter()
-                    .chain(view.retracted_deliveries(h).into_iter().map(|(d, _)| d));
-                for d in deliveries {
-                    if Some(d.origin) != me_ix {
-                        continue;
-                    }
-                    level = Some(level.map_or(d.tlp, |l| l.min(d.tlp)));
-                    recipients.extend(d.recipients.iter().cloned());
-                }
+                level = Some(level.map_or(d.tlp, |l| l.min(d.tlp)));
+                recipients.extend(d.recipients);
             }
             let Some(level) = level else {
                 return Err(RetractError::NotRetractable(format!(
@@ -242,5 +243,86 @@ impl Node {
                 .push(o.clone());
         }
         Ok(groups)
+    }
+
+    /// What the store holds of each of these envelopes (`None`: not held).
+    fn held_envelopes(&self, ids: &[[u8; 32]]) -> Result<Vec<Option<HeldEnvelope>>, StoreError> {
+        match self.backend() {
+            Backend::Embedded(store) => {
+                let view = store.read();
+                Ok(ids
+                    .iter()
+                    .map(|id| {
+                        let meta = view.envelope_by_id(id).and_then(|ix| view.envelope(ix))?;
+                        Some(HeldEnvelope {
+                            origin: view.origin_name(meta.origin).to_string(),
+                            retraction: meta.kind == Kind::Retraction,
+                            tlp: meta.tlp,
+                            recipients: meta.recipients.clone(),
+                        })
+                    })
+                    .collect())
+            }
+            Backend::Postgres(pg) => {
+                let mut found: std::collections::HashMap<[u8; 32], HeldEnvelope> = pg
+                    .block(pg.store.envelope_metas(ids))?
+                    .into_iter()
+                    .map(|(id, origin, retraction, tlp, recipients)| {
+                        (
+                            id,
+                            HeldEnvelope {
+                                origin,
+                                retraction,
+                                tlp,
+                                recipients,
+                            },
+                        )
+                    })
+                    .collect();
+                Ok(ids.iter().map(|id| found.remove(id)).collect())
+            }
+        }
+    }
+
+    /// This member's deliveries (standing or retracted) of the versions of an object,
+    /// tombstones aside.
+    fn own_deliveries(&self, t: &str, uuid: u128) -> Result<Vec<OwnDelivery>, StoreError> {
+        let me = self.member();
+        match self.backend() {
+            Backend::Embedded(store) => {
+                let view = store.read();
+                let Some(me_ix) = view.origin_index(me) else {
+                    return Ok(Vec::new());
+                };
+                let mut out = Vec::new();
+                for h in view.versions_of(t, uuid) {
+                    let Some(v) = view.version(h) else { continue };
+                    if v.has(crate::store::view::RETRACTED) {
+                        continue;
+                    }
+                    let deliveries = view
+                        .deliveries(h)
+                        .into_iter()
+                        .chain(view.retracted_deliveries(h).into_iter().map(|(d, _)| d));
+                    for d in deliveries.filter(|d| d.origin == me_ix) {
+                        out.push(OwnDelivery {
+                            modified: v.modified,
+                            tlp: d.tlp,
+                            recipients: d.recipients.clone(),
+                        });
+                    }
+                }
+                Ok(out)
+            }
+            Backend::Postgres(pg) => Ok(pg
+                .block(pg.store.deliveries_by(t, uuid, me))?
+                .into_iter()
+                .map(|(modified, tlp, recipients)| OwnDelivery {
+                    modified,
+                    tlp,
+                    recipients,
+                })
+                .collect()),
+        }
     }
 }

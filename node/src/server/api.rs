@@ -232,7 +232,6 @@ fn retract_error(e: crate::node::retract::RetractError) -> ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad-retraction", m)
         }
         RetractError::Store(e) => ApiError::store(e),
-        RetractError::Backend(e) => ApiError::backend(e),
         RetractError::Sign(m) => ApiError::internal(m),
         RetractError::Recovering => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

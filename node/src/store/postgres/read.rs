@@ -557,6 +557,58 @@ impl PgStore {
         }
         Ok(out)
     }
+
+    /// For each held envelope among `ids`: its origin, whether it is a retraction,
+    /// its level and red recipients.
+    pub async fn envelope_metas(
+        &self,
+        ids: &[[u8; 32]],
+    ) -> Result<Vec<([u8; 32], String, bool, TlpLevel, Vec<String>)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.pool().get().await?;
+        let refs: Vec<&[u8]> = ids.iter().map(|i| &i[..]).collect();
+        let rows = conn
+            .query(
+                "SELECT id, origin, retraction, tlp, recipients FROM envelopes WHERE id = ANY($1)",
+                &[&refs],
+            )
+            .await
+            .map_err(q("reading envelopes"))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let id = <[u8; 32]>::try_from(r.get::<_, &[u8]>(0)).ok()?;
+                Some((id, r.get(1), r.get(2), level_of(r.get(3)), r.get(4)))
+            })
+            .collect())
+    }
+
+    /// `origin`'s deliveries of the versions of an object, standing or retracted:
+    /// (version's `modified`, envelope level, red recipients), in feed order.
+    pub async fn deliveries_by(
+        &self,
+        type_name: &str,
+        uuid: u128,
+        origin: &str,
+    ) -> Result<Vec<(i64, TlpLevel, Vec<String>)>, StoreError> {
+        let conn = self.pool().get().await?;
+        let rows = conn
+            .query(
+                "SELECT d.modified, e.tlp, e.recipients FROM deliveries d
+                 JOIN envelopes e ON e.id = d.envelope
+                 WHERE d.uuid = $1 AND d.type = $2 AND d.origin = $3
+                 ORDER BY e.ordinal",
+                &[&Uuid::from_u128(uuid), &type_name, &origin],
+            )
+            .await
+            .map_err(q("reading an origin's deliveries"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), level_of(r.get(1)), r.get(2)))
+            .collect())
+    }
 }
 
 /// An envelope as the feed chooses it (without its bytes).
