@@ -367,8 +367,9 @@ impl Node {
                     .collect())
             }
             Backend::Postgres(pg) => Ok(pg
-                .block(pg.store.envelope_owners(ids))?
+                .block(pg.store.envelope_metas(ids))?
                 .into_iter()
+                .map(|(id, origin, retraction, _, _)| (id, (origin, retraction)))
                 .collect()),
         }
     }

@@ -193,12 +193,7 @@ async fn feed(
             list.add(store, e, *carry)
                 .map_err(ApiError::internal)?;
         }
-        let (sent, objects) = entries
-            .iter()
-            .filter(|(_, c)| *c == Carry::Body)
-            .fold((0u64, 0u64), |(n, o), (e, _)| {
-                (n + 1, o + u64::from(e.object_count))
-            });
+        let (sent, objects) = carried(entries.iter().map(|(e, c)| (e.object_count, *c)));
         let mut body = list.finish();
         body.extend_from_slice(tail.as_bytes());
         node.sync()
@@ -279,6 +274,14 @@ fn head_for(node: &Node, view: &crate::store::view::View, peer: &str) -> Option<
             )
         })
         .map(|e| e.ordinal + 1)
+}
+
+/// The envelopes a page carries in full and the objects in them (counted for the
+/// operator: an id alone sends nothing).
+fn carried(entries: impl Iterator<Item = (u32, Carry)>) -> (u64, u64) {
+    entries
+        .filter(|(_, c)| *c == Carry::Body)
+        .fold((0, 0), |(n, o), (k, _)| (n + 1, o + u64::from(k)))
 }
 
 /// What a feed request asks for.
@@ -443,13 +446,13 @@ async fn feed_postgres(
         ",\"next\":\"{next}\",\"more\":{more},\"head\":{head},\"epoch\":\"{}\"}}",
         pg.epoch()
     );
-    let carried: Vec<[u8; 32]> = entries
+    let with_body: Vec<[u8; 32]> = entries
         .iter()
         .filter(|(_, c)| *c == Carry::Body)
         .map(|(e, _)| e.id)
         .collect();
     let mut bodies = pg
-        .envelope_bodies(&carried)
+        .envelope_bodies(&with_body)
         .await
         .map_err(ApiError::store)?
         .into_iter();
@@ -475,12 +478,7 @@ async fn feed_postgres(
                 .map_err(ApiError::internal)?,
         }
     }
-    let (sent, objects) = entries
-        .iter()
-        .filter(|(_, c)| *c == Carry::Body)
-        .fold((0u64, 0u64), |(n, o), (e, _)| {
-            (n + 1, o + u64::from(e.object_count))
-        });
+    let (sent, objects) = carried(entries.iter().map(|(e, c)| (e.object_count, *c)));
     let mut body = list.finish();
     body.extend_from_slice(tail.as_bytes());
     let n = node.clone();

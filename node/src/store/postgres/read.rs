@@ -341,29 +341,6 @@ impl PgStore {
         Ok(out)
     }
 
-    /// For each held envelope among `ids`: its origin and whether it is a retraction.
-    pub async fn envelope_owners(
-        &self,
-        ids: &[[u8; 32]],
-    ) -> Result<Vec<([u8; 32], (String, bool))>, StoreError> {
-        let conn = self.pool().get().await?;
-        let refs: Vec<&[u8]> = ids.iter().map(|i| &i[..]).collect();
-        let rows = conn
-            .query(
-                "SELECT id, origin, retraction FROM envelopes WHERE id = ANY($1)",
-                &[&refs],
-            )
-            .await
-            .map_err(q("reading what a retraction names"))?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let id = <[u8; 32]>::try_from(r.get::<_, &[u8]>(0)).ok()?;
-                Some((id, (r.get(1), r.get(2))))
-            })
-            .collect())
-    }
-
     /// Up to `n` envelopes from feed position `from` on, in position order, without
     /// their bodies.
     pub async fn feed_entries(&self, from: u64, n: usize) -> Result<Vec<FeedRow>, StoreError> {
