@@ -897,7 +897,20 @@ fn one_process_holds_a_peers_pull_lease_until_it_stops_renewing() {
             !a.take_lease("kaspersky", &ha, ttl).await.unwrap(),
             "a learns at its next renewal that it lost the lease"
         );
-        b.release_lease("kaspersky", &hb).await.unwrap();
+        // b stops: its row and both its leases (kaspersky's, interpol's) go at once.
+        b.process_seen(&hb, "127.0.0.1:7443").await.unwrap();
+        let running = |s: PgStore| async move {
+            let c = s.pool().get().await.unwrap();
+            synergia::store::postgres::lease::running_processes(&**c)
+                .await
+                .unwrap()
+        };
+        assert_eq!(
+            running(b.clone()).await,
+            [(hb.clone(), "127.0.0.1:7443".to_string())]
+        );
+        assert_eq!(b.process_stopping(&hb).await.unwrap(), 2);
+        assert!(running(b.clone()).await.is_empty());
         assert!(
             a.take_lease("kaspersky", &ha, ttl).await.unwrap(),
             "released: free at once"

@@ -13,7 +13,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use synergia::config::{Config, StoreBackend};
+use synergia::config::Config;
 use synergia::stix::tlp::TlpLevel;
 use synergia::workload::{GenOptions, bundle};
 
@@ -23,13 +23,7 @@ const VENDORS: [&str; 4] = ["groupib", "trendmicro", "kaspersky", "teamcymru"];
 /// Interpol's config moved onto database `url`, written next to the others.
 fn interpol_on_postgres(fed: &ExampleFederation, url: &str) -> PathBuf {
     let mut cfg = Config::load(&fed.config_path("interpol")).unwrap();
-    let pw = fed.dir.path().join("interpol-db-password");
-    std::fs::write(&pw, common::pg::PASSWORD).unwrap();
-    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    cfg.store.backend = StoreBackend::Postgres;
-    cfg.store.url = Some(format!("{url}?sslmode=disable"));
-    cfg.store.password_file = Some(pw);
-    cfg.store.pool_size = 8;
+    common::pg::use_database(&mut cfg, url, fed.dir.path());
     let path = fed.dir.path().join("config/interpol-postgres.toml");
     std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
     path

@@ -9,27 +9,16 @@ use common::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use synergia::config::{Config, Role, StoreBackend};
+use synergia::config::{Config, Role};
 use synergia::keys::tls::Validity;
 use synergia::node::publish::Mode;
 use synergia::stix::tlp::TlpLevel;
 use synergia::workload::{GenOptions, bundle};
 
-/// A private file holding the test cluster's password.
-fn password_file(dir: &Path) -> PathBuf {
-    let p = dir.join("db-password");
-    std::fs::write(&p, common::pg::PASSWORD).unwrap();
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    p
-}
-
 /// `cfg` moved onto database `url`, without peers (these tests are about one
 /// member's processes; tests/postgres_federation.rs syncs).
 fn on_postgres(mut cfg: Config, url: &str, dir: &Path) -> Config {
-    cfg.store.backend = StoreBackend::Postgres;
-    cfg.store.url = Some(format!("{url}?sslmode=disable"));
-    cfg.store.password_file = Some(password_file(dir));
-    cfg.store.pool_size = 8;
+    common::pg::use_database(&mut cfg, url, dir);
     cfg.peers.clear();
     cfg
 }
@@ -652,11 +641,11 @@ fn two_serve_processes_share_one_database_and_number_publishes_once() {
     let url = pg.new_database();
     let m = PgMember::new(&url);
     let ports = free_ports(2);
-    let (_a, url_a) = m.serve(ports[0]);
-    let (_b, url_b) = m.serve(ports[1]);
+    let (mut a, url_a) = m.serve(ports[0]);
+    let (mut b, url_b) = m.serve(ports[1]);
     let rt = rt();
-    rt.block_on(async {
-        let admin = m.admin();
+    let admin = m.admin();
+    let digests = rt.block_on(async {
         let mut tasks = Vec::new();
         for (k, base) in [&url_a, &url_b].into_iter().enumerate() {
             for i in 0..6u64 {
@@ -685,21 +674,58 @@ fn two_serve_processes_share_one_database_and_number_publishes_once() {
         let sb = get_json(&admin, &format!("{url_b}/api/v1/stats")).await.1;
         assert_eq!(sa["digests"], sb["digests"]);
         assert_eq!(sa["envelopes"], sb["envelopes"]);
+        sa["digests"].clone()
     });
     let n = assert_seqs_dense(pg, &db_name(&url));
     assert!(n >= 12, "{n} envelopes for 12 publishes");
-    // `synergia rebuild` does not touch a data directory that is not the store.
-    let out = std::process::Command::new(synergia_bin())
-        .args(["rebuild", "--config"])
-        .arg(&m.config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    // `synergia rebuild` refuses while the member's processes serve, and changes
+    // nothing; the status lists both processes. Once they stopped, it runs at once
+    // (a stopping process says so) and finds the same view.
+    let rebuild = || {
+        std::process::Command::new(synergia_bin())
+            .args(["rebuild", "--config"])
+            .arg(&m.config)
+            .output()
+            .unwrap()
+    };
+    let out = rebuild();
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("store.backend = \"postgres\": rebuilding"),
+        err.contains("a serve process of this member is running")
+            && err.contains("nothing was changed"),
         "{err}"
     );
+    rt.block_on(async {
+        let (_, stats) = get_json(&admin, &format!("{url_a}/api/v1/stats")).await;
+        let listens: Vec<&str> = stats["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["listen"].as_str().unwrap())
+            .collect();
+        assert_eq!(listens.len(), 2, "{stats}");
+    });
+    assert!(a.terminate(Duration::from_secs(10)) && b.terminate(Duration::from_secs(10)));
+    let out = rebuild();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("{n} envelopes read")) && text.contains(" 0 rejected"),
+        "{text}"
+    );
+    for (level, d) in digests.as_object().unwrap() {
+        assert!(
+            text.contains(&format!("digest {level:<13} {}", d.as_str().unwrap())),
+            "{level}: {text}"
+        );
+    }
+    assert_eq!(assert_seqs_dense(pg, &db_name(&url)), n);
 }
 
 #[test]

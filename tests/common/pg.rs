@@ -317,3 +317,15 @@ fn shell_words(c: &Command) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// Puts `cfg` on database `url` of the test cluster (TLS to it off; its password in a
+/// private file in `dir`), keeping everything else, peers included.
+pub fn use_database(cfg: &mut synergia::config::Config, url: &str, dir: &Path) {
+    let pw = dir.join(format!("db-password-{}", cfg.member));
+    std::fs::write(&pw, PASSWORD).unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    cfg.store.backend = synergia::config::StoreBackend::Postgres;
+    cfg.store.url = Some(format!("{url}?sslmode=disable"));
+    cfg.store.password_file = Some(pw);
+    cfg.store.pool_size = 8;
+}

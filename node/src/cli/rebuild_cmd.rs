@@ -2,14 +2,20 @@
 
 use anyhow::Context as _;
 use std::path::PathBuf;
-use synergia::config::Config;
+use synergia::config::{Config, StoreBackend};
+use synergia::node::backend::database_config;
 use synergia::roster::Roster;
+use synergia::store::postgres::PgStore;
+use synergia::store::postgres::rebuild::PgRebuildError;
+use synergia::store::postgres::settings::DbSettings;
 use synergia::store::{Store, StoreOptions};
 
 /// Rebuild every index from the evidence log, verifying every signature again.
 ///
 /// Run it with the node stopped: after a crash that left the index unreadable, after a
 /// roster change (revoked keys), or after an upgrade that changed the index format.
+/// On PostgreSQL the view's tables are built again from the `envelopes` table, in one
+/// transaction; it refuses while a `serve` process of the member shows signs of life.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The node's config file.
@@ -19,22 +25,40 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<u8> {
     let cfg = Config::load(&a.config)?;
-    if cfg.store.backend == synergia::config::StoreBackend::Postgres {
-        anyhow::bail!(
-            "{}: store.backend = \"postgres\": rebuilding the view in the database is not available in this version (the data directory is not the node's store); to rebuild it, move the node's evidence log into an empty database again with `synergia store migrate`",
-            a.config.display()
-        );
-    }
     let roster = Roster::load(&cfg.roster)?;
-    let opts = StoreOptions {
-        cache_bytes: cfg.store.cache_mb << 20,
-        ..StoreOptions::default()
+    let (what, report) = match cfg.store.backend {
+        StoreBackend::Embedded => {
+            let opts = StoreOptions {
+                cache_bytes: cfg.store.cache_mb << 20,
+                ..StoreOptions::default()
+            };
+            let report = Store::rebuild(&cfg.data_dir, &opts, &roster)
+                .with_context(|| format!("rebuilding {}", cfg.data_dir.display()))?;
+            (cfg.data_dir.display().to_string(), report)
+        }
+        StoreBackend::Postgres => {
+            let db = DbSettings::resolve(&database_config(&cfg))
+                .with_context(|| format!("{}: [store]", a.config.display()))?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let store = rt
+                .block_on(PgStore::open(&db))
+                .with_context(|| format!("opening the database {}", db.url))?;
+            let report = match rt.block_on(store.rebuild(&roster)) {
+                Ok(r) => r,
+                Err(e @ PgRebuildError::InUse(_)) => {
+                    eprintln!("error: {}: {e}", db.url);
+                    return Ok(super::EXIT_INVALID);
+                }
+                Err(e) => return Err(e).with_context(|| format!("rebuilding {}", db.url)),
+            };
+            (db.url.clone(), report)
+        }
     };
-    let report = Store::rebuild(&cfg.data_dir, &opts, &roster)
-        .with_context(|| format!("rebuilding {}", cfg.data_dir.display()))?;
     println!(
-        "rebuilt {}: {} envelopes read, {} object versions indexed, {} rejected",
-        cfg.data_dir.display(),
+        "rebuilt {what}: {} envelopes read, {} object versions indexed, {} rejected",
         report.envelopes,
         report.versions,
         report.rejected.len()
@@ -43,7 +67,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         println!("  rejected log ordinal {ordinal}: {why}");
     }
     for (level, d) in &report.digests {
-        println!("  digest {level:<13} {d}");
+        println!("  digest {:<13} {d}", level.as_str());
     }
     Ok(0)
 }

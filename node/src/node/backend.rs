@@ -20,6 +20,9 @@ pub enum Backend {
 pub struct Postgres {
     /// The store.
     pub store: PgStore,
+    /// This process's name among the member's processes, in the pull leases it holds
+    /// (given up at once when it stops).
+    pub holder: String,
     handle: tokio::runtime::Handle,
 }
 
@@ -36,7 +39,11 @@ pub struct NotOnThisBackend {
 impl Postgres {
     /// Wraps a store whose statements run on the runtime of `handle`.
     pub fn new(store: PgStore, handle: tokio::runtime::Handle) -> Postgres {
-        Postgres { store, handle }
+        Postgres {
+            store,
+            holder: crate::store::postgres::lease::holder_name(),
+            handle,
+        }
     }
 
     /// Runs `fut` to its end from synchronous code: a publish on a blocking thread,

@@ -444,6 +444,10 @@ async fn stats_postgres(
     }
     let origins = pg.origin_seqs().await?;
     let bytes = pg.disk_bytes().await?;
+    let processes = {
+        let c = pg.pool().get().await?;
+        crate::store::postgres::lease::running_processes(&**c).await?
+    };
     let body = json!({
         "member": node.member(),
         "backend": "postgres",
@@ -454,6 +458,8 @@ async fn stats_postgres(
         "digests": digests,
         "shared_digests": shared,
         "disk": {"log_bytes": bytes, "index_bytes": 0},
+        // The member's `serve` processes sharing the database, this one included.
+        "processes": processes.into_iter().map(|(holder, listen)| json!({"holder": holder, "listen": listen})).collect::<Vec<_>>(),
         "index_needs_restart": false,
         "started_at": node.started_at().to_millis_string(),
         "roster": roster_summary(node),

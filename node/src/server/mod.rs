@@ -174,7 +174,13 @@ pub async fn serve(
             }
         })
     };
-    tracing::info!(address = %listener.local_addr()?, member = %node.member(), "serving");
+    let address = listener.local_addr()?;
+    // On PostgreSQL the member's other processes, and its maintenance, see this one.
+    let beat = node
+        .backend()
+        .postgres()
+        .map(|_| tokio::spawn(process_beat(node.clone(), address.to_string())));
+    tracing::info!(%address, member = %node.member(), "serving");
     tokio::pin!(shutdown);
     loop {
         let (tcp, remote) = tokio::select! {
@@ -337,8 +343,30 @@ pub async fn serve(
         });
     }
     reloader.abort();
+    if let Some(b) = beat {
+        b.abort();
+    }
     for t in background {
         t.abort();
+    }
+    // The pulls stopped with them: another process of the member takes them over now
+    // rather than when the leases expire, and maintenance need not wait.
+    if let Some(pg) = node.backend().postgres() {
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            pg.store.process_stopping(&pg.holder),
+        )
+        .await
+        {
+            Ok(Ok(n)) if n > 0 => tracing::info!(leases = n, "pull leases given up"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot give the pull leases up; they expire by themselves")
+            }
+            Err(_) => tracing::warn!(
+                "giving the pull leases up took more than 5 s; they expire by themselves"
+            ),
+        }
     }
     closing.send_replace(u64::MAX);
     if !slots.drained(Duration::from_secs(10)).await {
@@ -363,6 +391,20 @@ pub async fn serve(
         ),
     }
     Ok(())
+}
+
+/// Says every [`crate::store::postgres::lease::PROCESS_BEAT`] that this process
+/// serves the member (a node on PostgreSQL).
+async fn process_beat(node: Arc<Node>, listen: String) {
+    let Some(pg) = node.backend().postgres() else {
+        return;
+    };
+    loop {
+        if let Err(e) = pg.store.process_seen(&pg.holder, &listen).await {
+            tracing::debug!(error = %e, "cannot record this process as running");
+        }
+        tokio::time::sleep(crate::store::postgres::lease::PROCESS_BEAT).await;
+    }
 }
 
 /// A stream whose reads fail with `TimedOut` if no byte arrives within a deadline from

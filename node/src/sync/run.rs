@@ -198,7 +198,10 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     // The page after the one being checked, asked for already.
     let mut ahead: Option<Ahead> = None;
     // On PostgreSQL, the lease that makes this process the one pulling this peer.
-    let mut lease = node.backend().postgres().map(|_| PullLease::new(&peer));
+    let mut lease = node
+        .backend()
+        .postgres()
+        .map(|pg| PullLease::new(&peer, &pg.holder));
     loop {
         if let Some(l) = lease.as_mut() {
             match l.hold(&node).await {
@@ -379,10 +382,10 @@ enum Held {
 }
 
 impl PullLease {
-    fn new(peer: &str) -> PullLease {
+    fn new(peer: &str, holder: &str) -> PullLease {
         PullLease {
             peer: peer.to_string(),
-            holder: crate::store::postgres::lease::holder_name(),
+            holder: holder.to_string(),
             held: false,
             renewed: None,
         }

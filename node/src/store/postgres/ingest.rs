@@ -60,6 +60,9 @@ pub struct Recorded {
     pub received_at: i64,
     /// First `date_added` its new versions took.
     pub date_added_base: i64,
+    /// Its feed position, kept when the view is rebuilt in place (peers' cursors
+    /// into this node's feed stay true); `None` takes the next one.
+    pub ordinal: Option<u64>,
 }
 
 impl Incoming {
@@ -465,8 +468,13 @@ pub async fn ingest(
     for &i in &fresh {
         let env = &batch[i];
         let p = &env.prepared;
-        let ord = ordinal;
-        ordinal += 1;
+        let ord = match env.recorded.as_ref().and_then(|r| r.ordinal) {
+            Some(o) => o as i64,
+            None => {
+                ordinal += 1;
+                ordinal - 1
+            }
+        };
         let base = match &env.recorded {
             Some(r) => r.date_added_base,
             None => da_base,

@@ -10,6 +10,10 @@
 //! from the persisted cursor. A process that stalls past its expiry and wakes learns
 //! at its next renewal that it lost the lease; what it stored meanwhile is harmless
 //! (ingest is idempotent).
+//!
+//! Each process also says it is alive in `serve_processes` every
+//! [`PROCESS_BEAT`], and removes its row and its leases when it stops: maintenance
+//! that must not run beside a serving process (`synergia rebuild`) asks there.
 
 use super::PgError;
 use super::store::PgStore;
@@ -19,6 +23,11 @@ use std::time::Duration;
 fn q(what: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError + '_ {
     move |e| StoreError::Database(PgError::query(what, e))
 }
+
+/// How often a running process says so.
+pub const PROCESS_BEAT: Duration = Duration::from_secs(2);
+/// A process not seen for this long is taken as stopped.
+pub const PROCESS_GONE: Duration = Duration::from_secs(6);
 
 /// Who holds a peer's lease, and for how long still.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,17 +84,35 @@ impl PgStore {
         Ok(row.is_some())
     }
 
-    /// Gives the lease up (at shutdown), so another process need not wait for it to
-    /// expire.
-    pub async fn release_lease(&self, peer: &str, holder: &str) -> Result<(), StoreError> {
+    /// Gives up every lease `holder` holds (a process stopping), so another process
+    /// need not wait for them to expire; how many there were.
+    pub async fn release_leases(&self, holder: &str) -> Result<u64, StoreError> {
+        let c = self.pool().get().await?;
+        c.execute("DELETE FROM pull_leases WHERE holder = $1", &[&holder])
+            .await
+            .map_err(q("releasing pull leases"))
+    }
+
+    /// Records that process `holder`, listening on `listen`, is running now.
+    pub async fn process_seen(&self, holder: &str, listen: &str) -> Result<(), StoreError> {
         let c = self.pool().get().await?;
         c.execute(
-            "DELETE FROM pull_leases WHERE peer = $1 AND holder = $2",
-            &[&peer, &holder],
+            "INSERT INTO serve_processes (holder, listen, seen_at) VALUES ($1, $2, now())
+             ON CONFLICT (holder) DO UPDATE SET listen = excluded.listen, seen_at = now()",
+            &[&holder, &listen],
         )
         .await
-        .map_err(q("releasing a pull lease"))?;
+        .map_err(q("recording a running process"))?;
         Ok(())
+    }
+
+    /// Process `holder` stops: its row and its leases go (how many leases it held).
+    pub async fn process_stopping(&self, holder: &str) -> Result<u64, StoreError> {
+        let c = self.pool().get().await?;
+        c.execute("DELETE FROM serve_processes WHERE holder = $1", &[&holder])
+            .await
+            .map_err(q("recording a stopping process"))?;
+        self.release_leases(holder).await
     }
 
     /// Who holds the lease on `peer`, if anyone does (expired leases included, with
@@ -106,4 +133,22 @@ impl PgStore {
             remaining: Duration::from_millis(r.get::<_, i64>(1).max(0) as u64),
         }))
     }
+}
+
+/// The processes seen within [`PROCESS_GONE`]: (holder, listen address), by holder.
+/// Through any client: a pooled connection, or a transaction that must see them.
+pub async fn running_processes(
+    c: &impl tokio_postgres::GenericClient,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let ms = PROCESS_GONE.as_millis() as f64;
+    Ok(c.query(
+        "SELECT holder, listen FROM serve_processes
+             WHERE seen_at > now() - $1 * interval '1 millisecond' ORDER BY holder",
+        &[&ms],
+    )
+    .await
+    .map_err(q("reading the running processes"))?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
 }

@@ -82,6 +82,7 @@ pub fn migrate(
                 received_from: r.header.received_from.clone(),
                 received_at: r.header.received_at,
                 date_added_base: r.header.date_added_base,
+                ordinal: None,
             });
             batch.push(incoming);
         }

@@ -7,6 +7,7 @@
 //!   object it touches again from that object's rows ([`crate::store::resolve`]).
 //! - [`store`]: [`PgStore`], the reads and keyed values.
 //! - [`migrate`]: moving an embedded node's evidence log into an empty database.
+//! - [`rebuild`]: the view built again from the log, every envelope verified again.
 //! - [`lease`]: which of a member's processes pulls each peer.
 //!
 //! Connections come from a pool (deadpool-postgres over tokio-postgres), over TLS
@@ -17,6 +18,7 @@ pub mod lease;
 pub mod lookup;
 pub mod migrate;
 pub mod read;
+pub mod rebuild;
 pub mod schema;
 pub mod settings;
 pub mod store;

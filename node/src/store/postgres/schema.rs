@@ -10,11 +10,18 @@
 use super::PgError;
 
 /// The migrations this build knows, oldest first: (version, description, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "evidence log, merged view, digests, feed head, peer state, leases",
-    include_str!("sql/0001_initial.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "evidence log, merged view, digests, feed head, peer state, leases",
+        include_str!("sql/0001_initial.sql"),
+    ),
+    (
+        2,
+        "envelopes set aside by a rebuild, serve processes",
+        include_str!("sql/0002_maintenance.sql"),
+    ),
+];
 
 /// The newest schema version this build knows.
 pub fn latest() -> i32 {
