@@ -1,5 +1,6 @@
 //! Multi-process federation tests: five real `synergia serve` processes of the example
-//! federation (`config/`, `keys-example/`) on loopback.
+//! federation (`config/`, `keys-example/`) on loopback; the same test again with the
+//! coordinator on PostgreSQL behind two `serve` processes, read through either.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -16,22 +17,67 @@ use synergia::workload::{GenOptions, bundle, observable_value};
 const BIN: &str = env!("CARGO_BIN_EXE_synergia");
 const VENDORS: [&str; 4] = ["groupib", "trendmicro", "kaspersky", "teamcymru"];
 
+/// Where the coordinator keeps its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coordinator {
+    /// One process on the embedded store, as every vendor.
+    Embedded,
+    /// Two `serve` processes sharing a PostgreSQL database: one at the roster's
+    /// address (where peers reach it), one beside it; the tests read through both.
+    PostgresTwoProcesses,
+}
+
 struct Fed {
     fed: ExampleFederation,
     procs: BTreeMap<String, NodeProcess>,
+    /// Interpol's addresses, each of its processes'.
+    interpol_urls: Vec<String>,
+    /// Which of them the next request to interpol goes to.
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 impl Fed {
-    fn start() -> Fed {
+    fn start(coordinator: Coordinator) -> Fed {
         let fed = ExampleFederation::new();
         let mut procs = BTreeMap::new();
+        let mut interpol_urls = vec![fed.url("interpol")];
         for m in fed.members.clone() {
+            if m == "interpol" && coordinator == Coordinator::PostgresTwoProcesses {
+                let pg = common::pg::PgCluster::shared();
+                let config = common::pg::example_on_database(&fed, &m, &pg.new_database());
+                let roster_port: u16 = fed.url(&m).rsplit(':').next().unwrap().parse().unwrap();
+                let beside = free_ports(1)[0];
+                procs.insert(
+                    m.clone(),
+                    common::pg::serve_on(&fed, &m, &config, roster_port),
+                );
+                procs.insert(
+                    format!("{m}-2"),
+                    common::pg::serve_on(&fed, &m, &config, beside),
+                );
+                interpol_urls.push(format!("https://127.0.0.1:{beside}"));
+                continue;
+            }
             procs.insert(
                 m.clone(),
                 NodeProcess::start(std::path::Path::new(BIN), &fed, &m),
             );
         }
-        Fed { fed, procs }
+        Fed {
+            fed,
+            procs,
+            interpol_urls,
+            turn: Default::default(),
+        }
+    }
+
+    /// Where a request to `m` goes: interpol's processes in turn.
+    fn base(&self, m: &str) -> String {
+        if m == "interpol" {
+            let i = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return self.interpol_urls[i % self.interpol_urls.len()].clone();
+        }
+        self.fed.url(m)
     }
 
     fn admin(&self, m: &str) -> reqwest::Client {
@@ -41,7 +87,7 @@ impl Fed {
     async fn get(&self, m: &str, path: &str) -> (u16, Value) {
         let r = self
             .admin(m)
-            .get(format!("{}{path}", self.fed.url(m)))
+            .get(format!("{}{path}", self.base(m)))
             .send()
             .await
             .unwrap();
@@ -54,7 +100,7 @@ impl Fed {
             .admin(m)
             .post(format!(
                 "{}/api/v1/bundles?recipients={recipients}",
-                self.fed.url(m)
+                self.base(m)
             ))
             .json(b)
             .send()
@@ -183,9 +229,32 @@ fn gen_bundle(origin: &str, count: u64) -> Value {
 
 #[test]
 fn five_members_converge_with_policy_restart_and_hostile_peers() {
-    let mut f = Fed::start();
+    five_members_converge(Coordinator::Embedded);
+}
+
+/// The same with the coordinator on PostgreSQL behind two processes: every figure an
+/// operator reads (peer status, counters, stats) is the member's, whichever process
+/// answers.
+#[test]
+fn five_members_converge_with_the_coordinator_on_postgres_behind_two_processes() {
+    five_members_converge(Coordinator::PostgresTwoProcesses);
+}
+
+fn five_members_converge(coordinator: Coordinator) {
+    let mut f = Fed::start(coordinator);
     let rt = rt();
     rt.block_on(async {
+        // Each of the coordinator's processes answers, as one member.
+        for _ in 0..f.interpol_urls.len() {
+            let stats = f.get("interpol", "/api/v1/stats").await.1;
+            let processes = stats["processes"].as_array().map_or(0, Vec::len);
+            match coordinator {
+                Coordinator::Embedded => assert_eq!(stats["backend"], "embedded"),
+                Coordinator::PostgresTwoProcesses => {
+                    assert_eq!((stats["backend"].as_str(), processes), (Some("postgres"), 2), "{stats}")
+                }
+            }
+        }
         // 1. Every vendor publishes overlapping indicators.
         let mut bundles = BTreeMap::new();
         for v in VENDORS {

@@ -614,6 +614,39 @@ fn keyed_values_hold_any_key_and_scan_by_prefix() {
     });
 }
 
+/// Two processes (two pools) changing one value at once: every change lands, none
+/// on a stale copy (peer state that several `serve` processes count into).
+#[test]
+fn concurrent_updates_of_one_value_each_see_the_others() {
+    let url = PgCluster::shared().new_database();
+    common::rt().block_on(async {
+        let a = PgStore::open(&plain(&url)).await.unwrap();
+        let b = PgStore::open(&plain(&url)).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..25 {
+                    s.update_value(Space::Peers, "groupib", |old| {
+                        let n: u64 =
+                            old.map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+                        ((n + 1).to_string().into_bytes(), ())
+                    })
+                    .await
+                    .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            a.get_value(Space::Peers, "groupib").await.unwrap(),
+            Some(b"200".to_vec())
+        );
+    });
+}
+
 #[test]
 fn a_tombstone_never_carries_a_body_above_the_level_it_is_shown_at() {
     // acme shares v1 at clear, then v2 at red, then takes the whole object back. A

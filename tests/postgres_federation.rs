@@ -13,35 +13,18 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use synergia::config::Config;
 use synergia::stix::tlp::TlpLevel;
 use synergia::workload::{GenOptions, bundle};
 
 const BIN: &str = env!("CARGO_BIN_EXE_synergia");
 const VENDORS: [&str; 4] = ["groupib", "trendmicro", "kaspersky", "teamcymru"];
 
-/// Interpol's config moved onto database `url`, written next to the others.
 fn interpol_on_postgres(fed: &ExampleFederation, url: &str) -> PathBuf {
-    let mut cfg = Config::load(&fed.config_path("interpol")).unwrap();
-    common::pg::use_database(&mut cfg, url, fed.dir.path());
-    let path = fed.dir.path().join("config/interpol-postgres.toml");
-    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
-    path
+    common::pg::example_on_database(fed, "interpol", url)
 }
 
 fn serve_interpol(fed: &ExampleFederation, config: &Path, port: u16) -> NodeProcess {
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{port}")]);
-    NodeProcess::spawn_command(
-        cmd,
-        "interpol",
-        &format!("https://127.0.0.1:{port}"),
-        &fed.ca_path(),
-        &fed.dir.path().join(format!("interpol-{port}.log")),
-    )
+    common::pg::serve_on(fed, "interpol", config, port)
 }
 
 fn vendor_bundle(origin: &str, count: u64, seed: u64) -> Value {

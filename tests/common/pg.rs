@@ -329,3 +329,35 @@ pub fn use_database(cfg: &mut synergia::config::Config, url: &str, dir: &Path) {
     cfg.store.password_file = Some(pw);
     cfg.store.pool_size = 8;
 }
+
+/// Member `m` of the example federation moved onto database `url`: its config written
+/// beside the others, as `<m>-postgres.toml`.
+pub fn example_on_database(fed: &super::ExampleFederation, m: &str, url: &str) -> PathBuf {
+    let mut cfg = synergia::config::Config::load(&fed.config_path(m)).unwrap();
+    use_database(&mut cfg, url, fed.dir.path());
+    let path = fed.dir.path().join(format!("config/{m}-postgres.toml"));
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+    path
+}
+
+/// `synergia serve --config <config> --listen 127.0.0.1:<port>` for member `m` of the
+/// example federation, its log beside the configs; returns once it answers.
+pub fn serve_on(
+    fed: &super::ExampleFederation,
+    m: &str,
+    config: &Path,
+    port: u16,
+) -> super::NodeProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_synergia"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    super::NodeProcess::spawn_command(
+        cmd,
+        m,
+        &format!("https://127.0.0.1:{port}"),
+        &fed.ca_path(),
+        &fed.dir.path().join(format!("{m}-{port}.log")),
+    )
+}

@@ -107,45 +107,81 @@ impl SyncState {
             .unwrap_or_default()
     }
 
+    /// Reads every peer's state again from the store (a node on PostgreSQL: the
+    /// status shows what the member's processes did together, not what this one saw).
+    pub fn reload_all(&self, store: &crate::node::backend::Backend) {
+        let Ok(values) = store.values_with_prefix(Space::Peers, "") else {
+            return;
+        };
+        let mut m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, v) in values {
+            if let Ok(s) = serde_json::from_slice::<PeerState>(&v) {
+                m.insert(k, s);
+            }
+        }
+    }
+
     /// Updates a peer's state; `persist` writes it to the store.
+    ///
+    /// On PostgreSQL every update is written, in one transaction holding the peer's
+    /// row, to what is stored: the member's processes each change part of a peer's
+    /// state (the one pulling it moves its cursor, any one serving its feed counts
+    /// what it sent), so none may write back a stale copy, and any one shows the
+    /// whole.
     pub fn update(
         &self,
         store: &crate::node::backend::Backend,
         name: &str,
         persist: bool,
-        f: impl FnOnce(&mut PeerState),
+        f: impl FnOnce(&mut PeerState) + Send,
     ) {
-        if persist && store.postgres().is_some() {
-            // Another process of this member may have moved the state since (the one
-            // pulling this peer moves its cursor): change what is stored, not a copy
-            // of what this process last saw.
-            self.reload_peer(store, name);
-        }
-        let snapshot = {
-            let mut m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-            let s = m.entry(name.to_string()).or_default();
-            f(s);
-            s.clone()
+        let written = match store {
+            crate::node::backend::Backend::Postgres(pg) => {
+                let mut f = Some(f);
+                let result = pg.block(pg.store.update_value(Space::Peers, name, |stored| {
+                    let mut s = stored
+                        .and_then(|v| serde_json::from_slice::<PeerState>(v).ok())
+                        .unwrap_or_default();
+                    if let Some(f) = f.take() {
+                        f(&mut s);
+                    }
+                    (serde_json::to_vec(&s).unwrap_or_default(), s)
+                }));
+                let mut m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+                match (result, f) {
+                    (Ok(s), _) => {
+                        m.insert(name.to_string(), s);
+                        Ok(())
+                    }
+                    // Not written: this process goes on from its own copy.
+                    (Err(e), Some(f)) => {
+                        f(m.entry(name.to_string()).or_default());
+                        Err(e)
+                    }
+                    (Err(e), None) => Err(e),
+                }
+            }
+            crate::node::backend::Backend::Embedded(s) => {
+                let snapshot = {
+                    let mut m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+                    let st = m.entry(name.to_string()).or_default();
+                    f(st);
+                    st.clone()
+                };
+                if !persist {
+                    return;
+                }
+                serde_json::to_vec(&snapshot)
+                    .map_err(|source| StoreError::Json {
+                        what: format!("peer state of {name}"),
+                        source,
+                    })
+                    .and_then(|bytes| s.put_value(Space::Peers, name, bytes, false))
+            }
         };
-        if !persist {
-            return;
-        }
         // A state not written leaves the persisted cursor behind the one in memory:
         // after a restart the pull takes some pages again (found held), nothing is
         // lost. Logged when writes start failing and when they work again.
-        let written = serde_json::to_vec(&snapshot)
-            .map_err(|source| StoreError::Json {
-                what: format!("peer state of {name}"),
-                source,
-            })
-            .and_then(|bytes| match store {
-                crate::node::backend::Backend::Embedded(s) => {
-                    s.put_value(Space::Peers, name, bytes, false)
-                }
-                crate::node::backend::Backend::Postgres(pg) => {
-                    pg.block(pg.store.put_value(Space::Peers, name, &bytes))
-                }
-            });
         let was_failing = self
             .persist_failing
             .swap(written.is_err(), std::sync::atomic::Ordering::Relaxed);

@@ -90,6 +90,10 @@ pub fn peer_statuses(node: &Node) -> Vec<PeerStatus> {
         tracing::warn!(error = %e, "cannot read this node's digests for the peer status");
         serde_json::Map::new()
     });
+    // On PostgreSQL, what every process of the member did (see `SyncState::update`).
+    if node.backend().postgres().is_some() {
+        node.sync.reload_all(node.backend());
+    }
     let now_us = now();
     let now_s = now_us / 1_000_000;
     let live = node.live();

@@ -289,6 +289,51 @@ impl PgStore {
         Ok(())
     }
 
+    /// Changes the value of `key` in `space` with `f`, in one transaction holding its
+    /// row: processes changing one value at once do so one after another, each on
+    /// what the other wrote. `f` gets the stored value (`None` when there is none) and
+    /// returns the new one, and what this returns.
+    pub async fn update_value<T>(
+        &self,
+        space: Space,
+        key: &str,
+        f: impl FnOnce(Option<&[u8]>) -> (Vec<u8>, T),
+    ) -> Result<T, StoreError> {
+        let mut c = self.pool.get().await?;
+        let tx = c
+            .transaction()
+            .await
+            .map_err(q("starting a value update"))?;
+        // A row to lock even when there is none yet; a concurrent first writer waits
+        // on the key until this commits, then finds the row.
+        let absent = tx
+            .query_opt(
+                "INSERT INTO kv (space, key, value) VALUES ($1, $2, '\\x')
+                 ON CONFLICT (key, space) DO NOTHING RETURNING 1",
+                &[&space.name(), &key.as_bytes()],
+            )
+            .await
+            .map_err(q("updating a value"))?
+            .is_some();
+        let stored: Vec<u8> = tx
+            .query_one(
+                "SELECT value FROM kv WHERE space = $1 AND key = $2 FOR UPDATE",
+                &[&space.name(), &key.as_bytes()],
+            )
+            .await
+            .map_err(q("updating a value"))?
+            .get(0);
+        let (value, out) = f((!absent).then_some(&stored[..]));
+        tx.execute(
+            "UPDATE kv SET value = $3 WHERE space = $1 AND key = $2",
+            &[&space.name(), &key.as_bytes(), &value],
+        )
+        .await
+        .map_err(q("updating a value"))?;
+        tx.commit().await.map_err(q("committing a value update"))?;
+        Ok(out)
+    }
+
     /// Sets `key` in `space` unless it is set already (of several processes starting
     /// at once, the first value written stays).
     pub async fn put_value_once(
