@@ -16,6 +16,12 @@
 //! sequence, the analyst's incremental reading equal to a full reading, equal clear and
 //! green view digests on all nodes, and flat memory and file descriptors per node.
 //! It prints `SOAK …` summary lines (docs/reliability.md has the figures).
+//!
+//! With `SYNERGIA_SOAK_COORDINATOR=postgres` the coordinator runs on PostgreSQL (a
+//! throwaway cluster, `common::pg`) behind two `serve` processes: every request to it
+//! goes to either in turn (TAXII `next` chains cross them), the process at the
+//! roster's address is the one stopped and started again, and the database's
+//! connections must stay within the two pools.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -33,8 +39,18 @@ use synergia::workload::{GenOptions, bundle};
 const BIN: &str = env!("CARGO_BIN_EXE_synergia");
 /// The coordinator the analyst reads from.
 const COORDINATOR: &str = "interpol";
-/// The vendor node stopped and started again during the run.
-const RESTARTED: &str = "teamcymru";
+/// The process stopped and started again during the run: a vendor's node, or with the
+/// coordinator on PostgreSQL, its process at the roster's address.
+fn restarted(on_postgres: bool) -> &'static str {
+    if on_postgres {
+        COORDINATOR
+    } else {
+        "teamcymru"
+    }
+}
+
+/// The coordinator's second process, with the coordinator on PostgreSQL.
+const BESIDE: &str = "interpol-2";
 /// Indicators per published bundle (each bundle also carries the publisher's identity
 /// and a malware, infrastructure and relationship or two: about ten objects).
 const INDICATORS_PER_BUNDLE: u64 = 4;
@@ -123,21 +139,93 @@ fn policy_allows(
     }
 }
 
+/// The coordinator on PostgreSQL: its config, the roster's port, the database.
+struct OnPostgres {
+    config: std::path::PathBuf,
+    port: u16,
+    db: String,
+}
+
 struct Soak {
     fed: ExampleFederation,
+    /// By process name: the members', and [`BESIDE`].
     procs: Mutex<BTreeMap<String, NodeProcess>>,
+    /// Each process's address.
+    urls: BTreeMap<String, String>,
     clients: BTreeMap<String, reqwest::Client>,
     ledger: Mutex<Ledger>,
+    pg: Option<OnPostgres>,
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 impl Soak {
-    fn pid(&self, m: &str) -> u32 {
-        self.procs.lock().unwrap()[m].pid().unwrap()
+    fn pid(&self, process: &str) -> u32 {
+        self.procs.lock().unwrap()[process].pid().unwrap()
+    }
+
+    /// The member a process serves.
+    fn member_of(process: &str) -> &str {
+        if process == BESIDE {
+            COORDINATOR
+        } else {
+            process
+        }
+    }
+
+    /// Where the next request to member `m` goes: one of its running processes, in
+    /// turn.
+    fn url(&self, m: &str) -> String {
+        let up: Vec<String> = self
+            .procs
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|p| Soak::member_of(p) == m)
+            .cloned()
+            .collect();
+        if up.is_empty() {
+            return self.urls[m].clone();
+        }
+        let i = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.urls[&up[i % up.len()]].clone()
+    }
+
+    /// Starts process `name` again (or the first time).
+    fn start(&self, name: &str) -> NodeProcess {
+        match &self.pg {
+            Some(pg) if Soak::member_of(name) == COORDINATOR => {
+                let port = if name == BESIDE {
+                    self.urls[BESIDE]
+                        .rsplit(':')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                } else {
+                    pg.port
+                };
+                common::pg::serve_on(&self.fed, COORDINATOR, &pg.config, port)
+            }
+            _ => NodeProcess::start(Path::new(BIN), &self.fed, name),
+        }
+    }
+
+    /// Connections the member's processes hold to the database.
+    fn db_connections(&self) -> Option<u64> {
+        let pg = self.pg.as_ref()?;
+        let n = common::pg::PgCluster::shared().psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}'",
+                pg.db
+            ),
+        );
+        Some(n.parse().unwrap())
     }
 
     async fn get(&self, m: &str, path: &str) -> Result<(u16, Value), reqwest::Error> {
         let r = self.clients[m]
-            .get(format!("{}{path}", self.fed.url(m)))
+            .get(format!("{}{path}", self.url(m)))
             .send()
             .await?;
         let st = r.status().as_u16();
@@ -181,7 +269,7 @@ impl Soak {
                 }
             }
             let sent = self.clients[m]
-                .post(format!("{}/api/v1/bundles", self.fed.url(m)))
+                .post(format!("{}/api/v1/bundles", self.url(m)))
                 .json(&b)
                 .send()
                 .await;
@@ -273,13 +361,25 @@ async fn read_pages(
         if let Some(t) = &next {
             q.push(("next".into(), t.clone()));
         }
-        let r = s.clients[m]
-            .get(format!("{}{path}", s.fed.url(m)))
-            .header("accept", TAXII)
-            .query(&q)
-            .send()
-            .await
-            .unwrap();
+        // A process of the member may be restarting: the same page from another one,
+        // or once it is back.
+        let mut tries = 0;
+        let r = loop {
+            match s.clients[m]
+                .get(format!("{}{path}", s.url(m)))
+                .header("accept", TAXII)
+                .query(&q)
+                .send()
+                .await
+            {
+                Ok(r) => break r,
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 100, "{path} at {m}: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
         assert_eq!(r.status(), 200, "{path} at {m}");
         if let Some(h) = r.headers().get("x-taxii-date-added-last") {
             last_added = Some(h.to_str().unwrap().to_string());
@@ -371,12 +471,34 @@ fn five_nodes_under_continuous_load_lose_nothing_and_stay_flat() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(120);
+    let on_postgres = std::env::var("SYNERGIA_SOAK_COORDINATOR").as_deref() == Ok("postgres");
+    let bounced = restarted(on_postgres);
     let fed = ExampleFederation::new();
     let amber = amber_peers(&fed);
-    let mut procs = BTreeMap::new();
-    for m in &fed.members {
-        procs.insert(m.clone(), NodeProcess::start(Path::new(BIN), &fed, m));
-    }
+    let mut urls: BTreeMap<String, String> = fed
+        .members
+        .iter()
+        .map(|m| (m.clone(), fed.url(m)))
+        .collect();
+    let pg = on_postgres.then(|| {
+        let url = common::pg::PgCluster::shared().new_database();
+        let db = url.rsplit('/').next().unwrap().to_string();
+        urls.insert(
+            BESIDE.to_string(),
+            format!("https://127.0.0.1:{}", free_ports(1)[0]),
+        );
+        OnPostgres {
+            config: common::pg::example_on_database(&fed, COORDINATOR, &url),
+            port: fed
+                .url(COORDINATOR)
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap(),
+            db,
+        }
+    });
     let clients = fed
         .members
         .iter()
@@ -384,10 +506,18 @@ fn five_nodes_under_continuous_load_lose_nothing_and_stay_flat() {
         .collect();
     let soak = Arc::new(Soak {
         fed,
-        procs: Mutex::new(procs),
+        procs: Mutex::new(BTreeMap::new()),
+        urls,
         clients,
         ledger: Mutex::new(Ledger::default()),
+        pg,
+        turn: Default::default(),
     });
+    let processes: Vec<String> = soak.urls.keys().cloned().collect();
+    for p in &processes {
+        let started = soak.start(p);
+        soak.procs.lock().unwrap().insert(p.clone(), started);
+    }
     let members = soak.fed.members.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -402,7 +532,7 @@ fn five_nodes_under_continuous_load_lose_nothing_and_stay_flat() {
     let restart_at = started + Duration::from_secs(secs * 2 / 5);
     let rewarm_at = started + Duration::from_secs(secs * 3 / 5);
 
-    let (follower, warm, warm_versions, restart) = rt.block_on(async {
+    let (follower, warm, warm_versions, restart, warm_connections) = rt.block_on(async {
         let mut tasks = Vec::new();
         for (ix, m) in members.iter().enumerate() {
             let (s, m) = (soak.clone(), m.clone());
@@ -419,6 +549,7 @@ fn five_nodes_under_continuous_load_lose_nothing_and_stay_flat() {
             pages_read: 0,
         };
         let mut warm: BTreeMap<String, Usage> = BTreeMap::new();
+        let mut warm_connections = None;
         let mut warm_versions: BTreeMap<String, u64> = BTreeMap::new();
         let mut restarted = false;
         let mut rewarmed = false;
@@ -428,24 +559,27 @@ fn five_nodes_under_continuous_load_lose_nothing_and_stay_flat() {
             follower.poll(&soak).await;
             let now = Instant::now();
             if now >= warm_at && warm.is_empty() {
+                for p in &processes {
+                    warm.insert(p.clone(), usage(soak.pid(p)));
+                }
                 for m in &members {
-                    warm.insert(m.clone(), usage(soak.pid(m)));
                     warm_versions.insert(m.clone(), versions(&soak, m).await);
                 }
+                warm_connections = soak.db_connections();
             }
             if now >= restart_at && !restarted {
                 restarted = true;
                 let s = soak.clone();
                 restart = tokio::task::spawn_blocking(move || {
                     let t0 = Instant::now();
-                    let mut p = s.procs.lock().unwrap().remove(RESTARTED).unwrap();
+                    let mut p = s.procs.lock().unwrap().remove(bounced).unwrap();
                     let exited = p.terminate(Duration::from_secs(30));
-                    assert!(exited, "{RESTARTED} did not exit within 30 s of SIGTERM");
+                    assert!(exited, "{bounced} did not exit within 30 s of SIGTERM");
                     let stopped = t0.elapsed();
                     std::thread::sleep(Duration::from_secs(2));
                     let t1 = Instant::now();
-                    let p = NodeProcess::start(Path::new(BIN), &s.fed, RESTARTED);
-                    s.procs.lock().unwrap().insert(RESTARTED.to_string(), p);
+                    let p = s.start(bounced);
+                    s.procs.lock().unwrap().insert(bounced.to_string(), p);
                     (stopped, t1.elapsed())
                 })
                 .await
@@ -453,15 +587,15 @@ fn five_nodes_under_continuous_load_lose_nothing_and_stay_flat() {
             }
             if now >= rewarm_at && restarted && !rewarmed && !warm.is_empty() {
                 rewarmed = true;
-                warm.insert(RESTARTED.to_string(), usage(soak.pid(RESTARTED)));
-                warm_versions.insert(RESTARTED.to_string(), versions(&soak, RESTARTED).await);
+                warm.insert(bounced.to_string(), usage(soak.pid(bounced)));
+                warm_versions.insert(bounced.to_string(), versions(&soak, bounced).await);
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         for t in tasks {
             t.await.unwrap();
         }
-        (follower, warm, warm_versions, restart)
+        (follower, warm, warm_versions, restart, warm_connections)
     });
     let publish_secs = started.elapsed().as_secs_f64();
     assert!(!warm.is_empty(), "the run ended before the warm-up sample");
@@ -565,10 +699,13 @@ fn five_nodes_under_continuous_load_lose_nothing_and_stay_flat() {
 
     let mut end = BTreeMap::new();
     let mut end_versions = BTreeMap::new();
+    for p in &processes {
+        end.insert(p.clone(), usage(soak.pid(p)));
+    }
     for m in &members {
-        end.insert(m.clone(), usage(soak.pid(m)));
         end_versions.insert(m.clone(), rt.block_on(versions(&soak, m)));
     }
+    let end_connections = soak.db_connections();
     let l = soak.ledger.lock().unwrap();
     let acked = l.versions.values().filter(|i| i.acked).count();
     let sum = |u: &BTreeMap<String, Usage>, f: fn(&Usage) -> u64| u.values().map(f).sum::<u64>();
@@ -599,17 +736,23 @@ fn five_nodes_under_continuous_load_lose_nothing_and_stay_flat() {
         restart.0.as_secs_f64(),
         restart.1.as_secs_f64(),
     );
-    for m in &members {
+    for p in &processes {
+        let m = Soak::member_of(p);
         println!(
-            "SOAK_NODE member={m} versions={} versions_since_warmup={} rss_start_mb={:.1} \
+            "SOAK_NODE process={p} versions={} versions_since_warmup={} rss_start_mb={:.1} \
              rss_end_mb={:.1} fds_start={} fds_end={}",
             end_versions[m],
             end_versions[m].saturating_sub(warm_versions[m]),
-            mb(warm[m].rss_kb),
-            mb(end[m].rss_kb),
-            warm[m].fds,
-            end[m].fds,
+            mb(warm[p].rss_kb),
+            mb(end[p].rss_kb),
+            warm[p].fds,
+            end[p].fds,
         );
+    }
+    if let (Some(w), Some(e)) = (warm_connections, end_connections) {
+        println!("SOAK_DB connections_start={w} connections_end={e}");
+        // Two pools of `store.pool_size` (8 here), plus this count's own session.
+        assert!(e <= 2 * 8 + 1, "{e} connections to the database at the end");
     }
 
     assert_eq!(lost, 0, "acknowledged versions lost");
@@ -628,30 +771,31 @@ fn five_nodes_under_continuous_load_lose_nothing_and_stay_flat() {
     assert_eq!(digests.len(), 1, "clear/green digests differ: {digests:?}");
     assert!(acked > 0 && l.peers_polls_ok > 0);
     for (m, n) in &l.transport_errors {
-        assert_eq!(m, RESTARTED, "{n} publishes to {m} got no answer");
+        assert_eq!(m, bounced, "{n} publishes to {m} got no answer");
     }
-    for m in &members {
+    for p in &processes {
+        let m = Soak::member_of(p);
         // The view grows with the data: benchmarks.md measures about 400 bytes per
         // object version held; 1 KiB per version added since the warm-up sample
         // leaves room for the allocator. On top, 1.5x the warm-up RSS plus 20 MB
         // absorbs allocator fragmentation and sled's cache settling. A leak per
         // request, per sync round or per envelope outgrows this within minutes.
         let grown = end_versions[m].saturating_sub(warm_versions[m]);
-        let bound_kb = warm[m].rss_kb * 3 / 2 + 20 * 1024 + grown;
+        let bound_kb = warm[p].rss_kb * 3 / 2 + 20 * 1024 + grown;
         assert!(
-            end[m].rss_kb <= bound_kb,
-            "{m}: RSS {} kB at the end, {} kB after warm-up, bound {bound_kb} kB",
-            end[m].rss_kb,
-            warm[m].rss_kb
+            end[p].rss_kb <= bound_kb,
+            "{p}: RSS {} kB at the end, {} kB after warm-up, bound {bound_kb} kB",
+            end[p].rss_kb,
+            warm[p].rss_kb
         );
         // Descriptors: the log, sled's files, listeners and a few connections per
         // peer and client. Once quiet, a leak of one per request or per sync round
         // would be hundreds above the warm-up count.
         assert!(
-            end[m].fds <= warm[m].fds + 32,
-            "{m}: {} open descriptors at the end, {} after warm-up",
-            end[m].fds,
-            warm[m].fds
+            end[p].fds <= warm[p].fds + 32,
+            "{p}: {} open descriptors at the end, {} after warm-up",
+            end[p].fds,
+            warm[p].fds
         );
     }
 }
