@@ -244,17 +244,22 @@ fn five_members_converge(coordinator: Coordinator) {
     let mut f = Fed::start(coordinator);
     let rt = rt();
     rt.block_on(async {
-        // Each of the coordinator's processes answers, as one member.
-        for _ in 0..f.interpol_urls.len() {
-            let stats = f.get("interpol", "/api/v1/stats").await.1;
-            let processes = stats["processes"].as_array().map_or(0, Vec::len);
-            match coordinator {
-                Coordinator::Embedded => assert_eq!(stats["backend"], "embedded"),
-                Coordinator::PostgresTwoProcesses => {
-                    assert_eq!((stats["backend"].as_str(), processes), (Some("postgres"), 2), "{stats}")
-                }
+        // Each of the coordinator's processes answers, as one member (a process lists
+        // itself within its first beat).
+        let backend = match coordinator {
+            Coordinator::Embedded => ("embedded", 0),
+            Coordinator::PostgresTwoProcesses => ("postgres", 2),
+        };
+        f.wait_for("each coordinator process to list both", 10, async || {
+            let mut all = true;
+            for _ in 0..f.interpol_urls.len() {
+                let stats = f.get("interpol", "/api/v1/stats").await.1;
+                let processes = stats["processes"].as_array().map_or(0, Vec::len);
+                all &= (stats["backend"].as_str(), processes) == (Some(backend.0), backend.1);
             }
-        }
+            all
+        })
+        .await;
         // 1. Every vendor publishes overlapping indicators.
         let mut bundles = BTreeMap::new();
         for v in VENDORS {

@@ -627,7 +627,7 @@ fn concurrent_updates_of_one_value_each_see_the_others() {
             let s = if i % 2 == 0 { a.clone() } else { b.clone() };
             tasks.push(tokio::spawn(async move {
                 for _ in 0..25 {
-                    s.update_value(Space::Peers, "groupib", |old| {
+                    s.update_value(Space::Peers, "groupib", i % 2 == 0, |old| {
                         let n: u64 =
                             old.map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
                         ((n + 1).to_string().into_bytes(), ())
@@ -942,7 +942,8 @@ fn one_process_holds_a_peers_pull_lease_until_it_stops_renewing() {
             running(b.clone()).await,
             [(hb.clone(), "127.0.0.1:7443".to_string())]
         );
-        assert_eq!(b.process_stopping(&hb).await.unwrap(), 2);
+        b.process_stopped(&hb).await.unwrap();
+        assert_eq!(b.release_leases(&hb).await.unwrap(), 2);
         assert!(running(b.clone()).await.is_empty());
         assert!(
             a.take_lease("kaspersky", &ha, ttl).await.unwrap(),

@@ -751,8 +751,12 @@ fn five_nodes_under_continuous_load_lose_nothing_and_stay_flat() {
     }
     if let (Some(w), Some(e)) = (warm_connections, end_connections) {
         println!("SOAK_DB connections_start={w} connections_end={e}");
-        // Two pools of `store.pool_size` (8 here), plus this count's own session.
-        assert!(e <= 2 * 8 + 1, "{e} connections to the database at the end");
+        // Bounded by the two pools of `store.pool_size` (8 here); the figures show
+        // whether they stay flat (this count's own session is in another database).
+        assert!(
+            (1..=2 * 8).contains(&e),
+            "{e} connections to the database at the end"
+        );
     }
 
     assert_eq!(lost, 0, "acknowledged versions lost");

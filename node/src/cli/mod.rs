@@ -97,6 +97,15 @@ enum Command {
 
 /// Exit status: the command found a problem in its input.
 pub const EXIT_INVALID: u8 = 1;
+
+/// The runtime a maintenance command runs its database statements on (two workers:
+/// the store's statements block on a multi-threaded runtime only).
+fn database_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
 /// Exit status: the command could not run.
 pub const EXIT_ERROR: u8 = 2;
 

@@ -4,7 +4,6 @@ use anyhow::Context as _;
 use std::path::PathBuf;
 use synergia::config::{Config, StoreBackend};
 use synergia::node::backend::database_config;
-use synergia::roster::Roster;
 use synergia::store::postgres::PgStore;
 use synergia::store::postgres::rebuild::PgRebuildError;
 use synergia::store::postgres::settings::DbSettings;
@@ -25,7 +24,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<u8> {
     let cfg = Config::load(&a.config)?;
-    let roster = Roster::load(&cfg.roster)?;
+    // The roster the node itself goes by: its membership log's, when it follows one.
+    let roster = synergia::node::live::Live::load(&cfg, false)
+        .with_context(|| format!("{}: the roster", a.config.display()))?
+        .roster;
     let (what, report) = match cfg.store.backend {
         StoreBackend::Embedded => {
             let opts = StoreOptions {
@@ -39,10 +41,7 @@ pub fn run(a: Args) -> anyhow::Result<u8> {
         StoreBackend::Postgres => {
             let db = DbSettings::resolve(&database_config(&cfg))
                 .with_context(|| format!("{}: [store]", a.config.display()))?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
+            let rt = super::database_runtime()?;
             let store = rt
                 .block_on(PgStore::open(&db))
                 .with_context(|| format!("opening the database {}", db.url))?;

@@ -3,7 +3,6 @@
 use anyhow::Context as _;
 use std::path::PathBuf;
 use synergia::config::Config;
-use synergia::roster::Roster;
 use synergia::store::postgres::PgStore;
 use synergia::store::postgres::migrate::{MigrateError, migrate};
 use synergia::store::postgres::settings::{self, DbConfig, DbSettings};
@@ -40,7 +39,10 @@ pub fn run(c: StoreCommand) -> anyhow::Result<u8> {
 
 fn run_migrate(a: MigrateArgs) -> anyhow::Result<u8> {
     let cfg = Config::load(&a.config)?;
-    let roster = Roster::load(&cfg.roster)?;
+    // The roster the node itself goes by: its membership log's, when it follows one.
+    let roster = synergia::node::live::Live::load(&cfg, false)
+        .with_context(|| format!("{}: the roster", a.config.display()))?
+        .roster;
     settings::check_url(&a.to_url).map_err(|m| anyhow::anyhow!("--to-url: {m}"))?;
     let db = DbSettings::resolve_with(
         &DbConfig {
@@ -62,10 +64,7 @@ fn run_migrate(a: MigrateArgs) -> anyhow::Result<u8> {
     };
     let source = Store::open(&cfg.data_dir, &opts)
         .with_context(|| format!("opening {}", cfg.data_dir.display()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = super::database_runtime()?;
     let target = rt
         .block_on(PgStore::open(&db))
         .with_context(|| format!("opening the database {}", db.url))?;

@@ -352,11 +352,8 @@ pub async fn serve(
     // The pulls stopped with them: another process of the member takes them over now
     // rather than when the leases expire, and maintenance need not wait.
     if let Some(pg) = node.backend().postgres() {
-        match tokio::time::timeout(
-            Duration::from_secs(5),
-            pg.store.process_stopping(&pg.holder),
-        )
-        .await
+        match tokio::time::timeout(Duration::from_secs(5), pg.store.release_leases(&pg.holder))
+            .await
         {
             Ok(Ok(n)) if n > 0 => tracing::info!(leases = n, "pull leases given up"),
             Ok(Ok(_)) => {}
@@ -371,6 +368,13 @@ pub async fn serve(
     closing.send_replace(u64::MAX);
     if !slots.drained(Duration::from_secs(10)).await {
         tracing::warn!("connections still open after 10 s; closing");
+    }
+    // Drained: maintenance need not wait for this process's row to age.
+    if let Some(pg) = node.backend().postgres()
+        && let Ok(Err(e)) =
+            tokio::time::timeout(Duration::from_secs(5), pg.store.process_stopped(&pg.holder)).await
+    {
+        tracing::warn!(error = %e, "cannot record this process as stopped; its row ages out");
     }
     // Bounded, like the index's own close (store/sled_engine.rs): a flush that never
     // returns must not keep the process from exiting; the log is durable either way.

@@ -30,6 +30,17 @@ use state::PeerState;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
+/// Takes `s` as peer `name`'s state unless this process holds a newer copy already
+/// (a read that raced a later update).
+fn keep_newer(m: &mut HashMap<String, PeerState>, name: &str, s: PeerState) {
+    match m.get(name) {
+        Some(held) if held.revision > s.revision => {}
+        _ => {
+            m.insert(name.to_string(), s);
+        }
+    }
+}
+
 /// How far a peer's push task has got.
 #[derive(Debug, Clone, Copy)]
 struct PushProgress {
@@ -88,9 +99,7 @@ impl SyncState {
             .and_then(|v| serde_json::from_slice::<PeerState>(&v).ok());
         let mut m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         match stored {
-            Some(s) => {
-                m.insert(name.to_string(), s);
-            }
+            Some(s) => keep_newer(&mut m, name, s),
             None => {
                 m.remove(name);
             }
@@ -116,7 +125,7 @@ impl SyncState {
         let mut m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         for (k, v) in values {
             if let Ok(s) = serde_json::from_slice::<PeerState>(&v) {
-                m.insert(k, s);
+                keep_newer(&mut m, &k, s);
             }
         }
     }
@@ -138,19 +147,28 @@ impl SyncState {
         let written = match store {
             crate::node::backend::Backend::Postgres(pg) => {
                 let mut f = Some(f);
-                let result = pg.block(pg.store.update_value(Space::Peers, name, |stored| {
-                    let mut s = stored
-                        .and_then(|v| serde_json::from_slice::<PeerState>(v).ok())
-                        .unwrap_or_default();
+                let result = pg.block(pg.store.update_value(Space::Peers, name, persist, |stored| {
+                    let mut s = match stored.map(serde_json::from_slice::<PeerState>) {
+                        None => PeerState::default(),
+                        Some(Ok(s)) => s,
+                        Some(Err(e)) => {
+                            // Written by another version, or damaged: the pull starts
+                            // again from the peer's first page (what it holds is
+                            // skipped by id), and the counters from zero.
+                            tracing::warn!(peer = name, error = %e, "stored sync state of this peer is unreadable; starting it afresh");
+                            PeerState::default()
+                        }
+                    };
                     if let Some(f) = f.take() {
                         f(&mut s);
                     }
+                    s.revision += 1;
                     (serde_json::to_vec(&s).unwrap_or_default(), s)
                 }));
                 let mut m = self.peers.lock().unwrap_or_else(|p| p.into_inner());
                 match (result, f) {
                     (Ok(s), _) => {
-                        m.insert(name.to_string(), s);
+                        keep_newer(&mut m, name, s);
                         Ok(())
                     }
                     // Not written: this process goes on from its own copy.

@@ -45,4 +45,7 @@ pub struct PeerState {
     pub cert_not_after: Option<i64>,
     /// Their view digests by level at the last check.
     pub their_digests: BTreeMap<String, String>,
+    /// Times it was written to a store that several processes share (PostgreSQL):
+    /// a process never takes an older copy for a newer one.
+    pub revision: u64,
 }

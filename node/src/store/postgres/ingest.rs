@@ -58,8 +58,10 @@ pub struct Recorded {
     pub received_from: String,
     /// Receipt time (µs).
     pub received_at: i64,
-    /// First `date_added` its new versions took.
-    pub date_added_base: i64,
+    /// First `date_added` its new versions took; `None` takes a new one past every
+    /// value handed out (an envelope given back by a rebuild: TAXII clients whose
+    /// `added_after` passed its old values must see it).
+    pub date_added_base: Option<i64>,
     /// Its feed position, kept when the view is rebuilt in place (peers' cursors
     /// into this node's feed stay true); `None` takes the next one.
     pub ordinal: Option<u64>,
@@ -475,10 +477,11 @@ pub async fn ingest(
                 ordinal - 1
             }
         };
-        let base = match &env.recorded {
-            Some(r) => r.date_added_base,
-            None => da_base,
-        };
+        let base = env
+            .recorded
+            .as_ref()
+            .and_then(|r| r.date_added_base)
+            .unwrap_or(da_base);
         da_base = da_base.max(base) + p.objects.len() as i64 + 1;
         env_rows.push((i, ord, base));
         let s = seqs.entry(env.origin.as_str()).or_insert(0);

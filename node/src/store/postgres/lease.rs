@@ -12,8 +12,10 @@
 //! (ingest is idempotent).
 //!
 //! Each process also says it is alive in `serve_processes` every
-//! [`PROCESS_BEAT`], and removes its row and its leases when it stops: maintenance
-//! that must not run beside a serving process (`synergia rebuild`) asks there.
+//! [`PROCESS_BEAT`], gives its leases up when it stops pulling and removes its row
+//! once its connections are drained: maintenance that must not run beside a serving
+//! process (`synergia rebuild`) asks there. A process that crashed stays listed for
+//! [`PROCESS_GONE`].
 
 use super::PgError;
 use super::store::PgStore;
@@ -26,8 +28,9 @@ fn q(what: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError + '_ {
 
 /// How often a running process says so.
 pub const PROCESS_BEAT: Duration = Duration::from_secs(2);
-/// A process not seen for this long is taken as stopped.
-pub const PROCESS_GONE: Duration = Duration::from_secs(6);
+/// A process not seen for this long is taken as stopped: a beat, then a wait for a
+/// pooled connection of up to 5 s on a busy process, with room to spare.
+pub const PROCESS_GONE: Duration = Duration::from_secs(15);
 
 /// Who holds a peer's lease, and for how long still.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,13 +109,13 @@ impl PgStore {
         Ok(())
     }
 
-    /// Process `holder` stops: its row and its leases go (how many leases it held).
-    pub async fn process_stopping(&self, holder: &str) -> Result<u64, StoreError> {
+    /// Process `holder` has stopped serving: its row goes.
+    pub async fn process_stopped(&self, holder: &str) -> Result<(), StoreError> {
         let c = self.pool().get().await?;
         c.execute("DELETE FROM serve_processes WHERE holder = $1", &[&holder])
             .await
-            .map_err(q("recording a stopping process"))?;
-        self.release_leases(holder).await
+            .map_err(q("recording a stopped process"))?;
+        Ok(())
     }
 
     /// Who holds the lease on `peer`, if anyone does (expired leases included, with

@@ -81,7 +81,7 @@ pub fn migrate(
             incoming.recorded = Some(Recorded {
                 received_from: r.header.received_from.clone(),
                 received_at: r.header.received_at,
-                date_added_base: r.header.date_added_base,
+                date_added_base: Some(r.header.date_added_base),
                 ordinal: None,
             });
             batch.push(incoming);

@@ -1,14 +1,19 @@
 //! `synergia rebuild` on PostgreSQL: the view built again from the evidence log (the
 //! `envelopes` table), every envelope verified again against the current roster.
 //!
-//! All of it is one transaction. Readers see the old view until it commits and the
-//! new one after; ingests wait on the feed head, which it locks first. Envelopes
-//! that still verify keep their feed positions and `date_added`, so peers' cursors
-//! and TAXII clients' `added_after` stay true. Those that do not are moved to
-//! `envelopes_set_aside` with why, out of the view and the feed but kept verbatim;
-//! the next rebuild checks them again and puts back, at new feed positions, those that
-//! verify once more. Peer state, TAXII statuses, envelopes waiting for a retry and
-//! this member's sequence numbers are left as they are.
+//! All of it is one transaction: ingests wait on the feed head, which it locks first,
+//! and readers of the view's tables wait on their `TRUNCATE` until it commits; then
+//! they see the new view, never a part of it. Envelopes that still verify keep their
+//! feed positions and `date_added`, so peers' cursors and TAXII clients'
+//! `added_after` stay true. Those that do not are moved to `envelopes_set_aside` with
+//! why, out of the view and the feed but kept verbatim; the next rebuild checks them
+//! again and gives back those that verify once more, at new feed positions and with
+//! new `date_added` values, past every one handed out before. Peer state, TAXII
+//! statuses, envelopes waiting for a retry and this member's sequence numbers are left
+//! as they are.
+//!
+//! The log is copied to a temporary table first: the rebuild needs about the log's
+//! size again in free disk until it commits.
 
 use super::PgError;
 use super::ingest::{self, Incoming, Recorded};
@@ -19,6 +24,7 @@ use crate::stix::tlp::ALL_LEVELS;
 use crate::store::log::{LogPos, LogRecord, RecordHeader};
 use crate::store::rebuild::{RebuildReport, verified};
 use crate::store::{StoreError, prepare};
+use std::collections::{HashMap, HashSet};
 use tokio_postgres::Transaction;
 
 /// Envelopes read, verified and stored per step.
@@ -47,15 +53,7 @@ impl PgStore {
     /// documentation).
     pub async fn rebuild(&self, roster: &Roster) -> Result<RebuildReport, PgRebuildError> {
         let mut c = self.pool().get().await.map_err(StoreError::Database)?;
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
-            .start()
-            .await
-            .map_err(q("starting the rebuild"))?;
-        tx.batch_execute("SET LOCAL synchronous_commit = on")
-            .await
-            .map_err(q("starting the rebuild"))?;
+        let tx = super::store::storing_transaction(&mut c, "starting the rebuild").await?;
         let last_date_added = refuse_while_served(&tx).await?;
         let report = rebuild_in(&tx, roster, last_date_added).await?;
         tx.commit().await.map_err(q("committing the rebuild"))?;
@@ -111,8 +109,10 @@ async fn rebuild_in(
                     false AS set_aside
              FROM envelopes
              UNION ALL
+             -- One copy of an envelope a peer brought back meanwhile: the held one.
              SELECT id, ordinal, received_from, received_at, date_added_base, body, true
-             FROM envelopes_set_aside;
+             FROM envelopes_set_aside s
+             WHERE NOT EXISTS (SELECT 1 FROM envelopes e WHERE e.id = s.id);
          TRUNCATE envelopes, envelopes_set_aside, versions, deliveries, tombstones,
                   observables, retractions, retracted_envelopes, retracted_objects;
          UPDATE digests SET l0 = 0, l1 = 0, l2 = 0, l3 = 0, count = 0;
@@ -133,6 +133,8 @@ async fn rebuild_in(
         digests: Vec::new(),
     };
     let now = Timestamp::now().as_micros();
+    // Whether set-aside envelopes are being given back (they come last).
+    let mut giving_back = false;
     loop {
         let rows = tx
             .query(&format!("FETCH {CHUNK} FROM rebuild_cursor"), &[])
@@ -142,70 +144,76 @@ async fn rebuild_in(
             break;
         }
         report.envelopes += rows.len() as u64;
-        // What was set aside and verifies again takes a new feed position.
-        let mut set_aside = std::collections::HashSet::new();
+        // Log positions are unique in `rebuild_log` (each was taken once from the feed
+        // head, and an envelope is in one of the two tables): they key the rows here.
+        let set_aside: HashSet<u64> = rows
+            .iter()
+            .filter(|r| r.get::<_, bool>(6))
+            .map(|r| r.get::<_, i64>(1) as u64)
+            .collect();
         let mut chunk: Vec<LogRecord> = rows
             .iter()
-            .map(|r| {
-                let ordinal = r.get::<_, i64>(1) as u64;
-                if r.get::<_, bool>(6) {
-                    set_aside.insert(ordinal);
-                }
-                LogRecord {
-                    header: RecordHeader {
-                        ordinal,
-                        received_from: r.get(2),
-                        received_at: r.get(3),
-                        date_added_base: r.get(4),
-                    },
-                    envelope: r.get(5),
-                    pos: LogPos {
-                        segment: 0,
-                        offset: 0,
-                        len: 0,
-                    },
-                }
+            .map(|r| LogRecord {
+                header: RecordHeader {
+                    ordinal: r.get::<_, i64>(1) as u64,
+                    received_from: r.get(2),
+                    received_at: r.get(3),
+                    date_added_base: r.get(4),
+                },
+                envelope: r.get(5),
+                pos: LogPos {
+                    segment: 0,
+                    offset: 0,
+                    len: 0,
+                },
             })
             .collect();
         let rejected_before = report.rejected.len();
         let good = verified(&mut chunk, roster, &mut report.rejected);
-        let mut batch = Vec::with_capacity(good.len());
-        for (r, env) in &good {
-            let mut incoming = Incoming::new(env, prepare::prepare(env)?);
-            incoming.recorded = Some(Recorded {
-                received_from: r.header.received_from.clone(),
-                received_at: r.header.received_at,
-                date_added_base: r.header.date_added_base,
-                ordinal: (!set_aside.contains(&r.header.ordinal)).then_some(r.header.ordinal),
-            });
-            batch.push(incoming);
+        let (kept, back): (Vec<_>, Vec<_>) = good
+            .into_iter()
+            .partition(|(r, _)| !set_aside.contains(&r.header.ordinal));
+        // What stays keeps its feed position and `date_added`.
+        let kept = incoming(&kept, true)?;
+        if !kept.is_empty() {
+            ingest::ingest(tx, &kept, ingest::LOCAL, now).await?;
         }
-        if !batch.is_empty() {
-            ingest::ingest(tx, &batch, ingest::LOCAL, now).await?;
+        // What comes back takes a new position past the head, and `date_added` values
+        // past every one handed out before this rebuild, so that peers' cursors and
+        // TAXII clients' `added_after` that passed its old ones still reach it.
+        let back = incoming(&back, false)?;
+        if !back.is_empty() {
+            if !giving_back {
+                giving_back = true;
+                tx.execute(
+                    "UPDATE feed_head SET last_date_added = GREATEST(last_date_added, $1)",
+                    &[&last_date_added],
+                )
+                .await
+                .map_err(q("moving the feed head"))?;
+            }
+            ingest::ingest(tx, &back, ingest::LOCAL, now).await?;
         }
-        let rejected: std::collections::HashMap<u64, &str> = report.rejected[rejected_before..]
+        let rejected: HashMap<u64, &str> = report.rejected[rejected_before..]
             .iter()
             .map(|(o, why)| (*o, why.as_str()))
             .collect();
-        let aside: Vec<_> = rows
-            .iter()
-            .filter_map(|r| {
-                let ordinal = r.get::<_, i64>(1) as u64;
-                rejected.get(&ordinal).map(|why| (r, *why))
-            })
-            .collect();
-        for (r, why) in aside {
+        for r in &rows {
+            let Some(why) = rejected.get(&(r.get::<_, i64>(1) as u64)) else {
+                continue;
+            };
             tx.execute(
                 "INSERT INTO envelopes_set_aside (id, ordinal, received_from, received_at,
                      date_added_base, reason, set_aside_at, body)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (id) DO NOTHING",
                 &[
                     &r.get::<_, &[u8]>(0),
                     &r.get::<_, i64>(1),
                     &r.get::<_, &str>(2),
                     &r.get::<_, i64>(3),
                     &r.get::<_, i64>(4),
-                    &why,
+                    why,
                     &now,
                     &r.get::<_, &[u8]>(5),
                 ],
@@ -217,7 +225,7 @@ async fn rebuild_in(
     tx.batch_execute("CLOSE rebuild_cursor")
         .await
         .map_err(q("closing the evidence log"))?;
-    // No `date_added` handed out before is ever handed out again.
+    // No `date_added` handed out before is handed out again later.
     tx.execute(
         "UPDATE feed_head SET last_date_added = GREATEST(last_date_added, $1)",
         &[&last_date_added],
@@ -244,4 +252,25 @@ async fn rebuild_in(
         ));
     }
     Ok(report)
+}
+
+/// What to store of verified log records: kept ones with their feed position and
+/// `date_added` base (`keep`), given-back ones with new ones.
+fn incoming(
+    records: &[(LogRecord, crate::envelope::Envelope)],
+    keep: bool,
+) -> Result<Vec<Incoming>, StoreError> {
+    records
+        .iter()
+        .map(|(r, env)| {
+            let mut incoming = Incoming::new(env, prepare::prepare(env)?);
+            incoming.recorded = Some(Recorded {
+                received_from: r.header.received_from.clone(),
+                received_at: r.header.received_at,
+                date_added_base: keep.then_some(r.header.date_added_base),
+                ordinal: keep.then_some(r.header.ordinal),
+            });
+            Ok(incoming)
+        })
+        .collect()
 }

@@ -40,6 +40,27 @@ fn q(what: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError + '_ {
     move |e| StoreError::Database(PgError::query(what, e))
 }
 
+/// Starts a transaction that stores envelopes (an ingest, a rebuild): read committed
+/// whatever the database's default, since every read comes after the feed head's row
+/// lock, so it sees what committed before, and a stricter level would only fail the
+/// second of two writers; and committed only once on the server's disk, whatever the
+/// database's default, since a commit is what the node acknowledges.
+pub(super) async fn storing_transaction<'a>(
+    c: &'a mut deadpool_postgres::Object,
+    what: &str,
+) -> Result<deadpool_postgres::Transaction<'a>, StoreError> {
+    let tx = c
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+        .start()
+        .await
+        .map_err(q(what))?;
+    tx.batch_execute("SET LOCAL synchronous_commit = on")
+        .await
+        .map_err(q(what))?;
+    Ok(tx)
+}
+
 impl PgStore {
     /// Connects, brings the schema up to date and reads (or makes) the log's epoch.
     pub async fn open(settings: &DbSettings) -> Result<PgStore, StoreError> {
@@ -84,19 +105,7 @@ impl PgStore {
         received_from: &str,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let mut c = self.pool.get().await?;
-        // Read committed whatever the database's default: every read of the ingest
-        // comes after the feed head's row lock, so it sees what committed before, and
-        // a stricter level would only fail the second of two writers.
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
-            .start()
-            .await
-            .map_err(q("starting an ingest"))?;
-        // Acknowledged means on the server's disk, whatever the database's default.
-        tx.batch_execute("SET LOCAL synchronous_commit = on")
-            .await
-            .map_err(q("starting an ingest"))?;
+        let tx = storing_transaction(&mut c, "starting an ingest").await?;
         let out = ingest::ingest(&tx, batch, received_from, Timestamp::now().as_micros()).await?;
         tx.commit().await.map_err(q("committing an ingest"))?;
         Ok(out)
@@ -292,11 +301,14 @@ impl PgStore {
     /// Changes the value of `key` in `space` with `f`, in one transaction holding its
     /// row: processes changing one value at once do so one after another, each on
     /// what the other wrote. `f` gets the stored value (`None` when there is none) and
-    /// returns the new one, and what this returns.
+    /// returns the new one, and what this returns. Not `durable`: the commit does not
+    /// wait for the server's disk (a counter or a time, which a crash of the database
+    /// may take back, not a cursor).
     pub async fn update_value<T>(
         &self,
         space: Space,
         key: &str,
+        durable: bool,
         f: impl FnOnce(Option<&[u8]>) -> (Vec<u8>, T),
     ) -> Result<T, StoreError> {
         let mut c = self.pool.get().await?;
@@ -304,6 +316,13 @@ impl PgStore {
             .transaction()
             .await
             .map_err(q("starting a value update"))?;
+        tx.batch_execute(if durable {
+            "SET LOCAL synchronous_commit = on"
+        } else {
+            "SET LOCAL synchronous_commit = off"
+        })
+        .await
+        .map_err(q("starting a value update"))?;
         // A row to lock even when there is none yet; a concurrent first writer waits
         // on the key until this commits, then finds the row.
         let absent = tx
