@@ -873,7 +873,7 @@ fn store_migrate_moves_an_embedded_node_with_the_same_digests() {
 #[test]
 fn one_process_holds_a_peers_pull_lease_until_it_stops_renewing() {
     use std::time::{Duration, Instant};
-    use synergia::store::postgres::lease::holder_name;
+    use synergia::store::postgres::lease::{LeaseKind, holder_name};
     let pg = PgCluster::shared();
     let url = pg.new_database();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -889,23 +889,49 @@ fn one_process_holds_a_peers_pull_lease_until_it_stops_renewing() {
         let (ha, hb) = (holder_name(), holder_name());
         assert_ne!(ha, hb);
         let ttl = Duration::from_millis(3000);
-        assert!(a.take_lease("kaspersky", &ha, ttl).await.unwrap());
         assert!(
-            !b.take_lease("kaspersky", &hb, ttl).await.unwrap(),
+            a.take_lease(LeaseKind::Pull, "kaspersky", &ha, ttl)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !b.take_lease(LeaseKind::Pull, "kaspersky", &hb, ttl)
+                .await
+                .unwrap(),
             "held by a"
         );
         // The renewal runs after this instant, so the lease expires no earlier
         // than `ttl` from it (one clock: the database's, on this machine).
         let renewed = Instant::now();
         assert!(
-            a.take_lease("kaspersky", &ha, ttl).await.unwrap(),
+            a.take_lease(LeaseKind::Pull, "kaspersky", &ha, ttl)
+                .await
+                .unwrap(),
             "renewed"
         );
         assert!(
-            b.take_lease("interpol", &hb, ttl).await.unwrap(),
+            b.take_lease(LeaseKind::Pull, "interpol", &hb, ttl)
+                .await
+                .unwrap(),
             "another peer"
         );
-        let l = a.lease("kaspersky").await.unwrap().unwrap();
+        assert!(
+            b.take_lease(LeaseKind::Push, "kaspersky", &hb, ttl)
+                .await
+                .unwrap(),
+            "pushing to a peer is leased apart from pulling it"
+        );
+        assert!(
+            !a.take_lease(LeaseKind::Push, "kaspersky", &ha, ttl)
+                .await
+                .unwrap(),
+            "held by b"
+        );
+        let l = a
+            .lease(LeaseKind::Pull, "kaspersky")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(l.holder, ha);
         assert!(
             l.remaining <= ttl
@@ -914,7 +940,11 @@ fn one_process_holds_a_peers_pull_lease_until_it_stops_renewing() {
         );
 
         // a stops renewing (killed): b takes the lease once it expires, not before.
-        while !b.take_lease("kaspersky", &hb, ttl).await.unwrap() {
+        while !b
+            .take_lease(LeaseKind::Pull, "kaspersky", &hb, ttl)
+            .await
+            .unwrap()
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
             assert!(
                 renewed.elapsed() < ttl + Duration::from_secs(5),
@@ -927,10 +957,13 @@ fn one_process_holds_a_peers_pull_lease_until_it_stops_renewing() {
             renewed.elapsed()
         );
         assert!(
-            !a.take_lease("kaspersky", &ha, ttl).await.unwrap(),
+            !a.take_lease(LeaseKind::Pull, "kaspersky", &ha, ttl)
+                .await
+                .unwrap(),
             "a learns at its next renewal that it lost the lease"
         );
-        // b stops: its row and both its leases (kaspersky's, interpol's) go at once.
+        // b stops: its row and its three leases (kaspersky's pull and push,
+        // interpol's pull) go at once.
         b.process_seen(&hb, "127.0.0.1:7443").await.unwrap();
         let running = |s: PgStore| async move {
             let c = s.pool().get().await.unwrap();
@@ -943,10 +976,12 @@ fn one_process_holds_a_peers_pull_lease_until_it_stops_renewing() {
             [(hb.clone(), "127.0.0.1:7443".to_string())]
         );
         b.process_stopped(&hb).await.unwrap();
-        assert_eq!(b.release_leases(&hb).await.unwrap(), 2);
+        assert_eq!(b.release_leases(&hb).await.unwrap(), 3);
         assert!(running(b.clone()).await.is_empty());
         assert!(
-            a.take_lease("kaspersky", &ha, ttl).await.unwrap(),
+            a.take_lease(LeaseKind::Pull, "kaspersky", &ha, ttl)
+                .await
+                .unwrap(),
             "released: free at once"
         );
 
@@ -955,9 +990,14 @@ fn one_process_holds_a_peers_pull_lease_until_it_stops_renewing() {
         for i in 0..8 {
             let s = if i % 2 == 0 { a.clone() } else { b.clone() };
             racers.push(tokio::spawn(async move {
-                s.take_lease("teamcymru", &format!("racer{i}"), Duration::from_secs(30))
-                    .await
-                    .unwrap()
+                s.take_lease(
+                    LeaseKind::Pull,
+                    "teamcymru",
+                    &format!("racer{i}"),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap()
             }));
         }
         let mut winners = 0;

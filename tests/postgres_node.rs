@@ -552,10 +552,20 @@ struct PgMember {
 }
 
 impl PgMember {
+    /// groupib on database `url`, without peers.
     fn new(url: &str) -> PgMember {
+        PgMember::with_peers(url, false)
+    }
+
+    /// groupib on database `url`; with `peers`, interpol is its peer.
+    fn with_peers(url: &str, peers: bool) -> PgMember {
         let f = Federation::new(&["groupib", "interpol"], &[]);
         let dir = tempfile::tempdir().unwrap();
-        let cfg = on_postgres(f.config("groupib"), url, dir.path());
+        let mut cfg = f.config("groupib");
+        common::pg::use_database(&mut cfg, url, dir.path());
+        if !peers {
+            cfg.peers.clear();
+        }
         let config = dir.path().join("groupib-postgres.toml");
         std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
         PgMember { f, dir, config }
@@ -633,6 +643,119 @@ fn assert_seqs_dense(pg: &PgCluster, db: &str) -> u64 {
 
 fn db_name(url: &str) -> String {
     url.rsplit('/').next().unwrap().to_string()
+}
+
+/// Which process (pid) holds the lease on pushing to interpol, if one does.
+fn push_holder(pg: &PgCluster, db: &str) -> Option<u32> {
+    pg.psql(
+        db,
+        "SELECT holder FROM push_leases WHERE peer = 'interpol' AND expires_at > now()",
+    )
+    .lines()
+    .find_map(|h| h.split(':').nth(1)?.parse().ok())
+}
+
+#[test]
+fn the_holder_of_a_peers_push_lease_pushes_what_either_process_published() {
+    let pg = PgCluster::shared();
+    let url = pg.new_database();
+    let db = db_name(&url);
+    let m = PgMember::with_peers(&url, true);
+    // interpol runs at its roster address; groupib's processes do not listen at
+    // theirs, so interpol's pulls of groupib fail and what reaches it came by push.
+    let interpol = RunningNode::start_at_roster_address(m.f.config("interpol"));
+    let roster_port = m.f.config("groupib").listen.address.clone();
+    let ports: Vec<u16> = free_ports(3)
+        .into_iter()
+        .filter(|p| !roster_port.ends_with(&format!(":{p}")))
+        .take(2)
+        .collect();
+    let (mut a, url_a) = m.serve(ports[0]);
+    let (mut b, url_b) = m.serve(ports[1]);
+    let admin = m.admin();
+    let reader = https_client(&m.f.ca_path(), Some(&m.f.admin_identity("interpol")));
+    let rt = rt();
+    let mut published = std::collections::HashSet::new();
+    let holder = rt.block_on(async {
+        eventually("one process takes the push lease", 20, async || {
+            push_holder(pg, &db).is_some()
+        })
+        .await;
+        // One bundle through each process: the holder pushes both.
+        for (i, base) in [&url_a, &url_b].into_iter().enumerate() {
+            let bundle = green_bundle(30, 7000 + i as u64);
+            let r = admin
+                .post(format!("{base}/api/v1/bundles"))
+                .json(&bundle)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            published.extend(ids_of(&bundle));
+        }
+        eventually("interpol holds both publishes", 15, async || {
+            served_ids(&reader, &interpol.url).await == published
+        })
+        .await;
+        push_holder(pg, &db).unwrap()
+    });
+    let state = interpol.node.sync().peer("groupib");
+    assert!(
+        state.failures.get("unreachable").copied().unwrap_or(0) > 0 || state.last_error.is_some(),
+        "interpol's pulls of groupib fail (nothing listens at its roster address): {state:?}"
+    );
+    assert_eq!(state.cursor, 0, "nothing came by pull: {state:?}");
+
+    // The holder is killed: the other process takes the lease over (it expires 6 s
+    // after the last renewal) and pushes what is published from then on.
+    let (survivor_url, survivor) = if holder == a.pid().unwrap() {
+        a.kill();
+        (url_b.clone(), b.pid().unwrap())
+    } else {
+        assert_eq!(holder, b.pid().unwrap());
+        b.kill();
+        (url_a.clone(), a.pid().unwrap())
+    };
+    let killed_at = std::time::Instant::now();
+    rt.block_on(async {
+        eventually(
+            "the surviving process takes the push lease",
+            15,
+            async || push_holder(pg, &db) == Some(survivor),
+        )
+        .await;
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "taken over {:?} after the kill",
+            killed_at.elapsed()
+        );
+        let bundle = green_bundle(30, 7100);
+        let r = admin
+            .post(format!("{survivor_url}/api/v1/bundles"))
+            .json(&bundle)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        published.extend(ids_of(&bundle));
+        eventually(
+            "interpol holds the publish after the takeover",
+            15,
+            async || served_ids(&reader, &interpol.url).await == published,
+        )
+        .await;
+    });
+    // Every envelope of groupib's log reached interpol, each stored once.
+    let envelopes = assert_seqs_dense(pg, &db);
+    let state = interpol.node.sync().peer("groupib");
+    assert_eq!(state.envelopes_received, envelopes, "{state:?}");
+    assert_eq!(state.cursor, 0, "still nothing by pull: {state:?}");
+    let duplicates = interpol
+        .node
+        .metrics()
+        .duplicate_envelopes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(duplicates, 0, "one process pushed each envelope, once");
 }
 
 #[test]

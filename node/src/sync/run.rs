@@ -7,6 +7,7 @@ use crate::node::Node;
 use crate::node::peers::wire::{Carry, EnvelopeList};
 use crate::node::peers::{now, policy};
 use crate::node::receive::{Offer, OfferStatus};
+use crate::store::postgres::lease::LeaseKind;
 use crate::store::view::EnvMeta;
 use serde::Deserialize as _;
 use std::sync::Arc;
@@ -201,7 +202,7 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     let mut lease = node
         .backend()
         .postgres()
-        .map(|pg| PullLease::new(&peer, &pg.holder));
+        .map(|pg| PeerLease::new(LeaseKind::Pull, &peer, &pg.holder));
     loop {
         if let Some(l) = lease.as_mut() {
             match l.hold(&node).await {
@@ -358,20 +359,22 @@ async fn pull_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     }
 }
 
-/// How long a pull lease lasts without renewal, and how often it is renewed: a
-/// process that dies leaves its peers to another within `LEASE_TTL + LEASE_RENEW`.
+/// How long a pull or push lease lasts without renewal, and how often it is renewed:
+/// a process that dies leaves its peers to another within `LEASE_TTL + LEASE_RENEW`.
 const LEASE_TTL: Duration = Duration::from_secs(6);
 const LEASE_RENEW: Duration = Duration::from_secs(2);
 
-/// A process's claim to pull one peer (a node on PostgreSQL: docs/scaling.md).
-struct PullLease {
+/// A process's claim to pull one peer, or to push to it (a node on PostgreSQL:
+/// docs/scaling.md).
+struct PeerLease {
+    kind: LeaseKind,
     peer: String,
     holder: String,
     held: bool,
     renewed: Option<tokio::time::Instant>,
 }
 
-/// Whether this process pulls the peer.
+/// Whether this process pulls the peer (or pushes to it).
 enum Held {
     /// Yes, as before.
     Still,
@@ -381,9 +384,10 @@ enum Held {
     No,
 }
 
-impl PullLease {
-    fn new(peer: &str, holder: &str) -> PullLease {
-        PullLease {
+impl PeerLease {
+    fn new(kind: LeaseKind, peer: &str, holder: &str) -> PeerLease {
+        PeerLease {
+            kind,
             peer: peer.to_string(),
             holder: holder.to_string(),
             held: false,
@@ -402,12 +406,12 @@ impl PullLease {
         let was = self.held;
         self.held = match pg
             .store
-            .take_lease(&self.peer, &self.holder, LEASE_TTL)
+            .take_lease(self.kind, &self.peer, &self.holder, LEASE_TTL)
             .await
         {
             Ok(h) => h,
             Err(e) => {
-                tracing::warn!(peer = %self.peer, error = %e, "cannot take or renew the pull lease");
+                tracing::warn!(peer = %self.peer, lease = self.kind.as_str(), error = %e, "cannot take or renew the lease");
                 false
             }
         };
@@ -417,7 +421,7 @@ impl PullLease {
         match (was, self.held) {
             (_, false) => {
                 if was {
-                    tracing::info!(peer = %self.peer, "another process pulls this peer now");
+                    tracing::info!(peer = %self.peer, lease = self.kind.as_str(), "another process holds this peer's lease now");
                 }
                 Held::No
             }
@@ -565,24 +569,75 @@ impl Drop for PushTask {
     }
 }
 
+/// Pushes this member's own envelopes to `client`'s peer as they are stored: the
+/// first hop at once, where the peer's pull would take up to a poll interval.
 async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
-    if node.backend().postgres().is_some() {
-        // Several processes share the feed: peers take this member's envelopes by
-        // pulling it (within a second), not by pushes from each process.
-        return;
-    }
     let peer = client.name.clone();
     let mut head_rx = node.sync().head.subscribe();
-    // Push only what arrives from now on; pull (the peer's) covers the past.
-    let mut pushed_through = node.backend().head().unwrap_or(0);
-    node.sync().push_started(&peer, pushed_through);
+    // On PostgreSQL the member's processes share one feed: the holder of this peer's
+    // push lease pushes what any of them published, and the others leave the peer to
+    // it (the peer's pull covers whatever a push misses).
+    let mut lease = node
+        .backend()
+        .postgres()
+        .map(|pg| PeerLease::new(LeaseKind::Push, &peer, &pg.holder));
     let _task = PushTask {
         node: node.clone(),
         peer: peer.clone(),
     };
+    // Push only what arrives from now on; pull (the peer's) covers the past. On
+    // PostgreSQL "now" is when this process takes the lease.
+    let mut pushed_through = 0;
+    if lease.is_none() {
+        pushed_through = node.backend().head().unwrap_or(0);
+        node.sync().push_started(&peer, pushed_through);
+    }
     let mut failures = 0u32;
     loop {
-        let head = *head_rx.borrow_and_update();
+        if let Some(l) = lease.as_mut() {
+            match l.hold(&node).await {
+                Held::Still => {}
+                Held::Newly => {
+                    let head = match node.backend().postgres() {
+                        Some(pg) => pg.store.head().await,
+                        None => return,
+                    };
+                    match head {
+                        Ok(h) => {
+                            pushed_through = h;
+                            node.sync().push_started(&peer, h);
+                            tracing::info!(peer, "this process pushes to this peer now");
+                        }
+                        Err(e) => {
+                            // Taken again (and the head read again) at the next turn.
+                            tracing::warn!(peer, error = %e, "cannot read the feed head to start pushing");
+                            l.held = false;
+                            tokio::time::sleep(POLL).await;
+                            continue;
+                        }
+                    }
+                }
+                Held::No => {
+                    // The feed must not wait for a push this process no longer makes.
+                    node.sync().push_stopped(&peer);
+                    tokio::time::sleep(LEASE_RENEW).await;
+                    continue;
+                }
+            }
+        }
+        let signalled = *head_rx.borrow_and_update();
+        let head = match node.backend().postgres() {
+            // Publishes through the other processes show here at the next poll.
+            Some(pg) => match pg.store.head().await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(peer, error = %e, "cannot read the feed head to push");
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+            },
+            None => signalled,
+        };
         if head <= pushed_through {
             tokio::select! {
                 r = head_rx.changed() => { if r.is_err() { return; } }
@@ -591,15 +646,27 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
             continue;
         }
         // Collect what this peer may have, from pushed_through on, read from the
-        // log straight into the request body: file reads of up to PUSH_BYTES under the
-        // view's read lock, so on a blocking thread (as the feed does), not on a
-        // worker the node's server shares.
-        let (n, p) = (node.clone(), peer.clone());
-        let built = tokio::task::spawn_blocking(move || push_body(&n, &p, pushed_through)).await;
-        let Ok((body, ordinals, objects, last)) = built else {
-            tracing::error!(peer, "building a push body failed");
-            tokio::time::sleep(backoff(1)).await;
-            continue;
+        // log straight into the request body: on the embedded store, file reads of up
+        // to PUSH_BYTES under the view's read lock, so on a blocking thread (as the
+        // feed does), not on a worker the node's server shares.
+        let built = match node.backend().postgres() {
+            Some(pg) => push_body_pg(&node, &pg.store, &peer, pushed_through)
+                .await
+                .map_err(|e| e.to_string()),
+            None => {
+                let (n, p) = (node.clone(), peer.clone());
+                tokio::task::spawn_blocking(move || push_body(&n, &p, pushed_through))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+        let (body, ordinals, objects, last) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(peer, error = %e, "building a push body failed");
+                tokio::time::sleep(backoff(1)).await;
+                continue;
+            }
         };
         if last == pushed_through {
             // The head moved but the view has not caught up yet.
@@ -645,13 +712,68 @@ async fn push_loop(node: Arc<Node>, client: Arc<PeerClient>) {
     }
 }
 
+/// [`push_body`] on PostgreSQL: from the member's shared feed, the envelopes this
+/// member published (through any of its processes) that `peer` may have.
+async fn push_body_pg(
+    node: &Node,
+    pg: &crate::store::postgres::PgStore,
+    peer: &str,
+    pushed_through: u64,
+) -> Result<(Vec<u8>, Vec<u64>, u64, u64), crate::store::StoreError> {
+    let live = node.live();
+    let rows = pg.feed_entries(pushed_through, 4 * PUSH_BATCH).await?;
+    let mut chosen = Vec::new();
+    let mut last = pushed_through;
+    let mut bytes = 0usize;
+    for e in rows {
+        if chosen.len() == PUSH_BATCH || bytes >= PUSH_BYTES {
+            break;
+        }
+        last = e.ordinal + 1;
+        // As on the embedded store: our own envelopes only, not one the peer gave
+        // back, and only what policy lets it have.
+        if e.origin != node.member() || e.received_from == peer {
+            continue;
+        }
+        let allowed = policy::may_send(
+            &live.signer.origin,
+            &live.peers,
+            peer,
+            &e.origin,
+            e.tlp,
+            &e.recipients,
+        );
+        if allowed.is_err() {
+            continue;
+        }
+        bytes += e.len;
+        chosen.push(e);
+    }
+    let ids: Vec<[u8; 32]> = chosen.iter().map(|e| e.id).collect();
+    let bodies = pg.envelope_bodies(&ids).await?;
+    let mut list = EnvelopeList::with_capacity(chosen.iter().map(|e| e.len), 1);
+    let mut ordinals = Vec::with_capacity(chosen.len());
+    let mut objects = 0u64;
+    for (e, body) in chosen.iter().zip(&bodies) {
+        list.add_with(&e.id, Carry::Body, |out| {
+            out.extend_from_slice(body);
+            Ok(())
+        })?;
+        ordinals.push(e.ordinal);
+        objects += u64::from(e.object_count);
+    }
+    let mut body = list.finish();
+    body.push(b'}');
+    Ok((body, ordinals, objects, last.max(pushed_through)))
+}
+
 /// The body of the next push to `peer`: this node's own envelopes from ordinal
 /// `pushed_through` on that the peer may have, at most [`PUSH_BATCH`] of them and about
 /// [`PUSH_BYTES`], read from the log straight into the body; with the ordinals it
 /// carries, the objects in those envelopes and the ordinal the scan stopped before.
 fn push_body(node: &Node, peer: &str, pushed_through: u64) -> (Vec<u8>, Vec<u64>, u64, u64) {
     let live = node.live();
-    // Pushes run on the embedded store only (see `push_loop`).
+    // On PostgreSQL, `push_body_pg`.
     let Ok(store) = node.embedded("pushing to peers") else {
         return (Vec::new(), Vec::new(), 0, pushed_through);
     };

@@ -1,8 +1,10 @@
-//! Pull leases: which of a member's processes pulls each peer (docs/scaling.md,
-//! "Several processes of one member").
+//! Pull and push leases: which of a member's processes pulls each peer, and which
+//! pushes to it (docs/scaling.md, "Several processes of one member").
 //!
 //! Several `serve` processes share one database, but each peer's feed must be pulled
-//! by one of them at a time. A lease is a row in `pull_leases` (peer, holder, expiry)
+//! by one of them at a time, and one push per peer carries what the member publishes
+//! through any of them. A lease is a row in `pull_leases` or `push_leases` (peer,
+//! holder, expiry)
 //! taken or renewed by one atomic statement against the database's clock, so the
 //! processes' own clocks do not matter and no advisory lock is needed (Citus has
 //! none across nodes). A holder renews well before the expiry; a holder that dies
@@ -32,6 +34,32 @@ pub const PROCESS_BEAT: Duration = Duration::from_secs(2);
 /// pooled connection of up to 5 s on a busy process, with room to spare.
 pub const PROCESS_GONE: Duration = Duration::from_secs(15);
 
+/// What a lease lets its holder do with a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseKind {
+    /// Pull the peer's feed (`pull_leases`).
+    Pull,
+    /// Push this member's envelopes to the peer (`push_leases`).
+    Push,
+}
+
+impl LeaseKind {
+    fn table(self) -> &'static str {
+        match self {
+            LeaseKind::Pull => "pull_leases",
+            LeaseKind::Push => "push_leases",
+        }
+    }
+
+    /// `pull` or `push`, for logs and errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseKind::Pull => "pull",
+            LeaseKind::Push => "push",
+        }
+    }
+}
+
 /// Who holds a peer's lease, and for how long still.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -60,40 +88,57 @@ pub fn holder_name() -> String {
 }
 
 impl PgStore {
-    /// Takes or renews the lease on pulling `peer` for `ttl`: true when `holder` holds
+    /// Takes or renews the `kind` lease on `peer` for `ttl`: true when `holder` holds
     /// it now (it was free, expired, or already `holder`'s), false when another
     /// process holds it.
     pub async fn take_lease(
         &self,
+        kind: LeaseKind,
         peer: &str,
         holder: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let c = self.pool().get().await?;
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let table = kind.table();
         let row = c
             .query_opt(
-                "INSERT INTO pull_leases (peer, holder, expires_at)
-                 VALUES ($1, $2, now() + $3 * interval '1 millisecond')
-                 ON CONFLICT (peer) DO UPDATE
-                     SET holder = excluded.holder, expires_at = excluded.expires_at
-                     WHERE pull_leases.holder = excluded.holder
-                        OR pull_leases.expires_at < now()
-                 RETURNING holder",
+                &format!(
+                    "INSERT INTO {table} (peer, holder, expires_at)
+                     VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+                     ON CONFLICT (peer) DO UPDATE
+                         SET holder = excluded.holder, expires_at = excluded.expires_at
+                         WHERE {table}.holder = excluded.holder
+                            OR {table}.expires_at < now()
+                     RETURNING holder"
+                ),
                 &[&peer, &holder, &(ms as f64)],
             )
             .await
-            .map_err(q("taking a pull lease"))?;
+            .map_err(q(match kind {
+                LeaseKind::Pull => "taking a pull lease",
+                LeaseKind::Push => "taking a push lease",
+            }))?;
         Ok(row.is_some())
     }
 
-    /// Gives up every lease `holder` holds (a process stopping), so another process
-    /// need not wait for them to expire; how many there were.
+    /// Gives up every lease `holder` holds, pull and push (a process stopping), so
+    /// another process need not wait for them to expire; how many there were.
     pub async fn release_leases(&self, holder: &str) -> Result<u64, StoreError> {
-        let c = self.pool().get().await?;
-        c.execute("DELETE FROM pull_leases WHERE holder = $1", &[&holder])
-            .await
-            .map_err(q("releasing pull leases"))
+        let mut c = self.pool().get().await?;
+        let t = c.transaction().await.map_err(q("releasing leases"))?;
+        let mut n = 0;
+        for kind in [LeaseKind::Pull, LeaseKind::Push] {
+            n += t
+                .execute(
+                    &format!("DELETE FROM {} WHERE holder = $1", kind.table()),
+                    &[&holder],
+                )
+                .await
+                .map_err(q("releasing leases"))?;
+        }
+        t.commit().await.map_err(q("releasing leases"))?;
+        Ok(n)
     }
 
     /// Records that process `holder`, listening on `listen`, is running now.
@@ -118,19 +163,22 @@ impl PgStore {
         Ok(())
     }
 
-    /// Who holds the lease on `peer`, if anyone does (expired leases included, with
-    /// nothing remaining).
-    pub async fn lease(&self, peer: &str) -> Result<Option<Lease>, StoreError> {
+    /// Who holds the `kind` lease on `peer`, if anyone does (expired leases
+    /// included, with nothing remaining).
+    pub async fn lease(&self, kind: LeaseKind, peer: &str) -> Result<Option<Lease>, StoreError> {
         let c = self.pool().get().await?;
         let row = c
             .query_opt(
-                "SELECT holder,
-                        greatest(0, extract(epoch FROM expires_at - now()) * 1000)::bigint
-                 FROM pull_leases WHERE peer = $1",
+                &format!(
+                    "SELECT holder,
+                            greatest(0, extract(epoch FROM expires_at - now()) * 1000)::bigint
+                     FROM {} WHERE peer = $1",
+                    kind.table()
+                ),
                 &[&peer],
             )
             .await
-            .map_err(q("reading a pull lease"))?;
+            .map_err(q("reading a lease"))?;
         Ok(row.map(|r| Lease {
             holder: r.get(0),
             remaining: Duration::from_millis(r.get::<_, i64>(1).max(0) as u64),

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "envelopes set aside by a rebuild, serve processes",
         include_str!("sql/0002_maintenance.sql"),
     ),
+    (3, "push leases", include_str!("sql/0003_push_leases.sql")),
 ];
 
 /// The newest schema version this build knows.
