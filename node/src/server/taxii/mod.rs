@@ -735,8 +735,20 @@ async fn get_status(
     Ok(taxii_json(StatusCode::OK, v))
 }
 
-// The same answers from a node on PostgreSQL: pages chosen by `select_pg`, bodies
-// read in one statement per page.
+// The same answers from a node on PostgreSQL: pages chosen by `select_pg`, objects'
+// bodies read with the versions chosen.
+
+/// What a page from PostgreSQL answers, which sets its default `match[version]` and
+/// whether it needs the objects' bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PgAnswer {
+    /// `…/objects/` and `…/objects/{id}/`: the latest versions, with bodies.
+    Objects,
+    /// `…/objects/{id}/versions/`: every version, without bodies.
+    Versions,
+    /// `…/manifest/`: the latest versions, without bodies.
+    Manifest,
+}
 
 async fn pg_page(
     node: &Node,
@@ -744,13 +756,25 @@ async fn pg_page(
     c: &Collection,
     caller: &Caller,
     q: &[(String, String)],
-    default_versions: VersionSpec,
+    answer: PgAnswer,
     id: Option<&str>,
 ) -> Result<(select_pg::Page, Filters), ApiError> {
+    let default_versions = match answer {
+        PgAnswer::Versions => VersionSpec::All,
+        PgAnswer::Objects | PgAnswer::Manifest => VersionSpec::Last,
+    };
+    let with_bodies = answer == PgAnswer::Objects;
     let req = page_request(node, c, q, default_versions, id)?;
-    let page = select_pg::select(pg, c, &req.filters, caller.max_tlp(), req.after)
-        .await
-        .map_err(|e| ApiError::store(e).taxii())?;
+    let page = select_pg::select(
+        pg,
+        c,
+        &req.filters,
+        caller.max_tlp(),
+        req.after,
+        with_bodies,
+    )
+    .await
+    .map_err(|e| ApiError::store(e).taxii())?;
     Ok((page, req.filters))
 }
 
@@ -778,14 +802,11 @@ async fn pg_objects(
     q: &[(String, String)],
     id: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let (p, f) = pg_page(node, pg, c, caller, q, VersionSpec::Last, id).await?;
+    let (p, f) = pg_page(node, pg, c, caller, q, PgAnswer::Objects, id).await?;
     if let Some(id) = id {
         pg_found(&p, &f, id, c)?;
     }
-    let bodies = pg
-        .bodies(&p.rows)
-        .await
-        .map_err(|e| ApiError::store(e).taxii())?;
+    let bodies = &p.bodies;
     let mut body = Vec::with_capacity(64 + bodies.iter().map(|b| b.len() + 1).sum::<usize>());
     body.extend_from_slice(b"{\"more\":");
     body.extend_from_slice(if p.more { b"true" } else { b"false" });
@@ -821,7 +842,7 @@ async fn pg_versions(
     q: &[(String, String)],
     id: &str,
 ) -> Result<Response, ApiError> {
-    let (p, f) = pg_page(node, pg, c, caller, q, VersionSpec::All, Some(id)).await?;
+    let (p, f) = pg_page(node, pg, c, caller, q, PgAnswer::Versions, Some(id)).await?;
     pg_found(&p, &f, id, c)?;
     let mut versions: Vec<(i64, String)> = p
         .rows
@@ -847,7 +868,7 @@ async fn pg_manifest(
     caller: &Caller,
     q: &[(String, String)],
 ) -> Result<Response, ApiError> {
-    let (p, f) = pg_page(node, pg, c, caller, q, VersionSpec::Last, None).await?;
+    let (p, f) = pg_page(node, pg, c, caller, q, PgAnswer::Manifest, None).await?;
     let records: Vec<Value> = p
         .rows
         .iter()

@@ -11,7 +11,7 @@ use super::select::SCAN_BUDGET;
 use crate::stix::tlp::TlpLevel;
 use crate::store::StoreError;
 use crate::store::postgres::PgStore;
-use crate::store::postgres::read::{Candidates, VersionRow};
+use crate::store::postgres::read::{Candidates, VersionRow, served_body};
 use crate::store::view::{RETRACTED, SPEC21};
 use std::collections::HashMap;
 
@@ -20,14 +20,23 @@ use std::collections::HashMap;
 pub struct Page {
     /// The versions, in `date_added` order.
     pub rows: Vec<VersionRow>,
+    /// Their bodies as served, in the same order, when asked for.
+    pub bodies: Vec<Vec<u8>>,
     /// Whether more may follow.
     pub more: bool,
     /// `date_added` to resume after.
     pub resume_after: Option<i64>,
 }
 
-/// Candidates read per statement: enough for a page and its `more` in one read
-/// when most candidates match.
+/// Candidates read by the first statement of a page: the page and the one that says
+/// whether more follow, which is all a page takes when every candidate matches (the
+/// usual case: a collection's latest versions in order).
+fn first_chunk(limit: usize) -> usize {
+    limit.saturating_add(1).clamp(64, 10_000)
+}
+
+/// Candidates read per further statement, when candidates were skipped: twice the
+/// page, so that a page where most are skipped takes few statements.
 fn chunk(limit: usize) -> usize {
     limit.saturating_mul(2).saturating_add(1).clamp(64, 10_000)
 }
@@ -124,13 +133,15 @@ fn matches(
     })
 }
 
-/// Selects a page. `after` is the `date_added` to start after.
+/// Selects a page. `after` is the `date_added` to start after; `with_bodies` reads
+/// the chosen versions' bodies (as served) with them.
 pub async fn select(
     pg: &PgStore,
     coll: &Collection,
     f: &Filters,
     max_tlp: TlpLevel,
     after: Option<i64>,
+    with_bodies: bool,
 ) -> Result<Page, StoreError> {
     let consolidated = coll.scope == Scope::Consolidated;
     let needs_ends = f
@@ -146,14 +157,22 @@ pub async fn select(
         },
         types: &f.types,
         ids: &f.ids,
+        with_bodies,
     };
     let budget = f.limit.saturating_mul(SCAN_BUDGET);
     let mut page = Page::default();
     let mut examined = 0usize;
     let mut last_examined = None;
+    let mut statements = 0;
     loop {
         // One more than the budget allows: the one that shows it was cut short.
-        let want = chunk(f.limit).min(budget - examined + 1);
+        let size = if statements == 0 {
+            first_chunk(f.limit)
+        } else {
+            chunk(f.limit)
+        };
+        statements += 1;
+        let want = size.min(budget - examined + 1);
         let (cands, exhausted) = pg.candidates(&c, want).await?;
         let Some(last) = cands.last() else {
             return Ok(page);
@@ -187,6 +206,9 @@ pub async fn select(
                     return Ok(page);
                 }
                 last_examined = Some(row.date_added);
+                if let Some(body) = cand.body {
+                    page.bodies.push(served_body(&row, body)?);
+                }
                 page.rows.push(row);
             } else {
                 last_examined = Some(row.date_added);

@@ -92,6 +92,9 @@ pub struct Candidates<'a> {
     pub types: &'a [String],
     /// Only these objects (none: every object).
     pub ids: &'a [(String, u128)],
+    /// Whether each candidate comes with its stored body: a page of objects then
+    /// needs no second statement for them.
+    pub with_bodies: bool,
 }
 
 /// A candidate version and whether it is in the collection at the reader's level.
@@ -101,6 +104,20 @@ pub struct Candidate {
     pub row: VersionRow,
     /// Whether the collection holds it for the reader (`collections::contains`).
     pub in_collection: bool,
+    /// Its stored body, when asked for ([`Candidates::with_bodies`]); a tombstone's
+    /// is served through [`served_body`].
+    pub body: Option<Vec<u8>>,
+}
+
+/// The body a reader is served for version `row` stored with `body`: a tombstone's
+/// is its base version's with `revoked: true` and its own `modified`
+/// (`store::tombstone_body`).
+pub fn served_body(row: &VersionRow, body: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    if row.has(RETRACTED) {
+        crate::store::tombstone_body(&body, row.modified, row.date_added)
+    } else {
+        Ok(body)
+    }
 }
 
 /// Whether version `v` is in member `$o`'s collection for a reader at level `$l`
@@ -133,11 +150,17 @@ impl PgStore {
         let level = level_code(c.max_tlp);
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
         let member = in_collection("$2", "$3");
+        let member = if c.with_bodies {
+            format!("{member}, v.body")
+        } else {
+            member
+        };
         let run = |rows: Vec<tokio_postgres::Row>| -> Vec<Candidate> {
             rows.iter()
                 .map(|r| Candidate {
                     row: row_of(r),
                     in_collection: r.get(8),
+                    body: c.with_bodies.then(|| r.get(9)),
                 })
                 .collect()
         };
@@ -257,51 +280,6 @@ impl PgStore {
             .await
             .map_err(q("reading the versions of objects"))?;
         Ok(rows.iter().map(|r| (row_of(r), r.get(8))).collect())
-    }
-
-    /// The canonical bodies of these versions, in their order; a tombstone's is its
-    /// base version's with `revoked: true` and its own `modified`
-    /// (`store::tombstone_body`).
-    pub async fn bodies(&self, rows: &[VersionRow]) -> Result<Vec<Vec<u8>>, StoreError> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let conn = self.pool().get().await?;
-        let uuids: Vec<Uuid> = rows.iter().map(|r| Uuid::from_u128(r.uuid)).collect();
-        let types: Vec<&str> = rows.iter().map(|r| r.type_name.as_str()).collect();
-        let modified: Vec<i64> = rows.iter().map(|r| r.modified).collect();
-        let hashes: Vec<&[u8]> = rows.iter().map(|r| &r.hash[..]).collect();
-        let found = conn
-            .query(
-                "SELECT k.i, v.body
-                 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[])
-                      WITH ORDINALITY AS k(uuid, type, modified, hash, i)
-                 JOIN versions v ON v.uuid = k.uuid AND v.type = k.type
-                                AND v.modified = k.modified AND v.hash = k.hash",
-                &[&uuids, &types, &modified, &hashes],
-            )
-            .await
-            .map_err(q("reading object bodies"))?;
-        let mut out: Vec<Option<Vec<u8>>> = vec![None; rows.len()];
-        for r in &found {
-            let i = usize::try_from(r.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
-            if let Some(slot) = out.get_mut(i) {
-                *slot = Some(r.get(1));
-            }
-        }
-        out.into_iter()
-            .zip(rows)
-            .map(|(body, row)| {
-                let body = body.ok_or_else(|| {
-                    StoreError::Corrupt(format!("no body for a version of {}", row.object_id()))
-                })?;
-                if row.has(RETRACTED) {
-                    crate::store::tombstone_body(&body, row.modified, row.date_added)
-                } else {
-                    Ok(body)
-                }
-            })
-            .collect()
     }
 
     /// For each `(type, uuid, modified)`, the content hashes of that version that
