@@ -655,6 +655,20 @@ fn push_holder(pg: &PgCluster, db: &str) -> Option<u32> {
     .find_map(|h| h.split(':').nth(1)?.parse().ok())
 }
 
+/// Publishes a green bundle of 30 indicators (seed `seed`) through the process at
+/// `base`, which must acknowledge it; the ids of its objects.
+async fn publish_green(admin: &reqwest::Client, base: &str, seed: u64) -> Vec<String> {
+    let bundle = green_bundle(30, seed);
+    let r = admin
+        .post(format!("{base}/api/v1/bundles"))
+        .json(&bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    ids_of(&bundle)
+}
+
 #[test]
 fn the_holder_of_a_peers_push_lease_pushes_what_either_process_published() {
     let pg = PgCluster::shared();
@@ -683,15 +697,7 @@ fn the_holder_of_a_peers_push_lease_pushes_what_either_process_published() {
         .await;
         // One bundle through each process: the holder pushes both.
         for (i, base) in [&url_a, &url_b].into_iter().enumerate() {
-            let bundle = green_bundle(30, 7000 + i as u64);
-            let r = admin
-                .post(format!("{base}/api/v1/bundles"))
-                .json(&bundle)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            published.extend(ids_of(&bundle));
+            published.extend(publish_green(&admin, base, 7000 + i as u64).await);
         }
         eventually("interpol holds both publishes", 15, async || {
             served_ids(&reader, &interpol.url).await == published
@@ -729,15 +735,7 @@ fn the_holder_of_a_peers_push_lease_pushes_what_either_process_published() {
             "taken over {:?} after the kill",
             killed_at.elapsed()
         );
-        let bundle = green_bundle(30, 7100);
-        let r = admin
-            .post(format!("{survivor_url}/api/v1/bundles"))
-            .json(&bundle)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        published.extend(ids_of(&bundle));
+        published.extend(publish_green(&admin, &survivor_url, 7100).await);
         eventually(
             "interpol holds the publish after the takeover",
             15,
