@@ -206,7 +206,11 @@ pub async fn select(
                     return Ok(page);
                 }
                 last_examined = Some(row.date_added);
-                if let Some(body) = cand.body {
+                if with_bodies {
+                    // Chosen versions are within the reader's level: read with a body.
+                    let body = cand.body.ok_or_else(|| {
+                        StoreError::Corrupt(format!("no body for a version of {}", row.object_id()))
+                    })?;
                     page.bodies.push(served_body(&row, body)?);
                 }
                 page.rows.push(row);

@@ -104,8 +104,9 @@ pub struct Candidate {
     pub row: VersionRow,
     /// Whether the collection holds it for the reader (`collections::contains`).
     pub in_collection: bool,
-    /// Its stored body, when asked for ([`Candidates::with_bodies`]); a tombstone's
-    /// is served through [`served_body`].
+    /// Its stored body, when asked for ([`Candidates::with_bodies`]) and the
+    /// reader's level allows the version; a tombstone's is served through
+    /// [`served_body`].
     pub body: Option<Vec<u8>>,
 }
 
@@ -150,8 +151,11 @@ impl PgStore {
         let level = level_code(c.max_tlp);
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
         let member = in_collection("$2", "$3");
+        // A body only where the reader's level allows the version: a page skips the
+        // others, and a reader cleared for green should not draw red bodies over the
+        // wire to have them dropped.
         let member = if c.with_bodies {
-            format!("{member}, v.body")
+            format!("{member}, CASE WHEN v.tlp <= $3 THEN v.body END")
         } else {
             member
         };
@@ -160,7 +164,7 @@ impl PgStore {
                 .map(|r| Candidate {
                     row: row_of(r),
                     in_collection: r.get(8),
-                    body: c.with_bodies.then(|| r.get(9)),
+                    body: if c.with_bodies { r.get(9) } else { None },
                 })
                 .collect()
         };
