@@ -40,9 +40,10 @@ pub struct Migrated {
 
 /// Brings the database's schema to [`latest`], in one transaction.
 pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<Migrated, PgError> {
-    // Two processes starting at once may both create the table: the loser's
-    // `CREATE TABLE IF NOT EXISTS` fails on the catalogue's unique index, and a second
-    // attempt finds the table.
+    // Two processes starting at once may both create the table: `IF NOT EXISTS` checks
+    // before it inserts into the catalogue, so the loser fails on the catalogue's
+    // unique index (`unique_violation`) or on the table's row type (`duplicate_object`,
+    // "type already exists"), and a second attempt finds the table.
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -57,7 +58,7 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<Migrated, Pg
             .await
         {
             Ok(()) => break,
-            Err(e) if attempt < 3 && is_unique_violation(&e) => continue,
+            Err(e) if attempt < 3 && lost_a_concurrent_create(&e) => continue,
             Err(e) => return Err(PgError::query("creating synergia_schema", e)),
         }
     }
@@ -101,6 +102,14 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<Migrated, Pg
     Ok(Migrated { from, to })
 }
 
-fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
-    e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+/// Whether `e` is how PostgreSQL reports losing a race to create the same table.
+fn lost_a_concurrent_create(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    [
+        SqlState::UNIQUE_VIOLATION,
+        SqlState::DUPLICATE_OBJECT,
+        SqlState::DUPLICATE_TABLE,
+    ]
+    .iter()
+    .any(|code| e.code() == Some(code))
 }
