@@ -15,6 +15,13 @@
 //!   `POST /api/v1/bundles`, TAXII paging of `consolidated` (limit 1000, mTLS), and an
 //!   empty second node pulling everything through federation sync;
 //! - `synergia demo --all-publish`: five-member convergence;
+//! - at each `--store-counts` size (default the main workload's): both stores side by
+//!   side, a node on the embedded store and one on PostgreSQL (`server_bench --count N
+//!   --replicate`, with `--postgres` and `--peer-postgres` on fresh databases, dropped
+//!   after), and the embedded store alone (`store_bench`); PostgreSQL is the server
+//!   `--postgres URL` names (a user that may create databases, the password in
+//!   `SYNERGIA_STORE_PASSWORD`), else a throwaway cluster the harness starts and
+//!   removes (Debian's `postgresql` package), or left out with `--no-postgres`;
 //! - at each `--medallion-counts` size: `server_bench --publish taxii` against a
 //!   Synergia node and `server_bench --taxii-collection` against medallion (installed
 //!   into a virtual environment, memory backend, loopback): the same objects, the same
@@ -45,6 +52,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod postgres;
+mod stores;
+
 /// The medallion release measured (the latest on PyPI, 2020).
 const MEDALLION: &str = "medallion==3.0.0";
 /// `synergia gen` settings shared by every workload; `store_bench` recomputes the
@@ -71,8 +81,25 @@ struct Options {
     /// that grows with the square of the collection, but pages in time that grows
     /// faster still (a 10,000-indicator collection takes it over ten minutes).
     medallion_publish_counts: Vec<u64>,
+    /// Sizes (indicators) at which the two stores are compared.
+    store_counts: Vec<u64>,
+    /// Which PostgreSQL server the comparison uses.
+    postgres: PostgresChoice,
+    /// Only the stores' comparison (`--stores-only`).
+    stores_only: bool,
     baseline: Option<PathBuf>,
     criterion: bool,
+}
+
+/// Where the PostgreSQL store of the comparison runs.
+#[derive(Clone, PartialEq, Eq)]
+enum PostgresChoice {
+    /// A throwaway cluster the harness starts.
+    Throwaway,
+    /// The server at this URL (`--postgres URL`).
+    Given(String),
+    /// Not measured (`--no-postgres`).
+    Leave,
 }
 
 fn options() -> Result<Options> {
@@ -83,10 +110,14 @@ fn options() -> Result<Options> {
         convergence_count: 30_000,
         medallion_counts: vec![1000, 3000],
         medallion_publish_counts: vec![10_000, 20_000],
+        store_counts: Vec::new(),
+        postgres: PostgresChoice::Throwaway,
+        stores_only: false,
         baseline: None,
         criterion: true,
     };
     let mut runs = None;
+    let mut store_counts = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
@@ -120,12 +151,27 @@ fn options() -> Result<Options> {
                     .context("--medallion-publish-counts N,N,...")?;
                 o.medallion_publish_counts.sort();
             }
+            "--store-counts" => {
+                let mut v: Vec<u64> = value()?
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| s.trim().parse())
+                    .collect::<Result<_, _>>()
+                    .context("--store-counts N,N,...")?;
+                v.sort();
+                v.dedup();
+                store_counts = Some(v);
+            }
+            "--postgres" => o.postgres = PostgresChoice::Given(value()?),
+            "--no-postgres" => o.postgres = PostgresChoice::Leave,
+            "--stores-only" => o.stores_only = true,
             "--baseline" => o.baseline = Some(value()?.into()),
             "--no-criterion" => o.criterion = false,
             "--help" | "-h" => {
                 println!(
                     "cargo run --release --example bench_all -- [--runs N] [--quick] \
                      [--count N] [--convergence-count N] [--medallion-counts N,N] [--medallion-publish-counts N,N] \
+                     [--store-counts N,N] [--postgres URL | --no-postgres] [--stores-only] \
                      [--baseline FILE] [--no-criterion]\n       \
                      cargo run --release --example bench_all -- --compare OLD.json NEW.json\n       \
                      cargo run --release --example bench_all -- --report FILE.json"
@@ -136,6 +182,7 @@ fn options() -> Result<Options> {
         }
     }
     o.runs = runs.unwrap_or(if o.quick { 1 } else { 3 });
+    o.store_counts = store_counts.unwrap_or_else(|| vec![o.count]);
     if o.runs == 0 || o.medallion_counts.is_empty() {
         bail!("--runs and --medallion-counts must not be empty");
     }
@@ -160,6 +207,13 @@ impl Options {
             convergence_count: z["convergence_count"].as_u64().unwrap_or(0),
             medallion_counts: list("medallion_counts"),
             medallion_publish_counts: list("medallion_publish_counts"),
+            store_counts: list("store_counts"),
+            postgres: if z["postgres_store"].as_bool().unwrap_or(false) {
+                PostgresChoice::Throwaway
+            } else {
+                PostgresChoice::Leave
+            },
+            stores_only: z["stores_only"].as_bool().unwrap_or(false),
             baseline: None,
             criterion: true,
         }
@@ -483,7 +537,15 @@ fn server_bench(paths: &Paths, bundle: &Path) -> Command {
 }
 
 /// One run of every end-to-end measurement.
-fn one_run(o: &Options, paths: &Paths, samples: &mut Samples) -> Result<()> {
+fn one_run(
+    o: &Options,
+    paths: &Paths,
+    pg: Option<&postgres::Server>,
+    samples: &mut Samples,
+) -> Result<()> {
+    if o.stores_only {
+        return stores::run(o, paths, pg, samples);
+    }
     let big = paths.gen_bundle(o.count);
     let store_dir = paths.work.join("store");
     let _ = std::fs::remove_dir_all(&store_dir);
@@ -591,7 +653,7 @@ fn one_run(o: &Options, paths: &Paths, samples: &mut Samples) -> Result<()> {
             )?;
         }
     }
-    Ok(())
+    stores::run(o, paths, pg, samples)
 }
 
 /// Runs the criterion benchmarks once with short times and reads each benchmark's
@@ -867,6 +929,7 @@ fn specs(o: &Options) -> Vec<Spec> {
             ));
         }
     }
+    v.extend(stores::specs(o));
     v
 }
 
@@ -893,7 +956,7 @@ fn fmt_value(v: f64, unit: &str) -> String {
 /// A value without its unit, rounded as its unit deserves.
 fn fmt_num(v: f64, unit: &str) -> String {
     match unit {
-        "objects/s" | "MB" => fmt_count(v.round() as u64),
+        "objects/s" | "MB" | "B" => fmt_count(v.round() as u64),
         "×" if v >= 10.0 => format!("{v:.0}"),
         "µs" | "s" if v >= 100.0 => format!("{v:.0}"),
         "µs" => format!("{v:.1}"),
@@ -1091,12 +1154,17 @@ fn report(r: &Value, regress: &[String], baseline: Option<&Path>) -> String {
         "Each figure: median of {runs} run{} (min – max).\n",
         if runs == 1 { "" } else { "s" }
     );
-    let _ = writeln!(s, "| figure | median | min – max | target | met? |");
-    let _ = writeln!(s, "|---|---|---|---|---|");
     let figures = r["figures"].as_array().cloned().unwrap_or_default();
+    if !o.stores_only {
+        let _ = writeln!(s, "| figure | median | min – max | target | met? |");
+        let _ = writeln!(s, "|---|---|---|---|---|");
+    }
     let key = |f: &Value| f["key"].as_str().unwrap_or_default().to_string();
     let compared = |k: &str| {
-        k.starts_with("synergia_taxii_") || k.starts_with("medallion_") || k.starts_with("ratio_")
+        k.starts_with("synergia_taxii_")
+            || k.starts_with("medallion_")
+            || k.starts_with("ratio_")
+            || stores::is_comparison(k)
     };
     for f in figures
         .iter()
@@ -1115,47 +1183,55 @@ fn report(r: &Value, regress: &[String], baseline: Option<&Path>) -> String {
             met_text(f)
         );
     }
-    let _ = writeln!(
-        s,
-        "\nSynergia and medallion, the same objects through the same TAXII client \
-         (Synergia: mTLS, durable; medallion: plain HTTP, memory backend). \
-         Medians (min – max):\n"
-    );
-    let _ = writeln!(
-        s,
-        "| indicators | Synergia publish | medallion publish | ratio | \
-         Synergia paging | medallion paging | ratio | medallion paging pass |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    let cell = |k: String, range: bool| -> String {
-        let Some(f) = figures.iter().find(|f| f["key"] == k.as_str()) else {
-            return "—".into();
-        };
-        let unit = f["unit"].as_str().unwrap_or_default();
-        let v = |k: &str| fmt_num(f[k].as_f64().unwrap_or(0.0), unit);
-        let mut c = fmt_value(f["median"].as_f64().unwrap_or(0.0), unit);
-        if range {
-            let _ = write!(c, " ({} – {})", v("min"), v("max"));
-        }
-        if f["met"].is_boolean() {
-            let _ = write!(c, " — target ≥ 50×: {}", met_text(f));
-        }
-        c
-    };
-    for (n, _) in medallion_sizes(o) {
+    if !o.stores_only {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
-            fmt_count(n),
-            cell(format!("synergia_taxii_publish_{n}"), false),
-            cell(format!("medallion_publish_{n}"), false),
-            cell(format!("ratio_publish_{n}"), true),
-            cell(format!("synergia_taxii_paging_{n}"), false),
-            cell(format!("medallion_paging_{n}"), false),
-            cell(format!("ratio_paging_{n}"), true),
-            cell(format!("medallion_paging_s_{n}"), false),
+            "\nSynergia and medallion, the same objects through the same TAXII client \
+             (Synergia: mTLS, durable; medallion: plain HTTP, memory backend). \
+             Medians (min – max):\n"
         );
+        let _ = writeln!(
+            s,
+            "| indicators | Synergia publish | medallion publish | ratio | \
+             Synergia paging | medallion paging | ratio | medallion paging pass |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        let cell = |k: String, range: bool| -> String {
+            let Some(f) = figures.iter().find(|f| f["key"] == k.as_str()) else {
+                return "—".into();
+            };
+            let unit = f["unit"].as_str().unwrap_or_default();
+            let v = |k: &str| fmt_num(f[k].as_f64().unwrap_or(0.0), unit);
+            let mut c = fmt_value(f["median"].as_f64().unwrap_or(0.0), unit);
+            if range {
+                let _ = write!(c, " ({} – {})", v("min"), v("max"));
+            }
+            if f["met"].is_boolean() {
+                let _ = write!(c, " — target ≥ 50×: {}", met_text(f));
+            }
+            c
+        };
+        for (n, _) in medallion_sizes(o) {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                fmt_count(n),
+                cell(format!("synergia_taxii_publish_{n}"), false),
+                cell(format!("medallion_publish_{n}"), false),
+                cell(format!("ratio_publish_{n}"), true),
+                cell(format!("synergia_taxii_paging_{n}"), false),
+                cell(format!("medallion_paging_{n}"), false),
+                cell(format!("ratio_paging_{n}"), true),
+                cell(format!("medallion_paging_s_{n}"), false),
+            );
+        }
     }
+    stores::report(
+        o,
+        &figures,
+        r["postgres"].as_str().unwrap_or("not measured"),
+        &mut s,
+    );
     let crit: Vec<&Value> = figures.iter().filter(|f| f["unit"] == "ns").collect();
     if !crit.is_empty() {
         let _ = writeln!(
@@ -1307,6 +1383,17 @@ fn main() -> Result<()> {
     );
     std::fs::create_dir_all(&paths.work)?;
 
+    eprintln!("== PostgreSQL");
+    let pg = match &o.postgres {
+        PostgresChoice::Throwaway => Some(postgres::Server::throwaway()?),
+        PostgresChoice::Given(url) => Some(postgres::Server::given(url)?),
+        PostgresChoice::Leave => None,
+    };
+    let pg_description = pg.as_ref().map_or_else(
+        || "not measured (--no-postgres)".to_string(),
+        |p| p.description.clone(),
+    );
+
     eprintln!("== building the release binaries");
     run(cargo(&paths)
         .args(["build", "--release", "--bin", "synergia"])
@@ -1317,6 +1404,10 @@ fn main() -> Result<()> {
     eprintln!("== writing the workloads with synergia gen");
     let mut sizes = vec![o.count];
     sizes.extend(medallion_sizes(&o).iter().map(|&(n, _)| n));
+    if o.stores_only {
+        // The stores' comparison generates its own (`--count`).
+        sizes.clear();
+    }
     for &n in &sizes {
         let mut cmd = Command::new(paths.release("synergia"));
         cmd.args(["gen", "--count", &n.to_string(), "--seed", GEN_SEED])
@@ -1327,8 +1418,12 @@ fn main() -> Result<()> {
         run(&mut cmd)?;
     }
 
-    eprintln!("== medallion");
-    let medallion = medallion_env(&paths)?;
+    let medallion = if o.stores_only {
+        "not measured (--stores-only)".to_string()
+    } else {
+        eprintln!("== medallion");
+        medallion_env(&paths)?
+    };
 
     let specs = specs(&o);
     let commit = git_commit(&paths);
@@ -1347,9 +1442,13 @@ fn main() -> Result<()> {
                 "convergence_count": o.convergence_count,
                 "medallion_counts": o.medallion_counts,
                 "medallion_publish_counts": o.medallion_publish_counts,
+                "store_counts": o.store_counts,
+                "postgres_store": pg.is_some(),
+                "stores_only": o.stores_only,
                 "quick": o.quick,
             },
             "medallion": medallion,
+            "postgres": pg_description,
             "figures": figures_json(&specs, samples, criterion),
         })
     };
@@ -1359,13 +1458,13 @@ fn main() -> Result<()> {
     let mut samples = Samples::new();
     for i in 1..=o.runs {
         eprintln!("== run {i} of {}", o.runs);
-        one_run(&o, &paths, &mut samples)?;
+        one_run(&o, &paths, pg.as_ref(), &mut samples)?;
         std::fs::write(
             &partial,
             serde_json::to_vec_pretty(&results(&samples, &[], i))?,
         )?;
     }
-    let criterion = if o.criterion {
+    let criterion = if o.criterion && !o.stores_only {
         eprintln!("== criterion micro-benchmarks");
         criterion(&o, &paths)?
     } else {
@@ -1393,6 +1492,7 @@ fn main() -> Result<()> {
     println!("{text}");
     eprintln!("results: {}", out.display());
     // The workloads and stores are gigabytes at 1M; only the results are kept.
+    drop(pg);
     let _ = std::fs::remove_dir_all(&paths.work);
     Ok(())
 }
