@@ -224,7 +224,7 @@ use synergia::store::IngestOutcome;
 use synergia::store::digest::ViewDigest;
 use synergia::store::engine::Space;
 use synergia::store::log::LogPos;
-use synergia::store::postgres::{Incoming, PgStore};
+use synergia::store::postgres::{Counts, Incoming, PgStore};
 use synergia::store::prepare::Prepared;
 use synergia::store::record::{EnvelopeRecord, ObjectEntry, RetractedObject, RetractionEntry};
 use synergia::store::view::{SHARED_LEVELS, View};
@@ -388,13 +388,34 @@ async fn pg_summary(s: &PgStore, objects: &[(String, u128)]) -> Summary {
     (digests, latest)
 }
 
+/// What the store holds, counted in the tables themselves.
+async fn counted(s: &PgStore) -> Counts {
+    let c = s.pool().get().await.unwrap();
+    let r = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM envelopes), (SELECT count(*) FROM versions),
+                    (SELECT count(*) FROM (SELECT DISTINCT uuid, type FROM versions) o),
+                    (SELECT count(*) FROM retractions)",
+            &[],
+        )
+        .await
+        .unwrap();
+    Counts {
+        envelopes: r.get::<_, i64>(0) as u64,
+        versions: r.get::<_, i64>(1) as u64,
+        objects: r.get::<_, i64>(2) as u64,
+        retractions: r.get::<_, i64>(3) as u64,
+    }
+}
+
 /// Empties a database's store tables (as a fresh migration leaves them).
 async fn wipe(s: &PgStore) {
     let c = s.pool().get().await.unwrap();
     c.batch_execute(
         "TRUNCATE envelopes, origin_seqs, versions, deliveries, tombstones, observables,
                   retractions, retracted_envelopes, retracted_objects, kv;
-         UPDATE feed_head SET next_ordinal = 0, last_date_added = 0;
+         UPDATE feed_head SET next_ordinal = 0, last_date_added = 0, envelopes = 0,
+                              versions = 0, objects = 0, retractions = 0;
          UPDATE digests SET l0 = 0, l1 = 0, l2 = 0, l3 = 0, count = 0;",
     )
     .await
@@ -467,9 +488,61 @@ proptest! {
                 assert_eq!(got, expected, "order {order:?}, batches of {batch}");
                 let da = s.dates_added().await.unwrap();
                 assert!(da.windows(2).all(|w| w[0] < w[1]), "date_added unique: {da:?}");
+                // The counts kept as ingests go are what counting the tables finds.
+                assert_eq!(s.counts().await.unwrap(), counted(s).await, "order {order:?}");
             })
         });
     }
+}
+
+#[test]
+fn the_counts_migration_counts_what_a_database_already_holds() {
+    let pg = PgCluster::shared();
+    let url = pg.new_database();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let rt = common::rt();
+    rt.block_on(async {
+        let s = PgStore::open(&plain(&url)).await.unwrap();
+        let recs = [
+            record(1, &[(1, 1, 0, 1), (2, 1, 0, 1)]),
+            record(2, &[(1, 2, 0, 1), (3, 1, 0, 4)]),
+            retraction(0, 2, &[2], &[]),
+        ];
+        let all: Vec<Incoming> = recs.iter().map(incoming).collect();
+        s.ingest(&all, "peer").await.unwrap();
+        let expected = counted(&s).await;
+        assert_eq!(s.counts().await.unwrap(), expected);
+        // Four versions, and tombstones for what the retraction took back.
+        assert_eq!(
+            (expected.objects, expected.retractions),
+            (3, 1),
+            "{expected:?}"
+        );
+        assert!(expected.versions > 4, "{expected:?}");
+    });
+    // The database as schema 3 left it, holding data.
+    pg.psql(
+        &db,
+        "ALTER TABLE feed_head DROP COLUMN envelopes, DROP COLUMN versions,
+                               DROP COLUMN objects, DROP COLUMN retractions;
+         DELETE FROM synergia_schema WHERE version = 4",
+    );
+    rt.block_on(async {
+        let (_, m) = PgPool::open(&plain(&url)).await.unwrap();
+        assert_eq!((m.from, m.to), (3, schema::latest()));
+        let s = PgStore::open(&plain(&url)).await.unwrap();
+        assert_eq!(s.counts().await.unwrap(), counted(&s).await);
+        // And kept from there on.
+        s.ingest(&[incoming(&record(3, &[(4, 1, 0, 1)]))], "peer")
+            .await
+            .unwrap();
+        let c = s.counts().await.unwrap();
+        assert_eq!(c, counted(&s).await);
+        assert_eq!(
+            pg.psql(&db, "SELECT objects FROM feed_head"),
+            c.objects.to_string()
+        );
+    });
 }
 
 #[test]

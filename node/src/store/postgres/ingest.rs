@@ -511,11 +511,26 @@ pub async fn ingest(
     for k in &dirty {
         b.settle(k);
     }
-    write(tx, batch, &b, &env_rows, received_from, now).await?;
+    let versions_added = write(tx, batch, &b, &env_rows, received_from, now).await?;
+    // Objects none of whose versions was stored before: new to the store.
+    let objects_added = b
+        .objects
+        .values()
+        .filter(|o| !o.rows.is_empty() && o.rows.iter().all(|r| r.stored.is_none()))
+        .count() as i64;
     let last_assigned = b.next_da - 1;
     tx.execute(
-        "UPDATE feed_head SET next_ordinal = $1, last_date_added = GREATEST(last_date_added, $2)",
-        &[&ordinal, &last_assigned],
+        "UPDATE feed_head SET next_ordinal = $1, last_date_added = GREATEST(last_date_added, $2),
+                              envelopes = envelopes + $3, versions = versions + $4,
+                              objects = objects + $5, retractions = retractions + $6",
+        &[
+            &ordinal,
+            &last_assigned,
+            &(env_rows.len() as i64),
+            &(versions_added as i64),
+            &objects_added,
+            &(b.retractions.len() as i64),
+        ],
     )
     .await
     .map_err(q("moving the feed head"))?;
@@ -793,7 +808,8 @@ async fn load_objects(
     Ok(objects)
 }
 
-/// Writes what the batch changed.
+/// Writes what the batch changed; returns how many versions (tombstones included) it
+/// added.
 async fn write(
     tx: &Transaction<'_>,
     batch: &[Incoming],
@@ -801,7 +817,8 @@ async fn write(
     env_rows: &[(usize, i64, i64)],
     received_from: &str,
     received_at: i64,
-) -> Result<(), PgError> {
+) -> Result<u64, PgError> {
+    let mut versions_added = 0;
     // The evidence log.
     {
         let mut id = Vec::new();
@@ -920,50 +937,52 @@ async fn write(
     }
     if !new_v.uuid.is_empty() {
         let bodies: Vec<&[u8]> = new_v.body.iter().map(|b| &b[..]).collect();
-        tx.execute(
-            "INSERT INTO versions (uuid, type, modified, hash, date_added, tlp, flags, latest,
-                                   origin, envelope, body)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[], $5::bigint[],
-                                  $6::smallint[], $7::smallint[], $8::smallint[], $9::text[],
-                                  $10::bytea[], $11::bytea[])",
-            &[
-                &new_v.uuid,
-                &new_v.type_,
-                &new_v.modified,
-                &new_v.hash_refs(),
-                &new_v.date_added,
-                &new_v.tlp,
-                &new_v.flags,
-                &new_v.latest,
-                &new_v.origin,
-                &new_v.envelope_refs(),
-                &bodies,
-            ],
-        )
-        .await
-        .map_err(q("storing versions"))?;
+        versions_added += tx
+            .execute(
+                "INSERT INTO versions (uuid, type, modified, hash, date_added, tlp, flags, latest,
+                                       origin, envelope, body)
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bytea[],
+                                      $5::bigint[], $6::smallint[], $7::smallint[],
+                                      $8::smallint[], $9::text[], $10::bytea[], $11::bytea[])",
+                &[
+                    &new_v.uuid,
+                    &new_v.type_,
+                    &new_v.modified,
+                    &new_v.hash_refs(),
+                    &new_v.date_added,
+                    &new_v.tlp,
+                    &new_v.flags,
+                    &new_v.latest,
+                    &new_v.origin,
+                    &new_v.envelope_refs(),
+                    &bodies,
+                ],
+            )
+            .await
+            .map_err(q("storing versions"))?;
     }
     for (key, t, base) in &tomb_copies {
-        tx.execute(
-            "INSERT INTO versions (uuid, type, modified, hash, date_added, tlp, flags, latest,
-                                   origin, envelope, body)
-             SELECT uuid, type, $5, $6, $7, $8, $9, $10, origin, envelope, body
-             FROM versions WHERE uuid = $1 AND type = $2 AND modified = $3 AND hash = $4",
-            &[
-                &uuid_of(key.1),
-                &key.0,
-                &base.modified,
-                &&base.hash[..],
-                &t.modified,
-                &&t.hash[..],
-                &t.date_added,
-                &level_code(t.tlp),
-                &t.flags,
-                &t.latest,
-            ],
-        )
-        .await
-        .map_err(q("storing a tombstone"))?;
+        versions_added += tx
+            .execute(
+                "INSERT INTO versions (uuid, type, modified, hash, date_added, tlp, flags, latest,
+                                       origin, envelope, body)
+                 SELECT uuid, type, $5, $6, $7, $8, $9, $10, origin, envelope, body
+                 FROM versions WHERE uuid = $1 AND type = $2 AND modified = $3 AND hash = $4",
+                &[
+                    &uuid_of(key.1),
+                    &key.0,
+                    &base.modified,
+                    &&base.hash[..],
+                    &t.modified,
+                    &&t.hash[..],
+                    &t.date_added,
+                    &level_code(t.tlp),
+                    &t.flags,
+                    &t.latest,
+                ],
+            )
+            .await
+            .map_err(q("storing a tombstone"))?;
     }
     if !changed.uuid.is_empty() {
         tx.execute(
@@ -1136,7 +1155,7 @@ async fn write(
         .await
         .map_err(q("moving the digests"))?;
     }
-    Ok(())
+    Ok(versions_added)
 }
 
 #[derive(Default)]

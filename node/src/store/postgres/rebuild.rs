@@ -118,7 +118,8 @@ async fn rebuild_in(
          UPDATE digests SET l0 = 0, l1 = 0, l2 = 0, l3 = 0, count = 0;
          -- Each envelope's versions take their `date_added` from its recorded base
          -- again, as on the first ingest; the head's value comes back at the end.
-         UPDATE feed_head SET last_date_added = 0;
+         UPDATE feed_head SET last_date_added = 0, envelopes = 0, versions = 0, objects = 0,
+                              retractions = 0;
          DECLARE rebuild_cursor NO SCROLL CURSOR FOR
              SELECT id, ordinal, received_from, received_at, date_added_base, body,
                     set_aside

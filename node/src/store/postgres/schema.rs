@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("sql/0002_maintenance.sql"),
     ),
     (3, "push leases", include_str!("sql/0003_push_leases.sql")),
+    (
+        4,
+        "counts of what the store holds",
+        include_str!("sql/0004_counts.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
