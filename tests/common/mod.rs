@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod pg_bin;
 
 use serde_json::Value;
 use std::net::TcpListener as StdListener;

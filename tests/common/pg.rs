@@ -8,6 +8,7 @@
 //! installs), else `PATH`. When none is found or the server does not start, the test
 //! fails with a message that says so: nothing is skipped.
 
+use super::pg_bin::{as_server_user, bin_dir, is_root};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,58 +44,6 @@ pub struct ServerTls {
     pub key_pem: String,
 }
 
-fn bin_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("SYNERGIA_PG_BIN") {
-        return PathBuf::from(d);
-    }
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").exists().then_some((v, bin))
-        })
-        .collect();
-    found.sort();
-    if let Some((_, bin)) = found.pop() {
-        return bin;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for d in std::env::split_paths(&path) {
-            if d.join("initdb").exists() && d.join("postgres").exists() {
-                return d;
-            }
-        }
-    }
-    panic!(
-        "PostgreSQL server binaries (initdb, postgres) not found: install Debian's `postgresql` package (tests/run does it when run as root) or set SYNERGIA_PG_BIN to their directory"
-    );
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// `program args…`, as the unprivileged `nobody` when running as root.
-fn as_server_user(program: &Path) -> Command {
-    if is_root() {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--reset-env",
-        ])
-        .arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
 impl PgCluster {
     /// The cluster shared by one test binary (started at first use).
     pub fn shared() -> &'static PgCluster {
@@ -104,7 +53,8 @@ impl PgCluster {
 
     /// Starts a cluster; with `tls`, it accepts only TLS connections over TCP.
     pub fn start(tls: Option<&ServerTls>) -> PgCluster {
-        let bin = bin_dir();
+        let bin = bin_dir()
+            .unwrap_or_else(|e| panic!("{e} (tests/run installs the package when run as root)"));
         let dir = tempfile::Builder::new()
             .prefix("synergia-pg-")
             .tempdir()

@@ -7,9 +7,13 @@
 //! left out silently (`--no-postgres` leaves it out on purpose).
 
 use anyhow::{Context as _, Result, bail};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../../../tests/common/pg_bin.rs"]
+mod pg_bin;
+use pg_bin::{as_server_user, is_root};
 
 /// The throwaway cluster's superuser and password (loopback only, removed at the end).
 const USER: &str = "synergia";
@@ -76,7 +80,12 @@ impl Server {
     /// free loopback port, as `nobody` when the harness runs as root (PostgreSQL
     /// refuses root), `shared_buffers` 512 MB and `max_wal_size` 4 GB.
     pub fn throwaway() -> Result<Server> {
-        let bin = bin_dir()?;
+        let bin = pg_bin::bin_dir().map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; or give a server with --postgres URL, or leave the PostgreSQL store \
+                 out with --no-postgres"
+            )
+        })?;
         let dir = tempfile::Builder::new()
             .prefix("synergia-bench-pg-")
             .tempdir()
@@ -216,61 +225,5 @@ impl Drop for Server {
                 .stderr(Stdio::null())
                 .status();
         }
-    }
-}
-
-/// The server binaries: `SYNERGIA_PG_BIN`, else the newest
-/// `/usr/lib/postgresql/<version>/bin` (Debian's `postgresql` package), else `PATH`.
-fn bin_dir() -> Result<PathBuf> {
-    if let Some(d) = std::env::var_os("SYNERGIA_PG_BIN") {
-        return Ok(PathBuf::from(d));
-    }
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").exists().then_some((v, bin))
-        })
-        .collect();
-    found.sort();
-    if let Some((_, bin)) = found.pop() {
-        return Ok(bin);
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for d in std::env::split_paths(&path) {
-            if d.join("initdb").exists() && d.join("pg_ctl").exists() {
-                return Ok(d);
-            }
-        }
-    }
-    bail!(
-        "PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's `postgresql` \
-         package, set SYNERGIA_PG_BIN, give a server with --postgres URL, or leave the \
-         PostgreSQL store out with --no-postgres"
-    )
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// `program`, run as the unprivileged `nobody` when the harness runs as root.
-fn as_server_user(program: &Path) -> Command {
-    if is_root() {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--reset-env",
-        ])
-        .arg(program);
-        c
-    } else {
-        Command::new(program)
     }
 }
